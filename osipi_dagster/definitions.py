@@ -1,0 +1,5 @@
+"""The Dagster code location: assembles assets, resources, checks and sensors into ``defs``."""
+
+import dagster as dg
+
+defs = dg.Definitions()

@@ -1,0 +1,1 @@
+"""The mock's routes, one module per PI Web API controller family."""

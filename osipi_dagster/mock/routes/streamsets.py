@@ -1,0 +1,5 @@
+"""Scaffold: replaced by its owner."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,23 @@
+"""Everything one mock server holds: its configuration, clock, data models and fault schedule."""
+
+from __future__ import annotations
+
+from osipi_dagster.mock.af import AssetModel
+from osipi_dagster.mock.archive import Archive
+from osipi_dagster.mock.clock import MockClock
+from osipi_dagster.mock.config import MockConfig
+from osipi_dagster.mock.eventframes import EventFrameModel
+from osipi_dagster.mock.faults import FaultInjector
+
+
+class MockState:
+    """Built once per server; deterministic given the configuration (and the clock)."""
+
+    def __init__(self, config: MockConfig) -> None:
+        self.config = config
+        self.clock = MockClock(config.fixed_now_ns())
+        self.started_ns = self.clock.now_ns()
+        self.archive = Archive(config, self.started_ns)
+        self.af = AssetModel(config, self.archive)
+        self.event_frames = EventFrameModel(config, self.af, self.started_ns)
+        self.faults = FaultInjector(config.faults)
