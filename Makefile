@@ -4,8 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test mock lint format bench clean
+.PHONY: install demo test mock ui lint format bench clean
 
 $(BIN)/python:
 	$(shell command -v $(PYTHON) || command -v python3) -m venv $(VENV)
@@ -15,7 +16,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The Dagster instance of the embedded default: SQLite under DAGSTER_HOME, configured by dagster.yaml.
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 demo: install
 	$(BIN)/python -m osipi_dagster.demo
@@ -32,11 +38,11 @@ format: install
 	$(BIN)/ruff check --fix .
 
 test: install lint
-	$(BIN)/dagster definitions validate -m osipi_dagster.definitions
+	$(BIN)/dagster definitions validate -w workspace.yaml
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: install
-	$(BIN)/python benchmarks/bench_mock.py
+	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
