@@ -25,14 +25,26 @@ class FaultConfig:
     drop_rate: float = 0.0  # the connection is closed without an answer
     timeout_rate: float = 0.0  # the answer is held for timeout_s before it is sent
     timeout_s: float = 5.0
-    truncate_rate: float = 0.0  # the JSON body is cut short
-    malformed_rate: float = 0.0  # the body is not JSON at all
+    truncate_rate: float = 0.0  # a 2xx JSON body is cut short
+    malformed_rate: float = 0.0  # a 2xx JSON body is replaced by an HTML page (not JSON at all)
     batch_fail_rate: float = 0.0  # a /batch sub-request answers 500 on its own
-    value_error_rate: float = 0.0  # a stream value carries per-value Errors
-    web_exception_rate: float = 0.0  # a 200 answer carries a top-level WebException
+    value_error_rate: float = 0.0  # share of /streams and /streamsets values given per-value Errors
+    web_exception_rate: float = 0.0  # a 2xx JSON answer carries a top-level WebException
 
     def any_enabled(self) -> bool:
+        """Whether any fault can fire (latency counts as a fault)."""
         return any(getattr(self, f.name) > 0 for f in fields(self) if f.name.endswith(("_rate", "_ms")))
+
+    def problem(self, as_flags: bool = False) -> str | None:
+        """What is wrong with these fault settings, or None; ``as_flags`` names them as CLI options."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            name = "--fault-" + f.name.replace("_", "-") if as_flags else f.name
+            if f.name.endswith("_rate") and not 0 <= value <= 1:
+                return f"{name} must be between 0 and 1 (got {value})"
+            if f.name != "seed" and value < 0:
+                return f"{name} must not be negative (got {value})"
+        return None
 
 
 @dataclass(frozen=True)
@@ -57,9 +69,9 @@ class MockConfig:
     token: str = "mock-static-token"  # the static bearer token
     client_id: str = "osipi-client"  # OIDC client credentials
     client_secret: str = "osipi-secret"
-    token_ttl_s: int = 3600
+    token_ttl_s: float = 3600.0  # lifetime of issued OIDC tokens, in real (wall-clock) seconds
     csrf: bool = True  # reject POST/PUT/PATCH/DELETE without X-Requested-With
-    csrf_status: int = 400
+    csrf_status: int = 400  # the status of a CSRF rejection (undocumented by AVEVA: 400 or 403)
     rate_limit_max: int = 0  # RateLimitMaxRequests per client IP per rate_limit_duration_s; 0 = off
     rate_limit_duration_s: float = 1.0
     faults: FaultConfig = field(default_factory=FaultConfig)
@@ -139,8 +151,18 @@ def validate(config: MockConfig) -> str | None:
         return f"--auth must be none, basic or bearer (got {config.auth!r})"
     if not 0 <= config.late_share <= 1:
         return f"--late-share must be between 0 and 1 (got {config.late_share})"
+    if not 0 <= config.port <= 65535:
+        return f"--port must be between 0 and 65535 (got {config.port})"
+    if not 400 <= config.csrf_status <= 499:
+        return f"--csrf-status must be a 4xx status (got {config.csrf_status})"
+    if config.token_ttl_s <= 0:
+        return f"--token-ttl-s must be positive (got {config.token_ttl_s})"
+    if config.rate_limit_max < 0 or config.rate_limit_duration_s <= 0:
+        return "--rate-limit-max must not be negative and --rate-limit-duration-s must be positive"
+    if config.max_returned_items < 1:
+        return f"--max-returned-items must be at least 1 (got {config.max_returned_items})"
     try:
         config.fixed_now_ns()
     except ValueError:
         return f"--now must be an ISO 8601 time such as 2025-01-06T12:00:00Z (got {config.now!r})"
-    return None
+    return config.faults.problem(as_flags=True)

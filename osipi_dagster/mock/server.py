@@ -17,6 +17,7 @@ from osipi_dagster.mock.state import MockState
 
 
 def uvicorn_config(config: MockConfig) -> uvicorn.Config:
+    """Uvicorn settings for ``config``: httptools, no access log (it would print every request)."""
     return uvicorn.Config(
         create_app(config),
         host=config.host,
@@ -29,9 +30,37 @@ def uvicorn_config(config: MockConfig) -> uvicorn.Config:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that prints one line once it listens (scripts and tests wait for that line)."""
+
+    def __init__(self, config: uvicorn.Config, announcement: str) -> None:
+        super().__init__(config)
+        self.announcement = announcement
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            print(self.announcement, flush=True)
+
+
+def serve_forever(config: MockConfig) -> int:
+    """Serve ``config`` in the foreground until interrupted; the exit status."""
+    if config.port == 0:
+        config = replace(config, port=free_port(config.host))
+    faults = "on" if config.faults.any_enabled() else "off"
+    announcement = (
+        f"osipi-mock: mock PI Web API listening on http://{config.host}:{config.port}/piwebapi "
+        f"({config.tags} points, auth {config.auth}, faults {faults}; admin API at /admin)"
+    )
+    server = _AnnouncingServer(uvicorn_config(config), announcement)
+    server.run()
+    return 0 if server.started else 1
 
 
 @dataclass(frozen=True)
