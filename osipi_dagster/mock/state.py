@@ -19,5 +19,5 @@ class MockState:
         self.started_ns = self.clock.now_ns()
         self.archive = Archive(config, self.started_ns)
         self.af = AssetModel(config, self.archive)
-        self.event_frames = EventFrameModel(config, self.af, self.started_ns)
+        self.event_frames = EventFrameModel(config, self.af, self.started_ns, self.clock)
         self.faults = FaultInjector(config.faults)

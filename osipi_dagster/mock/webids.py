@@ -26,8 +26,11 @@ _LAYOUTS: dict[str, tuple[int, int, bool]] = {
     "Em": (0, 2, False),  # element: system guid + element guid
     "Fm": (0, 2, False),  # event frame: system guid + event frame guid
     "ET": (0, 2, False),  # element template: system guid + template guid
+    "AT": (0, 3, False),  # attribute template: system guid + element template guid + its own guid
+    "EC": (0, 2, False),  # element category: system guid + category guid
     "Ab": (1, 3, False),  # attribute: system guid + owner guid + attribute guid
     "MS": (1, 2, False),  # enumeration set: system/server guid + set guid
+    "MV": (1, 3, False),  # enumeration value: system/server guid + set guid + value guid
 }
 WEBID_TYPES = {"Full": "F", "IDOnly": "I", "PathOnly": "P", "LocalIDOnly": "L", "DefaultIDOnly": "D"}
 

@@ -1,5 +1,521 @@
-"""Scaffold: replaced by its owner."""
+"""AF routes: asset servers, asset databases, elements, attributes, element templates and element categories.
+
+Every route reads ``selectedFields`` and ``webIdType`` (Full, IDOnly, PathOnly, LocalIDOnly, DefaultIDOnly;
+the WebIDs inside ``Links`` use the same type). Collections page with ``startIndex`` and ``maxCount``
+(default 1000, silently truncating; above MaxReturnedItemsPerCall a 400). A malformed WebID is a 400, a
+well-formed one that names nothing (or an object of another kind) a 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
 
-router = APIRouter()
+from osipi_dagster.mock import webids
+from osipi_dagster.mock.af import (
+    UNIT_NAMES,
+    AssetModel,
+    AttributeNode,
+    AttributeTemplate,
+    Category,
+    Database,
+    Element,
+    ElementTemplate,
+    walk_templates,
+    wildcard,
+)
+from osipi_dagster.mock.errors import PIError, not_found
+from osipi_dagster.mock.links import api_base
+from osipi_dagster.mock.params import Params
+from osipi_dagster.mock.responses import collection, json_response
+from osipi_dagster.mock.timeparse import format_time
+
+router = APIRouter(prefix="/piwebapi")
+AF_SERVER_VERSION = "2.10.11.2717"
+STREAM_LINKS = {
+    "Value": "value",
+    "EndValue": "end",
+    "InterpolatedData": "interpolated",
+    "RecordedData": "recorded",
+    "PlotData": "plot",
+    "SummaryData": "summary",
+}
+T = TypeVar("T")
+
+
+class View:
+    """What every renderer needs: the model, the API base URL, the requested WebID type and the clock."""
+
+    def __init__(self, request: Request) -> None:
+        self.params = Params.of(request)
+        self.af: AssetModel = request.app.state.mock.af
+        self.base = api_base(request)
+        self.webid_type = self.params.choice("webIdType", "Full", list(webids.WEBID_TYPES))
+        self.now = self.params.now_ns
+        self.system = self.af.system_guid
+
+    def respond(self, body: object) -> Response:
+        return json_response(body, selected_fields=self.params.get("selectedFields"))
+
+    def page(self, items: Sequence[T], render: Callable[[T], dict]) -> Response:
+        """One page (``startIndex``, ``maxCount``) of ``items``, rendered, as a collection."""
+        start = self.params.start_index()
+        count = self.params.max_count(self.af.config.max_returned_items)
+        return self.respond(collection([render(item) for item in items[start : start + count]]))
+
+    def web_id(self, marker: str, guids: tuple, path: str, owner: str = "") -> str:
+        return webids.encode(marker, guids, path, owner=owner, webid_type=self.webid_type)
+
+    def stream_links(self, web_id: str, kind: str) -> dict[str, str]:
+        """The stream links of an attribute (``streams``) or an element or event frame (``streamsets``)."""
+        return {name: f"{self.base}/{kind}/{web_id}/{action}" for name, action in STREAM_LINKS.items()}
+
+    # -- WebIDs of each kind ----------------------------------------------------------------------------
+
+    def server_id(self) -> str:
+        return self.web_id("RS", (self.system,), self.af.path)
+
+    def database_id(self, database: Database) -> str:
+        return self.web_id("RD", (self.system, database.guid), database.path)
+
+    def element_id(self, element: Element) -> str:
+        return self.web_id("Em", (self.system, element.guid), element.path)
+
+    def template_id(self, template: ElementTemplate) -> str:
+        return self.web_id("ET", (self.system, template.guid), template.path)
+
+    def attribute_template_id(self, attribute: AttributeTemplate) -> str:
+        assert attribute.template is not None  # set when its element template is registered
+        return self.web_id("AT", (self.system, attribute.template.guid, attribute.guid), attribute.path)
+
+    def category_id(self, category: Category) -> str:
+        return self.web_id("EC", (self.system, category.guid), category.path)
+
+    def attribute_id(self, node: AttributeNode) -> str:
+        attribute = node.attribute
+        guids = (self.system, attribute.owner_guid, attribute.guid)
+        return self.web_id("Ab", guids, attribute.path, owner=attribute.owner_kind)
+
+    # -- bodies -----------------------------------------------------------------------------------------
+
+    def server(self) -> dict:
+        web_id = self.server_id()
+        return {
+            "WebId": web_id,
+            "Id": str(self.system),
+            "Name": self.af.server_name,
+            "Description": "Mock AF server",
+            "Path": self.af.path,
+            "IsConnected": True,
+            "ServerVersion": AF_SERVER_VERSION,
+            "ServerTime": format_time(self.now),
+            "ExtendedProperties": {},
+            "Links": {
+                "Self": f"{self.base}/assetservers/{web_id}",
+                "Databases": f"{self.base}/assetservers/{web_id}/assetdatabases",
+            },
+        }
+
+    def database(self, database: Database) -> dict:
+        web_id = self.database_id(database)
+        url = f"{self.base}/assetdatabases/{web_id}"
+        return {
+            "WebId": web_id,
+            "Id": str(database.guid),
+            "Name": database.name,
+            "Description": database.description,
+            "Path": database.path,
+            "ExtendedProperties": {},
+            "Links": {
+                "Self": url,
+                "Elements": f"{url}/elements",
+                "ElementTemplates": f"{url}/elementtemplates",
+                "EventFrames": f"{url}/eventframes",
+                "AssetServer": f"{self.base}/assetservers/{self.server_id()}",
+                "ElementCategories": f"{url}/elementcategories",
+            },
+        }
+
+    def element(self, element: Element) -> dict:
+        web_id = self.element_id(element)
+        url = f"{self.base}/elements/{web_id}"
+        links = {
+            "Self": url,
+            "Attributes": f"{url}/attributes",
+            "Elements": f"{url}/elements",
+            "Database": f"{self.base}/assetdatabases/{self.database_id(element.database)}",
+            "Template": f"{self.base}/elementtemplates/{self.template_id(element.template)}",
+            "Categories": f"{url}/categories",
+            "EventFrames": f"{url}/eventframes",
+        }
+        if element.parent is not None:
+            links["Parent"] = f"{self.base}/elements/{self.element_id(element.parent)}"
+        body = {
+            "WebId": web_id,
+            "Id": str(element.guid),
+            "Name": element.name,
+            "Description": element.description,
+            "Path": element.path,
+            "TemplateName": element.template.name,
+            "HasChildren": bool(element.children),
+            "CategoryNames": list(element.categories),
+            "ExtendedProperties": {},
+            "Links": links | self.stream_links(web_id, "streamsets"),
+        }
+        if (self.params.get("associations") or "").lower() == "paths":
+            body["Paths"] = [element.path]
+        return body
+
+    def attribute(self, node: AttributeNode) -> dict:
+        attribute, point = node.attribute, node.point
+        web_id = self.attribute_id(node)
+        url = f"{self.base}/attributes/{web_id}"
+        owner = "Element" if attribute.owner_kind == "E" else "EventFrame"
+        owner_route = "elements" if attribute.owner_kind == "E" else "eventframes"
+        owner_marker = "Em" if attribute.owner_kind == "E" else "Fm"
+        owner_path = attribute.path.split("|", 1)[0]
+        owner_id = self.web_id(owner_marker, (self.system, attribute.owner_guid), owner_path)
+        links = {
+            "Self": url,
+            "Attributes": f"{url}/attributes",
+            owner: f"{self.base}/{owner_route}/{owner_id}",
+        }
+        if node.parent is not None:
+            links["Parent"] = f"{self.base}/attributes/{self.attribute_id(node.parent)}"
+        if node.template is not None:
+            links["Template"] = f"{self.base}/attributetemplates/{self.attribute_template_id(node.template)}"
+        if point is not None:
+            links["Point"] = f"{self.base}/points/{self.af.archive.point_webid(point, self.webid_type)}"
+        return {
+            "WebId": web_id,
+            "Id": str(attribute.guid),
+            "Name": attribute.name,
+            "Description": point.descriptor if point else "",
+            "Path": attribute.path,
+            "Type": attribute.type,
+            "TypeQualifier": point.digital_set if point else "",
+            "DefaultUnitsName": UNIT_NAMES.get(attribute.units, attribute.units),
+            "DefaultUnitsNameAbbreviation": attribute.units,
+            "DisplayDigits": point.display_digits if point else -5,
+            "DataReferencePlugIn": "PI Point" if point else "",
+            "ConfigString": self.af.config_string(point) if point else "",
+            "IsConfigurationItem": point is None,
+            "IsExcluded": node.excluded,
+            "IsHidden": node.hidden,
+            "IsManualDataEntry": False,
+            "HasChildren": bool(node.children),
+            "CategoryNames": list(attribute.categories),
+            "Step": point.step if point else False,
+            "TraitName": node.trait,
+            "Span": point.span if point else None,
+            "Zero": point.zero if point else None,
+            "Links": links | self.stream_links(web_id, "streams"),
+        }
+
+    def template(self, template: ElementTemplate) -> dict:
+        web_id = self.template_id(template)
+        url = f"{self.base}/elementtemplates/{web_id}"
+        spec = template.spec
+        links = {
+            "Self": url,
+            "AttributeTemplates": f"{url}/attributetemplates",
+            "Database": f"{self.base}/assetdatabases/{self.database_id(template.database)}",
+        }
+        if spec.base:
+            base = template.database.templates[spec.base.upper()]
+            links["BaseTemplate"] = f"{self.base}/elementtemplates/{self.template_id(base)}"
+        return {
+            "WebId": web_id,
+            "Id": str(template.guid),
+            "Name": spec.name,
+            "Description": spec.description,
+            "Path": template.path,
+            "AllowElementToExtend": True,
+            "BaseTemplate": spec.base,
+            "InstanceType": spec.instance_type,
+            "NamingPattern": spec.naming_pattern,
+            "CategoryNames": list(spec.categories),
+            "ExtendedProperties": {},
+            "Severity": spec.severity,
+            "CanBeAcknowledged": spec.can_be_acknowledged,
+            "Links": links,
+        }
+
+    def attribute_template(self, attribute: AttributeTemplate) -> dict:
+        assert attribute.template is not None  # set when its element template is registered
+        web_id = self.attribute_template_id(attribute)
+        url = f"{self.base}/attributetemplates/{web_id}"
+        spec = attribute.spec
+        links = {
+            "Self": url,
+            "ElementTemplate": f"{self.base}/elementtemplates/{self.template_id(attribute.template)}",
+        }
+        if attribute.parent is not None:
+            links["Parent"] = f"{self.base}/attributetemplates/{self.attribute_template_id(attribute.parent)}"
+        return {
+            "WebId": web_id,
+            "Id": str(attribute.guid),
+            "Name": spec.name,
+            "Description": "",
+            "Path": attribute.path,
+            "Type": spec.type,
+            "TypeQualifier": "",
+            "DefaultUnitsName": UNIT_NAMES.get(spec.units, spec.units),
+            "DefaultUnitsNameAbbreviation": spec.units,
+            "DefaultValue": None,
+            "DataReferencePlugIn": "PI Point" if spec.point else "",
+            "ConfigString": "",
+            "IsConfigurationItem": not spec.point,
+            "IsExcluded": False,
+            "IsHidden": spec.hidden,
+            "IsManualDataEntry": False,
+            "HasChildren": bool(attribute.children),
+            "CategoryNames": list(spec.categories),
+            "TraitName": spec.trait,
+            "Links": links,
+        }
+
+    def category(self, category: Category) -> dict:
+        web_id = self.category_id(category)
+        return {
+            "WebId": web_id,
+            "Id": str(category.guid),
+            "Name": category.name,
+            "Description": "",
+            "Path": category.path,
+            "Links": {
+                "Self": f"{self.base}/elementcategories/{web_id}",
+                "Database": f"{self.base}/assetdatabases/{self.database_id(category.database)}",
+            },
+        }
+
+
+def _required_path(view: View) -> str:
+    path = view.params.get("path")
+    if not path:
+        raise PIError(400, "The 'path' parameter is required.")
+    return path
+
+
+# -- asset servers -----------------------------------------------------------------------------------------
+
+
+@router.get("/assetservers")
+def list_asset_servers(request: Request) -> Response:
+    """The AF server: all of them (one), or the one named by ``path`` (``\\\\NAME``) or ``name``."""
+    view = View(request)
+    path, name = view.params.get("path"), view.params.get("name")
+    if path is None and name is None:
+        return view.respond(collection([view.server()]))
+    wanted = (path or "").lstrip("\\") if path is not None else name
+    if (wanted or "").upper() != view.af.server_name.upper():
+        raise not_found("asset server", path or name or "")
+    return view.respond(view.server())
+
+
+@router.get("/assetservers/{web_id}")
+def get_asset_server(web_id: str, request: Request) -> Response:
+    view = View(request)
+    _asset_server(view, web_id)
+    return view.respond(view.server())
+
+
+@router.get("/assetservers/{web_id}/assetdatabases")
+def list_asset_databases(web_id: str, request: Request) -> Response:
+    """Every database of the server (this call does not page, as on the real server)."""
+    view = View(request)
+    _asset_server(view, web_id)
+    return view.respond(collection([view.database(d) for d in view.af.databases]))
+
+
+def _asset_server(view: View, text: str) -> None:
+    web = webids.decode(text)
+    if web.marker != "RS":
+        raise not_found("asset server", text)
+    if web.kind == "P":
+        if (web.path or "") != view.af.server_name.upper():
+            raise not_found("asset server", text)
+    elif web.guids[-1] != view.system:
+        raise not_found("asset server", text)
+
+
+# -- asset databases ---------------------------------------------------------------------------------------
+
+
+@router.get("/assetdatabases")
+def get_asset_database_by_path(request: Request) -> Response:
+    view = View(request)
+    return view.respond(view.database(view.af.database_by_path(_required_path(view))))
+
+
+@router.get("/assetdatabases/{web_id}")
+def get_asset_database(web_id: str, request: Request) -> Response:
+    view = View(request)
+    return view.respond(view.database(view.af.database(webids.decode(web_id), web_id)))
+
+
+@router.get("/assetdatabases/{web_id}/elements")
+def list_database_elements(web_id: str, request: Request) -> Response:
+    """The root elements (or with ``searchFullHierarchy`` every element), filtered, sorted and paged."""
+    view = View(request)
+    database = view.af.database(webids.decode(web_id), web_id)
+    return view.page(view.af.search_elements(database, view.params), view.element)
+
+
+@router.get("/assetdatabases/{web_id}/elementtemplates")
+def list_element_templates(web_id: str, request: Request) -> Response:
+    """Element and event-frame templates; ``query`` is a wildcard over the ``field`` values (default Name)."""
+    view = View(request)
+    database = view.af.database(webids.decode(web_id), web_id)
+    matcher = _query_matcher(view.params.get("query"), view.params.get_list("field") or ["Name"])
+    descending = view.params.choice("sortOrder", "Ascending", ["Ascending", "Descending"]) == "Descending"
+    view.params.choice("sortField", "Name", ["Name"])
+    templates = sorted(
+        (t for t in database.templates.values() if matcher(t)),
+        key=lambda t: t.name.lower(),
+        reverse=descending,
+    )
+    return view.page(templates, view.template)
+
+
+def _query_matcher(query: str | None, fields: list[str]) -> Callable[[ElementTemplate], bool]:
+    """A template matcher for ``query`` (PI wildcards) over the named fields, any field matching."""
+    for field in fields:
+        if field.lower() not in ("name", "description", "categories"):
+            raise PIError(400, f"The value '{field}' is not valid for field.")
+    matches = wildcard(query)
+    if matches is None:
+        return lambda template: True
+
+    def values(template: ElementTemplate) -> list[str]:
+        found: list[str] = []
+        for field in {f.lower() for f in fields}:
+            if field == "name":
+                found.append(template.name)
+            elif field == "description":
+                found.append(template.spec.description)
+            else:
+                found.extend(template.spec.categories)
+        return found
+
+    return lambda template: any(matches(value) for value in values(template))
+
+
+@router.get("/assetdatabases/{web_id}/elementcategories")
+def list_element_categories(web_id: str, request: Request) -> Response:
+    view = View(request)
+    database = view.af.database(webids.decode(web_id), web_id)
+    categories = sorted(database.categories.values(), key=lambda c: c.name.lower())
+    return view.page(categories, view.category)
+
+
+@router.get("/elementcategories/{web_id}")
+def get_element_category(web_id: str, request: Request) -> Response:
+    view = View(request)
+    return view.respond(view.category(view.af.category(webids.decode(web_id), web_id)))
+
+
+# -- elements ----------------------------------------------------------------------------------------------
+
+
+@router.get("/elements")
+def get_element_by_path(request: Request) -> Response:
+    view = View(request)
+    return view.respond(view.element(view.af.element_by_path(_required_path(view))))
+
+
+@router.get("/elements/{web_id}")
+def get_element(web_id: str, request: Request) -> Response:
+    view = View(request)
+    return view.respond(view.element(view.af.element(webids.decode(web_id), web_id)))
+
+
+@router.get("/elements/{web_id}/elements")
+def list_child_elements(web_id: str, request: Request) -> Response:
+    """The element's children (or with ``searchFullHierarchy`` its descendants), filtered, sorted, paged."""
+    view = View(request)
+    element = view.af.element(webids.decode(web_id), web_id)
+    return view.page(view.af.search_elements(element, view.params), view.element)
+
+
+@router.get("/elements/{web_id}/attributes")
+def list_element_attributes(web_id: str, request: Request) -> Response:
+    """The element's attributes: nameFilter, categoryName, templateName, searchFullHierarchy, showExcluded,
+    showHidden, sortOrder (by name), startIndex, maxCount."""
+    view = View(request)
+    web = webids.decode(web_id)
+    if web.marker != "Em":
+        raise not_found("element", web_id)
+    return view.page(view.af.child_attributes(web, view.params, web_id), view.attribute)
+
+
+@router.get("/elements/{web_id}/categories")
+def list_element_category_links(web_id: str, request: Request) -> Response:
+    view = View(request)
+    element = view.af.element(webids.decode(web_id), web_id)
+    categories = [element.database.categories[name.upper()] for name in element.categories]
+    return view.respond(collection([view.category(c) for c in categories]))
+
+
+# -- attributes --------------------------------------------------------------------------------------------
+
+
+@router.get("/attributes")
+def get_attribute_by_path(request: Request) -> Response:
+    """``path=\\\\AF\\DB\\Element|Attribute`` (or an event frame's ``...\\EventFrames[Name]|Attribute``)."""
+    view = View(request)
+    return view.respond(view.attribute(view.af.attribute_by_path(_required_path(view))))
+
+
+@router.get("/attributes/{web_id}")
+def get_attribute(web_id: str, request: Request) -> Response:
+    view = View(request)
+    return view.respond(view.attribute(view.af.attribute_node(webids.decode(web_id), web_id)))
+
+
+@router.get("/attributes/{web_id}/attributes")
+def list_child_attributes(web_id: str, request: Request) -> Response:
+    """An attribute's child attributes (often none), with the filters of ``/elements/{webId}/attributes``."""
+    view = View(request)
+    web = webids.decode(web_id)
+    if web.marker != "Ab":
+        raise not_found("attribute", web_id)
+    return view.page(view.af.child_attributes(web, view.params, web_id), view.attribute)
+
+
+# -- element templates -------------------------------------------------------------------------------------
+
+
+@router.get("/elementtemplates")
+def get_element_template_by_path(request: Request) -> Response:
+    """``path=\\\\AF\\DB\\ElementTemplates[Name]``."""
+    view = View(request)
+    return view.respond(view.template(view.af.template_by_path(_required_path(view))))
+
+
+@router.get("/elementtemplates/{web_id}")
+def get_element_template(web_id: str, request: Request) -> Response:
+    view = View(request)
+    return view.respond(view.template(view.af.template(webids.decode(web_id), web_id)))
+
+
+@router.get("/elementtemplates/{web_id}/attributetemplates")
+def list_attribute_templates(web_id: str, request: Request) -> Response:
+    """The template's attribute templates; ``showInherited`` adds its base templates' (first),
+    ``showDescendants`` nested child attribute templates."""
+    view = View(request)
+    template = view.af.template(webids.decode(web_id), web_id)
+    top = template.inherited if view.params.bool("showInherited", False) else template.attributes
+    if view.params.bool("showDescendants", False):
+        return view.page(list(walk_templates(top)), view.attribute_template)
+    return view.page(list(top), view.attribute_template)
+
+
+@router.get("/attributetemplates/{web_id}")
+def get_attribute_template(web_id: str, request: Request) -> Response:
+    view = View(request)
+    return view.respond(view.attribute_template(view.af.attribute_template(webids.decode(web_id), web_id)))
