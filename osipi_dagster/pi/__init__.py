@@ -1,0 +1,66 @@
+"""A PI Web API client: discovery, and exact, resilient, fast bulk time-series reads into Arrow.
+
+No Dagster here: the package only needs requests, msgspec, numpy and pyarrow.
+"""
+
+from __future__ import annotations
+
+from osipi_dagster.pi.auth import (
+    Anonymous,
+    BasicAuth,
+    BearerAuth,
+    KerberosAuth,
+    OIDCClientCredentials,
+    PIAuth,
+)
+from osipi_dagster.pi.client import PIWebAPIClient
+from osipi_dagster.pi.discovery import (
+    AssetDatabase,
+    AssetServer,
+    Attribute,
+    DataServer,
+    Element,
+    EnumerationSet,
+    EnumerationValue,
+    EventFrame,
+    Point,
+)
+from osipi_dagster.pi.errors import (
+    MissingExtraError,
+    PIAuthenticationError,
+    PIConnectionError,
+    PIResponseError,
+    PIWebAPIError,
+)
+from osipi_dagster.pi.recorded import StreamFailure, StreamRead
+from osipi_dagster.pi.schema import RECORDED_SCHEMA, SUMMARY_SCHEMA
+from osipi_dagster.pi.transport import RetryPolicy
+
+__all__ = [
+    "RECORDED_SCHEMA",
+    "SUMMARY_SCHEMA",
+    "Anonymous",
+    "AssetDatabase",
+    "AssetServer",
+    "Attribute",
+    "BasicAuth",
+    "BearerAuth",
+    "DataServer",
+    "Element",
+    "EnumerationSet",
+    "EnumerationValue",
+    "EventFrame",
+    "KerberosAuth",
+    "MissingExtraError",
+    "OIDCClientCredentials",
+    "PIAuth",
+    "PIAuthenticationError",
+    "PIConnectionError",
+    "PIResponseError",
+    "PIWebAPIClient",
+    "PIWebAPIError",
+    "Point",
+    "RetryPolicy",
+    "StreamFailure",
+    "StreamRead",
+]

@@ -1,0 +1,244 @@
+"""``PIWebAPIClient``: discovery and bulk time-series reads against one PI Web API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+
+from osipi_dagster.pi.auth import Anonymous, PIAuth
+from osipi_dagster.pi.discovery import Discovery
+from osipi_dagster.pi.errors import redact_url
+from osipi_dagster.pi.recorded import Limits, ReadOptions, ReadSpec, StreamRead
+from osipi_dagster.pi.times import TimeLike, format_ns, to_ns, to_pi_time
+from osipi_dagster.pi.transport import RetryPolicy, Transport
+
+WebIds = str | Sequence[str]
+
+
+class PIWebAPIClient(Discovery):
+    """A client for one PI Web API, e.g. ``https://pi.example.com/piwebapi``.
+
+    One pooled ``requests.Session`` carries every request; use the client as a context manager (or call
+    :meth:`close`). ``timeout`` applies to GET requests and ``post_timeout`` to POST (batch) requests, in
+    seconds. Transient failures (connection errors, timeouts, 429, 502, 503, 504, bodies cut short) are
+    retried ``max_retries`` times with exponential backoff and jitter; see :class:`RetryPolicy`.
+    ``max_count_limit`` is the server's MaxReturnedItemsPerCall; it is lowered by itself when the server
+    refuses a ``maxCount``.
+
+    Every time-series read returns a :class:`StreamRead`: iterate it for Arrow record batches with the
+    schema :data:`~osipi_dagster.pi.schema.RECORDED_SCHEMA` (``SUMMARY_SCHEMA`` for summaries), then read
+    its ``failures``. A read given one WebId as a ``str`` uses ``/streams/{webId}/…``; a list of WebIds is
+    read through ``/streamsets`` (``mode="streamsets"``, the default), ``/batch`` (``mode="batch"``) or
+    one ``/streams`` request per stream (``mode="streams"``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: PIAuth | None = None,
+        verify: bool | str = True,
+        timeout: float = 30.0,
+        post_timeout: float = 60.0,
+        max_retries: int = 3,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        pool_size: int = 20,
+        max_count_limit: int = 150_000,
+        user_agent: str = "osipi-dagster",
+    ):
+        self.auth = auth if auth is not None else Anonymous()
+        self.retry = RetryPolicy(
+            max_retries=max_retries, backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s
+        )
+        self._transport = Transport(
+            base_url,
+            auth=self.auth,
+            verify=verify,
+            timeout=timeout,
+            post_timeout=post_timeout,
+            retry=self.retry,
+            pool_size=pool_size,
+            user_agent=user_agent,
+        )
+        self._limits = Limits(max_count_limit)
+
+    @property
+    def base_url(self) -> str:
+        return self._transport.base_url
+
+    @property
+    def max_count_limit(self) -> int:
+        """The largest ``maxCount`` sent: MaxReturnedItemsPerCall as learnt from the server so far."""
+        return self._limits.max_count
+
+    @property
+    def requests_sent(self) -> int:
+        """Every HTTP request this client sent, retries included."""
+        return self._transport.requests_sent
+
+    def __repr__(self) -> str:
+        return f"PIWebAPIClient({redact_url(self.base_url)!r}, auth={self.auth!r})"
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> PIWebAPIClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- time series -----------------------------------------------------------------------------------
+
+    def read_recorded(
+        self,
+        web_ids: WebIds,
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        mode: str = "streamsets",
+        page_size: int | None = None,
+        values_per_request: int = 100_000,
+        streams_per_request: int = 200,
+        max_url_length: int = 8000,
+        concurrency: int = 2,
+        boundary_type: str = "Inside",
+        filter_expression: str | None = None,
+    ) -> StreamRead:
+        """Every recorded value of each stream with ``start <= timestamp <= end`` (PI's inclusive bounds).
+
+        ``start`` and ``end`` are timezone-aware datetimes, ISO 8601 strings with a zone, or nanoseconds
+        since the epoch. Each stream pages on its own (see :mod:`osipi_dagster.pi.paging`); ``page_size`` is
+        the number of new values asked per stream and page (default: ``values_per_request`` divided by the
+        streams in the request, at most ``max_count_limit``). ``streams_per_request`` and
+        ``max_url_length`` bound a request; ``concurrency`` requests are in flight at once.
+
+        Returns a :class:`StreamRead`: batches are yielded as pages arrive; a stream that fails for good is
+        reported in ``failures`` with the time from which to read it again, and never stops the others.
+        """
+        start_ns, end_ns = to_ns(start), to_ns(end)
+        if start_ns > end_ns:
+            raise ValueError(f"start {format_ns(start_ns)} is after end {format_ns(end_ns)}")
+        params = [("boundaryType", boundary_type)]
+        if filter_expression:
+            params.append(("filterExpression", filter_expression))
+        spec = ReadSpec(
+            "recorded", tuple(params), paged=True, start=format_ns(start_ns), end=format_ns(end_ns)
+        )
+        options = ReadOptions(
+            mode=self._mode(web_ids, mode),
+            page_size=page_size,
+            values_per_request=values_per_request,
+            streams_per_request=streams_per_request,
+            max_url_length=max_url_length,
+            concurrency=concurrency,
+        )
+        return self._read(web_ids, spec, options)
+
+    def read_interpolated(
+        self,
+        web_ids: WebIds,
+        start: TimeLike,
+        end: TimeLike,
+        interval: str,
+        *,
+        sync_time: TimeLike | None = None,
+        mode: str = "streamsets",
+        streams_per_request: int = 200,
+        concurrency: int = 2,
+    ) -> StreamRead:
+        """Values interpolated every ``interval`` (a PI time span such as ``1h`` or ``30s``)."""
+        params = [("startTime", to_pi_time(start)), ("endTime", to_pi_time(end)), ("interval", interval)]
+        if sync_time is not None:
+            params.append(("syncTime", to_pi_time(sync_time)))
+        return self._read_once(web_ids, "interpolated", params, mode, streams_per_request, concurrency)
+
+    def read_plot(
+        self,
+        web_ids: WebIds,
+        start: TimeLike,
+        end: TimeLike,
+        intervals: int = 24,
+        *,
+        mode: str = "streamsets",
+        streams_per_request: int = 200,
+        concurrency: int = 2,
+    ) -> StreamRead:
+        """PI's plot values: per interval the first, last, minimum, maximum and exceptional values."""
+        params = [
+            ("startTime", to_pi_time(start)),
+            ("endTime", to_pi_time(end)),
+            ("intervals", str(intervals)),
+        ]
+        return self._read_once(web_ids, "plot", params, mode, streams_per_request, concurrency)
+
+    def read_summary(
+        self,
+        web_ids: WebIds,
+        start: TimeLike,
+        end: TimeLike,
+        summary_types: Sequence[str] = ("Average",),
+        *,
+        duration: str | None = None,
+        calculation_basis: str = "TimeWeighted",
+        mode: str = "streamsets",
+        streams_per_request: int = 200,
+        concurrency: int = 2,
+    ) -> StreamRead:
+        """Summaries (``Average``, ``Minimum``, ``Maximum``, ``Total``, ``Count``, …) over the window, or
+        over each ``duration`` (e.g. ``1h``) in it. Rows have :data:`SUMMARY_SCHEMA`."""
+        params = [("startTime", to_pi_time(start)), ("endTime", to_pi_time(end))]
+        params += [("summaryType", summary_type) for summary_type in summary_types]
+        params.append(("calculationBasis", calculation_basis))
+        if duration is not None:
+            params.append(("summaryDuration", duration))
+        return self._read_once(web_ids, "summary", params, mode, streams_per_request, concurrency)
+
+    def read_value(
+        self,
+        web_ids: WebIds,
+        time: TimeLike | None = None,
+        *,
+        mode: str = "streamsets",
+        streams_per_request: int = 200,
+        concurrency: int = 2,
+    ) -> StreamRead:
+        """Each stream's value at ``time`` (interpolated or PI's rule for the stream), or its snapshot."""
+        params = [] if time is None else [("time", to_pi_time(time))]
+        return self._read_once(web_ids, "value", params, mode, streams_per_request, concurrency)
+
+    def read_end(
+        self,
+        web_ids: WebIds,
+        *,
+        mode: str = "streamsets",
+        streams_per_request: int = 200,
+        concurrency: int = 2,
+    ) -> StreamRead:
+        """Each stream's last recorded value (which can lie in the future for future-data points)."""
+        return self._read_once(web_ids, "end", [], mode, streams_per_request, concurrency)
+
+    def _read_once(
+        self,
+        web_ids: WebIds,
+        action: str,
+        params: list[tuple[str, str]],
+        mode: str,
+        streams_per_request: int,
+        concurrency: int,
+    ) -> StreamRead:
+        options = ReadOptions(
+            mode=self._mode(web_ids, mode), streams_per_request=streams_per_request, concurrency=concurrency
+        )
+        return self._read(web_ids, ReadSpec(action, tuple(params)), options)
+
+    def _read(self, web_ids: WebIds, spec: ReadSpec, options: ReadOptions) -> StreamRead:
+        ids = [web_ids] if isinstance(web_ids, str) else list(web_ids)
+        return StreamRead(self._transport, ids, spec, options, self._limits)
+
+    @staticmethod
+    def _mode(web_ids: WebIds, mode: str) -> str:
+        return "streams" if isinstance(web_ids, str) else mode

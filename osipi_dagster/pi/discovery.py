@@ -1,0 +1,434 @@
+"""Discovery of the PI System: data servers, points, AF servers, databases, the element hierarchy,
+attributes with their PI points, enumeration sets and event frames.
+
+Every listing pages with ``startIndex``/``maxCount`` until a short page (``Links.Next`` is not relied on),
+so nothing stops at PI's default of 1,000 items. Objects are frozen msgspec structs with snake_case fields
+(the JSON's PascalCase names), plus a few fields the client derives (parent, depth, point, open flag).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Generic, TypeVar
+from urllib.parse import quote
+
+import msgspec
+
+from osipi_dagster.pi.decode import WebException as _WebException
+from osipi_dagster.pi.decode import check_web_exception, decoder
+from osipi_dagster.pi.errors import PIWebAPIError
+from osipi_dagster.pi.times import to_pi_time
+
+if TYPE_CHECKING:
+    from osipi_dagster.pi.transport import Params, Transport
+
+T = TypeVar("T")
+
+SEARCH_MODES = (
+    "None",
+    "StartInclusive",
+    "EndInclusive",
+    "Inclusive",
+    "Overlapped",
+    "InProgress",
+    "BackwardFromStartTime",
+    "ForwardFromStartTime",
+    "BackwardFromEndTime",
+    "ForwardFromEndTime",
+    "BackwardInProgress",
+    "ForwardInProgress",
+)
+# Modes that look from one point in time: PI refuses endTime, sortField and sortOrder with them.
+_DIRECTIONAL = frozenset(m for m in SEARCH_MODES if m.startswith(("Backward", "Forward")))
+
+
+class _Object(msgspec.Struct, frozen=True, kw_only=True, rename="pascal"):
+    web_id: str
+    name: str = ""
+    path: str = ""
+    links: dict[str, str] = {}
+
+
+class DataServer(_Object, frozen=True, kw_only=True, rename="pascal"):
+    id: str = ""
+    is_connected: bool | None = None
+    server_version: str | None = None
+
+
+class Point(_Object, frozen=True, kw_only=True, rename="pascal"):
+    id: int | None = None
+    descriptor: str = ""
+    point_class: str = ""
+    point_type: str = ""
+    digital_set_name: str = ""
+    engineering_units: str = ""
+    span: float | None = None
+    zero: float | None = None
+    step: bool = False
+    future: bool = False
+
+
+class AssetServer(_Object, frozen=True, kw_only=True, rename="pascal"):
+    id: str = ""
+    description: str = ""
+    is_connected: bool | None = None
+    server_version: str | None = None
+
+
+class AssetDatabase(_Object, frozen=True, kw_only=True, rename="pascal"):
+    id: str = ""
+    description: str = ""
+
+
+class Element(_Object, frozen=True, kw_only=True, rename="pascal"):
+    """An AF element. ``parent_web_id`` (None for a root element) and ``depth`` (0 for a root element)
+    are derived from the element's path within the listing."""
+
+    id: str = ""
+    description: str = ""
+    template_name: str = ""
+    has_children: bool = False
+    category_names: list[str] = []
+    parent_web_id: str | None = None
+    depth: int = 0
+
+
+class Attribute(_Object, frozen=True, kw_only=True, rename="pascal"):
+    """An AF attribute. For a PI Point data reference, ``point_web_id`` and ``point_path`` name the point
+    (from ``Links.Point``, else resolved from the config string); both are None for other attributes."""
+
+    id: str = ""
+    description: str = ""
+    type: str = ""
+    type_qualifier: str = ""
+    default_units_name: str = ""
+    default_units_name_abbreviation: str = ""
+    data_reference_plug_in: str = ""
+    config_string: str = ""
+    is_configuration_item: bool = False
+    is_excluded: bool = False
+    is_hidden: bool = False
+    has_children: bool = False
+    step: bool = False
+    category_names: list[str] = []
+    point_web_id: str | None = None
+    point_path: str | None = None
+
+
+class EnumerationValue(msgspec.Struct, frozen=True, kw_only=True, rename="pascal"):
+    name: str
+    value: int
+    description: str = ""
+
+
+class EnumerationSet(_Object, frozen=True, kw_only=True, rename="pascal"):
+    id: str = ""
+    description: str = ""
+    values: list[EnumerationValue] = []
+
+
+class EventFrame(_Object, frozen=True, kw_only=True, rename="pascal"):
+    """An event frame. Times are PI's UTC strings; ``end_time`` is None while the frame is open (PI says
+    9999-12-31 or nothing). ``primary_element_web_id`` comes from ``Links.PrimaryReferencedElement``, else
+    the first of ``ref_element_web_ids``; ``parent_web_id`` from ``Links.Parent`` (None for a root frame)."""
+
+    id: str = ""
+    description: str = ""
+    template_name: str = ""
+    has_children: bool = False
+    category_names: list[str] = []
+    start_time: str | None = None
+    end_time: str | None = None
+    severity: str = "None"
+    acknowledged_by: str | None = None
+    acknowledged_date: str | None = None
+    can_be_acknowledged: bool = False
+    is_acknowledged: bool = False
+    is_annotated: bool = False
+    is_locked: bool = False
+    are_values_captured: bool = False
+    ref_element_web_ids: list[str] = []
+    primary_element_web_id: str | None = None
+    parent_web_id: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.end_time is None
+
+
+class _Page(msgspec.Struct, Generic[T]):
+    Items: list[T] = []
+    WebException: _WebException | None = None
+
+
+def _web_id_of_link(link: str | None, collection: str) -> str | None:
+    """The WebId at the end of a link such as ``…/elements/{webId}``, when it points into ``collection``."""
+    if not link:
+        return None
+    head, _, tail = link.rstrip("/").rpartition("/")
+    return tail if head.endswith("/" + collection) and tail else None
+
+
+def _split_path(path: str) -> list[str]:
+    return path.lstrip("\\").split("\\")
+
+
+def point_path_from_config(config_string: str) -> str | None:
+    """``\\\\server\\tag`` of a PI Point data reference's config string, or None when it has none
+    (substitution patterns such as ``%Element%`` are returned as they are)."""
+    head = config_string.split(";", 1)[0].strip()
+    if not head.startswith("\\\\"):
+        return None
+    parts = [segment.split("?", 1)[0] for segment in _split_path(head)]
+    if len(parts) < 2 or not all(parts):
+        return None
+    return "\\\\" + "\\".join(parts)
+
+
+class Discovery:
+    """Discovery calls; :class:`~osipi_dagster.pi.client.PIWebAPIClient` inherits them."""
+
+    _transport: Transport
+
+    def _get_object(self, path: str, kind: type[T], params: Params = ()) -> T:
+        return self._transport.get(path, params, decode=decoder(kind).decode)
+
+    def _list(self, path: str, kind: type[T], params: Params = ()) -> list[T]:
+        """A collection that PI does not page."""
+        page = self._transport.get(path, params, decode=decoder(_Page[kind]).decode)
+        check_web_exception(page.WebException)
+        return page.Items
+
+    def _paged(self, path: str, kind: type[T], params: Params, page_size: int) -> Iterator[T]:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        start = 0
+        while True:
+            page = self._transport.get(
+                path,
+                [*params, ("startIndex", start), ("maxCount", page_size)],
+                decode=decoder(_Page[kind]).decode,
+            )
+            check_web_exception(page.WebException)
+            yield from page.Items
+            if len(page.Items) < page_size:
+                return
+            start += page_size
+
+    # -- PI Data Archive ------------------------------------------------------------------------------
+
+    def data_servers(self) -> list[DataServer]:
+        """Every PI Data Archive this PI Web API knows."""
+        return self._list("dataservers", DataServer)
+
+    def data_server(self, name: str) -> DataServer:
+        """The data server called ``name``."""
+        return self._get_object("dataservers", DataServer, [("name", name)])
+
+    def points(
+        self, data_server_web_id: str, *, name_filter: str = "*", page_size: int = 1000
+    ) -> Iterator[Point]:
+        """The server's points whose names match ``name_filter`` (``*`` and ``?`` wildcards), paged."""
+        path = f"dataservers/{quote(data_server_web_id, safe='')}/points"
+        return self._paged(path, Point, [("nameFilter", name_filter)], page_size)
+
+    def search_points(self, data_server_web_id: str, query: str, *, page_size: int = 1000) -> Iterator[Point]:
+        """Points matching a PI point query such as ``name:=sinus* AND pointsource:=R``, paged."""
+        params = [("dataServerWebId", data_server_web_id), ("query", query)]
+        return self._paged("points/search", Point, params, page_size)
+
+    def point(self, path: str) -> Point:
+        """The point at ``\\\\server\\tag``."""
+        return self._get_object("points", Point, [("path", path)])
+
+    # -- Asset Framework -------------------------------------------------------------------------------
+
+    def asset_servers(self) -> list[AssetServer]:
+        return self._list("assetservers", AssetServer)
+
+    def asset_databases(self, asset_server_web_id: str) -> list[AssetDatabase]:
+        return self._list(f"assetservers/{quote(asset_server_web_id, safe='')}/assetdatabases", AssetDatabase)
+
+    def elements(
+        self,
+        database_web_id: str,
+        *,
+        name_filter: str | None = None,
+        template_name: str | None = None,
+        category_name: str | None = None,
+        page_size: int = 1000,
+    ) -> list[Element]:
+        """The database's whole element hierarchy, flat, with each element's parent and depth.
+
+        PI answers ``searchFullHierarchy=true`` with a flat, paged list; it is read to the end (never
+        capped at 1,000). Parents come from the paths: an element whose parent is filtered out keeps the
+        parent from ``Links.Parent`` when PI gives one.
+        """
+        params: list[tuple[str, str | int | float]] = [("searchFullHierarchy", "true")]
+        for name, value in (
+            ("nameFilter", name_filter),
+            ("templateName", template_name),
+            ("categoryName", category_name),
+        ):
+            if value is not None:
+                params.append((name, value))
+        path = f"assetdatabases/{quote(database_web_id, safe='')}/elements"
+        found = list(self._paged(path, Element, params, page_size))
+        by_path = {element.path.upper(): element.web_id for element in found}
+        result = []
+        for element in found:
+            parts = _split_path(element.path)
+            depth = max(0, len(parts) - 3)  # \\AF\DB\Root is depth 0
+            parent = None
+            if depth:
+                parent = by_path.get(("\\\\" + "\\".join(parts[:-1])).upper())
+                if parent is None:
+                    parent = _web_id_of_link(element.links.get("Parent"), "elements")
+            result.append(msgspec.structs.replace(element, parent_web_id=parent, depth=depth))
+        return result
+
+    def attributes(
+        self,
+        element_web_id: str,
+        *,
+        search_full_hierarchy: bool = True,
+        name_filter: str | None = None,
+        category_name: str | None = None,
+        page_size: int = 1000,
+    ) -> list[Attribute]:
+        """An element's attributes (child attributes too by default), PI point references resolved."""
+        return self._attributes(
+            "elements", element_web_id, search_full_hierarchy, name_filter, category_name, page_size
+        )
+
+    def event_frame_attributes(
+        self, event_frame_web_id: str, *, search_full_hierarchy: bool = True, page_size: int = 1000
+    ) -> list[Attribute]:
+        """An event frame's attributes, PI point references resolved."""
+        return self._attributes(
+            "eventframes", event_frame_web_id, search_full_hierarchy, None, None, page_size
+        )
+
+    def _attributes(
+        self,
+        owner: str,
+        web_id: str,
+        search_full_hierarchy: bool,
+        name_filter: str | None,
+        category_name: str | None,
+        page_size: int,
+    ) -> list[Attribute]:
+        params: list[tuple[str, str | int | float]] = [
+            ("searchFullHierarchy", "true" if search_full_hierarchy else "false")
+        ]
+        if name_filter is not None:
+            params.append(("nameFilter", name_filter))
+        if category_name is not None:
+            params.append(("categoryName", category_name))
+        path = f"{owner}/{quote(web_id, safe='')}/attributes"
+        return self._resolve_points(list(self._paged(path, Attribute, params, page_size)))
+
+    def _resolve_points(self, attributes: list[Attribute]) -> list[Attribute]:
+        resolved: dict[str, str | None] = {}
+        result = []
+        for attribute in attributes:
+            if attribute.data_reference_plug_in != "PI Point":
+                result.append(attribute)
+                continue
+            point_path = point_path_from_config(attribute.config_string)
+            point_web_id = _web_id_of_link(attribute.links.get("Point"), "points")
+            if point_web_id is None and point_path is not None and "%" not in point_path:
+                if point_path not in resolved:
+                    resolved[point_path] = self._point_web_id(point_path)
+                point_web_id = resolved[point_path]
+            result.append(
+                msgspec.structs.replace(attribute, point_web_id=point_web_id, point_path=point_path)
+            )
+        return result
+
+    def _point_web_id(self, path: str) -> str | None:
+        try:
+            return self.point(path).web_id
+        except PIWebAPIError as error:
+            if error.status in (400, 404):
+                return None  # the data reference names a point that does not exist (PI shows it unresolved)
+            raise
+
+    def enumeration_sets(self, owner: DataServer | AssetDatabase) -> list[EnumerationSet]:
+        """The enumeration sets (digital state sets) of a data server or an AF database, with values."""
+        collection = "dataservers" if isinstance(owner, DataServer) else "assetdatabases"
+        sets = self._list(f"{collection}/{quote(owner.web_id, safe='')}/enumerationsets", EnumerationSet)
+        return [
+            msgspec.structs.replace(
+                s,
+                values=self._list(
+                    f"enumerationsets/{quote(s.web_id, safe='')}/enumerationvalues", EnumerationValue
+                ),
+            )
+            for s in sets
+        ]
+
+    def event_frames(
+        self,
+        database_web_id: str,
+        start: datetime | str,
+        end: datetime | str | None = None,
+        *,
+        search_mode: str = "Overlapped",
+        name_filter: str | None = None,
+        template_name: str | None = None,
+        category_name: str | None = None,
+        severities: Sequence[str] = (),
+        referenced_element_name_filter: str | None = None,
+        referenced_element_template_name: str | None = None,
+        is_acknowledged: bool | None = None,
+        can_be_acknowledged: bool | None = None,
+        search_full_hierarchy: bool = False,
+        page_size: int = 1000,
+    ) -> Iterator[EventFrame]:
+        """Event frames of a database found with ``search_mode`` (PI's search modes, e.g. ``Overlapped``:
+        active at some time in ``[start, end]``), paged.
+
+        ``end`` is required except for the ``Backward*``/``Forward*`` modes, which look from ``start`` only
+        (PI then refuses ``endTime``). Times must be timezone-aware (see
+        :func:`~osipi_dagster.pi.times.to_ns`).
+        """
+        if search_mode not in SEARCH_MODES:
+            raise ValueError(f"search_mode must be one of {', '.join(SEARCH_MODES)} (got {search_mode!r})")
+        directional = search_mode in _DIRECTIONAL
+        if not directional and end is None:
+            raise ValueError(f"search mode {search_mode} needs an end time")
+        params: list[tuple[str, str | int | float]] = [
+            ("searchMode", search_mode),
+            ("startTime", to_pi_time(start)),
+        ]
+        if not directional:
+            assert end is not None
+            params.append(("endTime", to_pi_time(end)))
+        options = {
+            "nameFilter": name_filter,
+            "templateName": template_name,
+            "categoryName": category_name,
+            "referencedElementNameFilter": referenced_element_name_filter,
+            "referencedElementTemplateName": referenced_element_template_name,
+            "isAcknowledged": None if is_acknowledged is None else str(is_acknowledged).lower(),
+            "canBeAcknowledged": None if can_be_acknowledged is None else str(can_be_acknowledged).lower(),
+        }
+        params += [(name, value) for name, value in options.items() if value is not None]
+        params += [("severity", severity) for severity in severities]
+        params.append(("searchFullHierarchy", "true" if search_full_hierarchy else "false"))
+        path = f"assetdatabases/{quote(database_web_id, safe='')}/eventframes"
+        for frame in self._paged(path, EventFrame, params, page_size):
+            yield _finish_event_frame(frame)
+
+
+def _finish_event_frame(frame: EventFrame) -> EventFrame:
+    end = frame.end_time
+    if not end or end.startswith("9999"):
+        end = None
+    primary = _web_id_of_link(frame.links.get("PrimaryReferencedElement"), "elements")
+    if primary is None and frame.ref_element_web_ids:
+        primary = frame.ref_element_web_ids[0]
+    parent = _web_id_of_link(frame.links.get("Parent"), "eventframes")
+    return msgspec.structs.replace(frame, end_time=end, primary_element_web_id=primary, parent_web_id=parent)

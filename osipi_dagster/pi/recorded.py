@@ -1,0 +1,617 @@
+"""Bulk time-series reads: many streams per HTTP call, each stream paged and failing on its own.
+
+A read is a :class:`StreamRead`: iterate it for Arrow record batches (yielded as answers arrive, never
+accumulated per stream) and look at ``failures`` for the streams that failed for good. Streams travel to
+the server in one of three ways (``mode``):
+
+- ``"streamsets"``: ``GET /streamsets/{action}?webId=…&webId=…`` with the URL length bounded. One request
+  has one ``startTime``, so after the first page only streams whose cursors coincide share a request;
+- ``"batch"``: ``POST /batch`` in the real format, one ``GET /streams/{id}/{action}`` sub-request per
+  stream, each with its own cursor; answers are mapped by request id, never by position;
+- ``"streams"``: one ``GET /streams/{id}/{action}`` per stream.
+
+Failure isolation: a request refused with a 4xx is split in halves until the refused streams stand alone,
+so one bad WebId never sinks the others. A failed batch sub-request, a stream-level error or a value
+carrying ``Errors`` fails only its stream, which is retried from exactly where it stopped, up to
+``max_retries`` times without progress, before it is reported. A request that still fails after the
+transport's own retries (5xx, timeouts, dropped connections, broken bodies) is reported for exactly the
+streams it carried. Only a refused authentication aborts the whole read.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+import msgspec
+import pyarrow as pa
+
+from osipi_dagster.pi import decode as dec
+from osipi_dagster.pi.errors import PIAuthenticationError, PIWebAPIError, error_messages
+from osipi_dagster.pi.paging import Cursor, plan_page, request_count
+from osipi_dagster.pi.schema import RECORDED_SCHEMA, SUMMARY_SCHEMA
+from osipi_dagster.pi.times import to_ns
+
+if TYPE_CHECKING:
+    from osipi_dagster.pi.transport import Transport
+
+log = logging.getLogger("osipi_dagster.pi")
+
+MODES = ("streamsets", "batch", "streams")
+
+_RECORDED_FIELDS = ("Timestamp", "Value", "Good", "Questionable", "Substituted", "Annotated", "Errors")
+# PI's words for "maxCount is above MaxReturnedItemsPerCall"; the number in brackets is the limit.
+_LIMIT_MESSAGE = re.compile(r"maximum allowed|maxcount", re.IGNORECASE)
+_LIMIT_NUMBER = re.compile(r"maximum allowed\D{0,20}?(\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class StreamFailure:
+    """A stream whose read failed for good.
+
+    Attributes:
+        web_id: the stream's WebId, as the caller passed it.
+        status: the HTTP status of the failed request or batch sub-request; None when no answer arrived
+            (connection error, timeout, a body cut short) and for a per-value or stream-level error.
+        message: what went wrong, with PI's ``Errors`` (never a secret).
+        resume_from: a PI time string: every value of the stream earlier than this time was yielded before
+            the failure (values stamped exactly this time may be partly yielded). Read again from here.
+    """
+
+    web_id: str
+    status: int | None
+    message: str
+    resume_from: str
+
+    @property
+    def resume_from_ns(self) -> int:
+        return to_ns(self.resume_from)
+
+
+@dataclass
+class ReadOptions:
+    """How a multi-stream read is cut into requests (see :meth:`PIWebAPIClient.read_recorded`)."""
+
+    mode: str = "streamsets"
+    page_size: int | None = None
+    values_per_request: int = 100_000
+    streams_per_request: int = 200
+    max_url_length: int = 8000
+    concurrency: int = 2
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)} (got {self.mode!r})")
+        for name in ("values_per_request", "streams_per_request", "concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.page_size is not None and self.page_size < 1:
+            raise ValueError("page_size must be at least 1")
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """What a read asks for: the action, its query parameters, and whether it pages.
+
+    Paged reads (recorded) send ``startTime`` from each stream's cursor, the fixed ``endTime`` and an
+    explicit ``maxCount``; the others read each stream once with ``params`` as given.
+    """
+
+    action: str  # recorded | interpolated | plot | summary | value | end
+    params: tuple[tuple[str, str], ...] = ()
+    paged: bool = False
+    start: str = ""
+    end: str = ""
+
+    @property
+    def summary(self) -> bool:
+        return self.action == "summary"
+
+    @property
+    def schema(self) -> pa.Schema:
+        return SUMMARY_SCHEMA if self.summary else RECORDED_SCHEMA
+
+    @property
+    def kind(self) -> type:
+        """The answer type of one stream (``/streams/{id}/{action}``, or a batch sub-request)."""
+        if self.action in ("value", "end"):
+            return dec.TimedValue
+        return dec.SummaryValues if self.summary else dec.TimedValues
+
+    @property
+    def set_kind(self) -> type:
+        """The answer type of ``/streamsets/{action}``."""
+        if self.action in ("value", "end"):
+            return dec.StreamValuePage
+        return dec.StreamSummariesPage if self.summary else dec.StreamValuesPage
+
+    def query(self, cursor: Cursor, max_count: int, *, streamset: bool) -> list[tuple[str, str]]:
+        params = list(self.params)
+        if not self.paged:
+            return params
+        # Only the fields the schema needs: a third of the bytes of a full answer.
+        fields = [f"Items.{name}" for name in _RECORDED_FIELDS] + ["UnitsAbbreviation", "Errors"]
+        if streamset:
+            fields = ["Items.WebId", *(f"Items.{name}" for name in fields)]
+        params += [
+            ("startTime", cursor.start),
+            ("endTime", self.end),
+            ("maxCount", str(max_count)),
+            ("selectedFields", ";".join([*fields, "WebException"])),
+        ]
+        return params
+
+
+class StreamRead:
+    """An iterator of Arrow record batches, plus the streams that failed.
+
+    ``failures`` (a list of :class:`StreamFailure`) fills up while the read runs and is complete once the
+    iteration ends; ``completed`` lists the WebIds read to the end. ``requests`` counts this read's HTTP
+    requests, retries included, and ``rows`` the rows yielded. Every batch has the schema ``schema``.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        web_ids: Sequence[str],
+        spec: ReadSpec,
+        options: ReadOptions,
+        limits: Limits,
+    ):
+        self._engine = _Engine(transport, web_ids, spec, options, limits)
+        self._batches = self._engine.run()
+        self.schema: pa.Schema = spec.schema
+        self.failures: list[StreamFailure] = self._engine.failures
+        self.completed: list[str] = self._engine.completed
+
+    def __iter__(self) -> StreamRead:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        return next(self._batches)
+
+    @property
+    def requests(self) -> int:
+        return self._engine.requests
+
+    @property
+    def rows(self) -> int:
+        return self._engine.rows
+
+    def read_all(self) -> pa.Table:
+        """Every remaining batch as one table (check ``failures`` afterwards)."""
+        return pa.Table.from_batches(list(self), schema=self.schema)
+
+    def close(self) -> None:
+        """Stop early: requests in flight finish, nothing new is sent."""
+        self._batches.close()
+
+
+class Limits:
+    """The server's MaxReturnedItemsPerCall as learnt so far, shared by every read of one client."""
+
+    def __init__(self, max_count: int):
+        self.max_count = max_count
+
+    def lower(self, value: int) -> None:
+        if 0 < value < self.max_count:
+            log.info("PI Web API refused maxCount above %d; lowering the page limit", value)
+            self.max_count = value
+
+
+@dataclass(slots=True)
+class _Stream:
+    web_id: str
+    cursor: Cursor
+    attempts: int = 0  # failures since the stream last made progress
+
+
+@dataclass
+class _Outcome:
+    """What one answer did to one stream: rows to yield, and where the stream goes next."""
+
+    stream: _Stream
+    segments: list[dec.Segment] = field(default_factory=list)
+    next: Cursor | None = None  # success: None = complete; error: the cursor after the yielded rows, if any
+    error: str | None = None  # the stream failed in this answer: retry it, then report it
+    status: int | None = None
+    fatal: bool = False  # report at once: no retry can help
+    limit: int | None = None  # the server refused maxCount: lower it and read the stream again
+
+
+@dataclass
+class _Answer:
+    batch: pa.RecordBatch | None = None
+    outcomes: list[_Outcome] = field(default_factory=list)
+    error: PIWebAPIError | None = None  # the whole request failed for good
+    limit: int | None = None  # the whole request was refused for its maxCount
+
+
+class _Engine:
+    """Schedules requests (caller's thread) and runs them (worker threads); a stream is in one at a time."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        web_ids: Sequence[str],
+        spec: ReadSpec,
+        options: ReadOptions,
+        limits: Limits,
+    ):
+        self.transport = transport
+        self.spec = spec
+        self.options = options
+        self.limits = limits
+        self.failures: list[StreamFailure] = []
+        self.completed: list[str] = []
+        self.rows = 0
+        self._sent = itertools.count()
+        self._tiebreak = itertools.count()
+        self._requests = 0
+        # Streams waiting, keyed by cursor start (streamset requests share one startTime).
+        self._waiting: dict[str, deque[_Stream]] = {}
+        self._isolated: deque[list[_Stream]] = deque()  # groups split after a 4xx
+        self._delayed: list[tuple[float, int, _Stream]] = []  # (not before, tie-breaker, stream) heap
+        # Duplicates in the caller's list would be read twice: keep the first of each.
+        for web_id in dict.fromkeys(web_ids):
+            self._enqueue(_Stream(web_id, Cursor(spec.start)))
+
+    @property
+    def requests(self) -> int:
+        return self._requests
+
+    def _count_request(self) -> None:
+        self._requests = next(self._sent) + 1
+
+    # -- scheduling, in the caller's thread -------------------------------------------------------------
+
+    def run(self) -> Iterator[pa.RecordBatch]:
+        inflight: dict[Future[_Answer], list[_Stream]] = {}
+        with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="pi-read") as pool:
+            try:
+                while self._waiting or self._isolated or self._delayed or inflight:
+                    self._release_delayed()
+                    while len(inflight) < self.options.concurrency:
+                        group = self._next_group()
+                        if not group:
+                            break
+                        inflight[pool.submit(self._fetch, group)] = group
+                    if not inflight:
+                        time.sleep(max(0.0, self._delayed[0][0] - time.monotonic()))
+                        continue
+                    done, _ = wait(inflight, timeout=self._wait_timeout(), return_when=FIRST_COMPLETED)
+                    for future in done:
+                        group = inflight.pop(future)
+                        answer = future.result()
+                        self._apply(group, answer)
+                        if answer.batch is not None and answer.batch.num_rows:
+                            self.rows += answer.batch.num_rows
+                            yield answer.batch
+            finally:
+                for future in inflight:
+                    future.cancel()
+
+    def _wait_timeout(self) -> float | None:
+        return max(0.0, self._delayed[0][0] - time.monotonic()) if self._delayed else None
+
+    def _enqueue(self, stream: _Stream) -> None:
+        key = stream.cursor.start if self.options.mode == "streamsets" else ""
+        self._waiting.setdefault(key, deque()).append(stream)
+
+    def _delay(self, stream: _Stream) -> None:
+        not_before = time.monotonic() + self.transport.retry.delay(stream.attempts - 1)
+        heapq.heappush(self._delayed, (not_before, next(self._tiebreak), stream))
+
+    def _release_delayed(self) -> None:
+        now = time.monotonic()
+        while self._delayed and self._delayed[0][0] <= now:
+            self._enqueue(heapq.heappop(self._delayed)[2])
+
+    def _next_group(self) -> list[_Stream]:
+        if self._isolated:
+            return self._isolated.popleft()
+        if not self._waiting:
+            return []
+        key = next(iter(self._waiting))
+        queue = self._waiting[key]
+        if self.options.mode == "streams":
+            group = [queue.popleft()]
+        elif self.options.mode == "batch":
+            group = [queue.popleft() for _ in range(min(len(queue), self.options.streams_per_request))]
+        else:
+            group = self._pack_streamset(queue)
+        if not queue:
+            del self._waiting[key]
+        return group
+
+    def _pack_streamset(self, queue: deque[_Stream]) -> list[_Stream]:
+        room = self.options.max_url_length - len(self._streamset_url([queue[0]], 1)) + self._id_cost(queue[0])
+        group: list[_Stream] = []
+        while queue and len(group) < self.options.streams_per_request:
+            cost = self._id_cost(queue[0])
+            if group and cost > room:
+                break
+            room -= cost
+            group.append(queue.popleft())
+        return group
+
+    @staticmethod
+    def _id_cost(stream: _Stream) -> int:
+        return len("&webId=") + len(quote(stream.web_id, safe=""))
+
+    def _apply(self, group: list[_Stream], answer: _Answer) -> None:
+        if answer.limit is not None:
+            self.limits.lower(answer.limit)
+            for stream in group:
+                self._enqueue(stream)
+            return
+        if answer.error is not None:
+            self._request_failed(group, answer.error)
+            return
+        for outcome in answer.outcomes:
+            stream = outcome.stream
+            if outcome.limit is not None:
+                self.limits.lower(outcome.limit)
+                self._enqueue(stream)
+            elif outcome.error is None:
+                stream.attempts = 0
+                if outcome.next is None:
+                    self.completed.append(stream.web_id)
+                else:
+                    stream.cursor = outcome.next
+                    self._enqueue(stream)
+            else:
+                if outcome.next is not None and outcome.next != stream.cursor:
+                    stream.cursor = outcome.next
+                    stream.attempts = 0
+                stream.attempts += 1
+                if outcome.fatal or stream.attempts > self.transport.retry.max_retries:
+                    self._fail(stream, outcome.status, outcome.error)
+                else:
+                    self._delay(stream)
+
+    def _request_failed(self, group: list[_Stream], error: PIWebAPIError) -> None:
+        if isinstance(error, PIAuthenticationError):
+            raise error
+        refused = error.status is not None and 400 <= error.status < 500 and error.status != 429
+        if refused and len(group) > 1:
+            half = len(group) // 2
+            self._isolated.extend([group[:half], group[half:]])
+            return
+        for stream in group:
+            self._fail(stream, error.status, str(error))
+
+    def _fail(self, stream: _Stream, status: int | None, message: str) -> None:
+        log.warning("PI stream %s failed: %s", stream.web_id, message)
+        self.failures.append(StreamFailure(stream.web_id, status, message, stream.cursor.start))
+
+    # -- requests, in worker threads --------------------------------------------------------------------
+
+    def _fetch(self, group: list[_Stream]) -> _Answer:
+        counts = self._max_counts(group)  # read once: another answer may lower the limit meanwhile
+        try:
+            if self.options.mode == "streamsets":
+                return self._fetch_streamset(group, counts)
+            if self.options.mode == "batch":
+                return self._fetch_batch(group, counts)
+            return self._fetch_stream(group[0], counts[0])
+        except PIWebAPIError as error:
+            limit = self._refused_limit(error, max(counts))
+            return _Answer(limit=limit) if limit is not None else _Answer(error=error)
+
+    def _refused_limit(self, error: PIWebAPIError, sent: int) -> int | None:
+        """A lower maxCount when ``error`` refused the ``sent`` maxCount as above MaxReturnedItemsPerCall."""
+        if error.status != 400 or not self.spec.paged:
+            return None
+        text = " ".join(error.errors)
+        if not _LIMIT_MESSAGE.search(text) or "webid" in text.lower():
+            return None
+        number = _LIMIT_NUMBER.search(text)
+        proposed = int(number.group(1)) if number else sent // 2
+        # Only a limit below what was sent makes progress; anything else is an ordinary 400.
+        return proposed if 0 < proposed < sent else None
+
+    def _max_counts(self, group: list[_Stream]) -> list[int]:
+        """Each stream's maxCount (0: cannot be paged further); 1 for reads that do not page."""
+        if not self.spec.paged:
+            return [1] * len(group)
+        if self.options.page_size is not None:
+            page = self.options.page_size
+        else:
+            page = max(1, self.options.values_per_request // len(group))
+        return [request_count(s.cursor.taken, page, self.limits.max_count) for s in group]
+
+    def _streamset_url(self, group: list[_Stream], max_count: int) -> str:
+        params = self.spec.query(group[0].cursor, max_count, streamset=True)
+        params += [("webId", s.web_id) for s in group]
+        return self.transport.url(f"streamsets/{self.spec.action}") + "?" + urlencode(params, quote_via=quote)
+
+    def _stream_url(self, stream: _Stream, max_count: int) -> str:
+        path = self.transport.url(f"streams/{quote(stream.web_id, safe='')}/{self.spec.action}")
+        query = urlencode(self.spec.query(stream.cursor, max_count, streamset=False), quote_via=quote)
+        return f"{path}?{query}" if query else path
+
+    def _unpageable(self, group: list[_Stream], counts: list[int]) -> list[_Outcome]:
+        return [_too_many(s, self.limits.max_count) for s, c in zip(group, counts, strict=True) if not c]
+
+    def _fetch_streamset(self, group: list[_Stream], counts: list[int]) -> _Answer:
+        outcomes = self._unpageable(group, counts)
+        streams = [s for s, c in zip(group, counts, strict=True) if c]
+        if not streams:
+            return _Answer(outcomes=outcomes)
+        max_count = max(counts)  # per stream: a stream that skips fewer values just gets a longer page
+        kind = self.spec.set_kind
+        page = self.transport.get(
+            self._streamset_url(streams, max_count),
+            decode=lambda body: dec.decode_page(body, kind),
+            on_send=self._count_request,
+        )
+        for stream, item in _match_streams(streams, page.Items):
+            if item is None:
+                outcomes.append(_Outcome(stream, error="the stream is missing from the streamset answer"))
+            else:
+                outcomes.append(self._outcome(stream, _as_stream_item(item), max_count))
+        return self._answer(outcomes)
+
+    def _fetch_stream(self, stream: _Stream, count: int) -> _Answer:
+        if not count:
+            return _Answer(outcomes=self._unpageable([stream], [count]))
+        kind = self.spec.kind
+        content = self.transport.get(
+            self._stream_url(stream, count),
+            decode=lambda body: dec.decode_page(body, kind),
+            on_send=self._count_request,
+        )
+        return self._answer([self._outcome(stream, _as_stream_item(content), count)])
+
+    def _fetch_batch(self, group: list[_Stream], counts: list[int]) -> _Answer:
+        outcomes = self._unpageable(group, counts)
+        members = {str(i): (s, c) for i, (s, c) in enumerate(zip(group, counts, strict=True)) if c}
+        if not members:
+            return _Answer(outcomes=outcomes)
+        requests = {
+            key: {"Method": "GET", "Resource": self._stream_url(s, c)} for key, (s, c) in members.items()
+        }
+        answers = self.transport.request(
+            "POST",
+            "batch",
+            body=msgspec.json.encode(requests),
+            decode=dec.decode_batch,
+            on_send=self._count_request,
+        )
+        for key, (stream, count) in members.items():
+            sub = answers.get(key)
+            if sub is None:
+                outcomes.append(_Outcome(stream, error="the sub-request is missing from the batch answer"))
+            elif 200 <= sub.Status < 300:
+                outcomes.append(self._sub_outcome(stream, sub, count))
+            else:
+                outcomes.append(self._sub_failure(stream, sub, count))
+        return self._answer(outcomes)
+
+    def _sub_outcome(self, stream: _Stream, sub: dec.SubResponse, count: int) -> _Outcome:
+        try:
+            content = dec.decode_page(sub.Content, self.spec.kind)
+        except (msgspec.DecodeError, msgspec.ValidationError, PIWebAPIError) as exc:
+            return _Outcome(stream, status=sub.Status, error=f"unusable sub-response: {exc}")
+        return self._outcome(stream, _as_stream_item(content), count)
+
+    def _sub_failure(self, stream: _Stream, sub: dec.SubResponse, count: int) -> _Outcome:
+        try:
+            errors = error_messages(msgspec.json.decode(sub.Content))
+        except msgspec.DecodeError:
+            errors = []
+        error = PIWebAPIError("batch sub-request failed", status=sub.Status, errors=errors)
+        limit = self._refused_limit(error, count)
+        if limit is not None:
+            return _Outcome(stream, limit=limit)
+        # The batch controller reports a back-end hiccup of one sub-request as 5xx: retry that stream.
+        fatal = 400 <= sub.Status < 500 and sub.Status != 429
+        return _Outcome(stream, status=sub.Status, error=str(error), fatal=fatal)
+
+    def _outcome(self, stream: _Stream, item: Any, max_count: int) -> _Outcome:
+        problem = dec.stream_problem(item)
+        if problem is not None:
+            return _Outcome(stream, error=problem)
+        if self.spec.summary:
+            return self._summary_outcome(stream, item)
+        items: list[dec.TimedValue] = item.Items
+        units = item.UnitsAbbreviation
+        if units is None and items:
+            units = items[0].UnitsAbbreviation
+        failed = dec.first_error(items)
+        if not self.spec.paged:
+            if failed is not None:
+                return _Outcome(stream, error=f"value at {items[failed[0]].Timestamp}: {failed[1]}")
+            return _Outcome(stream, [dec.Segment(stream.web_id, units, items)])
+        step = plan_page(_Stamps(items), stream.cursor, max_count, failed[0] if failed else None)
+        segments = []
+        if step.end > step.begin:
+            segments.append(dec.Segment(stream.web_id, units, items[step.begin : step.end]))
+        if failed is not None:
+            return _Outcome(
+                stream, segments, step.next, error=f"value at {items[failed[0]].Timestamp}: {failed[1]}"
+            )
+        return _Outcome(stream, segments, step.next)
+
+    def _summary_outcome(self, stream: _Stream, item: dec.StreamSummaries) -> _Outcome:
+        for summary in item.Items:
+            failed = dec.first_error([summary.Value])
+            if failed is not None:
+                return _Outcome(stream, error=f"{summary.Type}: {failed[1]}")
+        units = next((s.Value.UnitsAbbreviation for s in item.Items if s.Value.UnitsAbbreviation), None)
+        return _Outcome(stream, [dec.Segment(stream.web_id, units, [s.Value], s.Type) for s in item.Items])
+
+    def _answer(self, outcomes: list[_Outcome]) -> _Answer:
+        segments = [segment for outcome in outcomes for segment in outcome.segments]
+        batch = dec.build_batch(segments, summary=self.spec.summary) if segments else None
+        return _Answer(batch=batch, outcomes=outcomes)
+
+
+def _match_streams(streams: list[_Stream], items: list[Any]) -> list[tuple[_Stream, Any]]:
+    """Pair the requested streams with the streams of a streamset answer.
+
+    By WebId; but PI answers with its own canonical WebId (another WebID type, or the current name of a
+    renamed point), so when the answer has one stream per request, in request order wherever the WebIds
+    agree, the answer is paired by position (PI keeps the request order when no sortField is sent).
+    """
+    answered = {item.WebId for item in items}
+    in_order = len(items) == len(streams) and all(
+        item.WebId == stream.web_id
+        for stream, item in zip(streams, items, strict=True)
+        if stream.web_id in answered
+    )
+    if in_order:
+        return list(zip(streams, items, strict=True))
+    by_id = {item.WebId: item for item in items}
+    return [(stream, by_id.get(stream.web_id)) for stream in streams]
+
+
+class _Stamps(Sequence[str]):
+    """The timestamps of a page as a sequence, without building a list."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[dec.TimedValue]):
+        self._items = items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._items[index].Timestamp
+
+
+def _as_stream_item(content: Any) -> Any:
+    """Any answer for one stream in the shape of a streamset item of recorded values (or of summaries)."""
+    if isinstance(content, dec.TimedValue):
+        return dec.StreamValues(Items=[content], UnitsAbbreviation=content.UnitsAbbreviation)
+    if isinstance(content, dec.StreamValue):
+        value = content.Value
+        return dec.StreamValues(
+            WebId=content.WebId,
+            Items=[] if value is None else [value],
+            UnitsAbbreviation=content.UnitsAbbreviation or (value.UnitsAbbreviation if value else None),
+            WebException=content.WebException,
+            Errors=content.Errors,
+        )
+    if isinstance(content, dec.SummaryValues):
+        return dec.StreamSummaries(Items=content.Items)
+    return content
+
+
+def _too_many(stream: _Stream, limit: int) -> _Outcome:
+    message = (
+        f"more than {limit} values at {stream.cursor.start}, the most the server returns in one call; "
+        "the stream cannot be paged further"
+    )
+    return _Outcome(stream, error=message, fatal=True)
