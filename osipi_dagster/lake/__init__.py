@@ -1,0 +1,63 @@
+"""Delta Lake storage for PI data: table layouts, idempotent writes, watermarks. No Dagster here.
+
+Every writer commits once and atomically: readers see a table before or after a write, never during.
+
+* :func:`replace_slice`: one (date, shard) slice, or a time range of it, of ``bronze.pi_timeseries``.
+* :func:`write_watermarks` / :func:`read_watermarks`: ``checkpoints.pi_watermarks``.
+* :func:`merge_event_frames`: ``bronze.pi_event_frames`` (MERGE by WebId); :func:`merge_rows` in general.
+* :func:`overwrite_table` and :func:`diff_rows`: full refreshes of the catalog tables.
+"""
+
+from osipi_dagster.lake.errors import (
+    ConcurrentWriteError,
+    InvalidLakeRootError,
+    InvalidRowsError,
+    InvalidTableNameError,
+    LakeError,
+    TableSchemaMismatchError,
+)
+from osipi_dagster.lake.eventframes import EVENT_FRAME_INPUT_SCHEMA, merge_event_frames
+from osipi_dagster.lake.merge import MergeResult, merge_rows
+from osipi_dagster.lake.refresh import RowDiff, diff_rows, overwrite_table, read_table
+from osipi_dagster.lake.schemas import TABLE_SPECS, TableSpec
+from osipi_dagster.lake.tables import Lakehouse, LakeTable, WriteResult, ensure_table, row_count
+from osipi_dagster.lake.timeseries import (
+    TimeSlice,
+    read_slice,
+    replace_slice,
+    restore_exact_timestamps,
+    time_slice,
+)
+from osipi_dagster.lake.watermarks import Watermark, read_watermarks, write_watermarks
+
+__all__ = [
+    "EVENT_FRAME_INPUT_SCHEMA",
+    "TABLE_SPECS",
+    "ConcurrentWriteError",
+    "InvalidLakeRootError",
+    "InvalidRowsError",
+    "InvalidTableNameError",
+    "LakeError",
+    "LakeTable",
+    "Lakehouse",
+    "MergeResult",
+    "RowDiff",
+    "TableSchemaMismatchError",
+    "TableSpec",
+    "TimeSlice",
+    "Watermark",
+    "WriteResult",
+    "diff_rows",
+    "ensure_table",
+    "merge_event_frames",
+    "merge_rows",
+    "overwrite_table",
+    "read_slice",
+    "read_table",
+    "read_watermarks",
+    "replace_slice",
+    "restore_exact_timestamps",
+    "row_count",
+    "time_slice",
+    "write_watermarks",
+]

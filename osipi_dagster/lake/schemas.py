@@ -1,0 +1,216 @@
+"""Arrow schemas and layout of every Delta table the connector writes.
+
+Conventions shared by all tables:
+
+* Timestamps are ``timestamp('us', 'UTC')``: Delta's only timestamp type is microseconds with a zone.
+* ``ingested_at`` is the UTC time of the commit that wrote the row (the same value for every row of a
+  write), so a reader can tell which run produced a row.
+* ``partition_date`` is a Delta ``date``: delta-rs and Spark prune on it, and its partition folder name
+  (``partition_date=2025-01-06``) is plain ASCII.
+
+``bronze.pi_timeseries`` keeps PI's exact 100 ns ticks in two columns (see ``TIMESERIES``): ``timestamp`` is
+the time floored to the microsecond, for SQL users and engines, and ``timestamp_ns`` is the exact time in
+nanoseconds since the Unix epoch, the value the writers' predicates compare against and the value
+:func:`osipi_dagster.lake.timeseries.read_slice` turns back into an exact ``timestamp('ns', 'UTC')``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+UTC_US = pa.timestamp("us", tz="UTC")
+UTC_NS = pa.timestamp("ns", tz="UTC")
+STRING_LIST = pa.list_(pa.string())
+
+# The PI client's recorded-value batches (osipi_dagster.pi.schema.RECORDED_SCHEMA), restated here so the
+# lake does not import the client. One row per recorded value; a point may hold several values at one
+# timestamp, all kept as distinct rows.
+RECORDED_SCHEMA = pa.schema(
+    [
+        pa.field("web_id", pa.string(), nullable=False),
+        pa.field("timestamp", UTC_NS, nullable=False),
+        pa.field("value", pa.float64()),
+        pa.field("string_value", pa.string()),
+        pa.field("state_code", pa.int32()),
+        pa.field("state_name", pa.string()),
+        pa.field("is_system", pa.bool_(), nullable=False),
+        pa.field("good", pa.bool_(), nullable=False),
+        pa.field("questionable", pa.bool_(), nullable=False),
+        pa.field("substituted", pa.bool_(), nullable=False),
+        pa.field("annotated", pa.bool_(), nullable=False),
+        pa.field("units", pa.string()),
+    ]
+)
+
+INGESTED_AT = pa.field("ingested_at", UTC_US, nullable=False)
+PARTITION_DATE = pa.field("partition_date", pa.date32(), nullable=False)
+TAG_SHARD = pa.field("tag_shard", pa.string(), nullable=False)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What a table looks like in Delta: its columns, partition columns and logical key."""
+
+    name: str
+    schema: pa.Schema
+    partition_by: tuple[str, ...]
+    key: tuple[str, ...]
+    description: str
+
+    @property
+    def column_names(self) -> list[str]:
+        return self.schema.names
+
+
+TIMESERIES = TableSpec(
+    name="bronze.pi_timeseries",
+    schema=pa.schema(
+        [
+            RECORDED_SCHEMA.field("web_id"),
+            pa.field("timestamp", UTC_US, nullable=False),
+            pa.field("timestamp_ns", pa.int64(), nullable=False),
+            *(RECORDED_SCHEMA.field(name) for name in RECORDED_SCHEMA.names[2:]),
+            PARTITION_DATE,
+            TAG_SHARD,
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=("partition_date", "tag_shard"),
+    # No unique key: PI may hold several values of one point at one timestamp, all of them kept.
+    key=(),
+    description="PI recorded values, one row per value; a (partition_date, tag_shard) slice per run.",
+)
+
+WATERMARKS = TableSpec(
+    name="checkpoints.pi_watermarks",
+    schema=pa.schema(
+        [
+            pa.field("web_id", pa.string(), nullable=False),
+            TAG_SHARD,
+            # The end of the window read (exclusive), not the point's last value: slow points must not
+            # re-read hours on every run.
+            pa.field("read_until", UTC_US, nullable=False),
+            pa.field("window_start", UTC_US),
+            pa.field("values_read", pa.int64(), nullable=False),
+            pa.field("run_id", pa.string()),
+            pa.field("updated_at", UTC_US, nullable=False),
+        ]
+    ),
+    # Partitioned by shard so the runs of different shards MERGE into disjoint files and never conflict.
+    partition_by=("tag_shard",),
+    key=("tag_shard", "web_id"),
+    description="Per point, the end of the last window read into bronze.pi_timeseries.",
+)
+
+EVENT_FRAMES = TableSpec(
+    name="bronze.pi_event_frames",
+    schema=pa.schema(
+        [
+            pa.field("web_id", pa.string(), nullable=False),
+            pa.field("name", pa.string(), nullable=False),
+            pa.field("description", pa.string()),
+            pa.field("path", pa.string()),
+            pa.field("template_name", pa.string()),
+            pa.field("category_names", STRING_LIST),
+            pa.field("severity", pa.string()),
+            pa.field("start_time", UTC_US, nullable=False),
+            # Null while the frame is open. AF's "no end" (AFTime.MaxValue, 9999-12-31) is turned into
+            # null on write: it overflows pandas and turns every duration into 8,000 years.
+            pa.field("end_time", UTC_US),
+            # end_time - start_time in seconds; null while open. Delta has no interval type.
+            pa.field("duration_seconds", pa.float64()),
+            pa.field("primary_element_web_id", pa.string()),
+            pa.field("referenced_element_web_ids", STRING_LIST),
+            pa.field("can_be_acknowledged", pa.bool_()),
+            pa.field("is_acknowledged", pa.bool_()),
+            pa.field("acknowledged_by", pa.string()),
+            pa.field("acknowledged_date", UTC_US),
+            pa.field("attributes", pa.map_(pa.string(), pa.string())),
+            # The UTC date of start_time: fixed for the life of a frame, so a frame is never moved.
+            PARTITION_DATE,
+            INGESTED_AT,
+        ]
+    ),
+    # Not physically partitioned: a few thousand frames a day would make one tiny file per day.
+    partition_by=(),
+    key=("web_id",),
+    description="AF event frames, one row per frame, upserted by WebId as frames open, change and close.",
+)
+
+POINTS = TableSpec(
+    name="bronze.pi_points",
+    schema=pa.schema(
+        [
+            pa.field("web_id", pa.string(), nullable=False),
+            pa.field("point_id", pa.int32()),
+            pa.field("name", pa.string(), nullable=False),
+            pa.field("path", pa.string()),
+            pa.field("descriptor", pa.string()),
+            pa.field("point_class", pa.string()),
+            pa.field("point_type", pa.string()),
+            pa.field("digital_set_name", pa.string()),
+            pa.field("engineering_units", pa.string()),
+            pa.field("step", pa.bool_()),
+            pa.field("future", pa.bool_()),
+            pa.field("data_server_web_id", pa.string()),
+            pa.field("af_attribute_paths", STRING_LIST),
+            TAG_SHARD,
+            pa.field("first_seen", UTC_US, nullable=False),
+            pa.field("last_seen", UTC_US, nullable=False),
+            pa.field("is_deleted", pa.bool_(), nullable=False),
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=(),
+    key=("web_id",),
+    description="The tag catalog: every PI point seen, its shard, and whether it still exists.",
+)
+
+ASSET_HIERARCHY = TableSpec(
+    name="bronze.pi_asset_hierarchy",
+    schema=pa.schema(
+        [
+            pa.field("web_id", pa.string(), nullable=False),
+            pa.field("parent_web_id", pa.string()),
+            pa.field("name", pa.string(), nullable=False),
+            pa.field("path", pa.string(), nullable=False),
+            pa.field("depth", pa.int32(), nullable=False),
+            pa.field("template_name", pa.string()),
+            pa.field("category_names", STRING_LIST),
+            pa.field("description", pa.string()),
+            pa.field("database_web_id", pa.string()),
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=(),
+    key=("web_id",),
+    description="The AF element tree, one row per element, fully refreshed by every run.",
+)
+
+AF_ATTRIBUTES = TableSpec(
+    name="bronze.pi_af_attributes",
+    schema=pa.schema(
+        [
+            pa.field("web_id", pa.string(), nullable=False),
+            pa.field("element_web_id", pa.string(), nullable=False),
+            pa.field("name", pa.string(), nullable=False),
+            pa.field("path", pa.string(), nullable=False),
+            pa.field("type", pa.string()),
+            pa.field("units", pa.string()),
+            pa.field("data_reference", pa.string()),
+            pa.field("config_string", pa.string()),
+            pa.field("point_web_id", pa.string()),
+            pa.field("category_names", STRING_LIST),
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=(),
+    key=("web_id",),
+    description="AF attributes of every element, with the PI point each one references.",
+)
+
+TABLE_SPECS: dict[str, TableSpec] = {
+    spec.name: spec for spec in (TIMESERIES, WATERMARKS, EVENT_FRAMES, POINTS, ASSET_HIERARCHY, AF_ATTRIBUTES)
+}

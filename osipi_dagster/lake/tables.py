@@ -1,0 +1,306 @@
+"""Where the Delta tables live, and the shared plumbing every writer uses.
+
+A :class:`Lakehouse` is a table root: a local folder (the default, ``./data/lakehouse``) or an object-store
+URI (``s3://``, ``abfss://``, ``gs://``, ...) with the ``storage_options`` delta-rs passes to object_store.
+Tables are addressed as ``<schema>.<table>``: ``bronze.pi_timeseries`` lives under
+``<root>/bronze/pi_timeseries``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from deltalake import CommitProperties, DeltaTable
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+from osipi_dagster.lake.errors import (
+    InvalidLakeRootError,
+    InvalidRowsError,
+    InvalidTableNameError,
+    LakeError,
+    TableSchemaMismatchError,
+)
+from osipi_dagster.lake.schemas import TABLE_SPECS, TableSpec
+
+DEFAULT_ROOT = "./data/lakehouse"
+OBJECT_STORE_SCHEMES = frozenset({"s3", "s3a", "gs", "az", "abfs", "abfss", "file"})
+# The custom commit-info key that lets a writer find its own commit among concurrent ones.
+WRITE_ID_KEY = "osipi.write_id"
+# How many recent commits to search for our own: concurrent writers of other slices commit in between.
+_HISTORY_SEARCH_DEPTH = 200
+
+_NAME_PART = r"[a-z][a-z0-9_]{0,62}"
+_TABLE_NAME = re.compile(rf"^({_NAME_PART})\.({_NAME_PART})$")
+_URI = re.compile(r"^([a-z][a-z0-9+.-]+)://(.+)$")
+
+ArrowData = TypeVar("ArrowData", pa.Table, pa.RecordBatch)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one committed write did, for logs and Dagster metadata."""
+
+    table: str
+    version: int
+    rows_written: int
+    files_added: int
+    files_removed: int
+    predicate: str | None
+    duration_seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_written / self.duration_seconds if self.duration_seconds > 0 else 0.0
+
+
+def parse_table_name(name: str) -> tuple[str, str]:
+    """Split ``"<schema>.<table>"`` into its two parts, or raise :class:`InvalidTableNameError`."""
+    match = _TABLE_NAME.match(name) if isinstance(name, str) else None
+    if match is None:
+        raise InvalidTableNameError(
+            f"Table name {name!r} is not valid: expected '<schema>.<table>', two parts of lower-case "
+            "ASCII letters, digits and underscores, each starting with a letter "
+            "(e.g. 'bronze.pi_timeseries')."
+        )
+    return match.group(1), match.group(2)
+
+
+@dataclass(frozen=True)
+class LakeTable:
+    """One Delta table of a lakehouse: its ``<schema>.<table>`` name, URI and storage options."""
+
+    name: str
+    uri: str
+    storage_options: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> TableSpec | None:
+        """The table's layout if it is one the connector knows (see ``schemas.TABLE_SPECS``)."""
+        return TABLE_SPECS.get(self.name)
+
+    def exists(self) -> bool:
+        return DeltaTable.is_deltatable(self.uri, storage_options=dict(self.storage_options))
+
+    def load(self) -> DeltaTable:
+        """The table's latest version; raises :class:`LakeError` if it was never written."""
+        try:
+            return DeltaTable(self.uri, storage_options=dict(self.storage_options))
+        except TableNotFoundError as exc:
+            raise LakeError(
+                f"Table {self.name} does not exist yet at {self.uri}: materialize the asset that writes "
+                "it first."
+            ) from exc
+
+    def version(self) -> int | None:
+        """The latest committed version, or None if the table does not exist yet."""
+        return self.load().version() if self.exists() else None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Lakehouse:
+    """A table root holding ``<schema>/<table>`` Delta tables.
+
+    Args:
+        root: a local folder (relative paths are resolved against the working directory) or an
+            object-store URI: ``s3://bucket/prefix``, ``abfss://container@account.dfs.core.windows.net/prefix``,
+            ``gs://bucket/prefix``.
+        storage_options: passed unchanged to delta-rs (credentials, region, ``aws_conditional_put``...).
+    """
+
+    root: str = DEFAULT_ROOT
+    storage_options: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", _normalize_root(self.root))
+
+    def table(self, name: str) -> LakeTable:
+        """Address ``<schema>.<table>``; the table need not exist yet."""
+        schema, table = parse_table_name(name)
+        return LakeTable(name=name, uri=f"{self.root}/{schema}/{table}", storage_options=self.storage_options)
+
+
+def _normalize_root(root: str | Path) -> str:
+    text = str(root).strip()
+    if not text:
+        raise InvalidLakeRootError(
+            "The lakehouse root is empty: set it to a local folder or an object-store URI."
+        )
+    match = _URI.match(text)
+    if match is None:
+        # A local folder: resolved now, so a later chdir cannot move the tables.
+        return str(Path(text).expanduser().resolve())
+    if match.group(1) not in OBJECT_STORE_SCHEMES:
+        raise InvalidLakeRootError(
+            f"The lakehouse root {text!r} uses the unsupported scheme {match.group(1)!r}: use a local folder "
+            f"or one of {', '.join(sorted(s + '://' for s in OBJECT_STORE_SCHEMES))}."
+        )
+    return text.rstrip("/")
+
+
+def ensure_table(table: LakeTable) -> DeltaTable:
+    """Open the table, creating it empty with its spec's schema and partitioning if it does not exist.
+
+    Creation is safe with concurrent first writers: every one of them tries to commit version 0, exactly
+    one succeeds (object stores with put-if-absent, local rename-without-replace), and the others find
+    the table created and carry on. An existing table must have the spec's schema.
+    """
+    spec = spec_of(table)
+    if not table.exists():
+        try:
+            DeltaTable.create(
+                table.uri,
+                spec.schema,
+                mode="ignore",
+                partition_by=list(spec.partition_by) or None,
+                name=spec.name,
+                description=spec.description,
+                storage_options=dict(table.storage_options),
+                # By default delta-rs retries a lost version-0 commit as version 1: a second CREATE whose
+                # metadata action makes every writer that read version 0 fail with "Metadata changed".
+                commit_properties=CommitProperties(max_commit_retries=0),
+            )
+        except DeltaError:
+            # Lost the race for version 0 to another writer; anything else resurfaces just below.
+            if not table.exists():
+                raise
+    delta_table = table.load()
+    _check_schema(table, spec, delta_table)
+    return delta_table
+
+
+def spec_of(table: LakeTable) -> TableSpec:
+    """The table's layout; raises :class:`LakeError` for a table the connector does not know."""
+    spec = table.spec
+    if spec is None:
+        raise LakeError(
+            f"Table {table.name} has no layout in osipi_dagster.lake.schemas.TABLE_SPECS: add a TableSpec "
+            f"for it (known tables: {', '.join(sorted(TABLE_SPECS))})."
+        )
+    return spec
+
+
+def _check_schema(table: LakeTable, spec: TableSpec, delta_table: DeltaTable) -> None:
+    actual = pa.schema(delta_table.schema().to_arrow())
+    expected = {f.name: f.type for f in spec.schema}
+    found = {f.name: f.type for f in actual}
+    if expected != found or list(delta_table.metadata().partition_columns) != list(spec.partition_by):
+        raise TableSchemaMismatchError(
+            f"Table {table.name} at {table.uri} does not have the layout this version of osipi-dagster "
+            f"writes. Expected columns {_describe(expected)} partitioned by {list(spec.partition_by)}; "
+            f"found {_describe(found)} partitioned by {list(delta_table.metadata().partition_columns)}. "
+            "Move the old table away (or migrate it) and re-materialize."
+        )
+
+
+def _describe(columns: Mapping[str, pa.DataType]) -> str:
+    return "{" + ", ".join(f"{name}: {dtype}" for name, dtype in columns.items()) + "}"
+
+
+def conform(data: ArrowData, schema: pa.Schema, *, what: str) -> ArrowData:
+    """Return ``data`` with exactly ``schema``'s columns, in order, cast to its types.
+
+    Raises :class:`InvalidRowsError` naming the column if one is missing or unexpected, cannot be cast
+    safely, or holds nulls where the schema forbids them. ``what`` names the data in messages.
+    """
+    missing = [name for name in schema.names if name not in data.schema.names]
+    extra = [name for name in data.schema.names if name not in schema.names]
+    if missing or extra:
+        raise InvalidRowsError(
+            f"{what} does not have the expected columns: missing {missing}, unexpected {extra}. "
+            f"Expected exactly {schema.names}."
+        )
+    columns = []
+    for target in schema:
+        column = data.column(target.name)
+        if column.type != target.type:
+            try:
+                column = column.cast(target.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise InvalidRowsError(
+                    f"{what}: column {target.name!r} has type {column.type}, which cannot be cast safely to "
+                    f"{target.type} ({exc}). Produce {target.type} values."
+                ) from exc
+        if not target.nullable and column.null_count:
+            raise InvalidRowsError(
+                f"{what}: column {target.name!r} holds {column.null_count} null(s) but may not be null. "
+                "Fill it or drop those rows before writing."
+            )
+        columns.append(column)
+    return type(data).from_arrays(columns, schema=schema)
+
+
+def new_write_id() -> str:
+    return uuid.uuid4().hex
+
+
+def commit_properties(write_id: str) -> CommitProperties:
+    """Commit properties tagging a commit with ``write_id`` (see :func:`find_commit`)."""
+    return CommitProperties(custom_metadata={WRITE_ID_KEY: write_id})
+
+
+def find_commit(table: LakeTable, write_id: str) -> dict[str, Any]:
+    """The commit info (operation metrics) of the commit tagged ``write_id``, searched newest first.
+
+    delta-rs's writers return nothing, and other writers may commit right after us, so the commit is
+    found by its tag rather than assumed to be the latest. Take the commit's version from
+    ``delta_table.version()`` right after the write: the ``version`` numbers ``history()`` reports can
+    be off while concurrent writers commit.
+    """
+    for commit in table.load().history(_HISTORY_SEARCH_DEPTH):
+        if commit.get(WRITE_ID_KEY) == write_id:
+            return commit
+    raise LakeError(
+        f"Committed write {write_id} is not among the last {_HISTORY_SEARCH_DEPTH} commits of "
+        f"{table}; the data is committed but its metrics are unknown."
+    )
+
+
+def utc_now() -> datetime:
+    """The current time in UTC (a datetime has the microsecond precision Delta stores)."""
+    return datetime.now(UTC)
+
+
+def require_utc(value: datetime, *, what: str) -> datetime:
+    """``value`` in UTC; raises on naive datetimes, which PI would read in the server's local zone."""
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{what} must be a timezone-aware datetime (e.g. datetime(..., tzinfo=UTC)); got {value!r}."
+        )
+    return value.astimezone(UTC)
+
+
+def row_count(table: LakeTable, partitions: Mapping[str, object] | None = None) -> int:
+    """Rows in the table, or in the partitions whose partition columns equal ``partitions``.
+
+    Counted from the per-file statistics of the Delta log, without reading any data file; if some file
+    has no statistics (written by another engine), the matching rows are counted by a scan instead.
+    """
+    delta_table = table.load()
+    files = pa.table(delta_table.get_add_actions(flatten=True))
+    for column, value in (partitions or {}).items():
+        files = files.filter(pc.equal(files.column(f"partition.{column}"), value))
+    counts = files.column("num_records")
+    if counts.null_count == 0:
+        return int(pc.sum(counts).as_py() or 0)
+    expression = None
+    for column, value in (partitions or {}).items():
+        term = ds.field(column) == value
+        expression = term if expression is None else expression & term
+    return delta_table.to_pyarrow_dataset().count_rows(filter=expression)
+
+
+def without_columns(schema: pa.Schema, computed: Collection[str]) -> pa.Schema:
+    """``schema`` minus the columns a writer computes itself (what callers must provide)."""
+    return pa.schema([f for f in schema if f.name not in computed])

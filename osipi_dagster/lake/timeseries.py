@@ -1,0 +1,363 @@
+"""Idempotent writes of PI recorded values into ``bronze.pi_timeseries``, and exact read-back.
+
+A run owns one slice of the table, a (``partition_date``, ``tag_shard``) pair, or, for the incremental
+open day, a time range of that slice, optionally only for some points. :func:`replace_slice` replaces
+exactly that slice in one atomic Delta commit (an overwrite with a predicate), streaming the client's
+record batches into the commit so memory stays bounded whatever the size of the day. Running it twice
+with the same values gives the same table contents: nothing is ever appended twice.
+
+Timestamps: PI stores 100 ns ticks, Delta stores microseconds. The table keeps both ``timestamp``
+(floored to the microsecond, for SQL and engines) and ``timestamp_ns`` (the exact nanoseconds since the
+Unix epoch). Predicates compare ``timestamp_ns``, so sub-microsecond boundaries are exact, and
+:func:`read_slice` rebuilds the exact ``timestamp('ns', 'UTC')`` column the client produced.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from deltalake import WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError
+
+from osipi_dagster.lake.errors import ConcurrentWriteError, InvalidRowsError
+from osipi_dagster.lake.schemas import RECORDED_SCHEMA, TIMESERIES, UTC_NS, UTC_US
+from osipi_dagster.lake.tables import (
+    LakeTable,
+    WriteResult,
+    commit_properties,
+    conform,
+    ensure_table,
+    find_commit,
+    new_write_id,
+    require_utc,
+    utc_now,
+)
+
+# File sizing. delta-rs rolls a data file over once it holds target_file_size bytes, so every file but
+# the last of a write is at least this big: at the ~15 bytes a row the benchmark's PI-like values take,
+# 128 MiB is about 8.6 million rows a file, far above the 250,000-row floor. The parquet writer keeps one
+# row group in memory while encoding it, so the row group size bounds the writer's memory (about 100
+# bytes a row before encoding: ~100 MB for 1 Mi rows); 1 Mi rows is parquet-rs's default and keeps row
+# groups large enough for efficient scans.
+TARGET_FILE_SIZE = 128 * 1024 * 1024
+ROW_GROUP_ROWS = 1024 * 1024
+_MAX_WEB_IDS_IN_MESSAGE = 5
+
+
+@dataclass(frozen=True)
+class TimeSlice:
+    """The rows one write owns: a (date, shard) slice, optionally a time range and a set of points."""
+
+    partition_date: date
+    tag_shard: str
+    start_ns: int
+    end_ns: int
+    web_ids: frozenset[str] | None
+    whole_day: bool
+
+    @property
+    def predicate(self) -> str:
+        """The Delta predicate selecting exactly this slice's rows (timestamps compared exactly)."""
+        terms = [f"partition_date = '{self.partition_date.isoformat()}'", f"tag_shard = '{self.tag_shard}'"]
+        if not self.whole_day:
+            terms += [f"timestamp_ns >= {self.start_ns}", f"timestamp_ns < {self.end_ns}"]
+        if self.web_ids is not None:
+            terms.append(f"web_id IN ({', '.join(_sql_string(w) for w in sorted(self.web_ids))})")
+        return " AND ".join(terms)
+
+    def describe(self) -> str:
+        text = (
+            f"partition_date={self.partition_date.isoformat()} tag_shard={self.tag_shard} "
+            f"[{_format_ns(self.start_ns)}, {_format_ns(self.end_ns)})"
+        )
+        return text if self.web_ids is None else f"{text} for {len(self.web_ids)} point(s)"
+
+
+def time_slice(
+    partition_date: date | str,
+    tag_shard: str,
+    time_range: tuple[datetime, datetime] | None = None,
+    web_ids: Collection[str] | None = None,
+) -> TimeSlice:
+    """Validate and build the slice a write owns.
+
+    Args:
+        partition_date: the UTC day, as a ``date`` or an ISO ``YYYY-MM-DD`` string (a Dagster date key).
+        tag_shard: the shard key, e.g. ``"s03"`` (simple ASCII: it becomes a folder name).
+        time_range: ``(start, end)``, timezone-aware, start inclusive and end exclusive, inside the day;
+            None means the whole day. ``pandas.Timestamp`` values keep their nanoseconds.
+        web_ids: restrict the slice to these points; None means every point of the shard.
+    """
+    day = _parse_date(partition_date)
+    if not isinstance(tag_shard, str) or not tag_shard.isascii() or not tag_shard.isidentifier():
+        raise ValueError(
+            f"tag_shard {tag_shard!r} is not a simple ASCII key: use letters, digits and underscores, "
+            "e.g. 's03'."
+        )
+    day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    day_start_ns, day_end_ns = _to_ns(day_start), _to_ns(day_start + timedelta(days=1))
+    start_ns, end_ns = day_start_ns, day_end_ns
+    if time_range is not None:
+        start_ns = _to_ns(require_utc(time_range[0], what="time_range start"))
+        end_ns = _to_ns(require_utc(time_range[1], what="time_range end"))
+        if not day_start_ns <= start_ns < end_ns <= day_end_ns:
+            raise ValueError(
+                f"time_range [{_format_ns(start_ns)}, {_format_ns(end_ns)}) must be non-empty and inside the "
+                f"partition's UTC day {day.isoformat()}: clip it to [{_format_ns(day_start_ns)}, "
+                f"{_format_ns(day_end_ns)})."
+            )
+    points = None
+    if web_ids is not None:
+        points = frozenset(web_ids)
+        if not points:
+            raise ValueError("web_ids is empty: pass None to replace every point of the slice.")
+    return TimeSlice(
+        partition_date=day,
+        tag_shard=tag_shard,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        web_ids=points,
+        whole_day=(start_ns, end_ns) == (day_start_ns, day_end_ns),
+    )
+
+
+def replace_slice(
+    table: LakeTable,
+    batches: Iterable[pa.RecordBatch],
+    *,
+    partition_date: date | str,
+    tag_shard: str,
+    time_range: tuple[datetime, datetime] | None = None,
+    web_ids: Collection[str] | None = None,
+    ingested_at: datetime | None = None,
+) -> WriteResult:
+    """Replace one slice of ``bronze.pi_timeseries`` with ``batches``, in one atomic Delta commit.
+
+    The slice is ``partition_date = D AND tag_shard = S``, narrowed by ``time_range`` (for the open day:
+    ``timestamp >= start AND timestamp < end``) and by ``web_ids`` when given (see :func:`time_slice`).
+    Every row of the slice that is not in ``batches`` is deleted, every row of ``batches`` is added, and
+    nothing outside the slice is touched.
+
+    The batches (the PI client's ``RECORDED_SCHEMA``) are streamed into the commit one at a time, so a day
+    of any size fits in bounded memory. Each batch is checked before it is handed to Delta: a row outside
+    the slice (another day, outside the time range, a point not in ``web_ids``), a missing column or a
+    null in a required column raises :class:`InvalidRowsError`; that error, or any error raised by the
+    iterator itself, aborts the write and nothing is committed (files already written are unreferenced
+    and invisible to readers; ``VACUUM`` removes them).
+
+    Raises:
+        InvalidRowsError: a batch breaks the contract above; the table is unchanged.
+        ConcurrentWriteError: another writer replaced overlapping rows at the same time; re-run.
+    """
+    started = time.perf_counter()
+    target = time_slice(partition_date, tag_shard, time_range, web_ids)
+    delta_table = ensure_table(table)
+    version_before = delta_table.version()
+    stream = _SliceStream(batches, target, require_utc(ingested_at or utc_now(), what="ingested_at"))
+    write_id = new_write_id()
+    try:
+        with _single_writer_partition():
+            write_deltalake(
+                delta_table,
+                pa.RecordBatchReader.from_batches(TIMESERIES.schema, stream),
+                mode="overwrite",
+                predicate=target.predicate,
+                target_file_size=TARGET_FILE_SIZE,
+                writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS),
+                commit_properties=commit_properties(write_id),
+            )
+    except Exception as exc:
+        if stream.error is not None:
+            # The iterator's own error, not delta-rs's wrapper around it, is what the caller can act on.
+            stream.error.add_note(f"Nothing was committed: {table} stays at version {version_before}.")
+            raise stream.error from None
+        if isinstance(exc, CommitFailedError):
+            raise ConcurrentWriteError(
+                f"Another writer changed rows of {table} slice {target.describe()} at the same time, so this "
+                f"write was not committed ({exc}). Make sure one run at a time owns a slice, then re-run."
+            ) from exc
+        raise
+    version = delta_table.version()  # the state delta-rs keeps after its commit: our version
+    metrics = find_commit(table, write_id).get("operationMetrics", {})
+    return WriteResult(
+        table=table.name,
+        version=version,
+        rows_written=stream.rows,
+        files_added=int(metrics.get("num_added_files", 0)),
+        files_removed=int(metrics.get("num_removed_files", 0)),
+        predicate=target.predicate,
+        duration_seconds=time.perf_counter() - started,
+    )
+
+
+@contextmanager
+def _single_writer_partition() -> Iterator[None]:
+    """Make delta-rs plan the write with one partition, so the input stream gets backpressure.
+
+    delta-rs (1.6) hash-repartitions the input of a partitioned table by its partition columns into
+    ``num_cpus`` streams. A slice has one partition value, so every row lands in the same stream, and
+    DataFusion's repartition only blocks its producer once *every* output stream holds data: it never
+    blocks here, and a producer faster than the parquet writer piles batches up in memory (measured:
+    1.3 GiB for 20 M rows on 2 cores, growing with the day). delta-rs counts CPUs with the calling
+    thread's affinity when it plans the write, so pinning this thread to one CPU for the call gives a
+    one-stream plan that blocks the producer (flat ~0.5 GiB for 86 M rows), while the writing itself
+    still runs on the tokio worker threads, which already exist and are not pinned. No-op where
+    ``sched_setaffinity`` does not exist (macOS, Windows): memory then depends on the producer's pace.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+class _SliceStream(Iterator[pa.RecordBatch]):
+    """Checks and converts the client's batches on their way into the commit, remembering any failure.
+
+    delta-rs wraps an exception raised by the stream in a generic DeltaError; keeping the original lets
+    :func:`replace_slice` re-raise it unchanged.
+    """
+
+    def __init__(self, batches: Iterable[pa.RecordBatch], target: TimeSlice, ingested_at: datetime) -> None:
+        self._batches = iter(batches)
+        self._target = target
+        self._constants = {
+            "partition_date": pa.scalar(target.partition_date, pa.date32()),
+            "tag_shard": pa.scalar(target.tag_shard, pa.string()),
+            "ingested_at": pa.scalar(ingested_at, UTC_US),
+        }
+        self._web_ids = None if target.web_ids is None else pa.array(sorted(target.web_ids), pa.string())
+        self.rows = 0
+        self.error: BaseException | None = None
+
+    def __next__(self) -> pa.RecordBatch:
+        try:
+            batch = conform(next(self._batches), RECORDED_SCHEMA, what="A recorded-values batch")
+            lake_batch = self._to_lake(batch)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            self.error = exc
+            raise
+        self.rows += lake_batch.num_rows
+        return lake_batch
+
+    def _to_lake(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        exact_ns = batch.column("timestamp").cast(pa.int64())
+        self._check_inside(batch, exact_ns)
+        floored_us = np.floor_divide(exact_ns.to_numpy(), 1000)
+        columns = {name: batch.column(name) for name in RECORDED_SCHEMA.names}
+        columns["timestamp"] = pa.array(floored_us, UTC_US)
+        columns["timestamp_ns"] = exact_ns
+        columns.update({name: pa.repeat(value, batch.num_rows) for name, value in self._constants.items()})
+        return pa.RecordBatch.from_arrays(
+            [columns[name] for name in TIMESERIES.schema.names], schema=TIMESERIES.schema
+        )
+
+    def _check_inside(self, batch: pa.RecordBatch, exact_ns: pa.Array) -> None:
+        if batch.num_rows == 0:
+            return
+        target = self._target
+        bounds = pc.min_max(exact_ns)
+        if bounds["min"].as_py() < target.start_ns or bounds["max"].as_py() >= target.end_ns:
+            outside = pc.or_(pc.less(exact_ns, target.start_ns), pc.greater_equal(exact_ns, target.end_ns))
+            first = pc.index(outside, True).as_py()
+            raise InvalidRowsError(
+                f"{pc.sum(outside).as_py()} row(s) fall outside the slice {target.describe()}, e.g. "
+                f"point {batch.column('web_id')[first].as_py()} at {_format_ns(exact_ns[first].as_py())}. "
+                "Nothing was committed. Read only the slice's time range, or write those rows to their "
+                "own slice."
+            )
+        if self._web_ids is not None:
+            unexpected = pc.unique(
+                pc.filter(batch.column("web_id"), pc.invert(pc.is_in(batch.column("web_id"), self._web_ids)))
+            )
+            if len(unexpected):
+                raise InvalidRowsError(
+                    f"{len(unexpected)} point(s) are not among the web_ids this write replaces "
+                    f"({target.describe()}), e.g. {unexpected[:_MAX_WEB_IDS_IN_MESSAGE].to_pylist()}. "
+                    "Nothing was committed. Add them to web_ids or leave them out of the batches."
+                )
+
+
+def read_slice(
+    table: LakeTable,
+    partition_date: date | str,
+    tag_shard: str,
+    *,
+    time_range: tuple[datetime, datetime] | None = None,
+    web_ids: Collection[str] | None = None,
+) -> pa.Table:
+    """Read a slice back with exact timestamps, sorted by point then time.
+
+    The result has the client's columns (``timestamp`` is the exact ``timestamp('ns', 'UTC')``) plus
+    ``partition_date``, ``tag_shard`` and ``ingested_at``. The sort is stable, so several values of one
+    point at one timestamp keep the order they were written in within a file. The whole slice is
+    materialized: use it for tests, checks and small slices.
+    """
+    target = time_slice(partition_date, tag_shard, time_range, web_ids)
+    expression = (ds.field("partition_date") == pa.scalar(target.partition_date, pa.date32())) & (
+        ds.field("tag_shard") == target.tag_shard
+    )
+    if not target.whole_day:
+        expression &= (ds.field("timestamp_ns") >= target.start_ns) & (
+            ds.field("timestamp_ns") < target.end_ns
+        )
+    if target.web_ids is not None:
+        expression &= ds.field("web_id").isin(sorted(target.web_ids))
+    rows = table.load().to_pyarrow_table(filters=expression)
+    return restore_exact_timestamps(rows).sort_by([("web_id", "ascending"), ("timestamp", "ascending")])
+
+
+def restore_exact_timestamps(rows: pa.Table) -> pa.Table:
+    """Replace the microsecond ``timestamp`` with the exact one rebuilt from ``timestamp_ns``."""
+    exact = rows.column("timestamp_ns").cast(UTC_NS)
+    position = rows.schema.get_field_index("timestamp")
+    return rows.set_column(position, pa.field("timestamp", UTC_NS, nullable=False), exact).drop_columns(
+        ["timestamp_ns"]
+    )
+
+
+def _parse_date(value: date | str) -> date:
+    if isinstance(value, datetime):
+        raise ValueError(f"partition_date must be a date or 'YYYY-MM-DD', not a datetime ({value!r}).")
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"partition_date {value!r} is not a date: pass a datetime.date or 'YYYY-MM-DD'."
+        ) from exc
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _to_ns(value: datetime) -> int:
+    """Exact nanoseconds since the epoch; ``pandas.Timestamp`` keeps its nanoseconds."""
+    nanos = getattr(value, "nanosecond", 0)
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000 + nanos
+
+
+def _format_ns(ns: int) -> str:
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    return f"{(_EPOCH + timedelta(seconds=seconds)).strftime('%Y-%m-%dT%H:%M:%S')}.{nanos:09d}Z"
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"

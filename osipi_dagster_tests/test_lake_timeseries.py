@@ -1,0 +1,200 @@
+"""replace_slice on real Delta tables: idempotency, isolation, exactness, and nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from osipi_dagster.lake import (
+    InvalidRowsError,
+    Lakehouse,
+    LakeTable,
+    read_slice,
+    replace_slice,
+    row_count,
+)
+from osipi_dagster_tests.lake_helpers import DAY, NEXT_DAY, SECOND, at, contents, hourly, recorded
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> LakeTable:
+    return Lakehouse(str(tmp_path / "lake")).table("bronze.pi_timeseries")
+
+
+def test_replacing_a_slice_twice_gives_identical_contents(table: LakeTable) -> None:
+    first = replace_slice(table, [hourly(["A", "B"])], partition_date=DAY, tag_shard="s00")
+    once = contents(table, DAY, "s00")
+    second = replace_slice(table, [hourly(["A"]), hourly(["B"])], partition_date=DAY, tag_shard="s00")
+
+    assert contents(table, DAY, "s00") == once
+    assert len(once) == 48 == first.rows_written == second.rows_written
+    assert (first.version, second.version) == (1, 2)
+    assert second.files_removed == first.files_added == 1
+    assert row_count(table) == 48
+
+
+def test_replacing_one_slice_never_touches_another_date_or_shard(table: LakeTable) -> None:
+    replace_slice(table, [hourly(["A"])], partition_date=DAY, tag_shard="s00")
+    replace_slice(table, [hourly(["B"])], partition_date=DAY, tag_shard="s01")
+    replace_slice(table, [hourly(["A"], day=NEXT_DAY)], partition_date=NEXT_DAY, tag_shard="s00")
+    others = (contents(table, DAY, "s01"), contents(table, NEXT_DAY, "s00"))
+
+    replace_slice(table, [hourly(["A"], value=50.0)], partition_date=DAY, tag_shard="s00")
+    replace_slice(table, [], partition_date=DAY, tag_shard="s00")
+
+    assert contents(table, DAY, "s00") == []
+    assert (contents(table, DAY, "s01"), contents(table, NEXT_DAY, "s00")) == others
+    assert row_count(table, {"partition_date": DAY, "tag_shard": "s01"}) == 24
+
+
+def test_time_range_replacement_keeps_values_outside_the_range(table: LakeTable) -> None:
+    replace_slice(table, [hourly(["A", "B"])], partition_date=DAY, tag_shard="s00")
+    start, end = datetime(2025, 1, 6, 10, tzinfo=UTC), datetime(2025, 1, 6, 12, tzinfo=UTC)
+    # The re-read of the overlap window: 10:00 changed, 11:00 disappeared, 11:30 arrived late.
+    late = recorded([("A", at(DAY, 10 * 3600), -1.0), ("A", at(DAY, 11.5 * 3600), -2.0)])
+
+    result = replace_slice(
+        table, [late], partition_date=DAY, tag_shard="s00", time_range=(start, end), web_ids=["A"]
+    )
+
+    rows = read_slice(table, DAY, "s00")
+    a = rows.filter(pa.compute.equal(rows["web_id"], "A"))
+    hours = {
+        ts.value // SECOND % 86_400 / 3600: value
+        for ts, value in zip(a["timestamp"], a["value"].to_pylist(), strict=True)
+    }
+    assert hours[9.0] == 10.0 and hours[12.0] == 13.0  # outside the range: kept
+    assert hours[10.0] == -1.0 and hours[11.5] == -2.0 and 11.0 not in hours
+    assert rows.num_rows == 48 + 1 - 1 and result.rows_written == 2
+    assert "timestamp_ns >= " in result.predicate and "web_id IN ('A')" in result.predicate
+
+
+def test_several_values_at_one_timestamp_and_sub_microsecond_times_survive_exactly(table: LakeTable) -> None:
+    tick = at(DAY, 3600, nanos=123_456_700)  # PI's 100 ns resolution, below Delta's microsecond
+    batch = recorded([("A", tick, 1.0), ("A", tick, 2.0), ("A", tick, 3.0), ("A", tick + 100, 4.0)])
+
+    replace_slice(table, [batch], partition_date=DAY, tag_shard="s00")
+    replace_slice(table, [batch], partition_date=DAY, tag_shard="s00")
+
+    rows = read_slice(table, DAY, "s00")
+    assert rows.schema.field("timestamp").type == pa.timestamp("ns", tz="UTC")
+    assert rows["timestamp"].cast(pa.int64()).to_pylist() == [tick, tick, tick, tick + 100]
+    assert rows["value"].to_pylist() == [1.0, 2.0, 3.0, 4.0]
+    stored = table.load().to_pyarrow_table(columns=["timestamp", "timestamp_ns"])
+    assert stored["timestamp"].cast(pa.int64()).to_pylist()[0] == tick // 1000  # floored to the µs
+
+
+def test_a_row_outside_the_slice_raises_and_nothing_is_committed(table: LakeTable) -> None:
+    replace_slice(table, [hourly(["A"])], partition_date=DAY, tag_shard="s00")
+    before = contents(table, DAY, "s00")
+    stray = recorded([("A", at(NEXT_DAY), 9.0)])
+
+    with pytest.raises(InvalidRowsError, match=r"outside the slice.*Nothing was committed"):
+        replace_slice(table, [hourly(["A"], value=7.0), stray], partition_date=DAY, tag_shard="s00")
+    with pytest.raises(InvalidRowsError, match="not among the web_ids"):
+        replace_slice(table, [hourly(["A", "B"])], partition_date=DAY, tag_shard="s00", web_ids=["A"])
+
+    assert table.version() == 1
+    assert contents(table, DAY, "s00") == before
+
+
+def test_a_batch_with_a_null_in_a_required_column_is_rejected(table: LakeTable) -> None:
+    batch = hourly(["A"])
+    broken = batch.set_column(batch.schema.get_field_index("good"), "good", pa.nulls(24, pa.bool_()))
+
+    with pytest.raises(InvalidRowsError, match="'good' holds 24 null"):
+        replace_slice(table, [broken], partition_date=DAY, tag_shard="s00")
+
+
+def test_a_crash_in_the_middle_of_streaming_leaves_the_previous_version(table: LakeTable) -> None:
+    replace_slice(table, [hourly(["A", "B"])], partition_date=DAY, tag_shard="s00")
+    before = contents(table, DAY, "s00")
+
+    def failing_reader() -> Iterator[pa.RecordBatch]:
+        yield hourly(["A"], value=100.0)
+        raise ConnectionError("PI Web API went away")
+
+    with pytest.raises(ConnectionError, match="went away") as raised:
+        replace_slice(table, failing_reader(), partition_date=DAY, tag_shard="s00")
+
+    assert "stays at version 1" in str(raised.value.__notes__)
+    assert table.version() == 1
+    assert contents(table, DAY, "s00") == before
+
+
+def test_time_range_must_be_timezone_aware_and_inside_the_day(table: LakeTable) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        replace_slice(
+            table,
+            [],
+            partition_date=DAY,
+            tag_shard="s00",
+            time_range=(datetime(2025, 1, 6), datetime(2025, 1, 7)),
+        )
+    with pytest.raises(ValueError, match="inside the partition's UTC day"):
+        replace_slice(
+            table,
+            [],
+            partition_date=DAY,
+            tag_shard="s00",
+            time_range=(datetime(2025, 1, 6, 23, tzinfo=UTC), datetime(2025, 1, 7, 1, tzinfo=UTC)),
+        )
+    assert not table.exists()
+
+
+_KILLED_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from osipi_dagster.lake import Lakehouse, replace_slice
+    from osipi_dagster_tests.lake_helpers import DAY, dense
+
+    def batches():
+        for i in range(10_000):
+            yield dense(f"P{i:05d}", 100_000)
+            if i == 40:  # 4 million rows in: the writer has data files in flight
+                print("streaming", flush=True)
+                time.sleep(1)
+
+    replace_slice(Lakehouse(sys.argv[1]).table("bronze.pi_timeseries"), batches(), partition_date=DAY,
+                  tag_shard="s00")
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_writer_killed_mid_write_leaves_the_table_readable_and_unchanged(
+    table: LakeTable, tmp_path: Path
+) -> None:
+    replace_slice(table, [hourly(["A", "B"])], partition_date=DAY, tag_shard="s00")
+    before = contents(table, DAY, "s00")
+    root = str(Path(table.uri).parent.parent)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, root],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "streaming"
+        os.kill(writer.pid, signal.SIGKILL)
+        assert writer.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        writer.kill()
+
+    # The killed writer left parquet data on disk, but no commit refers to it: readers never see it.
+    on_disk = list(Path(table.uri).glob("partition_date=*/tag_shard=s00/*"))
+    assert len(on_disk) > len(table.load().file_uris())
+    assert table.version() == 1
+    assert contents(table, DAY, "s00") == before
+    replace_slice(table, [hourly(["A"], value=5.0)], partition_date=DAY, tag_shard="s00")
+    assert row_count(table) == 24
