@@ -1,5 +1,13 @@
-"""The Dagster code location: assembles assets, resources, checks and sensors into ``defs``."""
+"""The Dagster code location: assembles assets and resources into ``defs``."""
 
 import dagster as dg
 
-defs = dg.Definitions()
+from osipi_dagster.assets.af import pi_af
+from osipi_dagster.assets.points import pi_points
+from osipi_dagster.assets.timeseries import pi_timeseries
+from osipi_dagster.resources import resources_from_env
+
+defs = dg.Definitions(
+    assets=[pi_af, pi_points, pi_timeseries],
+    resources=resources_from_env(),
+)

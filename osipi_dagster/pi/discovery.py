@@ -51,9 +51,13 @@ class _Object(msgspec.Struct, frozen=True, kw_only=True, rename="pascal"):
 
 
 class DataServer(_Object, frozen=True, kw_only=True, rename="pascal"):
+    """A PI Data Archive. ``server_time`` is its clock when the answer was made (PI's UTC string): readers
+    take "now" from it, not from the local clock, so a skewed local clock never reads the future."""
+
     id: str = ""
     is_connected: bool | None = None
     server_version: str | None = None
+    server_time: str | None = None
 
 
 class Point(_Object, frozen=True, kw_only=True, rename="pascal"):

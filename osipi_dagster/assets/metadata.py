@@ -1,0 +1,45 @@
+"""Metadata shared by every asset: the table's schema and what a Delta write did."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from osipi_dagster.lake import TableSpec, WriteResult
+
+GROUP = "pi_bronze"
+KINDS = {"pi", "deltalake"}
+POOL = "pi_webapi"  # every asset that calls PI Web API runs in this concurrency pool (dagster.yaml)
+
+
+def table_schema(spec: TableSpec) -> dg.TableSchema:
+    """A Delta table's columns as Dagster shows them."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                field.name,
+                str(field.type),
+                constraints=dg.TableColumnConstraints(nullable=field.nullable),
+            )
+            for field in spec.schema
+        ]
+    )
+
+
+def definition_metadata(spec: TableSpec) -> dict[str, object]:
+    """Static metadata of an asset backed by ``spec`` (shown before anything is materialized)."""
+    return {
+        "dagster/table_name": spec.name,
+        "dagster/column_schema": table_schema(spec),
+        "partitioned_by": ", ".join(spec.partition_by) or "not partitioned",
+    }
+
+
+def write_metadata(result: WriteResult, uri: str) -> dict[str, object]:
+    """What one Delta commit did."""
+    return {
+        "dagster/row_count": dg.MetadataValue.int(result.rows_written),
+        "delta_table_version": dg.MetadataValue.int(result.version),
+        "delta_table_uri": dg.MetadataValue.path(uri),
+        "files_added": dg.MetadataValue.int(result.files_added),
+        "write_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
+    }

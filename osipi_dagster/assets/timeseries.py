@@ -1,0 +1,108 @@
+"""``pi_timeseries``: PI recorded values, one (UTC day, tag shard) partition at a time."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+
+from osipi_dagster.assets.metadata import GROUP, KINDS, POOL, definition_metadata
+from osipi_dagster.ingest.catalog import shard_points
+from osipi_dagster.ingest.server_clock import server_now
+from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ReadSettings, ingest_partition
+from osipi_dagster.lake import TABLE_SPECS
+from osipi_dagster.partitions import TIMESERIES_PARTITIONS, split_partition_key
+from osipi_dagster.resources import DeltaLakehouseResource, PIWebAPIResource
+from osipi_dagster.settings import overlap_from_env
+
+SPEC = TABLE_SPECS["bronze.pi_timeseries"]
+# A backfill launches one run per this many partitions: Dagster costs seconds per run, so one run per
+# partition would spend most of a backfill starting runs.
+PARTITIONS_PER_RUN = 32
+
+
+class TimeseriesConfig(dg.Config):
+    """How the open day is read."""
+
+    overlap_minutes: int = int(overlap_from_env().total_seconds() // 60)
+
+
+@dg.asset(
+    name="pi_timeseries",
+    deps=["pi_points"],
+    partitions_def=TIMESERIES_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.multi_run(PARTITIONS_PER_RUN),
+    group_name=GROUP,
+    kinds=KINDS,
+    pool=POOL,
+    metadata=definition_metadata(SPEC),
+)
+def pi_timeseries(
+    context: dg.AssetExecutionContext,
+    config: TimeseriesConfig,
+    pi: PIWebAPIResource,
+    lakehouse: DeltaLakehouseResource,
+) -> dg.MaterializeResult:
+    """Recorded values (``bronze.pi_timeseries``) of every point of the shard over the partition's UTC day,
+    at PI's native resolution. A closed day replaces its whole (date, shard) slice in one Delta commit; the
+    open day (today) re-reads each point from its watermark minus the overlap window up to the PI server's
+    now and replaces exactly that time range, so late values are picked up and nothing is duplicated. If
+    any point fails, nothing of its partition is written and the run fails, listing the points."""
+    settings = ReadSettings(pi.read_mode, pi.values_per_request, pi.streams_per_request, pi.concurrency)
+    now = server_now(pi.client, pi.data_server)
+    results: list[PartitionResult] = []
+    for key in context.partition_keys:
+        day, shard = split_partition_key(key)
+        try:
+            result = ingest_partition(
+                pi.client,
+                timeseries=lakehouse.table(SPEC.name),
+                watermarks=lakehouse.table("checkpoints.pi_watermarks"),
+                web_ids=shard_points(lakehouse.table("bronze.pi_points"), shard),
+                day=date.fromisoformat(day),
+                shard=shard,
+                now=now,
+                overlap=timedelta(minutes=config.overlap_minutes),
+                settings=settings,
+                run_id=context.run.run_id,
+            )
+        except PointReadError as error:
+            raise dg.Failure(
+                description=str(error),
+                metadata={
+                    "failed_points": dg.MetadataValue.md(_failures_table(error)),
+                    "partitions_written_before_failure": len(results),
+                },
+            ) from error
+        context.log.info(f"{key}: {result.rows} values of {result.points} points {result.note}".strip())
+        results.append(result)
+    return dg.MaterializeResult(metadata=_metadata(results, lakehouse.table(SPEC.name).uri))
+
+
+def _failures_table(error: PointReadError) -> str:
+    lines = ["| point WebId | status | message | read again from |", "|---|---|---|---|"]
+    lines += [
+        f"| {f.web_id} | {f.status or '-'} | {f.message} | {f.resume_from or '-'} |" for f in error.failures
+    ]
+    return "\n".join(lines)
+
+
+def _metadata(results: list[PartitionResult], uri: str) -> dict[str, object]:
+    """One materialization's metadata, summed over the run's partitions."""
+    rows = sum(r.rows for r in results)
+    seconds = sum(r.duration_seconds for r in results)
+    written = [r for r in results if r.write is not None]
+    starts = [r.window_start for r in results if r.window_start]
+    ends = [r.window_end for r in results if r.window_end]
+    return {
+        "dagster/row_count": dg.MetadataValue.int(rows),
+        "partitions": len(results),
+        "points_read": sum(r.points for r in results),
+        "points_failed": 0,
+        "incremental_partitions": sum(r.incremental for r in results),
+        "time_range": f"{min(starts).isoformat()} .. {max(ends).isoformat()}" if starts else "-",
+        "delta_table_version": max((r.write.version for r in written if r.write), default=-1),
+        "delta_table_uri": dg.MetadataValue.path(uri),
+        "files_added": sum(r.write.files_added for r in written if r.write),
+        "requests": sum(r.requests for r in results),
+        "duration_seconds": round(seconds, 3),
+        "values_per_second": round(rows / seconds) if seconds else 0,
+    }

@@ -1,0 +1,170 @@
+"""The tag catalog ``bronze.pi_points``: which points are read, their shard, and their history.
+
+Points come from the Data Archive, joined with the AF attributes that reference them (from the AF tables,
+when they were materialized). Include and exclude name patterns (PI wildcards ``*`` and ``?``) and AF
+filters (element template, attribute name) choose the points to read.
+
+Nothing is silently lost: a point that disappears from PI, is renamed (same server and point id, new
+WebId) or falls out of the filters keeps its row with ``is_deleted = true`` and its ``last_seen``, and the
+result counts it. ``first_seen`` survives renames. The shard is a stable hash of the data server's id and
+the point id, so neither renames nor new points move a point to another shard.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pyarrow as pa
+
+from osipi_dagster.ingest.rows import table_rows
+from osipi_dagster.ingest.server_clock import find_data_server
+from osipi_dagster.lake import LakeTable, WriteResult, overwrite_table, read_table
+from osipi_dagster.partitions import shard_of
+from osipi_dagster.pi import PIWebAPIClient, Point
+
+
+@dataclass(frozen=True)
+class PointFilter:
+    """Which points the catalog keeps. Patterns use PI wildcards and ignore case."""
+
+    include: Sequence[str] = ("*",)
+    exclude: Sequence[str] = ()
+    af_templates: Sequence[str] = ()  # keep points referenced from elements of these templates
+    af_attribute_names: Sequence[str] = ()  # keep points referenced by attributes with these names
+
+    def keeps(self, point: Point, references: list[_Reference]) -> bool:
+        if not _matches(point.name, self.include) or _matches(point.name, self.exclude):
+            return False
+        if self.af_templates and not any(_matches(r.template, self.af_templates) for r in references):
+            return False
+        return not self.af_attribute_names or any(
+            _matches(r.attribute_name, self.af_attribute_names) for r in references
+        )
+
+
+@dataclass(frozen=True)
+class CatalogResult:
+    """What one catalog refresh found."""
+
+    active: int
+    added: int
+    deleted: int
+    renamed: int
+    excluded: int
+    shard_counts: dict[str, int] = field(default_factory=dict)
+    write: WriteResult | None = None
+    duration_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Reference:
+    attribute_path: str
+    attribute_name: str
+    template: str
+
+
+def refresh_point_catalog(
+    client: PIWebAPIClient,
+    points_table: LakeTable,
+    *,
+    af_attributes_table: LakeTable,
+    hierarchy_table: LakeTable,
+    shard_count: int,
+    point_filter: PointFilter,
+    now: datetime,
+    data_server: str | None = None,
+) -> CatalogResult:
+    """Discover the server's points, apply the filters and replace ``bronze.pi_points`` in one commit."""
+    started = time.perf_counter()
+    server = find_data_server(client, data_server)
+    discovered = list(client.points(server.web_id))
+    references = _references(af_attributes_table, hierarchy_table)
+    kept = [p for p in discovered if point_filter.keeps(p, _references_of(p, references))]
+    previous = {row["web_id"]: row for row in _rows(read_table(points_table))}
+    by_identity = {(row["data_server_web_id"], row["point_id"]): row for row in previous.values()}
+    rows: dict[str, dict] = {}
+    added = renamed = 0
+    for point in kept:
+        before = previous.get(point.web_id)
+        if before is None:
+            before = by_identity.get((server.web_id, point.id))
+            renamed += before is not None
+            added += before is None
+        rows[point.web_id] = {
+            "web_id": point.web_id,
+            "point_id": point.id,
+            "name": point.name,
+            "path": point.path,
+            "descriptor": point.descriptor,
+            "point_class": point.point_class,
+            "point_type": point.point_type,
+            "digital_set_name": point.digital_set_name,
+            "engineering_units": point.engineering_units,
+            "step": point.step,
+            "future": point.future,
+            "data_server_web_id": server.web_id,
+            "af_attribute_paths": [r.attribute_path for r in _references_of(point, references)],
+            "tag_shard": shard_of(f"{server.id}:{point.id}", shard_count),
+            "first_seen": before["first_seen"] if before else now,
+            "last_seen": now,
+            "is_deleted": False,
+        }
+    gone = [row for web_id, row in previous.items() if web_id not in rows]
+    deleted = sum(1 for row in gone if not row["is_deleted"]) - renamed
+    for row in gone:
+        rows[row["web_id"]] = {**row, "is_deleted": True}
+    write = overwrite_table(points_table, table_rows(points_table, rows.values()), ingested_at=now)
+    shard_counts: dict[str, int] = {}
+    for row in rows.values():
+        if not row["is_deleted"]:
+            shard_counts[row["tag_shard"]] = shard_counts.get(row["tag_shard"], 0) + 1
+    return CatalogResult(
+        active=len(kept),
+        added=added,
+        deleted=max(deleted, 0),
+        renamed=renamed,
+        excluded=len(discovered) - len(kept),
+        shard_counts=dict(sorted(shard_counts.items())),
+        write=write,
+        duration_seconds=time.perf_counter() - started,
+    )
+
+
+def shard_points(points_table: LakeTable, tag_shard: str) -> list[str]:
+    """The WebIds of the active points of ``tag_shard``, in a stable order."""
+    rows = read_table(points_table)
+    if rows is None:
+        raise LookupError(f"{points_table} does not exist yet: materialize the pi_points asset first.")
+    return sorted(
+        row["web_id"] for row in _rows(rows) if row["tag_shard"] == tag_shard and not row["is_deleted"]
+    )
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name.upper(), pattern.upper()) for pattern in patterns)
+
+
+def _rows(table: pa.Table | None) -> Iterator[dict]:
+    return iter(()) if table is None else iter(table.to_pylist())
+
+
+def _references(af_attributes_table: LakeTable, hierarchy_table: LakeTable) -> dict[str, list[_Reference]]:
+    """AF attributes by the point they reference, keyed by point WebId and by upper-case point path."""
+    templates = {row["web_id"]: row["template_name"] or "" for row in _rows(read_table(hierarchy_table))}
+    found: dict[str, list[_Reference]] = {}
+    for row in _rows(read_table(af_attributes_table)):
+        if row["data_reference"] != "PI Point":
+            continue
+        reference = _Reference(row["path"], row["name"], templates.get(row["element_web_id"], ""))
+        point_path = (row["config_string"] or "").split(";")[0].upper()
+        for key in {row["point_web_id"], point_path} - {None, ""}:
+            found.setdefault(key, []).append(reference)
+    return found
+
+
+def _references_of(point: Point, references: dict[str, list[_Reference]]) -> list[_Reference]:
+    return references.get(point.web_id) or references.get(point.path.upper(), [])

@@ -1,0 +1,197 @@
+"""Recorded values of one (UTC day, tag shard) partition into ``bronze.pi_timeseries``, exactly once.
+
+* A closed day (it ended before the PI server's now) is read whole and replaces its whole slice.
+* The open day is read incrementally: every point from its watermark minus an overlap window (values that
+  reached PI late inside the overlap are picked up) up to now, and exactly that time range of the slice is
+  replaced. One commit covers every point of the shard, from the earliest start any point needs, so a
+  point without a watermark (new, or failed last time) makes the whole shard re-read from there: a re-read,
+  never a gap or a duplicate.
+* Windows are half-open, ``[start, end)``: PI's bounds are inclusive, so the read ends one 100 ns tick
+  before ``end``, and a value stamped exactly ``end`` belongs to the next window.
+* All or nothing: the batches stream into one Delta commit; if any point fails for good, the stream raises
+  before the commit and nothing is written, so a partial partition never looks complete. Watermarks are
+  written only after the data commit, so a crash between the two only causes a re-read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from osipi_dagster.ingest.server_clock import TICK_NS
+from osipi_dagster.lake import (
+    LakeTable,
+    Watermark,
+    WriteResult,
+    read_watermarks,
+    replace_slice,
+    write_watermarks,
+)
+from osipi_dagster.pi import PIWebAPIClient, StreamFailure, StreamRead
+from osipi_dagster.pi.times import to_ns
+
+DEFAULT_OVERLAP = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """How the PI client reads recorded values (see ``PIWebAPIClient.read_recorded``)."""
+
+    mode: str = "streamsets"
+    values_per_request: int = 100_000
+    streams_per_request: int = 200
+    concurrency: int = 2
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    """What one partition's ingestion read and wrote."""
+
+    day: date
+    shard: str
+    points: int
+    window_start: datetime | None
+    window_end: datetime | None
+    incremental: bool
+    write: WriteResult | None
+    requests: int = 0
+    duration_seconds: float = 0.0
+    note: str = ""
+
+    @property
+    def rows(self) -> int:
+        return self.write.rows_written if self.write else 0
+
+
+class PointReadError(Exception):
+    """Some points failed for good; nothing of the partition was committed."""
+
+    def __init__(self, day: date, shard: str, failures: Sequence[StreamFailure]) -> None:
+        self.failures = list(failures)
+        shown = "; ".join(f"{f.web_id}: {f.status or 'no answer'} {f.message}" for f in self.failures[:5])
+        more = f" (and {len(self.failures) - 5} more)" if len(self.failures) > 5 else ""
+        super().__init__(
+            f"{len(self.failures)} point(s) of {day.isoformat()}|{shard} could not be read: {shown}{more}. "
+            "Nothing was written for this partition; re-run it once PI answers for these points."
+        )
+
+
+@dataclass
+class _Tally:
+    """Counts values per point as batches stream past (for the watermarks)."""
+
+    values: Counter[str] = field(default_factory=Counter)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        counts = pc.value_counts(batch.column("web_id"))
+        self.values.update(
+            dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+        )
+
+
+def ingest_partition(
+    client: PIWebAPIClient,
+    *,
+    timeseries: LakeTable,
+    watermarks: LakeTable,
+    web_ids: Sequence[str],
+    day: date,
+    shard: str,
+    now: datetime,
+    overlap: timedelta = DEFAULT_OVERLAP,
+    settings: ReadSettings = ReadSettings(),
+    run_id: str | None = None,
+) -> PartitionResult:
+    """Read the partition's points from PI and replace their slice; raise ``PointReadError`` on failures."""
+    started = time.perf_counter()
+    day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    day_end = day_start + timedelta(days=1)
+    if now <= day_start:
+        return PartitionResult(
+            day, shard, len(web_ids), None, None, False, None, note="the day has not begun"
+        )
+    incremental = now < day_end
+    end = now if incremental else day_end
+    start = (
+        _incremental_start(watermarks, shard, web_ids, day_start, end, overlap) if incremental else day_start
+    )
+    if start >= end:
+        return PartitionResult(day, shard, len(web_ids), start, end, True, None, note="nothing new to read")
+    tally = _Tally()
+    read: StreamRead | None = None
+    if web_ids:
+        read = client.read_recorded(
+            list(web_ids),
+            start,
+            to_ns(end) - TICK_NS,
+            mode=settings.mode,
+            values_per_request=settings.values_per_request,
+            streams_per_request=settings.streams_per_request,
+            concurrency=settings.concurrency,
+        )
+    write = replace_slice(
+        timeseries,
+        _checked(read, tally, day, shard),
+        partition_date=day,
+        tag_shard=shard,
+        time_range=(start, end) if incremental else None,
+    )
+    if web_ids:
+        write_watermarks(
+            watermarks,
+            shard,
+            [
+                Watermark(
+                    web_id,
+                    read_until=end,
+                    window_start=start,
+                    values_read=tally.values[web_id],
+                    run_id=run_id,
+                )
+                for web_id in web_ids
+            ],
+        )
+    return PartitionResult(
+        day,
+        shard,
+        len(web_ids),
+        start,
+        end,
+        incremental,
+        write,
+        requests=read.requests if read else 0,
+        duration_seconds=time.perf_counter() - started,
+    )
+
+
+def _checked(read: StreamRead | None, tally: _Tally, day: date, shard: str) -> Iterator[pa.RecordBatch]:
+    """The read's batches; raises before the stream ends (so before the commit) if any point failed."""
+    if read is None:
+        return
+    for batch in read:
+        tally.add(batch)
+        yield batch
+    if read.failures:
+        raise PointReadError(day, shard, read.failures)
+
+
+def _incremental_start(
+    watermarks: LakeTable,
+    shard: str,
+    web_ids: Sequence[str],
+    day_start: datetime,
+    end: datetime,
+    overlap: timedelta,
+) -> datetime:
+    """The earliest time any point of the shard must be read from on the open day."""
+    known = read_watermarks(watermarks, shard)
+    starts = [
+        max(day_start, min(known[w].read_until, end) - overlap) if w in known else day_start for w in web_ids
+    ]
+    return min(starts, default=max(day_start, end - overlap))

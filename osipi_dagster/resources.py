@@ -1,0 +1,161 @@
+"""Dagster resources: the PI Web API client and the Delta lakehouse.
+
+Every secret (password, bearer token, OIDC client secret, object-store keys) is configured with
+``dg.EnvVar`` in ``definitions.py``, so the Dagster UI shows the variable's name, never its value.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import dagster as dg
+from dagster_deltalake import AzureConfig, GcsConfig, LocalConfig, S3Config
+from pydantic import Field, PrivateAttr
+
+from osipi_dagster.lake import Lakehouse, LakeTable
+from osipi_dagster.pi import (
+    Anonymous,
+    BasicAuth,
+    BearerAuth,
+    KerberosAuth,
+    OIDCClientCredentials,
+    PIAuth,
+    PIWebAPIClient,
+)
+
+AuthMode = Literal["anonymous", "basic", "bearer", "oidc", "kerberos"]
+ReadMode = Literal["streamsets", "batch", "streams"]
+SECRET_FIELDS = frozenset({"password", "token", "client_secret"})
+
+
+class PIWebAPIResource(dg.ConfigurableResource):
+    """A PI Web API: where it is, how to authenticate, and how hard to read it.
+
+    One client (one pooled HTTP session) is opened per step process and closed with the step. TLS
+    certificates are verified unless ``verify_tls`` is false; ``ca_bundle`` names a private CA's bundle.
+    """
+
+    base_url: str = Field(description="The PI Web API root, e.g. https://pi.example.com/piwebapi.")
+    auth: AuthMode = Field(default="anonymous", description="anonymous, basic, bearer, oidc or kerberos.")
+    username: str | None = Field(default=None, description="Basic auth user (DOMAIN\\user).")
+    password: str | None = Field(default=None, description="Basic auth password: use an EnvVar.")
+    token: str | None = Field(default=None, description="Static bearer token: use an EnvVar.")
+    client_id: str | None = Field(default=None, description="OIDC client-credentials client id.")
+    client_secret: str | None = Field(default=None, description="OIDC client secret: use an EnvVar.")
+    verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate.")
+    ca_bundle: str | None = Field(default=None, description="A CA bundle file to verify TLS with.")
+    timeout_s: float = Field(default=30.0, description="Timeout of GET requests.")
+    post_timeout_s: float = Field(default=60.0, description="Timeout of POST (batch) requests.")
+    max_retries: int = Field(default=3, description="Retries of transient failures (5xx, 429, drops).")
+    pool_size: int = Field(default=20, description="HTTP connections kept open.")
+    read_mode: ReadMode = Field(default="streamsets", description="How recorded values are read.")
+    values_per_request: int = Field(default=100_000, description="Values asked per HTTP request.")
+    streams_per_request: int = Field(default=200, description="Streams per streamset or batch request.")
+    concurrency: int = Field(default=2, description="Requests in flight at once per read.")
+    data_server: str | None = Field(default=None, description="The Data Archive's name; default: the first.")
+
+    _client: PIWebAPIClient | None = PrivateAttr(default=None)
+
+    def __repr_args__(self):
+        # A resolved EnvVar is a plain string here: never let a repr (logs, tracebacks) show a secret.
+        for name, value in super().__repr_args__():
+            yield name, ("***" if name in SECRET_FIELDS and value else value)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._client = PIWebAPIClient(
+            self.base_url,
+            auth=self._auth(),
+            verify=self.ca_bundle or self.verify_tls,
+            timeout=self.timeout_s,
+            post_timeout=self.post_timeout_s,
+            max_retries=self.max_retries,
+            pool_size=self.pool_size,
+        )
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def client(self) -> PIWebAPIClient:
+        """The step's client (opened by Dagster before the step runs)."""
+        if self._client is None:
+            raise dg.DagsterInvariantViolationError(
+                "PIWebAPIResource.client is only available inside a step: Dagster opens it for the step."
+            )
+        return self._client
+
+    def _auth(self) -> PIAuth:
+        required = {
+            "basic": ("username", "password"),
+            "bearer": ("token",),
+            "oidc": ("client_id", "client_secret"),
+        }.get(self.auth, ())
+        missing = [name for name in required if not getattr(self, name)]
+        if missing:
+            raise dg.DagsterInvalidConfigError(
+                f"PIWebAPIResource auth={self.auth!r} needs {', '.join(missing)}: set them (secrets through "
+                "dg.EnvVar, see docs/CONFIGURATION.md).",
+                [],
+                None,
+            )
+        if self.auth == "basic":
+            return BasicAuth(self.username or "", self.password or "")
+        if self.auth == "bearer":
+            return BearerAuth(self.token or "")
+        if self.auth == "oidc":
+            return OIDCClientCredentials(self.client_id or "", self.client_secret or "")
+        if self.auth == "kerberos":
+            return KerberosAuth()
+        return Anonymous()
+
+
+class DeltaLakehouseResource(dg.ConfigurableResource):
+    """The Delta Lake table root: a local folder (the embedded default) or an object store.
+
+    Tables are addressed as ``<schema>.<table>``: ``bronze.pi_timeseries`` lives under
+    ``<root>/bronze/pi_timeseries``. Object stores take dagster-deltalake's storage config classes.
+    """
+
+    root: str = Field(default="data/lakehouse", description="A folder, or s3://, abfss://, gs:// URI.")
+    storage: AzureConfig | S3Config | LocalConfig | GcsConfig = Field(
+        default_factory=LocalConfig, discriminator="provider", description="Object-store settings."
+    )
+
+    def lakehouse(self) -> Lakehouse:
+        return Lakehouse(self.root, storage_options=self.storage.str_dict())
+
+    def table(self, name: str) -> LakeTable:
+        """The table ``<schema>.<table>`` (it need not exist yet)."""
+        return self.lakehouse().table(name)
+
+
+DEFAULT_PI_BASE_URL = "http://127.0.0.1:8010/piwebapi"  # the embedded mock (`make mock`)
+
+
+def _secret(name: str) -> dg.EnvVar | None:
+    """A secret by reference: the UI and logs show the variable's name, never its value."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def resources_from_env() -> dict[str, dg.ConfigurableResource]:
+    """The ``pi`` and ``lakehouse`` resources from ``OSIPI_*`` variables (see docs/CONFIGURATION.md)."""
+    env = os.environ.get
+    return {
+        "pi": PIWebAPIResource(
+            base_url=env("OSIPI_PI_BASE_URL", DEFAULT_PI_BASE_URL),
+            auth=env("OSIPI_PI_AUTH", "anonymous"),  # type: ignore[arg-type]
+            username=env("OSIPI_PI_USERNAME"),
+            password=_secret("OSIPI_PI_PASSWORD"),
+            token=_secret("OSIPI_PI_TOKEN"),
+            client_id=env("OSIPI_PI_CLIENT_ID"),
+            client_secret=_secret("OSIPI_PI_CLIENT_SECRET"),
+            verify_tls=env("OSIPI_PI_VERIFY_TLS", "true").lower() != "false",
+            ca_bundle=env("OSIPI_PI_CA_BUNDLE"),
+            read_mode=env("OSIPI_PI_READ_MODE", "streamsets"),  # type: ignore[arg-type]
+            data_server=env("OSIPI_PI_DATA_SERVER"),
+        ),
+        "lakehouse": DeltaLakehouseResource(root=env("OSIPI_LAKE_ROOT", "data/lakehouse")),
+    }

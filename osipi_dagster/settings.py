@@ -1,0 +1,19 @@
+"""Environment settings of the connector, read in one place (documented in docs/CONFIGURATION.md)."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    """A comma-separated environment variable as a list of non-empty, stripped items."""
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def overlap_from_env() -> timedelta:
+    """``OSIPI_OVERLAP_MINUTES`` (default 60): how far before its watermark the open day is re-read."""
+    value = os.environ.get("OSIPI_OVERLAP_MINUTES", "60").strip()
+    if not value.isdigit():
+        raise ValueError(f"OSIPI_OVERLAP_MINUTES={value!r} must be a whole number of minutes, e.g. 60.")
+    return timedelta(minutes=int(value))
