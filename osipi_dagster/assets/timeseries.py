@@ -73,8 +73,9 @@ def pi_timeseries(
                 },
             ) from error
         context.log.info(f"{key}: {result.rows} values of {result.points} points {result.note}".strip())
+        context.add_asset_metadata(_metadata(result), partition_key=key)
         results.append(result)
-    return dg.MaterializeResult(metadata=_metadata(results, lakehouse.table(SPEC.name).uri))
+    return dg.MaterializeResult(metadata=_run_metadata(results, lakehouse.table(SPEC.name).uri))
 
 
 def _failures_table(error: PointReadError) -> str:
@@ -85,24 +86,35 @@ def _failures_table(error: PointReadError) -> str:
     return "\n".join(lines)
 
 
-def _metadata(results: list[PartitionResult], uri: str) -> dict[str, object]:
-    """One materialization's metadata, summed over the run's partitions."""
+def _metadata(result: PartitionResult) -> dict[str, object]:
+    """The metadata of one partition's materialization."""
+    window = (
+        f"{result.window_start.isoformat()} .. {result.window_end.isoformat()}"
+        if result.window_start and result.window_end
+        else "-"
+    )
+    return {
+        "dagster/row_count": dg.MetadataValue.int(result.rows),
+        "points_read": result.points,
+        "points_failed": 0,
+        "incremental": result.incremental,
+        "time_range": window,
+        "delta_table_version": result.write.version if result.write else -1,
+        "files_added": result.write.files_added if result.write else 0,
+        "requests": result.requests,
+        "duration_seconds": round(result.duration_seconds, 3),
+        "values_per_second": round(result.rows / result.duration_seconds) if result.duration_seconds else 0,
+        "note": result.note or "-",
+    }
+
+
+def _run_metadata(results: list[PartitionResult], uri: str) -> dict[str, object]:
+    """What the whole run did (a backfill run covers several partitions)."""
     rows = sum(r.rows for r in results)
     seconds = sum(r.duration_seconds for r in results)
-    written = [r for r in results if r.write is not None]
-    starts = [r.window_start for r in results if r.window_start]
-    ends = [r.window_end for r in results if r.window_end]
     return {
-        "dagster/row_count": dg.MetadataValue.int(rows),
-        "partitions": len(results),
-        "points_read": sum(r.points for r in results),
-        "points_failed": 0,
-        "incremental_partitions": sum(r.incremental for r in results),
-        "time_range": f"{min(starts).isoformat()} .. {max(ends).isoformat()}" if starts else "-",
-        "delta_table_version": max((r.write.version for r in written if r.write), default=-1),
         "delta_table_uri": dg.MetadataValue.path(uri),
-        "files_added": sum(r.write.files_added for r in written if r.write),
-        "requests": sum(r.requests for r in results),
-        "duration_seconds": round(seconds, 3),
-        "values_per_second": round(rows / seconds) if seconds else 0,
+        "run_partitions": len(results),
+        "run_values": rows,
+        "run_values_per_second": round(rows / seconds) if seconds else 0,
     }
