@@ -1,88 +1,111 @@
-"""`make demo`: start the mock PI Web API, show what it serves and answer a few sample requests.
+"""`make demo`: the main job end to end on the embedded default.
 
-Until the ingestion job lands (issue 4) this is the end-to-end tour of the embedded default: it starts
-the mock with a fixed clock (so the output is reproducible), prints the data server, point count, AF
-databases and event frames, runs sample requests over real HTTP, stops the mock and exits 0.
+Starts the mock PI Web API (2,000 points, clock fixed at ``DEMO_NOW`` so every demo reads the same data),
+then materializes through Dagster, as runs recorded in ``DAGSTER_HOME`` (the UI of ``make ui`` shows
+them): the AF hierarchy and attributes, the tag catalog, the time series of yesterday and today (the
+mock's) over every shard (one run per day, covering all its shards), and the event frames of both days.
+It prints rows per table, values/s, the duration and where the tables are. Running it again replaces the
+same slices: the row counts stay the same.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 import time
-from urllib.parse import quote
+from datetime import date, timedelta
 
-import requests
+import dagster as dg
 
+from osipi_dagster.lake import row_count
 from osipi_dagster.mock.config import MockConfig
 from osipi_dagster.mock.server import serve_in_thread
+from osipi_dagster.partitions import SHARD_PARTITIONS
 
-DEMO_CONFIG = MockConfig(port=0, tags=2_000, now="2025-01-06T12:00:00Z")
-HEADERS = {"Accept-Encoding": "gzip", "X-Requested-With": "osipi-demo"}
-
-
-def _get(session: requests.Session, url: str, **params: str) -> dict:
-    response = session.get(url, params=params, headers=HEADERS, timeout=30)
-    response.raise_for_status()
-    return response.json()
-
-
-def _show(title: str, body: object, limit: int = 600) -> None:
-    text = json.dumps(body, indent=1)
-    print(f"\n--- {title}\n{text[:limit]}{' ...' if len(text) > limit else ''}")
+DEMO_NOW = "2025-01-06T12:00:00Z"
+DEMO_CONFIG = MockConfig(port=0, tags=2_000, now=DEMO_NOW)
+TABLES = (
+    "bronze.pi_asset_hierarchy",
+    "bronze.pi_af_attributes",
+    "bronze.pi_points",
+    "bronze.pi_timeseries",
+    "bronze.pi_event_frames",
+    "checkpoints.pi_watermarks",
+)
 
 
 def main() -> int:
     started = time.perf_counter()
-    with serve_in_thread(DEMO_CONFIG) as mock, requests.Session() as session:
-        print(f"Mock PI Web API listening on {mock.api} (clock fixed at {DEMO_CONFIG.now})")
-        info = _get(session, mock.url + "/admin/info")
-        _show("What the mock serves (/admin/info)", info, limit=4000)
+    instance = dg.DagsterInstance.get()  # DAGSTER_HOME: the Makefile points it at ./.dagster_home
+    with serve_in_thread(DEMO_CONFIG) as mock:
+        # The code location reads its resources from the environment, as `make ui` and deployments do.
+        os.environ["OSIPI_PI_BASE_URL"] = mock.api
+        from osipi_dagster.definitions import defs  # imported once the environment names the mock
 
-        server = _get(session, mock.api + "/dataservers")["Items"][0]
-        points = _get(session, server["Links"]["Points"], maxCount="3")["Items"]
-        _show(f"Data server {server['Name']}: first points", [p["Name"] for p in points])
-        first = points[0]
-        recorded = _get(
-            session,
-            first["Links"]["RecordedData"],
-            startTime="*-1m",
-            endTime="*",
-            maxCount="5",
-            selectedFields="Items.Timestamp;Items.Value;Items.Good",
-        )
-        _show(f"Recorded values of {first['Name']} over the last minute (5 max)", recorded)
-
-        webids = "&".join(f"webId={quote(p['WebId'])}" for p in points)
-        streamset = _get(session, f"{mock.api}/streamsets/value?{webids}")
-        _show("Snapshot values of three points (/streamsets/value)", streamset)
-
-        asset_server = _get(session, mock.api + "/assetservers")["Items"][0]
-        database = _get(session, asset_server["Links"]["Databases"])["Items"][0]
-        elements = _get(session, database["Links"]["Elements"], searchFullHierarchy="true", maxCount="3")
-        _show(f"AF database {database['Path']}: first elements", [e["Path"] for e in elements["Items"]])
-        frames = _get(session, database["Links"]["EventFrames"], startTime="*-1d", maxCount="3")
-        _show(
-            "Event frames active in the last day (3 max)",
-            [
-                {k: f[k] for k in ("Name", "TemplateName", "StartTime", "EndTime", "Severity")}
-                for f in frames["Items"]
-            ],
-        )
-
-        batch = session.post(
-            mock.api + "/batch",
-            json={
-                "points": {"Method": "GET", "Resource": f"{server['Links']['Points']}?maxCount=2"},
-                "end": {"Method": "GET", "Resource": first["Links"]["EndValue"]},
-            },
-            headers=HEADERS,
-            timeout=30,
-        )
-        _show(f"A /batch request answered {batch.status_code}", batch.json())
-    print(f"\nDemo finished in {time.perf_counter() - started:.1f} s; the mock is stopped.")
-    print("Run the mock alone with `make mock` (http://127.0.0.1:8010/piwebapi).")
+        print(f"Mock PI Web API on {mock.api}: {DEMO_CONFIG.tags} points, clock fixed at {DEMO_NOW}")
+        today = date.fromisoformat(DEMO_NOW[:10])
+        _run(defs, instance, ["pi_af_hierarchy", "pi_af_attributes"])
+        _run(defs, instance, ["pi_points"])
+        values_started = time.perf_counter()
+        for day in (today - timedelta(days=1), today):
+            _run(defs, instance, ["pi_timeseries"], partition_range=_all_shards(day))
+            pass
+        values_seconds = time.perf_counter() - values_started
+    _summary(defs, values_seconds, time.perf_counter() - started, instance)
     return 0
+
+
+def _all_shards(day: date) -> tuple[str, str]:
+    shards = SHARD_PARTITIONS.get_partition_keys()
+    return f"{day.isoformat()}|{shards[0]}", f"{day.isoformat()}|{shards[-1]}"
+
+
+def _run(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    assets: list[str],
+    *,
+    partition_key: str | None = None,
+    partition_range: tuple[str, str] | None = None,
+) -> None:
+    """One Dagster run of ``assets`` (a partition range becomes one run, as a backfill batches it)."""
+    tags = {"dagster/from": "make demo"}
+    if partition_range:
+        tags |= {
+            "dagster/asset_partition_range_start": partition_range[0],
+            "dagster/asset_partition_range_end": partition_range[1],
+        }
+    label = partition_key or (partition_range and " .. ".join(partition_range)) or "unpartitioned"
+    step_started = time.perf_counter()
+    job = defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(a) for a in assets])
+    result = job.execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey(a) for a in assets],
+        partition_key=partition_key,
+        tags=tags,
+        raise_on_error=True,
+    )
+    print(
+        f"  {', '.join(assets):<40} {label:<33} run {result.run_id[:8]} "
+        f"{time.perf_counter() - step_started:6.1f} s"
+    )
+
+
+def _summary(
+    defs: dg.Definitions, values_seconds: float, seconds: float, instance: dg.DagsterInstance
+) -> None:
+    lakehouse = defs.resources["lakehouse"]
+    print("\nTables (Delta Lake):")
+    values = 0
+    for name in TABLES:
+        table = lakehouse.table(name)
+        rows = row_count(table) if table.exists() else 0
+        values += rows if name == "bronze.pi_timeseries" else 0
+        print(f"  {name:<28} {rows:>12,} rows   {table.uri}")
+    rate = values / values_seconds
+    print(f"\nTime series: {values:,} values in {values_seconds:.1f} s ({rate:,.0f} values/s with Dagster)")
+    print(f"Demo finished in {seconds:.1f} s. Dagster runs are recorded in {instance.root_directory}.")
+    print("Open the Dagster UI on these runs and assets with `make ui` (http://127.0.0.1:3000).")
 
 
 if __name__ == "__main__":
