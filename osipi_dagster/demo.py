@@ -49,7 +49,7 @@ def main() -> int:
         values_started = time.perf_counter()
         for day in (today - timedelta(days=1), today):
             _run(defs, instance, ["pi_timeseries"], partition_range=_all_shards(day))
-            pass
+            _run(defs, instance, ["pi_event_frames"], partition_key=day.isoformat())
         values_seconds = time.perf_counter() - values_started
     _summary(defs, values_seconds, time.perf_counter() - started, instance)
     return 0

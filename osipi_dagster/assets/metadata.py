@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from osipi_dagster.lake import TableSpec, WriteResult
+from osipi_dagster.lake import MergeResult, TableSpec, WriteResult
 
 GROUP = "pi_bronze"
 KINDS = {"pi", "deltalake"}
@@ -41,5 +41,18 @@ def write_metadata(result: WriteResult, uri: str) -> dict[str, object]:
         "delta_table_version": dg.MetadataValue.int(result.version),
         "delta_table_uri": dg.MetadataValue.path(uri),
         "files_added": dg.MetadataValue.int(result.files_added),
+        "write_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
+    }
+
+
+def merge_metadata(result: MergeResult, uri: str) -> dict[str, object]:
+    """What one Delta MERGE did: ``dagster/row_count`` counts the rows it wrote (inserted or updated)."""
+    return {
+        "dagster/row_count": dg.MetadataValue.int(result.rows_inserted + result.rows_updated),
+        "rows_inserted": dg.MetadataValue.int(result.rows_inserted),
+        "rows_updated": dg.MetadataValue.int(result.rows_updated),
+        "delta_table_version": dg.MetadataValue.int(result.version),
+        "delta_table_uri": dg.MetadataValue.path(uri),
+        "merge_attempts": dg.MetadataValue.int(result.attempts),
         "write_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
     }

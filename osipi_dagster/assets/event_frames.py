@@ -1,0 +1,65 @@
+"""``pi_event_frames``: AF event frames by UTC day, upserted by WebId into ``bronze.pi_event_frames``."""
+
+# No ``from __future__ import annotations`` here: Dagster checks the ``context`` annotation at definition time
+# and rejects it as a string.
+from datetime import date
+
+import dagster as dg
+
+from osipi_dagster.assets.metadata import GROUP, KINDS, POOL, definition_metadata, merge_metadata
+from osipi_dagster.ingest.event_frames import ingest_event_frames
+from osipi_dagster.ingest.server_clock import server_now
+from osipi_dagster.lake import TABLE_SPECS
+from osipi_dagster.partitions import DATE_PARTITIONS
+from osipi_dagster.resources import DeltaLakehouseResource, PIWebAPIResource
+
+EVENT_FRAMES = TABLE_SPECS["bronze.pi_event_frames"]
+
+
+@dg.asset(
+    partitions_def=DATE_PARTITIONS,
+    group_name=GROUP,
+    kinds=KINDS,
+    pool=POOL,
+    metadata=definition_metadata(EVENT_FRAMES),
+)
+def pi_event_frames(
+    context: dg.AssetExecutionContext, pi: PIWebAPIResource, lakehouse: DeltaLakehouseResource
+) -> dg.MaterializeResult:
+    """AF event frames (``bronze.pi_event_frames``): every frame of every AF database active during the
+    partition's UTC day (up to the PI server's now for today), child frames such as batch phases included,
+    with template, categories, severity, start, end, duration, primary and referenced elements,
+    acknowledgement and attribute values as a map.
+
+    Rows are MERGEd by event frame WebId: a frame that was open (null ``end_time``) and later closes, is
+    acknowledged or changes is updated in place, never duplicated. Re-materialize today's partition to
+    follow open frames, and an old day to pick up frames back-dated into it.
+    """
+    client = pi.client
+    table = lakehouse.table(EVENT_FRAMES.name)
+    result = ingest_event_frames(
+        client,
+        table,
+        day=date.fromisoformat(context.partition_key),
+        now=server_now(client, pi.data_server),
+        concurrency=pi.concurrency,
+    )
+    context.log.info(
+        f"{result.frames_read} event frames ({result.frames_open} open) active from "
+        f"{result.window_start.isoformat()} to {result.window_end.isoformat()}: {result.rows_inserted} "
+        f"inserted, {result.rows_updated} updated, Delta version {result.table_version}."
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **merge_metadata(result.merge, table.uri),
+            "frames_read": dg.MetadataValue.int(result.frames_read),
+            "frames_open": dg.MetadataValue.int(result.frames_open),
+            "frames_closed": dg.MetadataValue.int(result.frames_closed),
+            "attribute_values": dg.MetadataValue.int(result.attribute_values),
+            "window_start": dg.MetadataValue.timestamp(result.window_start),
+            "window_end": dg.MetadataValue.timestamp(result.window_end),
+            "af_databases": dg.MetadataValue.json(list(result.databases)),
+            "pi_requests": dg.MetadataValue.int(result.requests),
+            "duration_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
+        }
+    )
