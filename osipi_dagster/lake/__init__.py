@@ -1,4 +1,5 @@
-"""Delta Lake storage for PI data: table layouts, idempotent writes, watermarks. No Dagster here.
+"""Delta Lake storage for PI data: table layouts, idempotent writes, watermarks. No Dagster here; the
+only import from the client is its batch schema (``osipi_dagster.pi.schema.RECORDED_SCHEMA``).
 
 Every writer commits once and atomically: readers see a table before or after a write, never during.
 

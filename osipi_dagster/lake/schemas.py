@@ -20,29 +20,14 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from osipi_dagster.pi.schema import RECORDED_SCHEMA
+
 UTC_US = pa.timestamp("us", tz="UTC")
 UTC_NS = pa.timestamp("ns", tz="UTC")
 STRING_LIST = pa.list_(pa.string())
 
-# The PI client's recorded-value batches (osipi_dagster.pi.schema.RECORDED_SCHEMA), restated here so the
-# lake does not import the client. One row per recorded value; a point may hold several values at one
-# timestamp, all kept as distinct rows.
-RECORDED_SCHEMA = pa.schema(
-    [
-        pa.field("web_id", pa.string(), nullable=False),
-        pa.field("timestamp", UTC_NS, nullable=False),
-        pa.field("value", pa.float64()),
-        pa.field("string_value", pa.string()),
-        pa.field("state_code", pa.int32()),
-        pa.field("state_name", pa.string()),
-        pa.field("is_system", pa.bool_(), nullable=False),
-        pa.field("good", pa.bool_(), nullable=False),
-        pa.field("questionable", pa.bool_(), nullable=False),
-        pa.field("substituted", pa.bool_(), nullable=False),
-        pa.field("annotated", pa.bool_(), nullable=False),
-        pa.field("units", pa.string()),
-    ]
-)
+# One row per recorded value, as the PI client yields them; a point may hold several values at one
+# timestamp, all kept as distinct rows. The time-series table adds its columns to these.
 
 INGESTED_AT = pa.field("ingested_at", UTC_US, nullable=False)
 PARTITION_DATE = pa.field("partition_date", pa.date32(), nullable=False)
