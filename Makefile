@@ -29,6 +29,11 @@ demo: install
 mock: install
 	$(BIN)/python -m osipi_dagster.mock --host 127.0.0.1 --port 8010
 
+# The Dagster UI (http://127.0.0.1:3000) on the instance in DAGSTER_HOME, with the demo's mock (2,000
+# points, fixed clock) on 127.0.0.1:8010; Ctrl-C stops both.
+ui: install
+	$(BIN)/python -m osipi_dagster.ui
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -15,7 +15,10 @@ from osipi_dagster.mock.server import serve_forever
 def main(argv: list[str] | None = None) -> int:
     """Parse the options and serve until interrupted."""
     config = parse_args(argv)
-    return serve_forever(config)
+    try:
+        return serve_forever(config)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a clean shutdown: not an error here
+        return 0
 
 
 if __name__ == "__main__":
