@@ -103,7 +103,8 @@ def values_json(block: Block, digital_states: tuple[tuple[int, str], ...]) -> li
     elif block.kind == "digital":
         out = _state_table(digital_states, False)[np.clip(block.values, 0, len(digital_states) - 1)].tolist()
     else:
-        out = orjson.dumps(block.values, option=_NUMPY)[1:-1].split(b",")
+        # orjson serializes only C-contiguous arrays; a descending read's reversed view is not one.
+        out = orjson.dumps(np.ascontiguousarray(block.values), option=_NUMPY)[1:-1].split(b",")
     for i in np.flatnonzero(block.states).tolist():
         code = int(block.states[i])
         out[i] = state_json(_SYSTEM_NAMES[code], code, True)

@@ -2,9 +2,10 @@
 
 Supported: ``*`` (now), ``t``/``today``, ``y``/``yesterday``, weekday and month names, a day of the month
 (a number < 32), a year (4 digits), ISO 8601 with or without an offset and with up to 7 fractional
-digits, PI absolute formats (``06-Jan-25 08:00:00``, ``06-Jan-2025``, ``1/6/2025 8:00:00 AM``), a time
-alone (today at that time), and chained offsets ``+1d-2h30m`` with units s, m, h, d, w, mo, y (and long
-forms). A zone-less string is read in ``tz`` (the request's ``timeZone``, else the server's zone).
+digits, PI absolute formats (``06-Jan-25 08:00:00``, ``06-Jan-2025``, ``1/6/2025 8:00:00 AM``, seconds with
+up to 6 fractional digits), a time alone (today at that time), and chained offsets ``+1d-2h30m`` with
+units s, m, h, d, w, mo, y (and long forms). A zone-less string is read in ``tz`` (the request's
+``timeZone``, else the server's zone).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ _WINDOWS_ZONES = {
 }  # fmt: skip
 _ISO_FRACTION = re.compile(r"^(.*T\d{2}:\d{2}:\d{2})\.(\d+)(.*)$")
 _ABSOLUTE_FORMATS = (
-    "%d-%b-%y %H:%M:%S", "%d-%b-%y %H:%M", "%d-%b-%y", "%d-%b-%Y %H:%M:%S", "%d-%b-%Y %H:%M", "%d-%b-%Y",
-    "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S",
+    "%d-%b-%y %H:%M:%S", "%d-%b-%y %H:%M:%S.%f", "%d-%b-%y %H:%M", "%d-%b-%y", "%d-%b-%Y %H:%M:%S",
+    "%d-%b-%Y %H:%M:%S.%f", "%d-%b-%Y %H:%M", "%d-%b-%Y", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M:%S.%f %p",
+    "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S.%f", "%m/%d/%Y", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%d",
 )  # fmt: skip
 
@@ -190,7 +192,7 @@ def _from_iso(text: str) -> datetime:
 
 
 def _time_alone(text: str, today: date) -> datetime:
-    for fmt in ("%H:%M:%S", "%H:%M", "%I:%M:%S %p", "%I:%M %p"):
+    for fmt in ("%H:%M:%S", "%H:%M:%S.%f", "%H:%M", "%I:%M:%S %p", "%I:%M %p"):
         try:
             return datetime.combine(today, datetime.strptime(text, fmt).time())
         except ValueError:

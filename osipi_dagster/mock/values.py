@@ -49,6 +49,8 @@ MINUTE_NS = 60 * NS
 HOUR_NS = 3600 * NS
 DAY_NS = 86_400 * NS
 FUTURE_HORIZON_NS = 7 * DAY_NS
+INTERPOLATION_GROUP = 500_000  # values an interpolation materialises at most at once
+VALUES_PER_LOOKUP = 1_000  # looking up one time's neighbours costs about as much as materialising this many
 
 PT_CREATED, NO_DATA, CALC_FAILED = 253, 248, 249
 OUTAGE_STATES = (246, 246, 246, 254, 255, 238, 215)  # I/O Timeout most often
@@ -484,13 +486,22 @@ class DataSource:
     def interpolated_at(self, point: Point, times: np.ndarray, now: int) -> Block:
         """Values interpolated at ``times`` (sorted ascending): linear between good neighbours of analog
         points, the previous value for step, integer-counter, digital and string points and after a bad
-        value; No Data before the first value and beyond the horizon."""
+        value; No Data before the first value and beyond the horizon.
+
+        The times are taken in groups whose span holds about ``INTERPOLATION_GROUP`` values, so memory stays
+        bounded; a group's values are materialised when that is cheaper than looking up the neighbours of
+        each of its times on its own (dense times over dense data), else each time is looked up alone."""
         s = self.schedule(point)
         if not len(times):
             return self.no_data(point, times)
+        width = max(int(INTERPOLATION_GROUP / s.density), 1)
+        cuts = np.flatnonzero(np.diff((times - times[0]) // width)) + 1
+        blocks = [self._interpolated_group(s, group, now) for group in np.split(times, cuts)]
+        return blocks[0] if len(blocks) == 1 else concat(blocks)
+
+    def _interpolated_group(self, s: Schedule, times: np.ndarray, now: int) -> Block:
         lo, hi = int(times[0]), int(times[-1])
-        expected = (hi - lo) * s.density
-        if expected <= 4 * len(times) + 200_000:
+        if (hi - lo) * s.density <= VALUES_PER_LOOKUP * len(times):
             inner = _concat_events(list(self._chunks(s, lo, hi, now)))
             before, after = self._around(s, lo - 1, now, True), self._around(s, hi, now, False)
             ev = _concat_events([before, inner, after])

@@ -49,6 +49,10 @@ _BASES = {"TimeWeighted": "TimeWeighted", "EventWeighted": "EventWeighted",
           "EventWeightedIncludeBothEnds": "EventWeighted"}  # fmt: skip
 _RETRIEVAL = ["Auto", "AtOrBefore", "Before", "AtOrAfter", "After", "Exact"]
 _STATIC_ERROR = "The data reference of this attribute does not support the requested operation."
+# Stream times are int64 ns (until 2116 here, with room for arithmetic): a recorded window is clamped to this
+# range (nothing is recorded beyond it); other reads that would stamp a time beyond it, and longer time
+# spans, are a 400.
+MAX_STREAM_NS = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +105,16 @@ def source_link(request: Request, stream: Stream, web: str) -> str:
 def parse_span(text: str, name: str) -> int:
     """An AFTimeSpan such as ``1h``, ``30m``, ``1.5d`` or ``00:10:00`` in ns; 400 if malformed."""
     match = _SPAN.match(text)
-    if match:
-        return round(float(match.group(1)) * _SPAN_NS[match.group(2).lower()] * NS)
     parts = text.strip().split(":")
-    if len(parts) == 3 and all(p.replace(".", "", 1).isdigit() for p in parts):
-        return round((int(parts[0]) * 3600 + int(parts[1]) * 60 + float(parts[2])) * NS)
-    raise PIError(400, f"The value '{text}' is not valid for {name}.")
+    if match:
+        span = round(float(match.group(1)) * _SPAN_NS[match.group(2).lower()] * NS)
+    elif len(parts) == 3 and all(p.replace(".", "", 1).isdigit() for p in parts):
+        span = round((int(parts[0]) * 3600 + int(parts[1]) * 60 + float(parts[2])) * NS)
+    else:
+        span = None
+    if span is None or abs(span) > MAX_STREAM_NS:
+        raise PIError(400, f"The value '{text}' is not valid for {name}.")
+    return span
 
 
 class Reader:
@@ -127,10 +135,24 @@ class Reader:
         """(startTime, endTime): defaults ``*-1d`` / ``*``, or the event frame's time range."""
         context = context or (stream.context if stream else None)
         if context is None:
-            return self.params.time("startTime", "*-1d"), self.params.time("endTime", "*")
-        start = self.params.time("startTime", "*") if self.params.get("startTime") else context[0]
-        end = self.params.time("endTime", "*") if self.params.get("endTime") else context[1]
+            start, end = self.params.time("startTime", "*-1d"), self.params.time("endTime", "*")
+        else:
+            start = self.params.time("startTime", "*") if self.params.get("startTime") else context[0]
+            end = self.params.time("endTime", "*") if self.params.get("endTime") else context[1]
         return start, end
+
+    def bounded(self, window: tuple[int, int]) -> tuple[int, int]:
+        """``window`` unchanged for reads that stamp its times; 400 beyond the range of stream times."""
+        if max(abs(window[0]), abs(window[1])) > MAX_STREAM_NS:
+            raise PIError(400, "The time range is out of the supported range.")
+        return window
+
+    def single_time(self, name: str) -> int:
+        """A time parameter naming one moment (``time``): 400 beyond the range of stream times."""
+        at = self.params.time(name, "*")
+        if abs(at) > MAX_STREAM_NS:
+            raise PIError(400, f"The time '{self.params.get(name)}' is out of the supported range.")
+        return at
 
     def digital_states(self, stream: Stream) -> tuple[tuple[int, str], ...]:
         if stream.point is None or not stream.point.digital_set:
@@ -143,13 +165,14 @@ class Reader:
         boundary = self.params.choice("boundaryType", "Inside", ["Inside", "Outside", "Interpolated"])
         if stream.point is None:
             return None
-        return self.data.recorded(stream.point, window[0], window[1], self.now, max_count, boundary)
+        start, end = (max(-MAX_STREAM_NS, min(t, MAX_STREAM_NS)) for t in window)
+        return self.data.recorded(stream.point, start, end, self.now, max_count, boundary)
 
     def interpolated(self, stream: Stream, window: tuple[int, int]) -> Block | None:
         interval = parse_span(self.params.get("interval") or "1h", "interval")
         if stream.point is None:
             return None
-        start, end = window
+        start, end = self.bounded(window)
         block = self.data.interpolated(
             stream.point, min(start, end), max(start, end), interval, self.now, self.limit
         )
@@ -161,7 +184,7 @@ class Reader:
             raise PIError(400, f"The value '{intervals}' is not valid for intervals.")
         if stream.point is None:
             return None
-        return self.data.plot(stream.point, window[0], window[1], intervals, self.now)
+        return self.data.plot(stream.point, *self.bounded(window), intervals, self.now)
 
     def value(self, stream: Stream, context: tuple[int, int] | None = None) -> Block | None:
         """The value at ``time`` (interpolated), else at the event frame's end, else the snapshot."""
@@ -170,7 +193,7 @@ class Reader:
         if stream.point is None:
             return None
         if text:
-            at = self.params.time("time", "*")
+            at = self.single_time("time")
         elif context is not None:
             at = context[1]
         else:
@@ -183,7 +206,7 @@ class Reader:
     def recorded_at(self, stream: Stream) -> Block | None:
         if not self.params.get("time"):
             raise PIError(400, "The 'time' parameter is required.")
-        at = self.params.time("time", "*")
+        at = self.single_time("time")
         mode = self.params.choice("retrievalMode", "Auto", _RETRIEVAL)
         return None if stream.point is None else self.data.recorded_at(stream.point, at, self.now, mode)
 
@@ -205,7 +228,7 @@ class Reader:
         basis = _BASES[self.params.choice("calculationBasis", "TimeWeighted", list(_BASES))]
         if stream.point is None:
             raise PIError(409, _STATIC_ERROR)
-        start, end = min(window), max(window)
+        start, end = min(self.bounded(window)), max(window)
         duration_text = self.params.get("summaryDuration")
         duration = parse_span(duration_text, "summaryDuration") if duration_text else max(end - start, 1)
         if duration <= 0:
