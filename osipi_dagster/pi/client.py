@@ -115,6 +115,8 @@ class PIWebAPIClient(Discovery):
         the number of new values asked per stream and page (default: ``values_per_request`` divided by the
         streams in the request, at most ``max_count_limit``). ``streams_per_request`` and
         ``max_url_length`` bound a request; ``concurrency`` requests are in flight at once.
+        ``boundary_type`` must be ``Inside``: PI's ``Outside`` and ``Interpolated`` add boundary values to
+        every page, which paging cannot keep exact (a ``ValueError`` says so).
 
         Returns a :class:`StreamRead`: batches are yielded as pages arrive; a stream that fails for good is
         reported in ``failures`` with the time from which to read it again, and never stops the others.
@@ -122,7 +124,14 @@ class PIWebAPIClient(Discovery):
         start_ns, end_ns = to_ns(start), to_ns(end)
         if start_ns > end_ns:
             raise ValueError(f"start {format_ns(start_ns)} is after end {format_ns(end_ns)}")
-        params = [("boundaryType", boundary_type)]
+        if boundary_type.lower() != "inside":
+            # Outside and Interpolated add boundary values to every page: paged, they would be duplicated
+            # and, with Outside, the value after endTime would move the cursor past the end for ever.
+            raise ValueError(
+                f"boundary_type {boundary_type!r} cannot be paged; only 'Inside' is supported (read the "
+                "boundary values with read_value or read_interpolated)"
+            )
+        params = [("boundaryType", "Inside")]
         if filter_expression:
             params.append(("filterExpression", filter_expression))
         spec = ReadSpec(

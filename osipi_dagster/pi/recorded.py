@@ -334,7 +334,9 @@ class _Engine:
         return group
 
     def _pack_streamset(self, queue: deque[_Stream]) -> list[_Stream]:
-        room = self.options.max_url_length - len(self._streamset_url([queue[0]], 1)) + self._id_cost(queue[0])
+        # Measured with the largest maxCount a request can carry: its digits never push a URL past the bound.
+        base = len(self._streamset_url([queue[0]], self.limits.max_count)) - self._id_cost(queue[0])
+        room = self.options.max_url_length - base
         group: list[_Stream] = []
         while queue and len(group) < self.options.streams_per_request:
             cost = self._id_cost(queue[0])
