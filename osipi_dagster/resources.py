@@ -48,6 +48,9 @@ class PIWebAPIResource(dg.ConfigurableResource):
     timeout_s: float = Field(default=30.0, description="Timeout of GET requests.")
     post_timeout_s: float = Field(default=60.0, description="Timeout of POST (batch) requests.")
     max_retries: int = Field(default=3, description="Retries of transient failures (5xx, 429, drops).")
+    backoff_base_s: float = Field(default=0.5, description="First retry delay; doubles per retry, jittered.")
+    backoff_max_s: float = Field(default=30.0, description="Longest retry delay.")
+    max_count_limit: int = Field(default=150_000, description="The server's MaxReturnedItemsPerCall.")
     pool_size: int = Field(default=20, description="HTTP connections kept open.")
     read_mode: ReadMode = Field(default="streamsets", description="How recorded values are read.")
     values_per_request: int = Field(default=100_000, description="Values asked per HTTP request.")
@@ -70,7 +73,10 @@ class PIWebAPIResource(dg.ConfigurableResource):
             timeout=self.timeout_s,
             post_timeout=self.post_timeout_s,
             max_retries=self.max_retries,
+            backoff_base_s=self.backoff_base_s,
+            backoff_max_s=self.backoff_max_s,
             pool_size=self.pool_size,
+            max_count_limit=self.max_count_limit,
         )
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
