@@ -85,15 +85,22 @@ def refresh_point_catalog(
     references = _references(af_attributes_table, hierarchy_table)
     kept = [p for p in discovered if point_filter.keeps(p, _references_of(p, references))]
     previous = {row["web_id"]: row for row in _rows(read_table(points_table))}
-    by_identity = {(row["data_server_web_id"], row["point_id"]): row for row in previous.values()}
+    # A point renamed more than once has several rows with its identity: the active one wins (listed last).
+    by_identity = {
+        (row["data_server_web_id"], row["point_id"]): row
+        for row in sorted(previous.values(), key=lambda row: not row["is_deleted"])
+    }
     rows: dict[str, dict] = {}
-    added = renamed = 0
+    renamed_from: set[str] = set()  # the old WebIds of renamed points: a rename is not also a deletion
+    added = 0
     for point in kept:
         before = previous.get(point.web_id)
         if before is None:
             before = by_identity.get((server.web_id, point.id))
-            renamed += before is not None
-            added += before is None
+            if before is None:
+                added += 1
+            else:
+                renamed_from.add(before["web_id"])
         rows[point.web_id] = {
             "web_id": point.web_id,
             "point_id": point.id,
@@ -114,7 +121,9 @@ def refresh_point_catalog(
             "is_deleted": False,
         }
     gone = [row for web_id, row in previous.items() if web_id not in rows]
-    deleted = sum(1 for row in gone if not row["is_deleted"]) - renamed
+    # Deleted: rows active until now that are gone. A rename's old row is not a deletion; subtracting the
+    # rename count instead would hide a real deletion whenever the old row was already deleted.
+    deleted = sum(1 for row in gone if not row["is_deleted"] and row["web_id"] not in renamed_from)
     for row in gone:
         rows[row["web_id"]] = {**row, "is_deleted": True}
     write = overwrite_table(points_table, table_rows(points_table, rows.values()), ingested_at=now)
@@ -125,8 +134,8 @@ def refresh_point_catalog(
     return CatalogResult(
         active=len(kept),
         added=added,
-        deleted=max(deleted, 0),
-        renamed=renamed,
+        deleted=deleted,
+        renamed=len(renamed_from),
         excluded=len(discovered) - len(kept),
         shard_counts=dict(sorted(shard_counts.items())),
         write=write,
