@@ -460,12 +460,6 @@ def test_a_point_renamed_twice_is_one_rename_and_no_deletion(
         assert not stored[point["WebId"]]["is_deleted"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="af_templates matches only an element's own template name (the hierarchy table keeps no base "
-    "templates), while PI's templateName, which the filter mirrors, also matches derived templates: "
-    "af_templates=['Pump'] keeps no point although every Centrifugal Pump is a Pump.",
-)
 @pytest.mark.parametrize("template", ["Pump", "Equipment"])
 def test_an_af_template_filter_keeps_points_of_derived_templates(
     mock_pi: RunningMock, mock_af_raw: RawAF, lake: Lake, template: str

@@ -33,17 +33,30 @@ class PointFilter:
 
     include: Sequence[str] = ("*",)
     exclude: Sequence[str] = ()
-    af_templates: Sequence[str] = ()  # keep points referenced from elements of these templates
+    # Keep points referenced from elements of these templates, or of templates derived from them (as PI's
+    # own templateName search does); a pattern with wildcards matches the element's own template name.
+    af_templates: Sequence[str] = ()
     af_attribute_names: Sequence[str] = ()  # keep points referenced by attributes with these names
 
-    def keeps(self, point: Point, references: list[_Reference]) -> bool:
+    def keeps(self, point: Point, references: list[_Reference], template_elements: set[str]) -> bool:
         if not _matches(point.name, self.include) or _matches(point.name, self.exclude):
             return False
-        if self.af_templates and not any(_matches(r.template, self.af_templates) for r in references):
+        if self.af_templates and not any(
+            r.element_web_id in template_elements or _matches(r.template, self.wildcard_templates)
+            for r in references
+        ):
             return False
         return not self.af_attribute_names or any(
             _matches(r.attribute_name, self.af_attribute_names) for r in references
         )
+
+    @property
+    def exact_templates(self) -> list[str]:
+        return [t for t in self.af_templates if not any(c in t for c in "*?")]
+
+    @property
+    def wildcard_templates(self) -> list[str]:
+        return [t for t in self.af_templates if any(c in t for c in "*?")]
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,7 @@ class CatalogResult:
 class _Reference:
     attribute_path: str
     attribute_name: str
+    element_web_id: str
     template: str
 
 
@@ -83,7 +97,8 @@ def refresh_point_catalog(
     server = find_data_server(client, data_server)
     discovered = list(client.points(server.web_id))
     references = _references(af_attributes_table, hierarchy_table)
-    kept = [p for p in discovered if point_filter.keeps(p, _references_of(p, references))]
+    template_elements = _elements_of_templates(client, point_filter.exact_templates)
+    kept = [p for p in discovered if point_filter.keeps(p, _references_of(p, references), template_elements)]
     previous = {row["web_id"]: row for row in _rows(read_table(points_table))}
     # A point renamed more than once has several rows with its identity: the active one wins (listed last).
     by_identity = {
@@ -168,7 +183,8 @@ def _references(af_attributes_table: LakeTable, hierarchy_table: LakeTable) -> d
     for row in _rows(read_table(af_attributes_table)):
         if row["data_reference"] != "PI Point":
             continue
-        reference = _Reference(row["path"], row["name"], templates.get(row["element_web_id"], ""))
+        element = row["element_web_id"]
+        reference = _Reference(row["path"], row["name"], element, templates.get(element, ""))
         point_path = (row["config_string"] or "").split(";")[0].upper()
         for key in {row["point_web_id"], point_path} - {None, ""}:
             found.setdefault(key, []).append(reference)
@@ -177,3 +193,14 @@ def _references(af_attributes_table: LakeTable, hierarchy_table: LakeTable) -> d
 
 def _references_of(point: Point, references: dict[str, list[_Reference]]) -> list[_Reference]:
     return references.get(point.web_id) or references.get(point.path.upper(), [])
+
+
+def _elements_of_templates(client: PIWebAPIClient, templates: Sequence[str]) -> set[str]:
+    """The WebIds of elements of ``templates`` or templates derived from them, as PI's search finds them."""
+    return {
+        element.web_id
+        for template in templates
+        for server in client.asset_servers()
+        for database in client.asset_databases(server.web_id)
+        for element in client.elements(database.web_id, template_name=template)
+    }
