@@ -9,7 +9,7 @@ import requests
 
 from osipi_dagster.mock import webids
 from osipi_dagster.mock.archive import Archive, parse_point_query
-from osipi_dagster.mock.config import MockConfig
+from osipi_dagster.mock.config import MockConfig, parse_args, validate
 from osipi_dagster.mock.errors import PIError
 from osipi_dagster.mock.server import RunningMock
 
@@ -50,6 +50,24 @@ def test_points_are_deterministic_and_varied(archive: Archive) -> None:
     assert any(p.multi for p in archive.points)
     assert all(p.name.startswith("Plant") for p in archive.points)
     assert all(p.digital_set for p in archive.points if p.point_type == "Digital")
+
+
+def test_sampling_1s_makes_every_point_1hz_numeric(archive: Archive) -> None:
+    config = MockConfig(tags=200, now="2025-01-06T12:00:00Z", sampling="1s")
+    assert parse_args(["--sampling", "1s"], {}).sampling == "1s"
+    assert parse_args([], {"MOCK_PI_SAMPLING": "1s"}).sampling == "1s"
+    assert validate(MockConfig(sampling="5s")) == "--sampling must be mixed or 1s (got '5s')"
+    uniform = Archive(config, NOW_NS)
+    assert [p.name for p in uniform.points] == [p.name for p in archive.points]
+    assert [(p.multi, p.late) for p in uniform.points] == [(p.multi, p.late) for p in archive.points]
+    assert {p.sampling for p in uniform.points} == {"1s"}
+    assert {p.point_type for p in uniform.points} == {"Float32", "Float64", "Int32"}
+    assert not any(p.digital_set for p in uniform.points)
+    start = NOW_NS - 36 * 3600 * 10**9  # 2025-01-05, a closed day; the end is inclusive
+    end = start + 86_399 * 10**9
+    values = sum(len(uniform.data.recorded(p, start, end, NOW_NS, 10**6)) for p in uniform.points[:30])
+    assert 0.99 * 30 * 86_400 < values < 1.01 * 30 * 86_400  # outages remove a little, multi-values add
+    assert Archive(config, NOW_NS).points == uniform.points  # deterministic
 
 
 def test_points_of_a_unit_are_consecutive(archive: Archive) -> None:

@@ -9,7 +9,9 @@ one loop: the asset model walks them in id order and the first three name segmen
 holds the 15 instruments of ``UNIT_TEMPLATE`` (every tenth unit also a Future forecast point): types
 Float32, Float64, Int32, Digital and String; sampling 1 s, 5 s, 60 s and irregular (exception-like). Which
 points hold several values at one timestamp (``multi``, about 5 %) and which receive some values late
-(``late``, ``config.late_share``) is decided by a hash of (seed, point id).
+(``late``, ``config.late_share``) is decided by a hash of (seed, point id). With ``config.sampling == "1s"``
+(a benchmark archive) every point is a 1 Hz numeric point instead (see :func:`one_hertz`): same names,
+multi-values, late arrivals, bad values and forecast points, so N points hold about N x 86,400 values a day.
 
 **WebIDs.** The data server is ``DS`` + server GUID + name; a point ``DP`` + server GUID + point id + path
 ``SERVER\\TAG``. Full, IDOnly, LocalIDOnly/DefaultIDOnly and PathOnly point WebIDs all resolve (PathOnly
@@ -32,7 +34,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -155,7 +157,7 @@ class Archive:
         # Data exist from here on; whole seconds keep the grids of every point aligned to it.
         start = started_ns - int(config.archive_days * 86_400 * NS)
         self.start_ns = start - start % NS
-        self.points: list[Point] = _build_points(config.tags, config.seed, config.late_share)
+        self.points: list[Point] = _build_points(config.tags, config.seed, config.late_share, config.sampling)
         self._by_name = {p.name.upper(): p for p in self.points}
         self.enumeration_sets: list[EnumerationSet] = self._build_sets()
         self._sets_by_name = {s.name.upper(): s for s in self.enumeration_sets}
@@ -295,8 +297,20 @@ class Archive:
         return found
 
 
-def _build_points(count: int, seed: int, late_share: float) -> list[Point]:
-    """``count`` points, unit by unit; ids start at 1."""
+def one_hertz(spec: Instrument) -> Instrument:
+    """``spec`` as a 1 Hz numeric point (``--sampling 1s``): Float32, Float64 and Int32 keep their type and
+    shape; Digital and String points become Float32 analog points (no state set, not step, span 100 if
+    the original had none)."""
+    if spec.point_type in ("Digital", "String"):
+        return replace(
+            spec, sampling="1s", point_type="Float32", digital_set="", step=False, span=spec.span or 100.0
+        )
+    return replace(spec, sampling="1s")
+
+
+def _build_points(count: int, seed: int, late_share: float, sampling: str = "mixed") -> list[Point]:
+    """``count`` points, unit by unit; ids start at 1; ``sampling`` ``1s`` makes every point 1 Hz numeric."""
+    convert = one_hertz if sampling == "1s" else (lambda spec: spec)
     ids = np.arange(1, count + 1)
     multi = (uniform(ids, key(seed, _SALT_MULTI)) < MULTI_SHARE).tolist()
     late = (uniform(ids, key(seed, _SALT_LATE)) < late_share).tolist()
@@ -311,7 +325,7 @@ def _build_points(count: int, seed: int, late_share: float) -> list[Point]:
         area, number = divmod(within, UNITS_PER_AREA)
         prefix = f"Plant{plant + 1}.Area{area + 1}.Unit{number + 1:02d}"
         template = UNIT_TEMPLATE + ((FORECAST,) if unit % FORECAST_EVERY == FORECAST_EVERY - 1 else ())
-        for spec in template[: count - len(points)]:
+        for spec in map(convert, template[: count - len(points)]):
             index = len(points)
             points.append(
                 Point(

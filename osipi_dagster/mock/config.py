@@ -58,6 +58,7 @@ class MockConfig:
     now: str | None = None  # ISO 8601; None = the real clock
     archive_days: float = 730.0  # data exist from now - archive_days (at start-up) onwards
     late_share: float = 0.05  # share of points that receive some values late
+    sampling: str = "mixed"  # mixed: the unit template's 1 s/5 s/60 s/irregular; 1s: every point 1 Hz numeric
     af_databases: int = 1
     event_frame_days: float = 30.0  # event frames exist for this many days before now
     server_name: str = "PIMOCK"
@@ -88,6 +89,8 @@ class MockConfig:
         pairs = (item.split(":", 1) for item in self.users.split(",") if ":" in item)
         return {user.strip(): password for user, password in pairs}
 
+
+SAMPLINGS = ("mixed", "1s")  # the values of MockConfig.sampling
 
 # Option name -> environment variable. The tag count keeps the name the docs have always used.
 ENV_VARS = {f.name: f"MOCK_PI_{f.name.upper()}" for f in fields(MockConfig) if f.name != "faults"}
@@ -149,6 +152,8 @@ def validate(config: MockConfig) -> str | None:
         return f"--tags must be at least 1 (got {config.tags})"
     if config.auth not in ("none", "basic", "bearer"):
         return f"--auth must be none, basic or bearer (got {config.auth!r})"
+    if config.sampling not in SAMPLINGS:
+        return f"--sampling must be {' or '.join(SAMPLINGS)} (got {config.sampling!r})"
     if not 0 <= config.late_share <= 1:
         return f"--late-share must be between 0 and 1 (got {config.late_share})"
     if not 0 <= config.port <= 65535:
