@@ -131,23 +131,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     from osipi_dagster.assets.timeseries import pi_timeseries
     from osipi_dagster.resources import DeltaLakehouseResource, PIWebAPIResource
 
-    class IdentityPIWebAPIResource(PIWebAPIResource):
-        """The PI resource whose client asks for ``Accept-Encoding: identity`` (the ``--identity``
-        experiment: the client always asks for gzip, which on loopback only costs CPU on both sides)."""
-
-        def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-            super().setup_for_execution(context)
-            self.client._transport.session.headers["Accept-Encoding"] = "identity"
-
-    resource_class = IdentityPIWebAPIResource if args.identity else PIWebAPIResource
     now = DAY + timedelta(hours=args.hours)
     root = args.root or Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     load_before = os.getloadavg()
     mock, api = start_mock(args.points, now)
     try:
         resources = {
-            "pi": resource_class(
+            "pi": PIWebAPIResource(
                 base_url=api,
+                compress=not args.identity,
                 read_mode=args.mode,
                 values_per_request=args.values_per_request,
                 streams_per_request=args.streams_per_request,

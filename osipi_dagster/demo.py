@@ -40,6 +40,7 @@ def main() -> int:
     with serve_in_thread(DEMO_CONFIG) as mock:
         # The code location reads its resources from the environment, as `make ui` and deployments do.
         os.environ["OSIPI_PI_BASE_URL"] = mock.api
+        os.environ.setdefault("OSIPI_PI_COMPRESS", "false")  # the mock is on loopback: gzip only costs CPU
         from osipi_dagster.definitions import defs  # imported once the environment names the mock
 
         print(f"Mock PI Web API on {mock.api}: {DEMO_CONFIG.tags} points, clock fixed at {DEMO_NOW}")

@@ -52,6 +52,7 @@ class PIWebAPIResource(dg.ConfigurableResource):
     backoff_max_s: float = Field(default=30.0, description="Longest retry delay.")
     max_count_limit: int = Field(default=150_000, description="The server's MaxReturnedItemsPerCall.")
     pool_size: int = Field(default=20, description="HTTP connections kept open.")
+    compress: bool = Field(default=True, description="Ask for gzip; turn off on loopback or a fast LAN.")
     read_mode: ReadMode = Field(default="streamsets", description="How recorded values are read.")
     values_per_request: int = Field(default=100_000, description="Values asked per HTTP request.")
     streams_per_request: int = Field(default=200, description="Streams per streamset or batch request.")
@@ -77,6 +78,7 @@ class PIWebAPIResource(dg.ConfigurableResource):
             backoff_max_s=self.backoff_max_s,
             pool_size=self.pool_size,
             max_count_limit=self.max_count_limit,
+            compress=self.compress,
         )
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -161,6 +163,7 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
             verify_tls=env("OSIPI_PI_VERIFY_TLS", "true").lower() != "false",
             ca_bundle=env("OSIPI_PI_CA_BUNDLE"),
             read_mode=env("OSIPI_PI_READ_MODE", "streamsets"),  # type: ignore[arg-type]
+            compress=env("OSIPI_PI_COMPRESS", "true").lower() != "false",
             data_server=env("OSIPI_PI_DATA_SERVER"),
         ),
         "lakehouse": DeltaLakehouseResource(root=env("OSIPI_LAKE_ROOT", "data/lakehouse")),

@@ -149,6 +149,17 @@ def test_gzip_is_asked_for_and_decoded(mock_pi, client, tags):
     client._transport.session.hooks["response"].clear()
 
 
+def test_compression_can_be_turned_off(mock_pi, tags):
+    """``compress=False`` (for loopback or a fast LAN) asks for identity: the same rows, no gzip."""
+    start, end = START.isoformat(), (START + timedelta(minutes=30)).isoformat()
+    with PIWebAPIClient(mock_pi.api, compress=False) as plain:
+        recorder = Recorder(plain)
+        read = plain.read_recorded([tags["dense"]], start, end)
+        assert Counter(rows_of(read)) == _expected(mock_pi.api, [tags["dense"]], start, end)
+    assert all(r.headers["Accept-Encoding"] == "identity" for r in recorder.sent)
+    assert all("Content-Encoding" not in r.headers for r in recorder.responses)
+
+
 @pytest.mark.parametrize("kind", ["malformed", "unknown"])
 def test_other_4xx_are_not_retried(mock_pi, client, points, kind):
     """400 and 404 fail at once: one request, no retry, reported for that stream alone."""

@@ -23,7 +23,8 @@ class PIWebAPIClient(Discovery):
     seconds. Transient failures (connection errors, timeouts, 429, 502, 503, 504, bodies cut short) are
     retried ``max_retries`` times with exponential backoff and jitter; see :class:`RetryPolicy`.
     ``max_count_limit`` is the server's MaxReturnedItemsPerCall; it is lowered by itself when the server
-    refuses a ``maxCount``.
+    refuses a ``maxCount``. ``compress`` asks for gzip (the default); turn it off on loopback or a fast LAN,
+    where compressing and decompressing only costs CPU.
 
     Every time-series read returns a :class:`StreamRead`: iterate it for Arrow record batches with the
     schema :data:`~osipi_dagster.pi.schema.RECORDED_SCHEMA` (``SUMMARY_SCHEMA`` for summaries), then read
@@ -46,6 +47,7 @@ class PIWebAPIClient(Discovery):
         pool_size: int = 20,
         max_count_limit: int = 150_000,
         user_agent: str = "osipi-dagster",
+        compress: bool = True,
     ):
         self.auth = auth if auth is not None else Anonymous()
         self.retry = RetryPolicy(
@@ -60,6 +62,7 @@ class PIWebAPIClient(Discovery):
             retry=self.retry,
             pool_size=pool_size,
             user_agent=user_agent,
+            compress=compress,
         )
         self._limits = Limits(max_count_limit)
 

@@ -100,6 +100,7 @@ class Transport:
         retry: RetryPolicy,
         pool_size: int,
         user_agent: str,
+        compress: bool = True,
     ):
         self.base_url = base_url.rstrip("/")
         self.auth = auth
@@ -112,7 +113,12 @@ class Transport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update(
-            {"Accept": "application/json", "Accept-Encoding": "gzip, deflate", "User-Agent": user_agent}
+            {
+                "Accept": "application/json",
+                # gzip saves bandwidth to a remote server; on loopback or a fast LAN it only costs CPU.
+                "Accept-Encoding": "gzip, deflate" if compress else "identity",
+                "User-Agent": user_agent,
+            }
         )
         self._sent_lock = threading.Lock()
         self.requests_sent = 0  # every HTTP request, retries included
