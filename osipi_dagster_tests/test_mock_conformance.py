@@ -446,3 +446,12 @@ def test_a_100000_point_server_starts_and_answers_quickly(make_mock) -> None:
     )
     assert len(page["Items"]) == 1000
     assert quick(f"/assetdatabases/{database['WebId']}/eventframes", maxCount=100)["Items"]
+
+
+def test_a_flag_overrides_a_malformed_environment_variable() -> None:
+    """A flag wins over its variable, even a malformed one; the variable alone is a clear error (exit 2)."""
+    environ = {"MOCK_PI_TAG_COUNT": "many"}
+    assert parse_args(["--tags", "5"], environ).tags == 5
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args([], environ)
+    assert exit_info.value.code == 2

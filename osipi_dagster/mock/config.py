@@ -115,28 +115,33 @@ def parse_args(argv: list[str] | None = None, environ: dict[str, str] | None = N
     """Build a ``MockConfig`` from ``argv`` over ``environ`` over the defaults; bad values exit with 2."""
     environ = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(prog="osipi-mock", description="A faithful mock PI Web API server.")
+    bad_env: dict[str, str] = {}  # a malformed variable is an error only if no flag overrides it
     for cls, env_vars, prefix in ((MockConfig, ENV_VARS, ""), (FaultConfig, FAULT_ENV_VARS, "fault-")):
         for name, env in env_vars.items():
             kind = _type_of(cls, name)
-            flag = "--" + prefix + name.replace("_", "-")
-            default = environ.get(env)
-            try:
-                value = None if default is None else _convert(kind, default)
-            except ValueError as exc:
-                parser.error(f"environment variable {env}={default!r} is not a valid {kind.__name__}: {exc}")
-            help_text = f"(env {env})"
-            if kind is bool:
-                parser.add_argument(
-                    flag,
-                    dest=prefix + name,
-                    default=value,
-                    help=help_text,
-                    type=lambda s: _convert(bool, s),
-                    metavar="true|false",
-                )
-            else:
-                parser.add_argument(flag, dest=prefix + name, default=value, type=kind, help=help_text)
+            dest = prefix + name
+            raw = environ.get(env)
+            value = None
+            if raw is not None:
+                try:
+                    value = _convert(kind, raw)
+                except ValueError as exc:
+                    bad_env[dest] = (
+                        f"environment variable {env}={raw!r} is not a valid {kind.__name__}: {exc}"
+                    )
+            default = next(f.default for f in fields(cls) if f.name == name)
+            parser.add_argument(
+                "--" + dest.replace("_", "-"),
+                dest=dest,
+                default=value,
+                type=(lambda text: _convert(bool, text)) if kind is bool else kind,
+                metavar="true|false" if kind is bool else name.upper(),
+                help=f"env {env}; default {'the real clock' if name == 'now' else default}",
+            )
     args = vars(parser.parse_args(argv))
+    for dest, problem in bad_env.items():
+        if args[dest] is None:
+            parser.error(problem)
     faults = FaultConfig(**{n: args[f"fault-{n}"] for n in FAULT_ENV_VARS if args[f"fault-{n}"] is not None})
     main = {n: args[n] for n in ENV_VARS if args[n] is not None}
     config = MockConfig(faults=faults, **main)
