@@ -130,7 +130,7 @@ def test_a_100k_point_model_builds_fast_and_references_each_point_once() -> None
     archive = Archive(config, 1_736_164_800_000_000_000)
     started = time.perf_counter()
     model = AssetModel(config, archive)
-    assert time.perf_counter() - started < 3.0
+    assert time.perf_counter() - started < 10.0  # about 1.2 s here; generous for shared CI machines
     indexes = [i for d in model.databases for e in d.elements for i in e.points]
     assert sorted(indexes) == list(range(100_000))
 

@@ -35,7 +35,7 @@ def _server(mock: RunningMock) -> dict:
 def test_100000_points_build_fast() -> None:
     start = time.perf_counter()
     big = Archive(MockConfig(tags=100_000), NOW_NS)
-    assert time.perf_counter() - start < 3.0
+    assert time.perf_counter() - start < 10.0  # about 0.5 s here; generous for shared CI machines
     assert len(big.points) == 100_000
     assert [p.id for p in big.points[:3]] == [1, 2, 3]
     assert big.point(100_000).name == big.points[-1].name

@@ -305,4 +305,4 @@ def test_batch_adds_little_over_its_sub_requests(mock_pi: RunningMock) -> None:
             answer = session.post(mock_pi.api + "/batch", json=body, headers=CSRF)
             batch = min(batch, time.perf_counter() - started)
     assert answer.status_code == 207 and len(answer.content) >= size
-    assert batch < direct * 1.5 + 0.05, (batch, direct)
+    assert batch < direct * 2 + 0.1, (batch, direct)  # generous: CI machines are shared

