@@ -39,7 +39,7 @@ def pi_af(pi: PIWebAPIResource, lakehouse: DeltaLakehouseResource):
     yield dg.MaterializeResult(
         asset_key="pi_af_hierarchy",
         metadata={
-            **write_metadata(result.hierarchy, lakehouse.table(HIERARCHY.name).uri),
+            **write_metadata(result.hierarchy, lakehouse.table(HIERARCHY.name)),
             **_diff("elements", result.element_diff),
             "databases": result.databases,
             "duration_seconds": round(result.duration_seconds, 3),
@@ -48,7 +48,7 @@ def pi_af(pi: PIWebAPIResource, lakehouse: DeltaLakehouseResource):
     yield dg.MaterializeResult(
         asset_key="pi_af_attributes",
         metadata={
-            **write_metadata(result.attributes, lakehouse.table(ATTRIBUTES.name).uri),
+            **write_metadata(result.attributes, lakehouse.table(ATTRIBUTES.name)),
             **_diff("attributes", result.attribute_diff),
         },
     )

@@ -51,7 +51,7 @@ def pi_event_frames(
     )
     return dg.MaterializeResult(
         metadata={
-            **merge_metadata(result.merge, table.uri),
+            **merge_metadata(result.merge, table),
             "frames_read": dg.MetadataValue.int(result.frames_read),
             "frames_open": dg.MetadataValue.int(result.frames_open),
             "frames_closed": dg.MetadataValue.int(result.frames_closed),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from osipi_dagster.lake import MergeResult, TableSpec, WriteResult
+from osipi_dagster.lake import LakeTable, MergeResult, TableSpec, WriteResult
 
 GROUP = "pi_bronze"
 KINDS = {"pi", "deltalake"}
@@ -34,25 +34,32 @@ def definition_metadata(spec: TableSpec) -> dict[str, object]:
     }
 
 
-def write_metadata(result: WriteResult, uri: str) -> dict[str, object]:
+def table_metadata(table: LakeTable) -> dict[str, object]:
+    """Where a table is and its columns, for every materialization of it."""
+    spec = table.spec
+    assert spec is not None, f"{table} has no known layout"
+    return {"delta_table_uri": dg.MetadataValue.path(table.uri), "dagster/column_schema": table_schema(spec)}
+
+
+def write_metadata(result: WriteResult, table: LakeTable) -> dict[str, object]:
     """What one Delta commit did."""
     return {
+        **table_metadata(table),
         "dagster/row_count": dg.MetadataValue.int(result.rows_written),
         "delta_table_version": dg.MetadataValue.int(result.version),
-        "delta_table_uri": dg.MetadataValue.path(uri),
         "files_added": dg.MetadataValue.int(result.files_added),
         "write_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
     }
 
 
-def merge_metadata(result: MergeResult, uri: str) -> dict[str, object]:
+def merge_metadata(result: MergeResult, table: LakeTable) -> dict[str, object]:
     """What one Delta MERGE did: ``dagster/row_count`` counts the rows it wrote (inserted or updated)."""
     return {
+        **table_metadata(table),
         "dagster/row_count": dg.MetadataValue.int(result.rows_inserted + result.rows_updated),
         "rows_inserted": dg.MetadataValue.int(result.rows_inserted),
         "rows_updated": dg.MetadataValue.int(result.rows_updated),
         "delta_table_version": dg.MetadataValue.int(result.version),
-        "delta_table_uri": dg.MetadataValue.path(uri),
         "merge_attempts": dg.MetadataValue.int(result.attempts),
         "write_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
     }

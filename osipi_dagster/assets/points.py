@@ -51,7 +51,7 @@ def pi_points(
     assert result.write is not None
     return dg.MaterializeResult(
         metadata={
-            **write_metadata(result.write, lakehouse.table(SPEC.name).uri),
+            **write_metadata(result.write, lakehouse.table(SPEC.name)),
             "points_active": result.active,
             "points_added": result.added,
             "points_deleted": result.deleted,

@@ -4,11 +4,11 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from osipi_dagster.assets.metadata import GROUP, KINDS, POOL, definition_metadata
+from osipi_dagster.assets.metadata import GROUP, KINDS, POOL, definition_metadata, table_metadata
 from osipi_dagster.ingest.catalog import shard_points
 from osipi_dagster.ingest.server_clock import server_now
 from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ReadSettings, ingest_partition
-from osipi_dagster.lake import TABLE_SPECS
+from osipi_dagster.lake import TABLE_SPECS, LakeTable
 from osipi_dagster.partitions import TIMESERIES_PARTITIONS, split_partition_key
 from osipi_dagster.resources import DeltaLakehouseResource, PIWebAPIResource
 from osipi_dagster.settings import overlap_from_env
@@ -75,7 +75,7 @@ def pi_timeseries(
         context.log.info(f"{key}: {result.rows} values of {result.points} points {result.note}".strip())
         context.add_asset_metadata(_metadata(result), partition_key=key)
         results.append(result)
-    return dg.MaterializeResult(metadata=_run_metadata(results, lakehouse.table(SPEC.name).uri))
+    return dg.MaterializeResult(metadata=_run_metadata(results, lakehouse.table(SPEC.name)))
 
 
 def _failures_table(error: PointReadError) -> str:
@@ -108,12 +108,12 @@ def _metadata(result: PartitionResult) -> dict[str, object]:
     }
 
 
-def _run_metadata(results: list[PartitionResult], uri: str) -> dict[str, object]:
+def _run_metadata(results: list[PartitionResult], table: LakeTable) -> dict[str, object]:
     """What the whole run did (a backfill run covers several partitions)."""
     rows = sum(r.rows for r in results)
     seconds = sum(r.duration_seconds for r in results)
     return {
-        "delta_table_uri": dg.MetadataValue.path(uri),
+        **table_metadata(table),
         "run_partitions": len(results),
         "run_values": rows,
         "run_values_per_second": round(rows / seconds) if seconds else 0,
