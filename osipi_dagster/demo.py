@@ -108,7 +108,8 @@ def _summary(
     rate = values / values_seconds if values_seconds else 0
     print(
         f"\nTime series: {values:,} values read and written in {values_seconds:.1f} s ({rate:,.0f} values/s, "
-        "Dagster runs included; a second demo re-reads only the open day's overlap window)"
+        "Dagster runs included; a second demo reads yesterday whole again and today from its watermarks "
+        "minus the overlap window)"
     )
     print(f"Demo finished in {seconds:.1f} s. Dagster runs are recorded in {instance.root_directory}.")
     print("Open the Dagster UI on these runs and assets with `make ui` (http://127.0.0.1:3000).")

@@ -1,7 +1,9 @@
 """Dagster resources: the PI Web API client and the Delta lakehouse.
 
-Every secret (password, bearer token, OIDC client secret, object-store keys) is configured with
-``dg.EnvVar`` in ``definitions.py``, so the Dagster UI shows the variable's name, never its value.
+PI secrets (password, bearer token, OIDC client secret) are passed as ``dg.EnvVar`` by
+:func:`resources_from_env`, so the Dagster UI shows the variable's name, never its value; object-store keys
+come from delta-rs's own environment variables, or a storage config built in code with ``dg.EnvVar``.
+Neither resource's repr shows a secret.
 """
 
 from __future__ import annotations
@@ -131,6 +133,11 @@ class DeltaLakehouseResource(dg.ConfigurableResource):
     storage: AzureConfig | S3Config | LocalConfig | GcsConfig = Field(
         default_factory=LocalConfig, discriminator="provider", description="Object-store settings."
     )
+
+    def __repr_args__(self):
+        # The storage config holds object-store keys (resolved EnvVars here): show only which provider.
+        for name, value in super().__repr_args__():
+            yield name, (f"<{value.provider} storage config>" if name == "storage" else value)
 
     def lakehouse(self) -> Lakehouse:
         return Lakehouse(self.root, storage_options=self.storage.str_dict())

@@ -3,6 +3,7 @@
 from datetime import date, timedelta
 
 import dagster as dg
+from pydantic import Field
 
 from osipi_dagster.assets.metadata import GROUP, KINDS, POOL, definition_metadata, table_metadata
 from osipi_dagster.ingest.catalog import shard_points
@@ -22,7 +23,11 @@ PARTITIONS_PER_RUN = 32
 class TimeseriesConfig(dg.Config):
     """How the open day is read."""
 
-    overlap_minutes: int = int(overlap_from_env().total_seconds() // 60)
+    overlap_minutes: int = Field(
+        default=int(overlap_from_env().total_seconds() // 60),
+        ge=0,
+        description="How far before its watermark each point of the open day is re-read (minutes, >= 0).",
+    )
 
 
 @dg.asset(
@@ -45,7 +50,10 @@ def pi_timeseries(
     at PI's native resolution. A closed day replaces its whole (date, shard) slice in one Delta commit; the
     open day (today) re-reads each point from its watermark minus the overlap window up to the PI server's
     now and replaces exactly that time range, so late values are picked up and nothing is duplicated. If
-    any point fails, nothing of its partition is written and the run fails, listing the points."""
+    any point fails, nothing of its partition is written and the run fails, listing the points.
+
+    Today's partition holds values up to its last run only: materialize it once more after the UTC day
+    has closed (and late values have arrived), which reads the closed day whole."""
     settings = ReadSettings(pi.read_mode, pi.values_per_request, pi.streams_per_request, pi.concurrency)
     now = server_now(pi.client, pi.data_server)
     results: list[PartitionResult] = []

@@ -109,6 +109,9 @@ def ingest_partition(
     run_id: str | None = None,
 ) -> PartitionResult:
     """Read the partition's points from PI and replace their slice; raise ``PointReadError`` on failures."""
+    if overlap < timedelta(0):
+        # A negative overlap would start after the watermarks and skip the values in between for good.
+        raise ValueError(f"overlap must not be negative, got {overlap}: use 0 or more (default one hour).")
     started = time.perf_counter()
     day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     day_end = day_start + timedelta(days=1)

@@ -80,7 +80,8 @@ class LakeTable:
 
     name: str
     uri: str
-    storage_options: Mapping[str, str] = field(default_factory=dict)
+    # Object-store credentials: kept out of repr (tracebacks, logs).
+    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def spec(self) -> TableSpec | None:
@@ -120,7 +121,8 @@ class Lakehouse:
     """
 
     root: str = DEFAULT_ROOT
-    storage_options: Mapping[str, str] = field(default_factory=dict)
+    # Object-store credentials: kept out of repr (tracebacks, logs).
+    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", _normalize_root(self.root))
