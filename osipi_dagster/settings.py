@@ -17,3 +17,11 @@ def overlap_from_env() -> timedelta:
     if not value.isdigit():
         raise ValueError(f"OSIPI_OVERLAP_MINUTES={value!r} must be a whole number of minutes, e.g. 60.")
     return timedelta(minutes=int(value))
+
+
+def close_day_hour_from_env() -> int:
+    """``OSIPI_CLOSE_DAY_HOUR`` (UTC, default 3): when yesterday is read whole again, late data settled."""
+    value = os.environ.get("OSIPI_CLOSE_DAY_HOUR", "3").strip()
+    if not value.isdigit() or not 0 <= int(value) <= 23:
+        raise ValueError(f"OSIPI_CLOSE_DAY_HOUR={value!r} must be an hour from 0 to 23 (UTC), e.g. 3.")
+    return int(value)

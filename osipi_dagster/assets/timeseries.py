@@ -53,7 +53,8 @@ def pi_timeseries(
     any point fails, nothing of its partition is written and the run fails, listing the points.
 
     Today's partition holds values up to its last run only: materialize it once more after the UTC day
-    has closed (and late values have arrived), which reads the closed day whole."""
+    has closed (and late values have arrived), which reads the closed day whole; the schedule
+    ``pi_timeseries_close_day`` does that every night."""
     settings = ReadSettings(pi.read_mode, pi.values_per_request, pi.streams_per_request, pi.concurrency)
     now = server_now(pi.client, pi.data_server)
     results: list[PartitionResult] = []

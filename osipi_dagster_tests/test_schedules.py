@@ -1,0 +1,57 @@
+"""The schedules: the open day every hour, yesterday again after midnight, every shard, valid partitions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+from osipi_dagster.definitions import defs
+from osipi_dagster.partitions import DATE_PARTITIONS, SHARD_PARTITIONS, TIMESERIES_PARTITIONS
+
+TICK = datetime(2025, 1, 6, 3, 15, tzinfo=UTC)
+
+
+def _requests(name: str, tick: datetime = TICK) -> list[dg.RunRequest]:
+    schedule = defs.resolve_schedule_def(name)
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=tick, repository_def=defs.get_repository_def()
+        )
+        result = schedule.evaluate_tick(context)
+    assert result.skip_message is None
+    return list(result.run_requests or [])
+
+
+@pytest.mark.parametrize(("cadence", "day"), [("open_day", "2025-01-06"), ("close_day", "2025-01-05")])
+def test_timeseries_schedules_request_every_shard_of_their_day(cadence: str, day: str) -> None:
+    """Each tick asks for one partition per shard of its day (today, or yesterday read whole again)."""
+    requests = _requests(f"pi_timeseries_{cadence}")
+    keys = {str(r.partition_key) for r in requests}
+    assert keys == {f"{day}|{shard}" for shard in SHARD_PARTITIONS.get_partition_keys()}
+    assert all(TIMESERIES_PARTITIONS.has_partition_key(key) for key in keys)
+    assert len({r.run_key for r in requests}) == len(requests)  # a re-evaluated tick launches nothing twice
+
+
+@pytest.mark.parametrize(("cadence", "day"), [("open_day", "2025-01-06"), ("close_day", "2025-01-05")])
+def test_event_frame_schedules_request_their_day(cadence: str, day: str) -> None:
+    (request,) = _requests(f"pi_event_frames_{cadence}")
+    assert request.partition_key == day and DATE_PARTITIONS.has_partition_key(day)
+
+
+def test_schedules_start_stopped_and_run_when_expected() -> None:
+    """Nothing runs until an operator turns the schedules on; the close-day run comes after midnight UTC."""
+    for schedule in defs.schedules:
+        assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+        assert schedule.execution_timezone == "UTC"
+        assert schedule.description
+    assert defs.resolve_schedule_def("pi_timeseries_open_day").cron_schedule == "5 * * * *"
+    assert defs.resolve_schedule_def("pi_timeseries_close_day").cron_schedule == "15 3 * * *"
+
+
+def test_each_tick_has_its_own_run_keys() -> None:
+    """Two ticks of the open-day schedule (an hour apart) launch new runs: run keys differ."""
+    first = {r.run_key for r in _requests("pi_timeseries_open_day")}
+    later = {r.run_key for r in _requests("pi_timeseries_open_day", TICK.replace(hour=4))}
+    assert first.isdisjoint(later)
