@@ -111,3 +111,31 @@ def test_the_asset_is_defined_for_the_ui() -> None:
     assert spec.description and "MERGE" in spec.description
     assert spec.metadata["dagster/table_name"] == "bronze.pi_event_frames"
     assert {"pi", "lakehouse"} <= pi_event_frames.required_resource_keys
+
+
+def test_a_backfill_run_covers_several_days_with_metadata_per_day(
+    mock_pi: RunningMock, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """One run over a range of days (how the backfill policy batches them) writes every day's frames and
+    reports each day's own counts on its own partition."""
+    result = dg.materialize(
+        [pi_event_frames],
+        resources={
+            "pi": PIWebAPIResource(base_url=mock_pi.api),
+            "lakehouse": DeltaLakehouseResource(root=str(tmp_path)),
+        },
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": "2025-01-04",
+            "dagster/asset_partition_range_end": PAST_DAY,
+        },
+    )
+    assert result.success
+    events = {e.partition: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert set(events) == {"2025-01-04", PAST_DAY}
+    expected = {}
+    for day in events:
+        frames = raw_event_frames(mock_pi.api, date.fromisoformat(day), now_of(mock_pi))
+        assert events[day]["frames_read"].value == len(frames)
+        expected |= frames
+    assert stored_rows(event_frames_table(tmp_path)) == expected

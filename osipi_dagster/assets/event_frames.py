@@ -7,17 +7,19 @@ from datetime import date
 import dagster as dg
 
 from osipi_dagster.assets.metadata import GROUP, KINDS, POOL, definition_metadata, merge_metadata
-from osipi_dagster.ingest.event_frames import ingest_event_frames
+from osipi_dagster.ingest.event_frames import EventFrameResult, ingest_event_frames
 from osipi_dagster.ingest.server_clock import server_now
-from osipi_dagster.lake import TABLE_SPECS
+from osipi_dagster.lake import TABLE_SPECS, LakeTable
 from osipi_dagster.partitions import DATE_PARTITIONS
 from osipi_dagster.resources import DeltaLakehouseResource, PIWebAPIResource
 
 EVENT_FRAMES = TABLE_SPECS["bronze.pi_event_frames"]
+DAYS_PER_RUN = 31  # a backfill launches one run per month of days, not one per day
 
 
 @dg.asset(
     partitions_def=DATE_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.multi_run(DAYS_PER_RUN),
     group_name=GROUP,
     kinds=KINDS,
     pool=POOL,
@@ -37,29 +39,31 @@ def pi_event_frames(
     """
     client = pi.client
     table = lakehouse.table(EVENT_FRAMES.name)
-    result = ingest_event_frames(
-        client,
-        table,
-        day=date.fromisoformat(context.partition_key),
-        now=server_now(client, pi.data_server),
-        concurrency=pi.concurrency,
-    )
-    context.log.info(
-        f"{result.frames_read} event frames ({result.frames_open} open) active from "
-        f"{result.window_start.isoformat()} to {result.window_end.isoformat()}: {result.rows_inserted} "
-        f"inserted, {result.rows_updated} updated, Delta version {result.table_version}."
-    )
-    return dg.MaterializeResult(
-        metadata={
-            **merge_metadata(result.merge, table),
-            "frames_read": dg.MetadataValue.int(result.frames_read),
-            "frames_open": dg.MetadataValue.int(result.frames_open),
-            "frames_closed": dg.MetadataValue.int(result.frames_closed),
-            "attribute_values": dg.MetadataValue.int(result.attribute_values),
-            "window_start": dg.MetadataValue.timestamp(result.window_start),
-            "window_end": dg.MetadataValue.timestamp(result.window_end),
-            "af_databases": dg.MetadataValue.json(list(result.databases)),
-            "pi_requests": dg.MetadataValue.int(result.requests),
-            "duration_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
-        }
-    )
+    now = server_now(client, pi.data_server)
+    for key in context.partition_keys:  # a backfill run covers several days
+        result = ingest_event_frames(
+            client, table, day=date.fromisoformat(key), now=now, concurrency=pi.concurrency
+        )
+        context.log.info(
+            f"{key}: {result.frames_read} event frames ({result.frames_open} open) active from "
+            f"{result.window_start.isoformat()} to {result.window_end.isoformat()}: {result.rows_inserted} "
+            f"inserted, {result.rows_updated} updated, Delta version {result.table_version}."
+        )
+        context.add_asset_metadata(_metadata(result, table), partition_key=key)
+    return dg.MaterializeResult()
+
+
+def _metadata(result: EventFrameResult, table: LakeTable) -> dict[str, object]:
+    """One day's materialization metadata."""
+    return {
+        **merge_metadata(result.merge, table),
+        "frames_read": dg.MetadataValue.int(result.frames_read),
+        "frames_open": dg.MetadataValue.int(result.frames_open),
+        "frames_closed": dg.MetadataValue.int(result.frames_closed),
+        "attribute_values": dg.MetadataValue.int(result.attribute_values),
+        "window_start": dg.MetadataValue.timestamp(result.window_start),
+        "window_end": dg.MetadataValue.timestamp(result.window_end),
+        "af_databases": dg.MetadataValue.json(list(result.databases)),
+        "pi_requests": dg.MetadataValue.int(result.requests),
+        "duration_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
+    }
