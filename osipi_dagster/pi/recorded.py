@@ -24,6 +24,7 @@ import heapq
 import itertools
 import logging
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -254,9 +255,9 @@ class _Engine:
         self.failures: list[StreamFailure] = []
         self.completed: list[str] = []
         self.rows = 0
-        self._sent = itertools.count()
         self._tiebreak = itertools.count()
         self._requests = 0
+        self._requests_lock = threading.Lock()  # worker threads count their sends
         # Streams waiting, keyed by cursor start (streamset requests share one startTime).
         self._waiting: dict[str, deque[_Stream]] = {}
         self._isolated: deque[list[_Stream]] = deque()  # groups split after a 4xx
@@ -270,7 +271,8 @@ class _Engine:
         return self._requests
 
     def _count_request(self) -> None:
-        self._requests = next(self._sent) + 1
+        with self._requests_lock:
+            self._requests += 1
 
     # -- scheduling, in the caller's thread -------------------------------------------------------------
 
