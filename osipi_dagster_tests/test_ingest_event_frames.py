@@ -113,6 +113,7 @@ def _expected_row(api: str, frame: dict) -> dict:
         "duration_seconds": None if end is None else (end - start).total_seconds(),
         "primary_element_web_id": primary.rsplit("/", 1)[-1] if primary else None,
         "referenced_element_web_ids": frame["RefElementWebIds"],
+        "parent_web_id": frame["Links"]["Parent"].rsplit("/", 1)[-1] if "Parent" in frame["Links"] else None,
         "can_be_acknowledged": frame["CanBeAcknowledged"],
         "is_acknowledged": frame["IsAcknowledged"],
         "acknowledged_by": frame.get("AcknowledgedBy") or None,
@@ -152,6 +153,8 @@ def test_a_past_day_holds_exactly_the_frames_the_mock_reports(
     assert stored_rows(table) == expected
     templates = {row["template_name"] for row in expected.values()}
     assert {"Batch", "Batch Phase", "Process Alarm"} <= templates, "child frames and alarms must be read"
+    phases = [row for row in expected.values() if row["template_name"] == "Batch Phase"]
+    assert all(row["parent_web_id"] in expected for row in phases), "a phase keeps its batch as parent"
     assert any(row["start_time"].date() < PAST_DAY for row in expected.values()), "frames from the day before"
     assert (result.frames_read, result.rows_inserted, result.rows_updated) == (
         len(expected),

@@ -277,6 +277,7 @@ def _row(frame: EventFrame, attributes: dict[str, str | None]) -> dict[str, obje
         "end_time": _utc(frame.end_time),
         "primary_element_web_id": frame.primary_element_web_id,
         "referenced_element_web_ids": frame.ref_element_web_ids,
+        "parent_web_id": frame.parent_web_id,
         "can_be_acknowledged": frame.can_be_acknowledged,
         "is_acknowledged": frame.is_acknowledged,
         # PI sends an empty AcknowledgedBy until someone acknowledges the frame.

@@ -108,6 +108,8 @@ EVENT_FRAMES = TableSpec(
             pa.field("duration_seconds", pa.float64()),
             pa.field("primary_element_web_id", pa.string()),
             pa.field("referenced_element_web_ids", STRING_LIST),
+            # The parent frame of a child frame (a batch phase's batch), null for a root frame.
+            pa.field("parent_web_id", pa.string()),
             pa.field("can_be_acknowledged", pa.bool_()),
             pa.field("is_acknowledged", pa.bool_()),
             pa.field("acknowledged_by", pa.string()),
