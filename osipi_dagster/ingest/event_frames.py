@@ -32,17 +32,15 @@ from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 
-from osipi_dagster.ingest.server_clock import TICK_NS
 from osipi_dagster.lake import EVENT_FRAME_INPUT_SCHEMA, LakeTable, MergeResult, merge_event_frames
 from osipi_dagster.pi import AssetDatabase, Attribute, EventFrame, PIWebAPIClient, PIWebAPIError
-from osipi_dagster.pi.times import format_ns, to_ns
+from osipi_dagster.pi.times import TICK_NS, format_ns, from_ns, to_ns
 
 # Requests in flight while listing attributes and reading their values: enough to hide the round trips
 # of one request per frame without loading PI Web API much.
 DEFAULT_CONCURRENCY = 4
 # AF value types whose numbers are whole (the client reads every number as a float64).
 _INTEGER_TYPES = frozenset({"Byte", "Int16", "Int32", "Int64", "UInt16", "UInt32", "UInt64"})
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # How many failed attribute values an error message names.
 _FAILURES_SHOWN = 5
 _NOTHING_WRITTEN = "Nothing was written; re-run the partition."
@@ -291,4 +289,4 @@ def _utc(text: str | None) -> datetime | None:
     """A PI time string as a UTC datetime, floored to the microsecond Delta stores (PI keeps 100 ns)."""
     if not text:
         return None
-    return _EPOCH + timedelta(microseconds=to_ns(text) // 1000)
+    return from_ns(to_ns(text))

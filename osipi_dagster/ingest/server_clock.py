@@ -6,11 +6,10 @@ future, and "today" is the server's today.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from osipi_dagster.pi import DataServer, PIWebAPIClient
-
-TICK_NS = 100  # PI stores 100 ns ticks: the last tick before an exclusive end is end - TICK_NS
+from osipi_dagster.pi.times import from_ns, to_ns
 
 
 def find_data_server(client: PIWebAPIClient, name: str | None = None) -> DataServer:
@@ -30,4 +29,4 @@ def server_now(client: PIWebAPIClient, data_server: str | None = None) -> dateti
     server = find_data_server(client, data_server)
     if not server.server_time:
         raise LookupError(f"Data server {server.name} did not report its ServerTime; cannot place 'now'.")
-    return datetime.fromisoformat(server.server_time.replace("Z", "+00:00")).astimezone(UTC)
+    return from_ns(to_ns(server.server_time))

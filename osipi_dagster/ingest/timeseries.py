@@ -24,7 +24,6 @@ from datetime import UTC, date, datetime, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from osipi_dagster.ingest.server_clock import TICK_NS
 from osipi_dagster.lake import (
     LakeTable,
     Watermark,
@@ -34,7 +33,7 @@ from osipi_dagster.lake import (
     write_watermarks,
 )
 from osipi_dagster.pi import PIWebAPIClient, StreamFailure, StreamRead
-from osipi_dagster.pi.times import to_ns
+from osipi_dagster.pi.times import TICK_NS, to_ns
 
 DEFAULT_OVERLAP = timedelta(hours=1)
 

@@ -1,5 +1,6 @@
-"""Delta Lake storage for PI data: table layouts, idempotent writes, watermarks. No Dagster here; the
-only import from the client is its batch schema (``osipi_dagster.pi.schema.RECORDED_SCHEMA``).
+"""Delta Lake storage for PI data: table layouts, idempotent writes, watermarks. No Dagster here; from
+the client it takes only its batch schema (``osipi_dagster.pi.schema``) and time helpers
+(``osipi_dagster.pi.times``), so both sides agree on one definition of a value and a PI time.
 
 Every writer commits once and atomically: readers see a table before or after a write, never during.
 

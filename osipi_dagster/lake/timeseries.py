@@ -41,6 +41,7 @@ from osipi_dagster.lake.tables import (
     require_utc,
     utc_now,
 )
+from osipi_dagster.pi.times import format_ns, to_ns
 
 # File sizing. delta-rs rolls a data file over once it holds target_file_size bytes, so every file but
 # the last of a write is at least this big: at the ~15 bytes a row the benchmark's PI-like values take,
@@ -77,7 +78,7 @@ class TimeSlice:
     def describe(self) -> str:
         text = (
             f"partition_date={self.partition_date.isoformat()} tag_shard={self.tag_shard} "
-            f"[{_format_ns(self.start_ns)}, {_format_ns(self.end_ns)})"
+            f"[{format_ns(self.start_ns)}, {format_ns(self.end_ns)})"
         )
         return text if self.web_ids is None else f"{text} for {len(self.web_ids)} point(s)"
 
@@ -104,16 +105,16 @@ def time_slice(
             "e.g. 's03'."
         )
     day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    day_start_ns, day_end_ns = _to_ns(day_start), _to_ns(day_start + timedelta(days=1))
+    day_start_ns, day_end_ns = to_ns(day_start), to_ns(day_start + timedelta(days=1))
     start_ns, end_ns = day_start_ns, day_end_ns
     if time_range is not None:
-        start_ns = _to_ns(require_utc(time_range[0], what="time_range start"))
-        end_ns = _to_ns(require_utc(time_range[1], what="time_range end"))
+        start_ns = to_ns(require_utc(time_range[0], what="time_range start"))
+        end_ns = to_ns(require_utc(time_range[1], what="time_range end"))
         if not day_start_ns <= start_ns < end_ns <= day_end_ns:
             raise ValueError(
-                f"time_range [{_format_ns(start_ns)}, {_format_ns(end_ns)}) must be non-empty and inside the "
-                f"partition's UTC day {day.isoformat()}: clip it to [{_format_ns(day_start_ns)}, "
-                f"{_format_ns(day_end_ns)})."
+                f"time_range [{format_ns(start_ns)}, {format_ns(end_ns)}) must be non-empty and inside the "
+                f"partition's UTC day {day.isoformat()}: clip it to [{format_ns(day_start_ns)}, "
+                f"{format_ns(day_end_ns)})."
             )
     points = None
     if web_ids is not None:
@@ -277,7 +278,7 @@ class _SliceStream(Iterator[pa.RecordBatch]):
             first = pc.index(outside, True).as_py()
             raise InvalidRowsError(
                 f"{pc.sum(outside).as_py()} row(s) fall outside the slice {target.describe()}, e.g. "
-                f"point {batch.column('web_id')[first].as_py()} at {_format_ns(exact_ns[first].as_py())}. "
+                f"point {batch.column('web_id')[first].as_py()} at {format_ns(exact_ns[first].as_py())}. "
                 "Nothing was committed. Read only the slice's time range, or write those rows to their "
                 "own slice."
             )
@@ -342,21 +343,6 @@ def _parse_date(value: date | str) -> date:
         raise ValueError(
             f"partition_date {value!r} is not a date: pass a datetime.date or 'YYYY-MM-DD'."
         ) from exc
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _to_ns(value: datetime) -> int:
-    """Exact nanoseconds since the epoch; ``pandas.Timestamp`` keeps its nanoseconds."""
-    nanos = getattr(value, "nanosecond", 0)
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000 + nanos
-
-
-def _format_ns(ns: int) -> str:
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    return f"{(_EPOCH + timedelta(seconds=seconds)).strftime('%Y-%m-%dT%H:%M:%S')}.{nanos:09d}Z"
 
 
 def _sql_string(value: str) -> str:

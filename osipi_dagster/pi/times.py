@@ -9,6 +9,7 @@ _ISO = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d+))?\s*(Z|z|[+-]\d{2}:?\d{2})$",
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TICK_NS = 100  # PI stores 100 ns ticks: the last tick before an exclusive end is end - TICK_NS
 
 TimeLike = datetime | str | int
 
@@ -53,7 +54,12 @@ def format_ns(ns: int) -> str:
     """PI's UTC form with seven fractional digits (100 ns ticks; finer parts are cut, as PI stores ticks)."""
     seconds, rest = divmod(ns, 1_000_000_000)
     moment = _EPOCH + timedelta(seconds=seconds)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{rest // 100:07d}Z"
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{rest // TICK_NS:07d}Z"
+
+
+def from_ns(ns: int) -> datetime:
+    """A timezone-aware UTC datetime for ``ns``, floored to the microsecond (datetime's precision)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def to_pi_time(value: TimeLike) -> str:
