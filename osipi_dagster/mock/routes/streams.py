@@ -286,7 +286,10 @@ def json_bytes(body: bytes) -> Response:
     return Response(body, 200, media_type=JSON_MEDIA_TYPE)
 
 
-def _collection(reader: Reader, stream: Stream, items: bytes) -> Response:
+def _collection(reader: Reader, stream: Stream, block: Block) -> Response:
+    """``{"Links", "Items": [TimedValue...], "UnitsAbbreviation"}`` for a block of values."""
+    keep, tree = _items_tree(reader)
+    items = reader.values_bytes(stream, block, tree) if keep else b"[]"
     body = {"Links": {}, "Items": orjson.Fragment(items), "UnitsAbbreviation": stream.units}
     return json_bytes(orjson.dumps(select(body, reader.tree)))
 
@@ -304,25 +307,19 @@ def _stream(request: Request) -> tuple[Reader, Stream]:
 async def recorded(request: Request) -> Response:
     reader, stream = _stream(request)
     max_count = reader.params.max_count(reader.limit)
-    block = reader.recorded(stream, max_count, reader.window(stream))
-    keep, tree = _items_tree(reader)
-    return _collection(reader, stream, reader.values_bytes(stream, block, tree) if keep else b"[]")
+    return _collection(reader, stream, reader.recorded(stream, max_count, reader.window(stream)))
 
 
 @router.get("/streams/{webId}/interpolated")
 async def interpolated(request: Request) -> Response:
     reader, stream = _stream(request)
-    block = reader.interpolated(stream, reader.window(stream))
-    keep, tree = _items_tree(reader)
-    return _collection(reader, stream, reader.values_bytes(stream, block, tree) if keep else b"[]")
+    return _collection(reader, stream, reader.interpolated(stream, reader.window(stream)))
 
 
 @router.get("/streams/{webId}/plot")
 async def plot(request: Request) -> Response:
     reader, stream = _stream(request)
-    block = reader.plot(stream, reader.window(stream))
-    keep, tree = _items_tree(reader)
-    return _collection(reader, stream, reader.values_bytes(stream, block, tree) if keep else b"[]")
+    return _collection(reader, stream, reader.plot(stream, reader.window(stream)))
 
 
 @router.get("/streams/{webId}/summary")
