@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -11,12 +10,12 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-def overlap_from_env() -> timedelta:
+def overlap_minutes_from_env() -> int:
     """``OSIPI_OVERLAP_MINUTES`` (default 60): how far before its watermark the open day is re-read."""
     value = os.environ.get("OSIPI_OVERLAP_MINUTES", "60").strip()
     if not value.isdigit():
         raise ValueError(f"OSIPI_OVERLAP_MINUTES={value!r} must be a whole number of minutes, e.g. 60.")
-    return timedelta(minutes=int(value))
+    return int(value)
 
 
 def close_day_hour_from_env() -> int:

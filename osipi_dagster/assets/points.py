@@ -48,7 +48,6 @@ def pi_points(
         now=server_now(pi.client, pi.data_server),
         data_server=pi.data_server,
     )
-    assert result.write is not None
     return dg.MaterializeResult(
         metadata={
             **write_metadata(result.write, lakehouse.table(SPEC.name)),

@@ -12,7 +12,7 @@ from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, Rea
 from osipi_dagster.lake import TABLE_SPECS, LakeTable
 from osipi_dagster.partitions import TIMESERIES_PARTITIONS, split_partition_key
 from osipi_dagster.resources import DeltaLakehouseResource, PIWebAPIResource
-from osipi_dagster.settings import overlap_from_env
+from osipi_dagster.settings import overlap_minutes_from_env
 
 SPEC = TABLE_SPECS["bronze.pi_timeseries"]
 # A backfill launches one run per this many partitions: Dagster costs seconds per run, so one run per
@@ -24,7 +24,7 @@ class TimeseriesConfig(dg.Config):
     """How the open day is read."""
 
     overlap_minutes: int = Field(
-        default=int(overlap_from_env().total_seconds() // 60),
+        default=overlap_minutes_from_env(),
         ge=0,
         description="How far before its watermark each point of the open day is re-read (minutes, >= 0).",
     )
@@ -105,7 +105,7 @@ def _metadata(result: PartitionResult) -> dict[str, object]:
     return {
         "dagster/row_count": dg.MetadataValue.int(result.rows),
         "points_read": result.points,
-        "points_failed": 0,
+        "points_failed": 0,  # a partition with failed points is never committed: its run fails, listing them
         "incremental": result.incremental,
         "time_range": window,
         "delta_table_version": result.write.version if result.write else -1,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import fnmatch
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import pyarrow as pa
@@ -68,9 +68,9 @@ class CatalogResult:
     deleted: int
     renamed: int
     excluded: int
-    shard_counts: dict[str, int] = field(default_factory=dict)
-    write: WriteResult | None = None
-    duration_seconds: float = 0.0
+    shard_counts: dict[str, int]
+    write: WriteResult
+    duration_seconds: float
 
 
 @dataclass(frozen=True)
