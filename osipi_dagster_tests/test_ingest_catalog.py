@@ -18,9 +18,9 @@ import pytest
 from osipi_dagster.ingest.af import refresh_af
 from osipi_dagster.ingest.catalog import CatalogResult, PointFilter, refresh_point_catalog, shard_points
 from osipi_dagster.ingest.rows import table_rows
+from osipi_dagster.ingest.shards import shard_keys, shard_of
 from osipi_dagster.lake import Lakehouse, LakeTable, overwrite_table, read_table
 from osipi_dagster.mock.server import RunningMock
-from osipi_dagster.partitions import shard_keys, shard_of
 from osipi_dagster.pi import PIWebAPIClient
 from osipi_dagster_tests.test_ingest_af import RawAF, get, raw_af, raw_points, web_id_of_link
 
@@ -138,7 +138,7 @@ def make_lake(root: Path) -> Lake:
     lakehouse = Lakehouse(str(root))
     return Lake(
         lakehouse.table("bronze.pi_points"),
-        lakehouse.table("bronze.pi_asset_hierarchy"),
+        lakehouse.table("bronze.pi_af_hierarchy"),
         lakehouse.table("bronze.pi_af_attributes"),
     )
 

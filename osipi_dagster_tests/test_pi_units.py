@@ -14,13 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from osipi_dagster.contract import format_ns, to_ns, to_pi_time
 from osipi_dagster.pi import RECORDED_SCHEMA, SUMMARY_SCHEMA
 from osipi_dagster.pi.auth import BasicAuth, BearerAuth, KerberosAuth, OIDCClientCredentials
 from osipi_dagster.pi.decode import Segment, TimedValue, TimedValues, build_batch, decoder, first_error
 from osipi_dagster.pi.discovery import point_path_from_config
 from osipi_dagster.pi.errors import MissingExtraError, PIWebAPIError, error_messages, redact_url
 from osipi_dagster.pi.paging import Cursor, plan_page, request_count
-from osipi_dagster.pi.times import format_ns, to_ns, to_pi_time
 from osipi_dagster.pi.transport import RetryPolicy, parse_retry_after
 
 

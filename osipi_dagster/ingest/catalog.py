@@ -22,8 +22,8 @@ import pyarrow as pa
 
 from osipi_dagster.ingest.rows import table_rows
 from osipi_dagster.ingest.server_clock import find_data_server
+from osipi_dagster.ingest.shards import shard_of
 from osipi_dagster.lake import LakeTable, WriteResult, overwrite_table, read_table
-from osipi_dagster.partitions import shard_of
 from osipi_dagster.pi import PIWebAPIClient, Point
 
 
@@ -39,15 +39,15 @@ class PointFilter:
     af_attribute_names: Sequence[str] = ()  # keep points referenced by attributes with these names
 
     def keeps(self, point: Point, references: list[_Reference], template_elements: set[str]) -> bool:
-        if not _matches(point.name, self.include) or _matches(point.name, self.exclude):
+        if not _matches_any(point.name, self.include) or _matches_any(point.name, self.exclude):
             return False
         if self.af_templates and not any(
-            r.element_web_id in template_elements or _matches(r.template, self.wildcard_templates)
+            r.element_web_id in template_elements or _matches_any(r.template, self.wildcard_templates)
             for r in references
         ):
             return False
         return not self.af_attribute_names or any(
-            _matches(r.attribute_name, self.af_attribute_names) for r in references
+            _matches_any(r.attribute_name, self.af_attribute_names) for r in references
         )
 
     @property
@@ -99,7 +99,7 @@ def refresh_point_catalog(
     references = _references(af_attributes_table, hierarchy_table)
     template_elements = _elements_of_templates(client, point_filter.exact_templates)
     kept = [p for p in discovered if point_filter.keeps(p, _references_of(p, references), template_elements)]
-    previous = {row["web_id"]: row for row in _rows(read_table(points_table))}
+    previous = {row["web_id"]: row for row in _dicts(read_table(points_table))}
     # A point renamed more than once has several rows with its identity: the active one wins (listed last).
     by_identity = {
         (row["data_server_web_id"], row["point_id"]): row
@@ -164,23 +164,23 @@ def shard_points(points_table: LakeTable, tag_shard: str) -> list[str]:
     if rows is None:
         raise LookupError(f"{points_table} does not exist yet: materialize the pi_points asset first.")
     return sorted(
-        row["web_id"] for row in _rows(rows) if row["tag_shard"] == tag_shard and not row["is_deleted"]
+        row["web_id"] for row in _dicts(rows) if row["tag_shard"] == tag_shard and not row["is_deleted"]
     )
 
 
-def _matches(name: str, patterns: Sequence[str]) -> bool:
+def _matches_any(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name.upper(), pattern.upper()) for pattern in patterns)
 
 
-def _rows(table: pa.Table | None) -> Iterator[dict]:
+def _dicts(table: pa.Table | None) -> Iterator[dict]:
     return iter(()) if table is None else iter(table.to_pylist())
 
 
 def _references(af_attributes_table: LakeTable, hierarchy_table: LakeTable) -> dict[str, list[_Reference]]:
     """AF attributes by the point they reference, keyed by point WebId and by upper-case point path."""
-    templates = {row["web_id"]: row["template_name"] or "" for row in _rows(read_table(hierarchy_table))}
+    templates = {row["web_id"]: row["template_name"] or "" for row in _dicts(read_table(hierarchy_table))}
     found: dict[str, list[_Reference]] = {}
-    for row in _rows(read_table(af_attributes_table)):
+    for row in _dicts(read_table(af_attributes_table)):
         if row["data_reference"] != "PI Point":
             continue
         element = row["element_web_id"]

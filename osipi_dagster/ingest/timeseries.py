@@ -19,11 +19,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from osipi_dagster.contract import TICK_NS, day_bounds, to_ns
 from osipi_dagster.lake import (
     LakeTable,
     Watermark,
@@ -33,7 +34,6 @@ from osipi_dagster.lake import (
     write_watermarks,
 )
 from osipi_dagster.pi import PIWebAPIClient, StreamFailure, StreamRead
-from osipi_dagster.pi.times import TICK_NS, to_ns
 
 DEFAULT_OVERLAP = timedelta(hours=1)
 
@@ -112,8 +112,7 @@ def ingest_partition(
         # A negative overlap would start after the watermarks and skip the values in between for good.
         raise ValueError(f"overlap must not be negative, got {overlap}: use 0 or more (default one hour).")
     started = time.perf_counter()
-    day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    day_end = day_start + timedelta(days=1)
+    day_start, day_end = day_bounds(day)
     if now <= day_start:
         return PartitionResult(
             day, shard, len(web_ids), None, None, False, None, note="the day has not begun"

@@ -19,29 +19,28 @@ import time
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import WriterProperties, write_deltalake
+from deltalake import CommitProperties, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
+from osipi_dagster.contract import RECORDED_SCHEMA, day_bounds, format_ns, to_ns
 from osipi_dagster.lake.errors import ConcurrentWriteError, InvalidRowsError
-from osipi_dagster.lake.schemas import RECORDED_SCHEMA, TIMESERIES, UTC_NS, UTC_US
+from osipi_dagster.lake.schemas import TIMESERIES, UTC_NS, UTC_US
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
-    commit_properties,
     conform,
     ensure_table,
-    find_commit,
-    new_write_id,
     require_utc,
+    sql_literal,
+    tagged_commit,
     utc_now,
 )
-from osipi_dagster.pi.times import format_ns, to_ns
 
 # File sizing. delta-rs rolls a data file over once it holds target_file_size bytes, so every file but
 # the last of a write is at least this big: at the ~15 bytes a row the benchmark's PI-like values take,
@@ -68,11 +67,14 @@ class TimeSlice:
     @property
     def predicate(self) -> str:
         """The Delta predicate selecting exactly this slice's rows (timestamps compared exactly)."""
-        terms = [f"partition_date = '{self.partition_date.isoformat()}'", f"tag_shard = '{self.tag_shard}'"]
+        terms = [
+            f"partition_date = {sql_literal(self.partition_date.isoformat())}",
+            f"tag_shard = {sql_literal(self.tag_shard)}",
+        ]
         if not self.whole_day:
             terms += [f"timestamp_ns >= {self.start_ns}", f"timestamp_ns < {self.end_ns}"]
         if self.web_ids is not None:
-            terms.append(f"web_id IN ({', '.join(_sql_string(w) for w in sorted(self.web_ids))})")
+            terms.append(f"web_id IN ({', '.join(sql_literal(w) for w in sorted(self.web_ids))})")
         return " AND ".join(terms)
 
     def describe(self) -> str:
@@ -104,8 +106,7 @@ def time_slice(
             f"tag_shard {tag_shard!r} is not a simple ASCII key: use letters, digits and underscores, "
             "e.g. 's03'."
         )
-    day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    day_start_ns, day_end_ns = to_ns(day_start), to_ns(day_start + timedelta(days=1))
+    day_start_ns, day_end_ns = map(to_ns, day_bounds(day))
     start_ns, end_ns = day_start_ns, day_end_ns
     if time_range is not None:
         start_ns = to_ns(require_utc(time_range[0], what="time_range start"))
@@ -164,8 +165,8 @@ def replace_slice(
     delta_table = ensure_table(table)
     version_before = delta_table.version()
     stream = _SliceStream(batches, target, require_utc(ingested_at or utc_now(), what="ingested_at"))
-    write_id = new_write_id()
-    try:
+
+    def write(properties: CommitProperties) -> None:
         with _single_writer_partition():
             write_deltalake(
                 delta_table,
@@ -174,8 +175,11 @@ def replace_slice(
                 predicate=target.predicate,
                 target_file_size=TARGET_FILE_SIZE,
                 writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS),
-                commit_properties=commit_properties(write_id),
+                commit_properties=properties,
             )
+
+    try:
+        commit = tagged_commit(table, delta_table, write)
     except Exception as exc:
         if stream.error is not None:
             # The iterator's own error, not delta-rs's wrapper around it, is what the caller can act on.
@@ -187,17 +191,7 @@ def replace_slice(
                 f"write was not committed ({exc}). Make sure one run at a time owns a slice, then re-run."
             ) from exc
         raise
-    version = delta_table.version()  # the state delta-rs keeps after its commit: our version
-    metrics = find_commit(table, write_id).get("operationMetrics", {})
-    return WriteResult(
-        table=table.name,
-        version=version,
-        rows_written=stream.rows,
-        files_added=int(metrics.get("num_added_files", 0)),
-        files_removed=int(metrics.get("num_removed_files", 0)),
-        predicate=target.predicate,
-        duration_seconds=time.perf_counter() - started,
-    )
+    return WriteResult.of(table, commit, rows=stream.rows, predicate=target.predicate, started=started)
 
 
 @contextmanager
@@ -343,7 +337,3 @@ def _parse_date(value: date | str) -> date:
         raise ValueError(
             f"partition_date {value!r} is not a date: pass a datetime.date or 'YYYY-MM-DD'."
         ) from exc
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

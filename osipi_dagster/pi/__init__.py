@@ -5,6 +5,7 @@ No Dagster here: the package only needs requests, msgspec, numpy and pyarrow.
 
 from __future__ import annotations
 
+from osipi_dagster.contract import RECORDED_SCHEMA, SUMMARY_SCHEMA
 from osipi_dagster.pi.auth import (
     Anonymous,
     BasicAuth,
@@ -33,7 +34,6 @@ from osipi_dagster.pi.errors import (
     PIWebAPIError,
 )
 from osipi_dagster.pi.recorded import StreamFailure, StreamRead
-from osipi_dagster.pi.schema import RECORDED_SCHEMA, SUMMARY_SCHEMA
 from osipi_dagster.pi.transport import RetryPolicy
 
 __all__ = [

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import TracebackType
 
+from osipi_dagster.contract import TimeLike, format_ns, to_ns, to_pi_time
 from osipi_dagster.pi.auth import Anonymous, PIAuth
 from osipi_dagster.pi.discovery import Discovery
 from osipi_dagster.pi.errors import redact_url
 from osipi_dagster.pi.recorded import Limits, ReadOptions, ReadSpec, StreamRead
-from osipi_dagster.pi.times import TimeLike, format_ns, to_ns, to_pi_time
 from osipi_dagster.pi.transport import RetryPolicy, Transport
 
 WebIds = str | Sequence[str]
@@ -27,7 +27,7 @@ class PIWebAPIClient(Discovery):
     where compressing and decompressing only costs CPU.
 
     Every time-series read returns a :class:`StreamRead`: iterate it for Arrow record batches with the
-    schema :data:`~osipi_dagster.pi.schema.RECORDED_SCHEMA` (``SUMMARY_SCHEMA`` for summaries), then read
+    schema :data:`~osipi_dagster.contract.RECORDED_SCHEMA` (``SUMMARY_SCHEMA`` for summaries), then read
     its ``failures``. A read given one WebId as a ``str`` uses ``/streams/{webId}/…``; a list of WebIds is
     read through ``/streamsets`` (``mode="streamsets"``, the default), ``/batch`` (``mode="batch"``) or
     one ``/streams`` request per stream (``mode="streams"``).

@@ -15,10 +15,10 @@ from urllib.parse import quote
 
 import msgspec
 
+from osipi_dagster.contract import to_pi_time
 from osipi_dagster.pi.decode import WebException as _WebException
 from osipi_dagster.pi.decode import check_web_exception, decoder
 from osipi_dagster.pi.errors import PIWebAPIError
-from osipi_dagster.pi.times import to_pi_time
 
 if TYPE_CHECKING:
     from osipi_dagster.pi.transport import Params, Transport
@@ -396,7 +396,7 @@ class Discovery:
 
         ``end`` is required except for the ``Backward*``/``Forward*`` modes, which look from ``start`` only
         (PI then refuses ``endTime``). Times must be timezone-aware (see
-        :func:`~osipi_dagster.pi.times.to_ns`).
+        :func:`~osipi_dagster.contract.to_ns`).
         """
         if search_mode not in SEARCH_MODES:
             raise ValueError(f"search_mode must be one of {', '.join(SEARCH_MODES)} (got {search_mode!r})")

@@ -36,11 +36,10 @@ from urllib.parse import quote, urlencode
 import msgspec
 import pyarrow as pa
 
+from osipi_dagster.contract import RECORDED_SCHEMA, SUMMARY_SCHEMA, to_ns
 from osipi_dagster.pi import decode as dec
 from osipi_dagster.pi.errors import PIAuthenticationError, PIWebAPIError, error_messages
 from osipi_dagster.pi.paging import Cursor, plan_page, request_count
-from osipi_dagster.pi.schema import RECORDED_SCHEMA, SUMMARY_SCHEMA
-from osipi_dagster.pi.times import to_ns
 
 if TYPE_CHECKING:
     from osipi_dagster.pi.transport import Transport
