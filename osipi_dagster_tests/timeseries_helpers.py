@@ -144,7 +144,7 @@ def build_catalog(api: str, lake: Lakehouse, now: datetime) -> None:
 
 
 def shard_web_ids(lake: Lakehouse, shard: str) -> list[str]:
-    return shard_points(lake.table("bronze.pi_points"), shard)
+    return shard_points(lake.table("bronze.pi_points"), shard).read
 
 
 def resources(api: str, root: Path | str) -> dict[str, object]:

@@ -31,7 +31,7 @@ from osipi_dagster.lake.tables import (
     row_count,
     stored_table_name,
 )
-from osipi_dagster.lake.timeseries import read_slice, replace_slice
+from osipi_dagster.lake.timeseries import read_slice, replace_slice, slice_row_count
 from osipi_dagster.lake.watermarks import Watermark, read_watermarks, write_watermarks
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "read_watermarks",
     "replace_slice",
     "row_count",
+    "slice_row_count",
     "stored_table_name",
     "write_watermarks",
 ]

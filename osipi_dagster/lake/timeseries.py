@@ -63,6 +63,7 @@ class TimeSlice:
     end_ns: int
     web_ids: frozenset[str] | None
     whole_day: bool
+    kept_web_ids: frozenset[str] = frozenset()
 
     @property
     def predicate(self) -> str:
@@ -75,6 +76,8 @@ class TimeSlice:
             terms += [f"timestamp_ns >= {self.start_ns}", f"timestamp_ns < {self.end_ns}"]
         if self.web_ids is not None:
             terms.append(f"web_id IN ({', '.join(sql_literal(w) for w in sorted(self.web_ids))})")
+        if self.kept_web_ids:
+            terms.append(f"web_id NOT IN ({', '.join(sql_literal(w) for w in sorted(self.kept_web_ids))})")
         return " AND ".join(terms)
 
     def describe(self) -> str:
@@ -82,6 +85,8 @@ class TimeSlice:
             f"partition_date={self.partition_date.isoformat()} tag_shard={self.tag_shard} "
             f"[{format_ns(self.start_ns)}, {format_ns(self.end_ns)})"
         )
+        if self.kept_web_ids:
+            text = f"{text} except {len(self.kept_web_ids)} kept point(s)"
         return text if self.web_ids is None else f"{text} for {len(self.web_ids)} point(s)"
 
 
@@ -90,6 +95,7 @@ def time_slice(
     tag_shard: str,
     time_range: tuple[datetime, datetime] | None = None,
     web_ids: Collection[str] | None = None,
+    kept_web_ids: Collection[str] = (),
 ) -> TimeSlice:
     """Validate and build the slice a write owns.
 
@@ -99,6 +105,8 @@ def time_slice(
         time_range: ``(start, end)``, timezone-aware, start inclusive and end exclusive, inside the day;
             None means the whole day. ``pandas.Timestamp`` values keep their nanoseconds.
         web_ids: restrict the slice to these points; None means every point of the shard.
+        kept_web_ids: points whose rows are not part of the slice (they stay, and no batch may hold them):
+            the history of points the catalog keeps as deleted.
     """
     day = _parse_date(partition_date)
     if not isinstance(tag_shard, str) or not tag_shard.isascii() or not tag_shard.isidentifier():
@@ -122,6 +130,8 @@ def time_slice(
         points = frozenset(web_ids)
         if not points:
             raise ValueError("web_ids is empty: pass None to replace every point of the slice.")
+    if points is not None and kept_web_ids:
+        raise ValueError("Give web_ids (the points replaced) or kept_web_ids (the points kept), not both.")
     return TimeSlice(
         partition_date=day,
         tag_shard=tag_shard,
@@ -129,6 +139,7 @@ def time_slice(
         end_ns=end_ns,
         web_ids=points,
         whole_day=(start_ns, end_ns) == (day_start_ns, day_end_ns),
+        kept_web_ids=frozenset(kept_web_ids),
     )
 
 
@@ -140,12 +151,14 @@ def replace_slice(
     tag_shard: str,
     time_range: tuple[datetime, datetime] | None = None,
     web_ids: Collection[str] | None = None,
+    kept_web_ids: Collection[str] = (),
     ingested_at: datetime | None = None,
 ) -> WriteResult:
     """Replace one slice of ``bronze.pi_timeseries`` with ``batches``, in one atomic Delta commit.
 
     The slice is ``partition_date = D AND tag_shard = S``, narrowed by ``time_range`` (for the open day:
-    ``timestamp >= start AND timestamp < end``) and by ``web_ids`` when given (see :func:`time_slice`).
+    ``timestamp >= start AND timestamp < end``), and by ``web_ids`` (only these points) or ``kept_web_ids``
+    (all but these points) when given (see :func:`time_slice`).
     Every row of the slice that is not in ``batches`` is deleted, every row of ``batches`` is added, and
     nothing outside the slice is touched.
 
@@ -161,7 +174,7 @@ def replace_slice(
         ConcurrentWriteError: another writer replaced overlapping rows at the same time; re-run.
     """
     started = time.perf_counter()
-    target = time_slice(partition_date, tag_shard, time_range, web_ids)
+    target = time_slice(partition_date, tag_shard, time_range, web_ids, kept_web_ids)
     delta_table = ensure_table(table)
     version_before = delta_table.version()
     stream = _SliceStream(batches, target, require_utc(ingested_at or utc_now(), what="ingested_at"))
@@ -235,6 +248,7 @@ class _SliceStream(Iterator[pa.RecordBatch]):
             "ingested_at": pa.scalar(ingested_at, UTC_US),
         }
         self._web_ids = None if target.web_ids is None else pa.array(sorted(target.web_ids), pa.string())
+        self._kept = pa.array(sorted(target.kept_web_ids), pa.string()) if target.kept_web_ids else None
         self.rows = 0
         self.error: BaseException | None = None
 
@@ -286,6 +300,15 @@ class _SliceStream(Iterator[pa.RecordBatch]):
                     f"({target.describe()}), e.g. {unexpected[:_MAX_WEB_IDS_IN_MESSAGE].to_pylist()}. "
                     "Nothing was committed. Add them to web_ids or leave them out of the batches."
                 )
+        if self._kept is not None:
+            kept = pc.unique(pc.filter(batch.column("web_id"), pc.is_in(batch.column("web_id"), self._kept)))
+            if len(kept):
+                raise InvalidRowsError(
+                    f"{len(kept)} point(s) of the batches are kept points of {target.describe()}, e.g. "
+                    f"{kept[:_MAX_WEB_IDS_IN_MESSAGE].to_pylist()}: their stored rows stay, so writing them "
+                    "would duplicate values. Nothing was committed. Leave them out of the batches or of "
+                    "kept_web_ids."
+                )
 
 
 def read_slice(
@@ -303,7 +326,22 @@ def read_slice(
     point at one timestamp keep the order they were written in within a file. The whole slice is
     materialized: use it for tests, checks and small slices.
     """
-    target = time_slice(partition_date, tag_shard, time_range, web_ids)
+    expression = _slice_filter(time_slice(partition_date, tag_shard, time_range, web_ids))
+    rows = table.load().to_pyarrow_table(filters=expression)
+    return restore_exact_timestamps(rows).sort_by([("web_id", "ascending"), ("timestamp", "ascending")])
+
+
+def slice_row_count(
+    table: LakeTable, partition_date: date | str, tag_shard: str, *, kept_web_ids: Collection[str] = ()
+) -> int:
+    """How many rows the (date, shard) slice holds, those of ``kept_web_ids`` left out; 0 without a table."""
+    if not table.exists():
+        return 0
+    target = time_slice(partition_date, tag_shard, kept_web_ids=kept_web_ids)
+    return table.load().to_pyarrow_dataset().count_rows(filter=_slice_filter(target))
+
+
+def _slice_filter(target: TimeSlice) -> ds.Expression:
     expression = (ds.field("partition_date") == pa.scalar(target.partition_date, pa.date32())) & (
         ds.field("tag_shard") == target.tag_shard
     )
@@ -313,8 +351,9 @@ def read_slice(
         )
     if target.web_ids is not None:
         expression &= ds.field("web_id").isin(sorted(target.web_ids))
-    rows = table.load().to_pyarrow_table(filters=expression)
-    return restore_exact_timestamps(rows).sort_by([("web_id", "ascending"), ("timestamp", "ascending")])
+    if target.kept_web_ids:
+        expression &= ~ds.field("web_id").isin(sorted(target.kept_web_ids))
+    return expression
 
 
 def restore_exact_timestamps(rows: pa.Table) -> pa.Table:

@@ -22,6 +22,12 @@ class PointCatalogConfig(dg.Config):
     af_attribute_names: list[str] | None = Field(
         default=None, description="Only points referenced by AF attributes with these names."
     )
+    confirm_removed_points: int | None = Field(
+        default=None,
+        ge=0,
+        description="Confirm a refresh that marks this many points deleted, above the server's "
+        "catalog_max_removed_share: the exact count the refused run's error gave.",
+    )
 
 
 def points_asset(server: ServerWiring) -> dg.AssetsDefinition:
@@ -40,7 +46,9 @@ def points_asset(server: ServerWiring) -> dg.AssetsDefinition:
     def pi_points(context: dg.AssetExecutionContext, config: PointCatalogConfig) -> dg.MaterializeResult:
         """The tag catalog: every point of the Data Archive that the filters keep, with the AF attributes
         that reference it, its tag shard, `first_seen`/`last_seen`, and a deleted flag. Points deleted,
-        renamed or filtered out keep their row (`is_deleted`), so nothing is silently lost."""
+        renamed or filtered out keep their row (`is_deleted`), so nothing is silently lost. A refresh that
+        would mark all active points deleted, or more than the server's `catalog_max_removed_share` of them,
+        fails and writes nothing unless the run config confirms the count (`confirm_removed_points`)."""
         pi, lake = server.pi(context), server.lake(context)
         points = lake.table(POINTS.name)
         result = refresh_point_catalog(
@@ -57,6 +65,8 @@ def points_asset(server: ServerWiring) -> dg.AssetsDefinition:
             ),
             now=server_now(pi.client, pi.data_server),
             data_server=pi.data_server,
+            max_removed_share=settings.catalog_max_removed_share,
+            confirm_removed=config.confirm_removed_points,
         )
         return dg.MaterializeResult(
             metadata={

@@ -28,6 +28,11 @@ class TimeseriesConfig(dg.Config):
         description="How far before its watermark each point of the open day is re-read (minutes, >= 0); "
         "unset: the server's setting (OSIPI_OVERLAP_MINUTES for the default server, 60 if unset).",
     )
+    prune_absent_points: bool = Field(
+        default=False,
+        description="Also delete the partition's rows of points the catalog keeps as deleted (gone from PI "
+        "or filtered out). Off by default: their history cannot be read again.",
+    )
 
 
 def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
@@ -49,7 +54,9 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
         resolution. A closed day replaces its whole (date, shard) slice in one Delta commit; the open day
         (today) re-reads each point from its watermark minus the overlap window up to the PI server's now
         and replaces exactly that time range, so late values are picked up and nothing is duplicated. If any
-        point fails, nothing of its partition is written and the run fails, listing the points.
+        point fails, nothing of its partition is written and the run fails, listing the points. Rows of
+        points the catalog keeps as deleted stay (unless `prune_absent_points`), and a shard the catalog
+        lists empty never empties its slice.
 
         Today's partition holds values up to its last run only: materialize it once more after the UTC
         day has closed (and late values have arrived), which reads the closed day whole; the schedule
@@ -62,12 +69,15 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
         results: list[PartitionResult] = []
         for key in context.partition_keys:
             day, shard = split_partition_key(key)
+            points = shard_points(lake.table(POINTS.name), shard)
             try:
                 result = ingest_partition(
                     pi.client,
                     timeseries=table,
                     watermarks=lake.table(WATERMARKS.name),
-                    web_ids=shard_points(lake.table(POINTS.name), shard),
+                    web_ids=points.read,
+                    kept_web_ids=points.keep,
+                    prune=config.prune_absent_points,
                     day=date.fromisoformat(day),
                     shard=shard,
                     now=now,
