@@ -73,7 +73,7 @@ class Proxy:
                     owner.exchanges.append(exchange)
                 reply = answer(exchange) if answer is not None else None
                 if reply is None:
-                    reply = owner._forward(exchange)
+                    reply = owner.forward(exchange)
                     if rewrite is not None:
                         reply = rewrite(exchange, reply)
                 self.send_response(reply.status)
@@ -94,7 +94,8 @@ class Proxy:
     def api(self) -> str:
         return self.url + "/piwebapi"
 
-    def _forward(self, exchange: Exchange) -> Answer:
+    def forward(self, exchange: Exchange) -> Answer:
+        """``exchange`` sent upstream, and the upstream's answer."""
         headers = {**exchange.headers, "Accept-Encoding": "identity"}
         headers.pop("Content-Length", None)
         upstream = requests.request(
