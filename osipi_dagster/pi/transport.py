@@ -476,8 +476,11 @@ def checked_base_url(base_url: str) -> str:
 
 
 def _shown(url: str) -> str:
-    """``url`` as an error may show it: no user info, even when the scheme is missing."""
-    if "://" not in url:
-        head, slash, tail = url.partition("/")
-        return ("***@" + head.rpartition("@")[2] if "@" in head else head) + slash + tail
-    return redact_url(url)
+    """``url`` as an error may show it: user info masked, even when the URL is too broken to parse."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{separator}{authority}{slash}{path}"
