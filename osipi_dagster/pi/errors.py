@@ -78,9 +78,9 @@ class _SecretRegistry:
 
     Process-wide on purpose: exceptions, stream failures and log lines are made deep in code that has no
     client at hand (a decoder, a dataclass, a logging filter), and a scrubber that had to be passed along
-    would be forgotten somewhere. Secrets are kept per owner (an auth object) and role, held by a weak
-    reference: an auth object that is gone no longer adds to the pattern, and a renewed token replaces the
-    old one. Masking another client's secret in a text is harmless.
+    would be forgotten somewhere. Secrets are kept per owner (an auth object) and role: a renewed token
+    replaces the old one, and the owner is held by a weak reference, so the secrets of an auth object that
+    is gone leave the pattern at the next registration. Masking another client's secret is harmless.
     """
 
     def __init__(self) -> None:
