@@ -7,10 +7,10 @@ from types import TracebackType
 
 from osipi_dagster.pi.auth import Anonymous, PIAuth
 from osipi_dagster.pi.discovery import Discovery
-from osipi_dagster.pi.errors import PIConfigurationError, redact_url
+from osipi_dagster.pi.errors import redact_url
 from osipi_dagster.pi.recorded import Limits, ReadOptions, ReadSpec, StreamRead
 from osipi_dagster.pi.times import TimeLike, format_ns, to_ns, to_pi_time
-from osipi_dagster.pi.transport import RetryPolicy, Transport
+from osipi_dagster.pi.transport import RetryPolicy, Transport, check_count
 
 WebIds = str | Sequence[str]
 
@@ -57,10 +57,7 @@ class PIWebAPIClient(Discovery):
         user_agent: str = "osipi-dagster",
         compress: bool = True,
     ):
-        if isinstance(max_count_limit, bool) or not isinstance(max_count_limit, int) or max_count_limit < 1:
-            raise PIConfigurationError(
-                f"max_count_limit must be a whole number >= 1 (got {max_count_limit!r})"
-            )
+        check_count("max_count_limit", max_count_limit, 1)
         self.auth = auth if auth is not None else Anonymous()
         self.retry = RetryPolicy(
             max_retries=max_retries, backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s

@@ -83,8 +83,7 @@ class RetryPolicy:
     statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
     def __post_init__(self) -> None:
-        if not _is_count(self.max_retries, 0):
-            raise PIConfigurationError(f"max_retries must be a whole number >= 0 (got {self.max_retries!r})")
+        check_count("max_retries", self.max_retries, 0)
         for name in ("backoff_base_s", "backoff_max_s", "retry_after_max_s"):
             _check_seconds(name, getattr(self, name), allow_zero=True)
 
@@ -183,8 +182,7 @@ class Transport:
         self.base_url = checked_base_url(base_url)
         _check_seconds("timeout", timeout)
         _check_seconds("post_timeout", post_timeout)
-        if not _is_count(pool_size, 1):
-            raise PIConfigurationError(f"pool_size must be a whole number >= 1 (got {pool_size!r})")
+        check_count("pool_size", pool_size, 1)
         _check_ca_bundle(verify)
         self.auth = auth
         self.verify = verify
@@ -397,8 +395,10 @@ def _tls_failure(error: BaseException) -> str:
     return f"TLS handshake failed ({root}): check that the URL's host and port serve HTTPS"
 
 
-def _is_count(value: object, least: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+def check_count(name: str, value: object, least: int) -> None:
+    """:class:`PIConfigurationError` unless the setting ``name`` is a whole number >= ``least``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise PIConfigurationError(f"{name} must be a whole number >= {least} (got {value!r})")
 
 
 def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
