@@ -29,7 +29,9 @@ from osipi_dagster.pi.discovery import (
 from osipi_dagster.pi.errors import (
     MissingExtraError,
     PIAuthenticationError,
+    PIConfigurationError,
     PIConnectionError,
+    PIPagingError,
     PIResponseError,
     PIWebAPIError,
 )
@@ -55,7 +57,9 @@ __all__ = [
     "OIDCClientCredentials",
     "PIAuth",
     "PIAuthenticationError",
+    "PIConfigurationError",
     "PIConnectionError",
+    "PIPagingError",
     "PIResponseError",
     "PIWebAPIClient",
     "PIWebAPIError",

@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from osipi_dagster.contract import RECORDED_SCHEMA, SUMMARY_SCHEMA, to_ns
 from osipi_dagster.pi import decode as dec
-from osipi_dagster.pi.errors import PIAuthenticationError, PIWebAPIError, error_messages
+from osipi_dagster.pi.errors import PIAuthenticationError, PIWebAPIError, error_messages, scrub
 from osipi_dagster.pi.paging import Cursor, plan_page, request_count
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ class StreamFailure:
         web_id: the stream's WebId, as the caller passed it.
         status: the HTTP status of the failed request or batch sub-request; None when no answer arrived
             (connection error, timeout, a body cut short) and for a per-value or stream-level error.
-        message: what went wrong, with PI's ``Errors`` (never a secret).
+        message: what went wrong, with PI's ``Errors``; scrubbed of secrets and cut to a few thousand
+            characters when the failure is made (see :func:`~osipi_dagster.pi.errors.scrub`).
         resume_from: a PI time string: every value of the stream earlier than this time was yielded before
             the failure (values stamped exactly this time may be partly yielded). Read again from here.
     """
@@ -71,6 +72,10 @@ class StreamFailure:
     status: int | None
     message: str
     resume_from: str
+
+    def __post_init__(self) -> None:
+        # The message quotes the server, which may echo the request's credentials.
+        object.__setattr__(self, "message", scrub(self.message))
 
     @property
     def resume_from_ns(self) -> int:
