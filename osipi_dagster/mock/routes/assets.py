@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from osipi_dagster.mock import webids
-from osipi_dagster.mock.af import (
-    UNIT_NAMES,
-    AssetModel,
+from osipi_dagster.mock.af import AssetModel
+from osipi_dagster.mock.af_catalog import UNIT_NAMES
+from osipi_dagster.mock.af_objects import (
     AttributeNode,
     AttributeTemplate,
     Category,
@@ -26,8 +26,8 @@ from osipi_dagster.mock.af import (
     Element,
     ElementTemplate,
     walk_templates,
-    wildcard,
 )
+from osipi_dagster.mock.af_search import search_elements, wildcard
 from osipi_dagster.mock.errors import PIError, not_found
 from osipi_dagster.mock.links import api_base
 from osipi_dagster.mock.params import Params
@@ -363,7 +363,7 @@ def list_database_elements(web_id: str, request: Request) -> Response:
     """The root elements (or with ``searchFullHierarchy`` every element), filtered, sorted and paged."""
     view = View(request)
     database = view.af.database(webids.decode(web_id), web_id)
-    return view.page(view.af.search_elements(database, view.params), view.element)
+    return view.page(search_elements(database, view.params), view.element)
 
 
 @router.get("/assetdatabases/{web_id}/elementtemplates")
@@ -439,7 +439,7 @@ def list_child_elements(web_id: str, request: Request) -> Response:
     """The element's children (or with ``searchFullHierarchy`` its descendants), filtered, sorted, paged."""
     view = View(request)
     element = view.af.element(webids.decode(web_id), web_id)
-    return view.page(view.af.search_elements(element, view.params), view.element)
+    return view.page(search_elements(element, view.params), view.element)
 
 
 @router.get("/elements/{web_id}/attributes")
