@@ -233,8 +233,8 @@ def test_enumeration_sets_and_values(mock_pi: RunningMock) -> None:
     assert modes["WebId"].startswith("F1MSD")
     assert _get(mock_pi, f"/enumerationsets/{modes['WebId']}").json() == modes
     assert _get(mock_pi, "/enumerationsets", path=modes["Path"]).json() == modes
-    values = requests.get(modes["Links"]["EnumerationValues"], timeout=30).json()["Items"]
+    values = requests.get(modes["Links"]["Values"], timeout=30).json()["Items"]
     assert [(v["Name"], v["Value"]) for v in values] == [("Manual", 0), ("Auto", 1), ("Cascade", 2)]
-    system = requests.get(by_name["SYSTEM"]["Links"]["EnumerationValues"], timeout=30).json()["Items"]
+    system = requests.get(by_name["SYSTEM"]["Links"]["Values"], timeout=30).json()["Items"]
     assert {"Name": "I/O Timeout", "Value": 246} in [{"Name": v["Name"], "Value": v["Value"]} for v in system]
     assert _get(mock_pi, "/enumerationsets/garbage").status_code == 400
