@@ -195,7 +195,6 @@ OMITTED: dict[str, Model] = {
     "Attribute": Model(frozenset({"DataReference"}), frozenset({"Categories", "Trait"})),
     "AttributeTemplate": Model(frozenset(), frozenset({"Categories", "Trait"})),
     "EventFrame": Model(frozenset(), frozenset({"Annotations", "DefaultAttribute", *_SECURITY_LINKS})),
-    "TimedValue": Model(frozenset({"Errors"})),  # only on a value that failed
     "Item[Point]": Model(frozenset()),
 }
 
@@ -255,9 +254,11 @@ def _streams(samples: Samples, mock: RunningMock, points: list[dict]) -> None:
         samples.items("StreamValues", f"{mock.api}/streamsets/{action}", webId=webs, startTime="*-10m")
     for action in ("value", "end"):
         samples.items("StreamValue", f"{mock.api}/streamsets/{action}", webId=webs)
-    for streams in samples.items("StreamSummaries", f"{mock.api}/streamsets/summary", webId=webs):
+    digital = next(p["WebId"] for p in points if p["PointType"] == "Digital")  # its Average carries Errors
+    summaries = f"{mock.api}/streamsets/summary"
+    for streams in samples.items("StreamSummaries", summaries, webId=[*webs, digital], summaryType="All"):
         for summary in streams["Items"]:
-            samples.one("SummaryValue", summary)
+            samples.one("TimedValue", samples.one("SummaryValue", summary)["Value"])
     batch = requests.post(
         f"{mock.api}/batch",
         json={"a": {"Method": "GET", "Resource": points[0]["Links"]["Self"]}},
