@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from osipi_dagster.ingest.rows import table_rows
 from osipi_dagster.ingest.server_clock import find_data_server
@@ -220,6 +221,15 @@ def _shrink_message(
         f"`confirm_removed_points: {len(removed)}` (the exact count), or raise catalog_max_removed_share "
         "(OSIPI_CATALOG_MAX_REMOVED_SHARE); deleted points keep their history in the lake."
     )
+
+
+def active_points(points_table: LakeTable) -> dict[str, str]:
+    """Every active point of the catalog: WebId -> tag shard (empty before the first refresh)."""
+    rows = read_table(points_table)
+    if rows is None:
+        return {}
+    active = rows.filter(pc.invert(rows["is_deleted"])).select(["web_id", "tag_shard"])
+    return dict(zip(active["web_id"].to_pylist(), active["tag_shard"].to_pylist(), strict=True))
 
 
 def shard_points(points_table: LakeTable, tag_shard: str) -> ShardPoints:

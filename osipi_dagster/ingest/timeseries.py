@@ -115,6 +115,7 @@ def ingest_partition(
     run_id: str | None = None,
     kept_web_ids: Collection[str] = (),
     prune: bool = False,
+    reread_from: datetime | None = None,
 ) -> PartitionResult:
     """Read the partition's points from PI and replace their slice; raise ``PointReadError`` on failures.
 
@@ -127,6 +128,8 @@ def ingest_partition(
             history cannot be read again). Ignored with ``prune``.
         prune: replace the whole slice, so the rows of every point not in ``web_ids`` are deleted too; only
             when the user asked for it.
+        reread_from: on the open day, read every point from this time at the latest (PI changed values
+            there: an edit, a delete or a late value older than the watermarks minus the overlap).
 
     Raises:
         PointReadError: some points failed for good; nothing was written.
@@ -160,6 +163,8 @@ def ingest_partition(
     start = (
         _incremental_start(watermarks, shard, web_ids, day_start, end, overlap) if incremental else day_start
     )
+    if reread_from is not None:
+        start = max(day_start, min(start, reread_from))
     if start >= end:
         return PartitionResult(day, shard, len(web_ids), start, end, True, None, note="nothing new to read")
 

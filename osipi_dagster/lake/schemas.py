@@ -198,6 +198,41 @@ AF_ATTRIBUTES = TableSpec(
     description="AF attributes of every element, with the PI point each one references.",
 )
 
+# What a point's stream updates still owe the lake: a (date) partition of its shard to materialize again,
+# because of an event seen at ``since``; ``reread_from`` is the earliest event time of that date.
+PENDING_WORK = pa.struct(
+    [
+        pa.field("date", pa.date32(), nullable=False),
+        pa.field("since", UTC_US, nullable=False),
+        pa.field("reread_from", UTC_US, nullable=False),
+    ]
+)
+
+UPDATE_MARKERS = TableSpec(
+    name="checkpoints.pi_update_markers",
+    schema=pa.schema(
+        [
+            pa.field("web_id", pa.string(), nullable=False),
+            TAG_SHARD,
+            # Where the point's next stream-updates read starts; null while it must be registered (again).
+            pa.field("marker", pa.string()),
+            pa.field("registered_at", UTC_US),
+            pa.field("read_at", UTC_US),
+            # The partitions its events made stale, kept until a run that started after `since` succeeds:
+            # written in the same commit as the marker that skips those events, so none is ever lost.
+            pa.field("pending", pa.list_(PENDING_WORK)),
+            # Why the point has no marker or was not read on the last tick (the last error), if any.
+            pa.field("problem", pa.string()),
+            INGESTED_AT,
+        ]
+    ),
+    # About one row per point (tens of thousands): one small file, rewritten whole by each sensor tick.
+    partition_by=(),
+    key=("web_id",),
+    description="Per point, its PI Web API stream-updates marker and the partitions its events made stale.",
+)
+
 TABLE_SPECS: dict[str, TableSpec] = {
-    spec.name: spec for spec in (TIMESERIES, WATERMARKS, EVENT_FRAMES, POINTS, AF_HIERARCHY, AF_ATTRIBUTES)
+    spec.name: spec
+    for spec in (TIMESERIES, WATERMARKS, EVENT_FRAMES, POINTS, AF_HIERARCHY, AF_ATTRIBUTES, UPDATE_MARKERS)
 }

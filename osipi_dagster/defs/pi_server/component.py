@@ -28,6 +28,7 @@ from osipi_dagster.defs.pi_server.af import af_assets
 from osipi_dagster.defs.pi_server.event_frames import event_frames_asset
 from osipi_dagster.defs.pi_server.points import points_asset
 from osipi_dagster.defs.pi_server.schedules import day_schedules
+from osipi_dagster.defs.pi_server.sensors import timeseries_sensor
 from osipi_dagster.defs.pi_server.timeseries import timeseries_asset
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.defs.resources import pi_resource
@@ -65,6 +66,7 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
     return dg.Definitions(
         assets=server_assets(settings).all,
         schedules=day_schedules(server),
+        sensors=[timeseries_sensor(server)],
         resources={server.pi_resource_key: pi_resource(settings)},
     )
 

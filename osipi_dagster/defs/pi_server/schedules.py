@@ -10,6 +10,10 @@
 A schedule targets assets of one partitions definition, hence one schedule per asset and cadence. All start
 stopped (turn them on in the UI) so that a fresh ``make ui`` on the mock's fixed clock launches nothing.
 Run keys make a tick evaluated twice launch nothing twice.
+
+The time-series schedules are for a PI Web API without stream updates (the ``pi`` resource's
+``stream_updates`` is false): otherwise ``pi_timeseries_sensor`` does their work within a minute, and they
+skip, saying so.
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ def _day_schedule(
 ) -> dg.ScheduleDefinition:
     """A schedule that materializes ``asset``'s partitions of the day ``days_back`` before the tick."""
     name = server.settings.qualified(f"{asset}_{cadence}")
+    follows_updates = asset == "pi_timeseries"
 
     @dg.schedule(
         name=name,
@@ -97,8 +102,14 @@ def _day_schedule(
         target=[server.key(asset)],
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description=description,
+        required_resource_keys={server.pi_resource_key} if follows_updates else None,
     )
-    def _schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    def _schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+        if follows_updates and getattr(context.resources, server.pi_resource_key).stream_updates:
+            return dg.SkipReason(
+                f"{server.settings.qualified('pi_timeseries_sensor')} follows this PI server by its stream "
+                "updates; this schedule is for servers without them (set stream_updates to false)."
+            )
         tick = context.scheduled_execution_time
         assert tick is not None
         day = tick.date() - timedelta(days=days_back)

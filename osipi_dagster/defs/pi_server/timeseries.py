@@ -1,10 +1,11 @@
 """``pi_timeseries``: PI recorded values, one (UTC day, tag shard) partition at a time."""
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 from pydantic import Field
 
+from osipi_dagster.contract import from_ns, to_ns
 from osipi_dagster.defs.pi_server.metadata import KINDS, POOL, definition_metadata, table_metadata
 from osipi_dagster.defs.pi_server.partitions import split_partition_key
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
@@ -27,6 +28,11 @@ class TimeseriesConfig(dg.Config):
         ge=0,
         description="How far before its watermark each point of the open day is re-read (minutes, >= 0); "
         "unset: the server's setting (OSIPI_OVERLAP_MINUTES for the default server, 60 if unset).",
+    )
+    reread_from: str | None = Field(
+        default=None,
+        description="On the open day, read every point from this time (ISO 8601 UTC) at the latest; set by "
+        "pi_timeseries_sensor when PI changed values older than the watermarks minus the overlap.",
     )
     prune_absent_points: bool = Field(
         default=False,
@@ -78,6 +84,7 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
                     web_ids=points.read,
                     kept_web_ids=points.keep,
                     prune=config.prune_absent_points,
+                    reread_from=_time(config.reread_from),
                     day=date.fromisoformat(day),
                     shard=shard,
                     now=now,
@@ -99,6 +106,10 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=_run_metadata(results, table))
 
     return pi_timeseries
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else from_ns(to_ns(text))
 
 
 def _or(given: int | None, setting: int) -> int:
