@@ -143,6 +143,12 @@ class PIServerSettings(BaseModel):
     catalog_sensor_minutes: WholeNumber = Field(
         default=15, ge=1, description="How often pi_catalog_sensor refreshes the tag catalog."
     )
+    event_frames_sensor_minutes: WholeNumber = Field(
+        default=5, ge=1, description="How often pi_event_frames_sensor compares recent event frames with PI."
+    )
+    event_frames_lookback_days: WholeNumber = Field(
+        default=7, ge=1, description="How far back pi_event_frames_sensor looks for frames that changed."
+    )
     new_point_lookback_days: WholeNumber = Field(
         default=30, ge=0, description="How many closed days of history a point new in the catalog is given."
     )
@@ -250,6 +256,8 @@ PI_SERVER_VARIABLES: dict[str, str] = {
     "OSIPI_SENSOR_MAX_RUNS_PER_TICK": "sensor_max_runs_per_tick",
     "OSIPI_CATALOG_SENSOR_MINUTES": "catalog_sensor_minutes",
     "OSIPI_NEW_POINT_LOOKBACK_DAYS": "new_point_lookback_days",
+    "OSIPI_EVENT_FRAMES_SENSOR_MINUTES": "event_frames_sensor_minutes",
+    "OSIPI_EVENT_FRAMES_LOOKBACK_DAYS": "event_frames_lookback_days",
     "OSIPI_CLOCK_SKEW_TOLERANCE_MINUTES": "clock_skew_tolerance_minutes",
     "OSIPI_RECONCILIATION_DAYS": "reconciliation_days",
 }

@@ -232,6 +232,25 @@ def active_points(points_table: LakeTable) -> dict[str, str]:
     return dict(zip(active["web_id"].to_pylist(), active["tag_shard"].to_pylist(), strict=True))
 
 
+def points_first_seen(points_table: LakeTable, after: datetime, until: datetime) -> dict[str, str]:
+    """The active points that entered the catalog in ``(after, until]``: WebId -> tag shard. A renamed point
+    keeps its ``first_seen``, so a rename is not new."""
+    rows = read_table(points_table)
+    if rows is None:
+        return {}
+    first_seen = rows["first_seen"]
+    new = rows.filter(
+        pc.and_(
+            pc.invert(rows["is_deleted"]),
+            pc.and_(
+                pc.greater(first_seen, pa.scalar(after, first_seen.type)),
+                pc.less_equal(first_seen, pa.scalar(until, first_seen.type)),
+            ),
+        )
+    )
+    return dict(zip(new["web_id"].to_pylist(), new["tag_shard"].to_pylist(), strict=True))
+
+
 def shard_points(points_table: LakeTable, tag_shard: str) -> ShardPoints:
     """The points of ``tag_shard`` to read, and the deleted points whose rows every slice keeps."""
     rows = read_table(points_table)

@@ -116,6 +116,7 @@ def ingest_partition(
     kept_web_ids: Collection[str] = (),
     prune: bool = False,
     reread_from: datetime | None = None,
+    points_only: bool = False,
 ) -> PartitionResult:
     """Read the partition's points from PI and replace their slice; raise ``PointReadError`` on failures.
 
@@ -130,6 +131,8 @@ def ingest_partition(
             when the user asked for it.
         reread_from: on the open day, read every point from this time at the latest (PI changed values
             there: an edit, a delete or a late value older than the watermarks minus the overlap).
+        points_only: replace only the rows of ``web_ids`` (a point's history, read when it enters the
+            catalog); every other row of the slice stays.
 
     Raises:
         PointReadError: some points failed for good; nothing was written.
@@ -145,7 +148,11 @@ def ingest_partition(
         return PartitionResult(
             day, shard, len(web_ids), None, None, False, None, note="the day has not begun"
         )
-    kept = () if prune else kept_web_ids
+    kept = () if prune or points_only else kept_web_ids
+    if points_only and not web_ids:
+        return PartitionResult(
+            day, shard, 0, None, None, False, None, note="none of the points is in this shard"
+        )
     if not web_ids and not prune:
         stored = slice_row_count(timeseries, day, shard, kept_web_ids=kept)
         if stored:
@@ -188,6 +195,7 @@ def ingest_partition(
             partition_date=day,
             tag_shard=shard,
             time_range=(start, end) if incremental else None,
+            web_ids=web_ids if points_only else None,
             kept_web_ids=kept,
         )
         if web_ids:

@@ -25,7 +25,10 @@ import dagster as dg
 from pydantic import Field
 
 from osipi_dagster.defs.pi_server.af import af_assets
+from osipi_dagster.defs.pi_server.catalog_sensor import catalog_sensor
 from osipi_dagster.defs.pi_server.event_frames import event_frames_asset
+from osipi_dagster.defs.pi_server.event_frames_sensor import event_frames_sensor
+from osipi_dagster.defs.pi_server.jobs import server_jobs
 from osipi_dagster.defs.pi_server.points import points_asset
 from osipi_dagster.defs.pi_server.schedules import day_schedules
 from osipi_dagster.defs.pi_server.sensors import timeseries_sensor
@@ -63,10 +66,16 @@ def server_assets(settings: PIServerSettings) -> ServerAssets:
 def server_definitions(settings: PIServerSettings) -> dg.Definitions:
     """Everything one PI server adds to the code location (the shared ``lakehouse`` resource excepted)."""
     server = ServerWiring(settings)
+    jobs = server_jobs(server)
     return dg.Definitions(
         assets=server_assets(settings).all,
-        schedules=day_schedules(server),
-        sensors=[timeseries_sensor(server)],
+        jobs=jobs.all,
+        schedules=day_schedules(server, jobs),
+        sensors=[
+            timeseries_sensor(server, jobs.timeseries),
+            catalog_sensor(server, jobs),
+            event_frames_sensor(server, jobs),
+        ],
         resources={server.pi_resource_key: pi_resource(settings)},
     )
 

@@ -76,6 +76,11 @@ def _contiguous(shards: list[str], order: Mapping[str, int]) -> Iterable[list[st
         yield run
 
 
+def busy_runs(instance: dg.DagsterInstance, job_name: str) -> bool:
+    """Whether a run of ``job_name`` is queued or running."""
+    return bool(instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=IN_PROGRESS), limit=1))
+
+
 def busy_partitions(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> set[Partition]:
     """The (day, shard) partitions of ``asset_key`` that a queued or running run covers."""
     runs = instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS))

@@ -23,12 +23,13 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from osipi_dagster.defs.pi_server.jobs import ServerJobs
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 
 OPEN_DAY_CRON = "5 * * * *"
 
 
-def day_schedules(server: ServerWiring) -> list[dg.ScheduleDefinition]:
+def day_schedules(server: ServerWiring, jobs: ServerJobs) -> list[dg.ScheduleDefinition]:
     """The server's open-day and close-day schedules of the time series and the event frames."""
     shards = server.partitions.shard_keys
     close_day_cron = f"15 {server.settings.close_day_hour} * * *"
@@ -42,6 +43,7 @@ def day_schedules(server: ServerWiring) -> list[dg.ScheduleDefinition]:
     return [
         _day_schedule(
             server,
+            jobs.timeseries,
             "pi_timeseries",
             "open_day",
             OPEN_DAY_CRON,
@@ -52,6 +54,7 @@ def day_schedules(server: ServerWiring) -> list[dg.ScheduleDefinition]:
         ),
         _day_schedule(
             server,
+            jobs.timeseries,
             "pi_timeseries",
             "close_day",
             close_day_cron,
@@ -62,6 +65,7 @@ def day_schedules(server: ServerWiring) -> list[dg.ScheduleDefinition]:
         ),
         _day_schedule(
             server,
+            jobs.event_frames,
             "pi_event_frames",
             "open_day",
             OPEN_DAY_CRON,
@@ -71,6 +75,7 @@ def day_schedules(server: ServerWiring) -> list[dg.ScheduleDefinition]:
         ),
         _day_schedule(
             server,
+            jobs.event_frames,
             "pi_event_frames",
             "close_day",
             close_day_cron,
@@ -84,6 +89,7 @@ def day_schedules(server: ServerWiring) -> list[dg.ScheduleDefinition]:
 
 def _day_schedule(
     server: ServerWiring,
+    job: dg.UnresolvedAssetJobDefinition,
     asset: str,
     cadence: str,
     cron: str,
@@ -99,7 +105,7 @@ def _day_schedule(
         name=name,
         cron_schedule=cron,
         execution_timezone="UTC",
-        target=[server.key(asset)],
+        job=job,
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description=description,
         required_resource_keys={server.pi_resource_key} if follows_updates else None,

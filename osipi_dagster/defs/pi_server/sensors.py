@@ -58,7 +58,7 @@ class _CompletedRuns(Mapping[Partition, datetime]):
         return sum(1 for value in self._known.values() if value is not None)
 
 
-def timeseries_sensor(server: ServerWiring) -> dg.SensorDefinition:
+def timeseries_sensor(server: ServerWiring, job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
     """The server's ``pi_timeseries_sensor`` (stopped until turned on in the UI)."""
     settings = server.settings
     asset_key = server.key("pi_timeseries")
@@ -68,7 +68,7 @@ def timeseries_sensor(server: ServerWiring) -> dg.SensorDefinition:
         name=settings.qualified("pi_timeseries_sensor"),
         minimum_interval_seconds=settings.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        target=[asset_key],
+        job=job,
         required_resource_keys=server.resource_keys,
     )
     def pi_timeseries_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:

@@ -9,7 +9,7 @@ from osipi_dagster.contract import from_ns, to_ns
 from osipi_dagster.defs.pi_server.metadata import KINDS, POOL, definition_metadata, table_metadata
 from osipi_dagster.defs.pi_server.partitions import split_partition_key
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
-from osipi_dagster.ingest.catalog import shard_points
+from osipi_dagster.ingest.catalog import points_first_seen, shard_points
 from osipi_dagster.ingest.server_clock import server_now
 from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ReadSettings, ingest_partition
 from osipi_dagster.lake import LakeTable
@@ -34,6 +34,12 @@ class TimeseriesConfig(dg.Config):
         description="On the open day, read every point from this time (ISO 8601 UTC) at the latest; set by "
         "pi_timeseries_sensor when PI changed values older than the watermarks minus the overlap.",
     )
+    new_points_after: str | None = Field(
+        default=None,
+        description="Read and replace only the points that entered the catalog after this time (ISO 8601 "
+        "UTC; and up to new_points_until): their history. Set by pi_catalog_sensor.",
+    )
+    new_points_until: str | None = Field(default=None, description="See new_points_after.")
     prune_absent_points: bool = Field(
         default=False,
         description="Also delete the partition's rows of points the catalog keeps as deleted (gone from PI "
@@ -72,19 +78,27 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
         overlap = timedelta(minutes=_or(config.overlap_minutes, server.settings.overlap_minutes))
         table = lake.table(TIMESERIES.name)
         now = server_now(pi.client, pi.data_server)
+        new_points = None
+        if config.new_points_after is not None:
+            until = _time(config.new_points_until) or now
+            new_points = points_first_seen(lake.table(POINTS.name), _time(config.new_points_after), until)
         results: list[PartitionResult] = []
         for key in context.partition_keys:
             day, shard = split_partition_key(key)
             points = shard_points(lake.table(POINTS.name), shard)
+            web_ids = points.read
+            if new_points is not None:
+                web_ids = sorted(web_id for web_id, point_shard in new_points.items() if point_shard == shard)
             try:
                 result = ingest_partition(
                     pi.client,
                     timeseries=table,
                     watermarks=lake.table(WATERMARKS.name),
-                    web_ids=points.read,
+                    web_ids=web_ids,
                     kept_web_ids=points.keep,
                     prune=config.prune_absent_points,
                     reread_from=_time(config.reread_from),
+                    points_only=new_points is not None,
                     day=date.fromisoformat(day),
                     shard=shard,
                     now=now,
