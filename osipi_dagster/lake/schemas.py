@@ -232,7 +232,49 @@ UPDATE_MARKERS = TableSpec(
     description="Per point, its PI Web API stream-updates marker and the partitions its events made stale.",
 )
 
+RECONCILIATION = TableSpec(
+    name="gold.pi_reconciliation",
+    schema=pa.schema(
+        [
+            pa.field("web_id", pa.string(), nullable=False),
+            pa.field("name", pa.string()),
+            TAG_SHARD,
+            # PI counts good values (its Count summary); the lake's counts are of the same values.
+            pa.field("lake_good_values", pa.int64(), nullable=False),
+            pa.field("pi_good_values", pa.int64()),
+            pa.field("difference", pa.int64()),
+            pa.field("lake_first", UTC_US),
+            pa.field("pi_first", UTC_US),
+            pa.field("lake_last", UTC_US),
+            pa.field("pi_last", UTC_US),
+            # The event-weighted mean of the good values: an edit that keeps the count still shows here.
+            pa.field("lake_mean", pa.float64()),
+            pa.field("pi_mean", pa.float64()),
+            # matches | differs | repaired (matches now, differed before) | unread (PI did not answer)
+            pa.field("status", pa.string(), nullable=False),
+            pa.field("detail", pa.string()),
+            # The run that last materialized the (date, shard) partition, for a repaired point.
+            pa.field("repaired_by_run", pa.string()),
+            pa.field("checked_at", UTC_US, nullable=False),
+            PARTITION_DATE,
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=("partition_date",),
+    key=("partition_date", "web_id"),
+    description="Per point and closed day, the lake's values compared with PI's count, first, last and mean.",
+)
+
 TABLE_SPECS: dict[str, TableSpec] = {
     spec.name: spec
-    for spec in (TIMESERIES, WATERMARKS, EVENT_FRAMES, POINTS, AF_HIERARCHY, AF_ATTRIBUTES, UPDATE_MARKERS)
+    for spec in (
+        TIMESERIES,
+        WATERMARKS,
+        EVENT_FRAMES,
+        POINTS,
+        AF_HIERARCHY,
+        AF_ATTRIBUTES,
+        UPDATE_MARKERS,
+        RECONCILIATION,
+    )
 }

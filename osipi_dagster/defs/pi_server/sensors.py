@@ -20,9 +20,10 @@ from osipi_dagster.defs.pi_server.runs import busy_partitions, plan_runs, run_re
 from osipi_dagster.defs.pi_server.timeseries import TimeseriesConfig
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.ingest.catalog import active_points
+from osipi_dagster.ingest.reconciliation import differing_partitions
 from osipi_dagster.ingest.server_clock import server_now
 from osipi_dagster.ingest.updates import Partition, Work, poll_updates
-from osipi_dagster.lake.schemas import POINTS, UPDATE_MARKERS, WATERMARKS
+from osipi_dagster.lake.schemas import POINTS, RECONCILIATION, UPDATE_MARKERS, WATERMARKS
 
 
 class _CompletedRuns(Mapping[Partition, datetime]):
@@ -74,8 +75,9 @@ def timeseries_sensor(server: ServerWiring, job: dg.UnresolvedAssetJobDefinition
     def pi_timeseries_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         """Follows PI by its stream updates: requests today's partitions where new values arrived, older
         partitions where PI inserted, edited or deleted values of a day already in the lake, and the final
-        read of yesterday after midnight UTC. One marker per point is kept in `checkpoints.pi_update_markers`;
-        a lost marker (PI's cache expired) is registered again and the point re-read from its watermark."""
+        read of yesterday after midnight UTC, and the partitions `pi_reconciliation` found different from PI.
+        One marker per point is kept in `checkpoints.pi_update_markers`; a lost marker (PI's cache expired)
+        is registered again and the point re-read from its watermark."""
         pi, lake = server.pi(context), server.lake(context)
         if not pi.stream_updates:
             return dg.SkipReason(
@@ -104,7 +106,12 @@ def timeseries_sensor(server: ServerWiring, job: dg.UnresolvedAssetJobDefinition
             json.loads(context.cursor) if context.cursor else {}, now, server.partitions.shard_keys, completed
         )
         owed = dict(tick.pending)
-        for partition, work in closing.items():
+        repairs = {
+            partition: Work(since=checked, reread_from=day_bounds(partition[0])[0])
+            for partition, checked in differing_partitions(lake.table(RECONCILIATION.name)).items()
+            if completed.get(partition, checked) <= checked
+        }
+        for partition, work in [*closing.items(), *repairs.items()]:
             owed[partition] = work if partition not in owed else owed[partition].merge(work)
         busy = busy_partitions(context.instance, asset_key)
         requests = []
