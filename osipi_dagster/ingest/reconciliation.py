@@ -213,18 +213,26 @@ def _lake_figures(timeseries: LakeTable, day: date) -> dict[str, dict]:
     for batch in scanner.to_batches():
         if not batch.num_rows:
             continue
-        good = pc.and_(batch["good"], pc.is_valid(batch["value"]))
+        # Digital states and strings are good values without a number: counted, not averaged.
+        numeric = pc.and_(batch["good"], pc.is_valid(batch["value"]))
         table = pa.table(
             {
                 "web_id": batch["web_id"],
                 "timestamp_ns": batch["timestamp_ns"],
-                "good": pc.cast(good, pa.int64()),
-                "good_value": pc.if_else(good, batch["value"], pa.scalar(0.0)),
+                "good": pc.cast(batch["good"], pa.int64()),
+                "numeric": pc.cast(numeric, pa.int64()),
+                "good_value": pc.if_else(numeric, batch["value"], pa.scalar(0.0)),
             }
         )
         partials.append(
             table.group_by("web_id").aggregate(
-                [("good", "sum"), ("good_value", "sum"), ("timestamp_ns", "min"), ("timestamp_ns", "max")]
+                [
+                    ("good", "sum"),
+                    ("numeric", "sum"),
+                    ("good_value", "sum"),
+                    ("timestamp_ns", "min"),
+                    ("timestamp_ns", "max"),
+                ]
             )
         )
     if not partials:
