@@ -77,6 +77,7 @@ class ShardPoints:
 
     read: list[str]
     keep: frozenset[str]
+    future: frozenset[str] = frozenset()  # points that hold future data by design (PI's Future attribute)
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,7 @@ def shard_points(points_table: LakeTable, tag_shard: str) -> ShardPoints:
             for row in catalog
             if row["is_deleted"] and (row["data_server_web_id"], row["point_id"]) not in active_identities
         ),
+        future=frozenset(row["web_id"] for row in catalog if row["tag_shard"] == tag_shard and row["future"]),
     )
 
 

@@ -265,6 +265,36 @@ RECONCILIATION = TableSpec(
     description="Per point and closed day, the lake's values compared with PI's count, first, last and mean.",
 )
 
+DATA_LATENCY = TableSpec(
+    name="gold.pi_data_latency",
+    schema=pa.schema(
+        [
+            PARTITION_DATE,
+            TAG_SHARD,
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("read_at", UTC_US, nullable=False),
+            pa.field("window_start", UTC_US),
+            pa.field("window_end", UTC_US),
+            # Present on this read, absent from the previous read of the same time range (and the reverse).
+            pa.field("late_values", pa.int64(), nullable=False),
+            pa.field("removed_values", pa.int64(), nullable=False),
+            # False when only counts were compared (a large window read again): no percentiles then.
+            pa.field("lateness_exact", pa.bool_(), nullable=False),
+            pa.field("lateness_p50_s", pa.float64()),
+            pa.field("lateness_p95_s", pa.float64()),
+            pa.field("lateness_p99_s", pa.float64()),
+            pa.field("lateness_max_s", pa.float64()),
+            # Values stamped after the PI server's now + tolerance (the source's clock is off), and points.
+            pa.field("future_values", pa.int64(), nullable=False),
+            pa.field("future_points", pa.int64(), nullable=False),
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=(),
+    key=("partition_date", "tag_shard", "run_id"),
+    description="Per partition and run, the late values found and their lateness, and values in the future.",
+)
+
 TABLE_SPECS: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -276,5 +306,6 @@ TABLE_SPECS: dict[str, TableSpec] = {
         AF_ATTRIBUTES,
         UPDATE_MARKERS,
         RECONCILIATION,
+        DATA_LATENCY,
     )
 }

@@ -13,7 +13,7 @@ from osipi_dagster.ingest.catalog import points_first_seen, shard_points
 from osipi_dagster.ingest.server_clock import server_now
 from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ReadSettings, ingest_partition
 from osipi_dagster.lake import LakeTable
-from osipi_dagster.lake.schemas import POINTS, TIMESERIES, WATERMARKS
+from osipi_dagster.lake.schemas import DATA_LATENCY, POINTS, TIMESERIES, WATERMARKS
 
 # A backfill launches one run per this many partitions: Dagster costs seconds per run, so one run per
 # partition would spend most of a backfill starting runs.
@@ -99,6 +99,9 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
                     prune=config.prune_absent_points,
                     reread_from=_time(config.reread_from),
                     points_only=new_points is not None,
+                    skew_tolerance=timedelta(minutes=server.settings.clock_skew_tolerance_minutes),
+                    future_points=points.future,
+                    latency=lake.table(DATA_LATENCY.name),
                     day=date.fromisoformat(day),
                     shard=shard,
                     now=now,
@@ -157,7 +160,24 @@ def _metadata(result: PartitionResult) -> dict[str, object]:
         "duration_seconds": round(result.duration_seconds, 3),
         "values_per_second": round(result.rows / result.duration_seconds) if result.duration_seconds else 0,
         "note": result.note or "-",
+        **_lateness_metadata(result),
     }
+
+
+def _lateness_metadata(result: PartitionResult) -> dict[str, object]:
+    """Late values, their lateness and values in the future: numbers the UI plots per partition."""
+    late = result.lateness
+    metadata: dict[str, object] = {
+        "late_values": dg.MetadataValue.int(late.late_values),
+        "removed_values": dg.MetadataValue.int(late.removed_values),
+        "clock_skew_values": dg.MetadataValue.int(sum(result.future_values.values())),
+        "clock_skew_points": dg.MetadataValue.int(len(result.future_values)),
+    }
+    for name in ("p50", "p95", "p99", "max"):
+        seconds = getattr(late, f"{name}_s")
+        if seconds is not None:
+            metadata[f"lateness_{name}_seconds"] = dg.MetadataValue.float(round(seconds, 3))
+    return metadata
 
 
 def _run_metadata(results: list[PartitionResult], table: LakeTable) -> dict[str, object]:
