@@ -7,6 +7,7 @@
   installs it when missing): ``initdb`` into a fresh folder and ``pg_ctl`` on a free loopback port.
   PostgreSQL refuses to run as root, so as root (CI) both run as the ``postgres`` user, in a folder outside
   pytest's root-only temporary tree.
+* :func:`mock_pi_process`: the mock PI Web API in its own process, sized by the caller.
 * :func:`dagster_deployment`: ``deploy/``'s three processes on one instance: the code server, the daemon
   and the webserver, as docs/DEPLOYMENT.md runs them.
 
@@ -16,6 +17,7 @@ Processes are started and stopped by ``test_backfill``'s helpers (own process gr
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -180,6 +182,22 @@ def postgres_server() -> Iterator[PostgresServer]:
             run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def mock_pi_process(log_dir: Path, tags: int, now: str, *extra: str) -> Iterator[str]:
+    """``python -m osipi_dagster.mock`` with ``tags`` points and its clock fixed at ``now`` (and ``extra``
+    options) on a free loopback port; its API root URL."""
+    log = log_dir / "mock.log"
+    args = [sys.executable, "-m", "osipi_dagster.mock", "--host", "127.0.0.1", "--port", "0"]
+    args += ["--tags", str(tags), "--now", now, *extra]
+    with _subprocess(args, dict(os.environ), log) as process:
+
+        def announced() -> str | None:
+            found = re.search(r"listening on (http://\S+/piwebapi)", log.read_text())
+            return found.group(1) if found else None
+
+        yield _wait_for(announced, "the mock PI Web API", process, log, timeout_s=120)
 
 
 @contextmanager
