@@ -218,7 +218,7 @@ def _run_ends(point: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Boundaries:
-    """The signal at every hour boundary ``day_start + k h`` (k = 0..24) of every point, row ``p * 25 + k``."""
+    """The signal at every hour boundary ``day_start + k h`` (k = 0..24) of every point (row p*25+k)."""
 
     point: np.ndarray
     stamp: np.ndarray

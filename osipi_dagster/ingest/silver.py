@@ -1,4 +1,4 @@
-r"""``silver.pi_timeseries_clean``: one bronze (UTC day, tag shard) partition cleaned, typed and put in context.
+r"""``silver.pi_timeseries_clean``: a bronze (UTC day, tag shard) partition cleaned, typed and in context.
 
 What a silver partition is, as a function of its bronze partition and the catalog tables:
 
@@ -370,7 +370,7 @@ def point_context(
 
 
 def _roles(element: dict | None, elements: dict[str, dict]) -> dict[str, str | None]:
-    """The names of the nearest site, area and unit elements up the tree from ``element`` (itself included)."""
+    """The names of the nearest site, area and unit elements up from ``element`` (itself included)."""
     found: dict[str, str | None] = dict.fromkeys(_ROLES)
     seen: set[str] = set()
     while element is not None and element["web_id"] not in seen:

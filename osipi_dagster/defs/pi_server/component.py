@@ -26,8 +26,10 @@ from pydantic import Field
 
 from osipi_dagster.defs.pi_server.af import af_assets
 from osipi_dagster.defs.pi_server.event_frames import event_frames_asset
+from osipi_dagster.defs.pi_server.gold import gold_asset
 from osipi_dagster.defs.pi_server.points import points_asset
 from osipi_dagster.defs.pi_server.schedules import day_schedules
+from osipi_dagster.defs.pi_server.silver import silver_asset
 from osipi_dagster.defs.pi_server.timeseries import timeseries_asset
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.defs.resources import pi_resource
@@ -42,10 +44,12 @@ class ServerAssets:
     points: dg.AssetsDefinition
     timeseries: dg.AssetsDefinition
     event_frames: dg.AssetsDefinition
+    silver: dg.AssetsDefinition
+    gold: dg.AssetsDefinition
 
     @property
     def all(self) -> list[dg.AssetsDefinition]:
-        return [self.af, self.points, self.timeseries, self.event_frames]
+        return [self.af, self.points, self.timeseries, self.event_frames, self.silver, self.gold]
 
 
 def server_assets(settings: PIServerSettings) -> ServerAssets:
@@ -56,6 +60,8 @@ def server_assets(settings: PIServerSettings) -> ServerAssets:
         points=points_asset(server),
         timeseries=timeseries_asset(server),
         event_frames=event_frames_asset(server),
+        silver=silver_asset(server),
+        gold=gold_asset(server),
     )
 
 
