@@ -1,5 +1,5 @@
-"""A lake with three closed days of bronze, silver and gold for a small mock, and independent reads of the mock
-(plain ``requests`` + ``json``, no client code) to check silver and gold against.
+"""A lake with three closed days of bronze, silver and gold for a small mock, and independent reads of the
+mock (plain ``requests`` + ``json``, no client code) to check silver and gold against.
 
 The mock has 45 points (three units): 1 s, 5 s, 60 s and irregular points, step and interpolated, Float32,
 Float64, Int32, digital and string, with system states and several values at one timestamp (multi points).

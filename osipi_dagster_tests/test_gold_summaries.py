@@ -1,5 +1,5 @@
-"""``gold.pi_timeseries_hourly`` against PI's own summaries: the mock's ``/streamsets/summary`` over real HTTP,
-for every point and hour of a closed test day with every kind of point the mock has.
+"""``gold.pi_timeseries_hourly`` against PI's own summaries: the mock's ``/streamsets/summary`` over real
+HTTP, for every point and hour of a closed test day with every kind of point the mock has.
 
 * Time-weighted (``calculationBasis=TimeWeighted``, ``summaryDuration=1h`` over the day, so each interval
   is PI's closed ``[hour, hour + 1 h]``): Minimum and Maximum equal within 1e-9 (relative), Average (the
@@ -13,6 +13,7 @@ for every point and hour of a closed test day with every kind of point the mock 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterator
@@ -22,7 +23,6 @@ import numpy as np
 import pytest
 
 from osipi_dagster.lake import read_table
-from osipi_dagster.mock.server import RunningMock
 from osipi_dagster_tests.pi_helpers import raw_recorded
 from osipi_dagster_tests.silver_gold_helpers import (
     CONFIG,
@@ -65,7 +65,9 @@ def close(got: float | None, want: float, tolerance: float) -> bool:
     return got is not None and math.isclose(got, want, rel_tol=tolerance, abs_tol=tolerance * 1e-3)
 
 
-def test_every_kind_of_point_is_on_the_test_day(day_lake: DayLake, gold_rows: dict, point_types: dict) -> None:
+def test_every_kind_of_point_is_on_the_test_day(
+    day_lake: DayLake, gold_rows: dict, point_types: dict
+) -> None:
     assert len(gold_rows) == len(point_types) * 24, "one row per point and hour"
     assert all(row["complete"] for row in gold_rows.values())
     assert set(point_types.values()) >= {"Float32", "Float64", "Int32", "Digital", "String"}
@@ -76,7 +78,9 @@ def test_every_kind_of_point_is_on_the_test_day(day_lake: DayLake, gold_rows: di
     assert steps == {True, False}, "step and interpolated numeric points"
     assert any(row["good_share"] is not None and row["good_share"] < 1 for row in gold_rows.values())
     silver = read_table(day_lake.table("silver.pi_timeseries_clean")).select(["web_id", "timestamp_ns"])
-    stamps = Counter(zip(silver.column("web_id").to_pylist(), silver.column("timestamp_ns").to_pylist()))
+    stamps = Counter(
+        zip(silver.column("web_id").to_pylist(), silver.column("timestamp_ns").to_pylist(), strict=True)
+    )
     assert max(stamps.values()) > 1, "several values at one timestamp"
 
 
@@ -123,7 +127,12 @@ def test_event_weighted_summaries_equal_pi_less_repeats(
     for hour in range(24):
         lo = start + hour * HOUR_NS
         found = summaries(
-            api, web_ids, lo, lo + HOUR_NS - TICK_NS, "Count,Average,PercentGood", calculationBasis="EventWeighted"
+            api,
+            web_ids,
+            lo,
+            lo + HOUR_NS - TICK_NS,
+            "Count,Average,PercentGood",
+            calculationBasis="EventWeighted",
         )
         for web_id, per_type in found.items():
             row = gold_rows[(web_id, hour)]
@@ -146,7 +155,7 @@ def _repeats(api: str, web_id: str, point_type: str) -> dict[int, tuple[int, int
     start = day_start()
     rows = raw_recorded(api, web_id, pi_time(start), pi_time(start + 24 * HOUR_NS - TICK_NS))
     found: dict[int, tuple[int, int, float]] = {}
-    for before, row in zip(rows, rows[1:], strict=False):
+    for before, row in itertools.pairwise(rows):
         if row != before:
             continue
         hour = (row[1] - start) // HOUR_NS

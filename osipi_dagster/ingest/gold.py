@@ -56,7 +56,7 @@ HOUR_NS = 3_600_000_000_000
 HOURS = 24
 NUMERIC_POINT_TYPES = frozenset({"Float16", "Float32", "Float64", "Int16", "Int32"})
 _INTEGER_POINT_TYPES = frozenset({"Int16", "Int32"})
-_COLUMNS = ["web_id", "point_name", "point_type", "step", "timestamp_ns", "value", "is_good"]
+_COLUMNS = ["web_id", "point_name", "point_type", "step", "timestamp_ns", "sequence", "value", "is_good"]
 _DICTIONARY_COLUMNS = ("web_id", "point_name", "point_type")
 # Point and time share one sortable int64 key: the point in the high bits, the time since the start of the
 # day before in the low 48 bits (2.8e14 ns, 3.2 days: the three days read).
@@ -194,7 +194,7 @@ def _day_values(present: dict[int, pa.Table], points: _Points, day_start: int) -
 
 
 def _sorted_values(table: pa.Table, points: _Points, offset: int) -> _Values:
-    """One day's values in the point indices of ``points``, sorted by point, time and stored order."""
+    """One day's values as indices of ``points``, sorted by point, time and ``sequence`` (PI's order)."""
     web_id = table.column("web_id").chunk(0)
     to_point = pc.index_in(web_id.dictionary, value_set=points.web_ids).to_numpy(zero_copy_only=False)
     point = to_point[web_id.indices.to_numpy(zero_copy_only=False)].astype(np.int64)
@@ -203,9 +203,15 @@ def _sorted_values(table: pa.Table, points: _Points, offset: int) -> _Values:
     float32 = np.array([t == "Float32" for t in points.types], bool)[point]
     value[float32] = value[float32].astype(np.float32)
     good = table.column("is_good").to_numpy(zero_copy_only=False)
+    sequence = table.column("sequence").to_numpy()
     values = _Values(point, stamp, value, good, np.full(len(point), offset, np.int8))
-    key_sorted = np.all((point[1:] > point[:-1]) | ((point[1:] == point[:-1]) & (stamp[1:] >= stamp[:-1])))
-    return values if key_sorted else values.take(np.lexsort((stamp, point)))
+    same_point, same_stamp = point[1:] == point[:-1], stamp[1:] == stamp[:-1]
+    key_sorted = np.all(
+        (point[1:] > point[:-1])
+        | (same_point & (stamp[1:] > stamp[:-1]))
+        | (same_point & same_stamp & (sequence[1:] > sequence[:-1]))
+    )
+    return values if key_sorted else values.take(np.lexsort((sequence, stamp, point)))
 
 
 def _run_starts(point: np.ndarray) -> np.ndarray:

@@ -20,8 +20,10 @@ What a silver partition is, as a function of its bronze partition and the catalo
   (case-insensitively), and ``af_attribute_count`` says how many reference it; a point none references has
   null context and a count of 0. The context is the catalog's when silver runs: re-materialize silver to
   apply a changed AF model to past days.
-* **Ordered** by point, then time, then PI's order, and replaced whole per partition in one commit
-  (:func:`osipi_dagster.lake.partitions.replace_partition`): a re-run gives the same rows.
+* **PI's order** of several values at one timestamp is the column ``sequence`` (0, 1, ...): Delta files need
+  not keep the order rows were written in. Rows are written sorted by point, time and ``sequence``, and
+  each partition is replaced whole in one commit (:func:`osipi_dagster.lake.partitions.replace_partition`):
+  a re-run gives the same rows.
 
 Memory: the bronze partition is held once, compactly (its repeated strings dictionary-encoded, about 40 bytes
 a value), and written in batches of ``BATCH_ROWS``; size the tag shards so that a partition holds at most
@@ -92,6 +94,7 @@ _SILVER_DICTIONARIES = (
     "area",
     "unit",
 )
+_SEQUENCE = 3  # the column index of ``sequence`` in _SILVER_INPUT (checked below)
 _CONTEXT_STRINGS = [name for name in _CONTEXT_COLUMNS if name in _SILVER_DICTIONARIES]
 _SILVER_INPUT = pa.schema(
     [
@@ -99,6 +102,7 @@ _SILVER_INPUT = pa.schema(
         for f in without_columns(SILVER_TIMESERIES.schema, WRITER_COLUMNS)
     ]
 )
+assert _SILVER_INPUT.names[_SEQUENCE] == "sequence"
 
 
 @dataclass(frozen=True)
@@ -238,9 +242,22 @@ def _silver_batches(
     context: pa.Table,
 ) -> Iterator[pa.RecordBatch]:
     """The silver rows, ``BATCH_ROWS`` at a time, their repeated strings dictionary-encoded."""
+    sequence = _sequence(codes[order], rows.column("timestamp_ns").to_numpy()[order])
     for start in range(0, len(order), BATCH_ROWS):
         taken = order[start : start + BATCH_ROWS]
-        yield _silver_batch(rows.take(pa.array(taken)), codes[taken], web_ids, context_rows, context)
+        batch = _silver_batch(rows.take(pa.array(taken)), codes[taken], web_ids, context_rows, context)
+        yield batch.set_column(
+            _SEQUENCE, _SILVER_INPUT.field("sequence"), pa.array(sequence[start : start + BATCH_ROWS])
+        )
+
+
+def _sequence(codes: np.ndarray, stamps: np.ndarray) -> np.ndarray:
+    """Per sorted row, its position among the rows of its point at its timestamp."""
+    if not len(codes):
+        return np.zeros(0, np.int32)
+    starts = np.r_[True, (codes[1:] != codes[:-1]) | (stamps[1:] != stamps[:-1])]
+    first = np.maximum.accumulate(np.where(starts, np.arange(len(codes)), 0))
+    return (np.arange(len(codes)) - first).astype(np.int32)
 
 
 def _silver_batch(
@@ -259,6 +276,7 @@ def _silver_batch(
         "web_id": _dictionary(codes, np.ones(len(codes), bool), web_ids),
         "timestamp": pa.array(np.floor_divide(stamps, 1000), UTC_US),
         "timestamp_ns": stamps,
+        "sequence": np.zeros(len(stamps), np.int32),
         "value": rows.column("value"),
         "string_value": rows.column("string_value"),
         "digital_state_code": pa.array(code, pa.int32(), mask=system | ~has_state),

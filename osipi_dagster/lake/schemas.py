@@ -212,6 +212,8 @@ SILVER_TIMESERIES = TableSpec(
             pa.field("point_name", pa.string()),
             pa.field("timestamp", UTC_US, nullable=False),
             pa.field("timestamp_ns", pa.int64(), nullable=False),
+            # PI's order among the values of the point at this timestamp (0, 1, ...): files need not keep it.
+            pa.field("sequence", pa.int32(), nullable=False),
             # The number of a numeric point; null for every state and for String points.
             pa.field("value", pa.float64()),
             pa.field("string_value", pa.string()),
