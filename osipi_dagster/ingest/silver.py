@@ -94,7 +94,6 @@ _SILVER_DICTIONARIES = (
     "area",
     "unit",
 )
-_SEQUENCE = 3  # the column index of ``sequence`` in _SILVER_INPUT (checked below)
 _CONTEXT_STRINGS = [name for name in _CONTEXT_COLUMNS if name in _SILVER_DICTIONARIES]
 _SILVER_INPUT = pa.schema(
     [
@@ -102,7 +101,7 @@ _SILVER_INPUT = pa.schema(
         for f in without_columns(SILVER_TIMESERIES.schema, WRITER_COLUMNS)
     ]
 )
-assert _SILVER_INPUT.names[_SEQUENCE] == "sequence"
+_SEQUENCE = _SILVER_INPUT.get_field_index("sequence")
 
 
 @dataclass(frozen=True)
