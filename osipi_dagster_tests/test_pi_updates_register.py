@@ -112,7 +112,8 @@ def test_statuses_are_read_as_pi_spells_them_and_unknown_ones_are_not_taken_for_
 
     def answer(exchange: Exchange) -> Answer:
         items = [
-            {"Source": ids[0], "Status": "Succeded", "LatestMarker": "m0", "Exception": None},  # the topic's typo
+            # "Succeded": the spelling of PI's topic page
+            {"Source": ids[0], "Status": "Succeded", "LatestMarker": "m0", "Exception": None},
             {"Source": ids[1], "Status": "SUCCEEDED", "LatestMarker": "m1"},
             {"Source": ids[2], "LatestMarker": "m2"},  # no Status: registered when it has a marker
             {"Source": ids[3], "Status": "Pending", "LatestMarker": "m3"},
@@ -159,7 +160,7 @@ def test_a_server_error_fails_the_streams_of_its_request_as_worth_retrying(fake)
 
 
 def test_a_refused_authentication_raises(fake):
-    fake.whole = lambda exchange: Answer(401, b'{"Message": "Authorization has been denied for this request."}')
+    fake.whole = lambda exchange: Answer(401, b'{"Message": "Authorization has been denied."}')
     with _client(fake) as client, pytest.raises(PIAuthenticationError):
         client.register_updates(list(fake.points)[:3])
 

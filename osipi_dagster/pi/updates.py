@@ -49,6 +49,7 @@ from osipi_dagster.pi.errors import (
     PIWebAPIError,
     error_messages,
 )
+from osipi_dagster.pi.transport import check_count
 
 if TYPE_CHECKING:
     from osipi_dagster.pi.transport import Transport
@@ -348,12 +349,6 @@ class _Counter:
             self.value += 1
 
 
-def _check_settings(max_url_length: int, concurrency: int) -> None:
-    for name, value in (("max_url_length", max_url_length), ("concurrency", concurrency)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a whole number >= 1 (got {value!r})")
-
-
 def _match(items: list[Any], owner: Callable[[Any], str | None]) -> tuple[dict[str, list[Any]], list[Any]]:
     """The items of an answer by the requested stream ``owner`` names, and the items it names none for."""
     matched: dict[str, list[Any]] = {}
@@ -391,7 +386,8 @@ def register_updates(
 ) -> UpdateRegistration:
     """Register streams for updates (``POST /streamsets/updates?webId=…``); see
     :meth:`~osipi_dagster.pi.client.PIWebAPIClient.register_updates`."""
-    _check_settings(max_url_length, concurrency)
+    check_count("max_url_length", max_url_length, 1)
+    check_count("concurrency", concurrency, 1)
     ids = list(dict.fromkeys(_web_ids(web_ids)))
     counter = _Counter()
     chunking = _Chunking(transport, "webId", max_url_length)
@@ -515,7 +511,8 @@ def read_updates(
 ) -> UpdatesRead:
     """Read the events of each stream since its marker (``GET /streamsets/updates?marker=…``); see
     :meth:`~osipi_dagster.pi.client.PIWebAPIClient.read_updates`."""
-    _check_settings(max_url_length, concurrency)
+    check_count("max_url_length", max_url_length, 1)
+    check_count("concurrency", concurrency, 1)
     pairs = _marker_pairs(markers)
     counter = _Counter()
     chunking = _Chunking(transport, "marker", max_url_length)
@@ -551,7 +548,8 @@ def read_updates(
         )
     if failures:
         log.warning(
-            "%d stream(s) could not be read for updates; they are read again next time", len(failures)
+            "%d stream(s) could not be read for updates: keep their markers and read them again next time",
+            len(failures),
         )
     events = pa.Table.from_batches(batches, schema=UPDATE_EVENTS_SCHEMA)
     return UpdatesRead(events, new_markers, lost, failures, counter.value)
@@ -653,7 +651,7 @@ def _stream_problem(web_id: str, marker: str, items: list[Any], chunking: _Chunk
     ):
         if not item.Events:
             return None  # the common case: no events
-        return _events_problem(web_id, item.Events, chunking.one(marker))
+        return _events_problem(web_id, item.Events, chunking, marker)
     url = chunking.one(marker)
     if item is None:
         return _unanswered(web_id, len(items), url, _RETRY_HINT)
@@ -672,21 +670,22 @@ def _stream_problem(web_id: str, marker: str, items: list[Any], chunking: _Chunk
             errors=error_messages({"Errors": item.WebException.Errors or []}),
         )
     if item.Events is not None and item.LatestMarker:  # an Exception without messages: not an error
-        return _events_problem(web_id, item.Events, url) if item.Events else None
+        return _events_problem(web_id, item.Events, chunking, marker) if item.Events else None
     missing = "LatestMarker" if not item.LatestMarker else "Events"
     return PIResponseError(f"stream {web_id}: the answer has no {missing}; {_RETRY_HINT}", url=url)
 
 
-def _events_problem(web_id: str, events: list[DataPipeEvent], url: str) -> PIResponseError | None:
-    if None in [event.Action for event in events]:
-        return PIResponseError(f"stream {web_id}: an event has no Action; {_RETRY_HINT}", url=url)
+def _events_problem(
+    web_id: str, events: list[DataPipeEvent], chunking: _Chunking, marker: str
+) -> PIResponseError | None:
+    """The first event carrying ``Errors`` (PI's handled per-value error), as the stream's failure."""
     failed = dec.first_error(events)
     if failed is not None:
         index, message = failed
         return PIResponseError(
             f"stream {web_id}: the event at {events[index].Timestamp} carries Errors ({message}); "
             f"{_RETRY_HINT}",
-            url=url,
+            url=chunking.one(marker),
         )
     return None
 
@@ -697,8 +696,8 @@ def _events_batch(
     chunking: _Chunking,
     markers: dict[str, str],
 ) -> pa.RecordBatch | None:
-    """One batch of the events of ``streams``; a stream whose events cannot be made into rows (a timestamp
-    that is not a time) fails alone, its marker withdrawn."""
+    """One batch of the events of ``streams``; a stream whose events cannot be made into rows (an event
+    without Action, a timestamp that is not a time) fails alone, its marker withdrawn."""
     try:
         return _build(streams)
     except (ValueError, pa.ArrowException):
@@ -721,9 +720,11 @@ def _events_batch(
 def _build(streams: list[tuple[str, list[DataPipeEvent]]]) -> pa.RecordBatch:
     segments = [segment for web_id, events in streams for segment in _segments(web_id, events)]
     values = dec.build_batch(segments)
-    actions = [event.Action for _, events in streams for event in events]
+    actions = pa.array([event.Action for _, events in streams for event in events], pa.string())
+    if actions.null_count:
+        raise ValueError("an event has no Action")
     previous = [event.PreviousEventAction for _, events in streams for event in events]
-    columns = [*values.columns, pa.array(actions, pa.string()), pa.array(previous, pa.string())]
+    columns = [*values.columns, actions, pa.array(previous, pa.string())]
     return pa.RecordBatch.from_arrays(columns, schema=UPDATE_EVENTS_SCHEMA)
 
 
