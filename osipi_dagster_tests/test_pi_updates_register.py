@@ -142,7 +142,7 @@ def test_items_are_matched_by_source_and_strays_are_ignored_and_logged(fake, cap
     assert all(fake.markers[registration.markers[w]][0] == w for w in registration.markers)
     assert set(registration.markers) == set(ids) - {ids[2]}
     missing = registration.failures[ids[2]]
-    assert isinstance(missing, PIResponseError) and "no item for the stream" in str(missing)
+    assert isinstance(missing, PIResponseError) and "no item for this stream" in str(missing)
     assert "F1DPsomeoneelse" in caplog.text and "not requested" in caplog.text
 
 

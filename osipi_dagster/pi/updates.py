@@ -85,11 +85,11 @@ _LOST_STATUSES = frozenset({400, 404, 409})
 # PI's topic page spells "Succeded"; an item without Status is registered when it has a marker.
 _REGISTERED = frozenset({"", "succeeded", "succeded", "alreadyregistered"})
 
-_LOST_HINT = (
-    "register the stream again (register_updates) and read its recorded values from the timestamp of the "
-    "last event you stored, to fill the gap"
-)
-_RETRY_HINT = "keep the stream's marker and read it again on the next poll"
+# Per-stream messages are short and put the cause first: callers keep a few hundred characters of them
+# per stream (the stream is the key they are filed under, and its WebId or marker is in the URL).
+_LOST_HINT = "register it again and read its recorded values from the last event you stored"
+_RETRY_HINT = "keep its marker and read it again next time"
+_REGISTER_LATER = "register it again later"
 
 
 class UpdatesLostError(PIWebAPIError):
@@ -101,6 +101,10 @@ class UpdatesLostError(PIWebAPIError):
     was removed because it is no longer valid"; PI then unregisters the stream). Reading again cannot bring
     the missed events back: register the stream again and read its recorded values from the last event you
     stored. ``status`` is the HTTP status, or None for an ``Exception`` on the stream.
+
+    A 404 is reported for every stream of the request (one error, shared): the cache holds them all, and
+    asking for each marker alone would cost two requests per stream in the usual case, an expired cache.
+    Registering again a stream that was not lost is harmless (PI answers ``AlreadyRegistered``).
     """
 
 
@@ -440,7 +444,7 @@ def _web_ids(web_ids: str | Iterable[str]) -> list[str]:
 def _registration_failed(chunk: list[str], error: PIWebAPIError, failures: dict[str, PIWebAPIError]) -> None:
     if len(chunk) == 1 and error.status is not None and 400 <= error.status < 500 and error.status != 429:
         error = RegistrationRefusedError(
-            f"PI Web API refused to register the stream {chunk[0]} for updates",
+            "PI Web API refused to register the stream for updates",
             status=error.status,
             url=error.url,
             errors=error.errors,
@@ -458,35 +462,35 @@ def _registration(web_id: str, items: list[Any], chunking: _Chunking) -> tuple[s
         return item.LatestMarker, status == "alreadyregistered"
     url = chunking.one(web_id)
     if item is None:
-        return _unanswered(web_id, len(items), url, "register it again later")
+        return _unanswered(len(items), url, "register it again later")
     if isinstance(item, _Malformed):
-        return PIResponseError(f"{item.problem}; register the stream {web_id} again later", url=url)
+        return PIResponseError(f"{item.problem}; {_REGISTER_LATER}", url=url)
     errors = _messages(item.exception)
     if errors or status == "failed":
         return RegistrationRefusedError(
-            f"PI Web API did not register the stream {web_id} for updates (Status {item.Status})",
+            f"PI Web API did not register the stream for updates (Status {item.Status})",
             url=url,
             errors=errors,
         )
     if status not in _REGISTERED:
         return PIResponseError(
-            f"PI Web API answered the registration of {web_id} with the Status {item.Status!r}, which is "
-            "not Succeeded, AlreadyRegistered or Failed; register it again later",
+            f"PI Web API answered the registration with the Status {item.Status!r}, not Succeeded, "
+            f"AlreadyRegistered or Failed; {_REGISTER_LATER}",
             url=url,
         )
     return PIResponseError(
-        f"PI Web API registered {web_id} without a LatestMarker; register it again later", url=url
+        f"PI Web API registered the stream without a LatestMarker; {_REGISTER_LATER}", url=url
     )
 
 
-def _unanswered(web_id: str, count: int, url: str, hint: str) -> PIResponseError:
+def _unanswered(count: int, url: str, hint: str) -> PIResponseError:
     if count == 0:
         return PIResponseError(
-            f"PI Web API's answer has no item for the stream {web_id} (PI spells WebIds in its configured "
+            "PI Web API's answer has no item for this stream (PI spells WebIds in its configured "
             f"WebIDType: pass them as PI's discovery returns them); {hint}",
             url=url,
         )
-    return PIResponseError(f"PI Web API answered {count} times for the stream {web_id}; {hint}", url=url)
+    return PIResponseError(f"PI Web API answered {count} times for this stream; {hint}", url=url)
 
 
 # -- retrieval -----------------------------------------------------------------------------------------------
@@ -540,11 +544,14 @@ def read_updates(
         lost.update(outcome.lost)
         failures.update(outcome.failures)
     if lost:
+        web_id, error = next(iter(lost.items()))
         log.warning(
             "PI Web API lost the updates of %d stream(s): register them again and fill the gap from their "
-            "recorded values (e.g. %s: %s)",
+            "recorded values (e.g. %s: HTTP %s: %s)",
             len(lost),
-            *next(iter(lost.items())),
+            web_id,
+            error.status,
+            "; ".join(error.errors) or error.message,
         )
     if failures:
         log.warning(
@@ -579,14 +586,16 @@ def _request_failed(
     lost: dict[str, UpdatesLostError],
     failures: dict[str, PIWebAPIError],
 ) -> None:
-    # 404 "Cache not found" concerns the server's cache, which holds every marker of the request (PI Web
-    # API keeps one cache per user): all of them are lost. Splitting the request to ask for each marker
-    # alone would cost two requests per stream when the cache expired, the usual case; registering a stream
-    # again that was not lost is harmless. 400 and 409 reach here for one marker alone (see _run).
+    # 404 "Cache not found": every marker of the request is lost (see UpdatesLostError). 400 and 409 reach
+    # here for one marker alone: _run splits a request they refuse.
     if error.status in _LOST_STATUSES and (error.status == 404 or len(chunk) == 1):
-        reason = "the server's cache of registrations is gone" if error.status == 404 else "invalid marker"
+        reason = (
+            "PI Web API's cache of registrations is gone"
+            if error.status == 404
+            else "PI Web API refused the marker"
+        )
         shared = UpdatesLostError(
-            f"PI Web API no longer serves the marker(s) of this request ({reason}): {_LOST_HINT}",
+            f"{reason}: {_LOST_HINT}",
             status=error.status,
             url=error.url,
             errors=error.errors,
@@ -624,7 +633,7 @@ def _read_chunk(chunk: list[tuple[str, str]], items: list[Any], chunking: _Chunk
     read = _ChunkRead()
     good: list[tuple[str, list[DataPipeEvent]]] = []
     for web_id, marker in chunk:
-        problem = _stream_problem(web_id, marker, matched.get(web_id, []), chunking)
+        problem = _stream_problem(marker, matched.get(web_id, []), chunking)
         if isinstance(problem, UpdatesLostError):
             read.lost[web_id] = problem
         elif isinstance(problem, PIWebAPIError):
@@ -639,8 +648,9 @@ def _read_chunk(chunk: list[tuple[str, str]], items: list[Any], chunking: _Chunk
     return read
 
 
-def _stream_problem(web_id: str, marker: str, items: list[Any], chunking: _Chunking) -> PIWebAPIError | None:
-    """Why the answer for ``web_id`` cannot be used (lost, or to be read again), or None when it can."""
+def _stream_problem(marker: str, items: list[Any], chunking: _Chunking) -> PIWebAPIError | None:
+    """Why the answer (``items``) for the stream read from ``marker`` cannot be used (it is lost, or must be
+    read again), or None when it can."""
     item = items[0] if len(items) == 1 else None
     if (
         isinstance(item, _Retrieved)
@@ -651,40 +661,37 @@ def _stream_problem(web_id: str, marker: str, items: list[Any], chunking: _Chunk
     ):
         if not item.Events:
             return None  # the common case: no events
-        return _events_problem(web_id, item.Events, chunking, marker)
+        return _events_problem(item.Events, chunking, marker)
     url = chunking.one(marker)
     if item is None:
-        return _unanswered(web_id, len(items), url, _RETRY_HINT)
+        return _unanswered(len(items), url, _RETRY_HINT)
     if isinstance(item, _Malformed):
-        return PIResponseError(f"stream {web_id}: {item.problem}; {_RETRY_HINT}", url=url)
+        return PIResponseError(f"{item.problem}; {_RETRY_HINT}", url=url)
     errors = _messages(item.exception)
     if errors:
         return UpdatesLostError(
-            f"PI Web API stopped the updates of the stream {web_id}: {_LOST_HINT}", url=url, errors=errors
+            f"PI Web API stopped the stream's updates: {_LOST_HINT}", url=url, errors=errors
         )
     if item.WebException is not None:
         return PIResponseError(
-            f"stream {web_id}: the answer carries a WebException; {_RETRY_HINT}",
+            f"the stream's answer carries a WebException; {_RETRY_HINT}",
             status=item.WebException.StatusCode,
             url=url,
             errors=error_messages({"Errors": item.WebException.Errors or []}),
         )
     if item.Events is not None and item.LatestMarker:  # an Exception without messages: not an error
-        return _events_problem(web_id, item.Events, chunking, marker) if item.Events else None
+        return _events_problem(item.Events, chunking, marker) if item.Events else None
     missing = "LatestMarker" if not item.LatestMarker else "Events"
-    return PIResponseError(f"stream {web_id}: the answer has no {missing}; {_RETRY_HINT}", url=url)
+    return PIResponseError(f"the stream's answer has no {missing}; {_RETRY_HINT}", url=url)
 
 
-def _events_problem(
-    web_id: str, events: list[DataPipeEvent], chunking: _Chunking, marker: str
-) -> PIResponseError | None:
+def _events_problem(events: list[DataPipeEvent], chunking: _Chunking, marker: str) -> PIResponseError | None:
     """The first event carrying ``Errors`` (PI's handled per-value error), as the stream's failure."""
     failed = dec.first_error(events)
     if failed is not None:
         index, message = failed
         return PIResponseError(
-            f"stream {web_id}: the event at {events[index].Timestamp} carries Errors ({message}); "
-            f"{_RETRY_HINT}",
+            f"the event at {events[index].Timestamp} carries Errors ({message}); {_RETRY_HINT}",
             url=chunking.one(marker),
         )
     return None
@@ -709,7 +716,7 @@ def _events_batch(
         except (ValueError, pa.ArrowException) as exc:
             del read.markers[web_id]
             read.failures[web_id] = PIResponseError(
-                f"stream {web_id}: its events cannot be read ({exc}); {_RETRY_HINT}",
+                f"the stream's events cannot be read ({exc}); {_RETRY_HINT}",
                 url=chunking.one(markers[web_id]),
             )
         else:
