@@ -1,4 +1,4 @@
-"""A PI Web API client: discovery, and exact, resilient, fast bulk time-series reads into Arrow.
+"""A PI Web API client: discovery, exact, resilient, fast bulk time-series reads into Arrow, Stream Updates.
 
 No Dagster here: the package only needs requests, msgspec, numpy and pyarrow.
 """
@@ -37,10 +37,18 @@ from osipi_dagster.pi.errors import (
 )
 from osipi_dagster.pi.recorded import StreamFailure, StreamRead
 from osipi_dagster.pi.transport import RetryPolicy
+from osipi_dagster.pi.updates import (
+    UPDATE_EVENTS_SCHEMA,
+    RegistrationRefusedError,
+    UpdateRegistration,
+    UpdatesLostError,
+    UpdatesRead,
+)
 
 __all__ = [
     "RECORDED_SCHEMA",
     "SUMMARY_SCHEMA",
+    "UPDATE_EVENTS_SCHEMA",
     "Anonymous",
     "AssetDatabase",
     "AssetServer",
@@ -64,7 +72,11 @@ __all__ = [
     "PIWebAPIClient",
     "PIWebAPIError",
     "Point",
+    "RegistrationRefusedError",
     "RetryPolicy",
     "StreamFailure",
     "StreamRead",
+    "UpdateRegistration",
+    "UpdatesLostError",
+    "UpdatesRead",
 ]

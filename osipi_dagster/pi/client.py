@@ -11,6 +11,7 @@ from osipi_dagster.pi.discovery import Discovery
 from osipi_dagster.pi.errors import redact_url
 from osipi_dagster.pi.recorded import Limits, ReadOptions, ReadSpec, StreamRead
 from osipi_dagster.pi.transport import RetryPolicy, Transport, check_count
+from osipi_dagster.pi.updates import Markers, UpdateRegistration, UpdatesRead, read_updates, register_updates
 
 WebIds = str | Sequence[str]
 
@@ -263,3 +264,56 @@ class PIWebAPIClient(Discovery):
     @staticmethod
     def _mode(web_ids: WebIds, mode: str) -> str:
         return "streams" if isinstance(web_ids, str) else mode
+
+    # -- stream updates --------------------------------------------------------------------------------
+
+    def register_updates(
+        self, web_ids: WebIds, *, max_url_length: int = 8000, concurrency: int = 2
+    ) -> UpdateRegistration:
+        """Register streams for PI Web API's Stream Updates and return one marker per stream.
+
+        Sends ``POST /streamsets/updates?webId=…`` (no body; with the ``X-Requested-With`` header PI's CSRF
+        defence asks for), no URL longer than ``max_url_length``, ``concurrency`` requests at once.
+        Registering a stream again is harmless (PI answers ``AlreadyRegistered``).
+
+        Returns an :class:`~osipi_dagster.pi.updates.UpdateRegistration`: ``markers`` maps each registered
+        WebId to the marker to give :meth:`read_updates`; ``failures`` maps each other WebId to why. A WebId
+        PI refuses (invalid or unknown, a static AF attribute, a ``Failed`` registration) is a
+        :class:`~osipi_dagster.pi.updates.RegistrationRefusedError` and never sinks the others (a request
+        refused as a whole is split until the refused WebId stands alone). Updates start at the
+        registration: read the stream's recorded values up to now for what came before. Only a refused
+        authentication raises (:class:`~osipi_dagster.pi.errors.PIAuthenticationError`).
+        """
+        return register_updates(
+            self._transport, web_ids, max_url_length=max_url_length, concurrency=concurrency
+        )
+
+    def read_updates(
+        self, markers: Markers, *, max_url_length: int = 8000, concurrency: int = 2
+    ) -> UpdatesRead:
+        """Every change to each stream since its marker: new, late, edited and deleted values.
+
+        ``markers`` maps each WebId to its marker (from :meth:`register_updates` or the previous
+        ``read_updates``). Sends ``GET /streamsets/updates?marker=…``, no URL longer than ``max_url_length``,
+        ``concurrency`` requests at once; answers are matched to streams by the marker sent and the
+        ``Source`` WebId, never by position, and an answer for a stream that was not asked for is ignored
+        and logged.
+
+        Returns an :class:`~osipi_dagster.pi.updates.UpdatesRead`; each WebId lands in exactly one of:
+
+        - ``markers``: the stream was read; its events are rows of ``events`` (schema
+          :data:`~osipi_dagster.pi.updates.UPDATE_EVENTS_SCHEMA`: the recorded-value columns plus ``action``
+          and ``previous_event_action``), contiguous and in PI's order, which is the order to apply them in.
+          **Store the new marker only after the events are durably processed**: the new marker skips them
+          for good, while the old one reads them again (so a crash in between repeats events; apply them
+          idempotently);
+        - ``needs_registration``: PI no longer serves the stream's marker (404 "Cache not found", an
+          invalid marker, or an ``Exception`` such as "The signup was updated…"): an
+          :class:`~osipi_dagster.pi.updates.UpdatesLostError`, never "no events". Register the stream again
+          and read its recorded values from the last event you stored, to fill the gap;
+        - ``failures``: the stream could not be read this time (no answer, 5xx after retries, a malformed
+          answer, an event carrying ``Errors``): keep its old marker and read it again next time.
+
+        Only a refused authentication raises (:class:`~osipi_dagster.pi.errors.PIAuthenticationError`).
+        """
+        return read_updates(self._transport, markers, max_url_length=max_url_length, concurrency=concurrency)
