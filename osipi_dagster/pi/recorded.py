@@ -258,6 +258,7 @@ class _Outcome:
     status: int | None = None
     fatal: bool = False  # report at once: no retry can help
     limit: int | None = None  # the server refused maxCount: lower it and read the stream again
+    where: str = ""  # the request that answered the segments, as messages name it
 
 
 @dataclass
@@ -532,7 +533,7 @@ class _Engine:
         for index, answer in pairing.pairs:
             by_stream[index] = self._entry_outcome(streams[index], entries[answer], max_count, where)
         outcomes += [by_stream[index] for index in range(len(streams))]
-        return self._answer(outcomes, where)
+        return self._answer(outcomes)
 
     def _entry_outcome(self, stream: _Stream, entry: Any, max_count: int, where: str) -> _Outcome:
         if isinstance(entry, dec.BadEntry):
@@ -548,7 +549,7 @@ class _Engine:
             url, decode=lambda body: dec.decode_page(body, kind), on_send=self._before_send
         )
         where = _request_name("GET", url)
-        return self._answer([self._outcome(stream, _as_stream_item(content), count, where)], where)
+        return self._answer([self._outcome(stream, _as_stream_item(content), count, where)])
 
     def _fetch_batch(self, group: list[_Stream], counts: list[int]) -> _Answer:
         outcomes = self._unpageable(group, counts)
@@ -579,7 +580,7 @@ class _Engine:
                 outcomes.append(self._sub_outcome(stream, sub, count, where))
             else:
                 outcomes.append(self._sub_failure(stream, sub, count))
-        return self._answer(outcomes, batch)
+        return self._answer(outcomes)
 
     def _sub_outcome(self, stream: _Stream, sub: dec.SubResponse, count: int, where: str) -> _Outcome:
         try:
@@ -610,7 +611,7 @@ class _Engine:
         if problem is not None:
             return _Outcome(stream, error=f"{problem}, in the answer of {where}")
         if self.spec.summary:
-            return self._summary_outcome(stream, item)
+            return self._summary_outcome(stream, item, where)
         items: list[dec.TimedValue] = item.Items
         units = item.UnitsAbbreviation
         if units is None and items:
@@ -619,7 +620,7 @@ class _Engine:
         if not self.spec.paged:
             if failed is not None:
                 return _Outcome(stream, error=f"value at {items[failed[0]].Timestamp}: {failed[1]}")
-            return _Outcome(stream, [dec.Segment(stream.web_id, units, items)])
+            return _Outcome(stream, [dec.Segment(stream.web_id, units, items)], where=where)
         return self._page_outcome(stream, items, units, failed, max_count, where)
 
     def _page_outcome(
@@ -657,27 +658,27 @@ class _Engine:
         if step.end > step.begin:
             segments.append(dec.Segment(stream.web_id, units, items[step.begin : step.end]))
         if failed is not None:
-            return _Outcome(
-                stream, segments, step.next, error=f"value at {items[failed[0]].Timestamp}: {failed[1]}"
-            )
-        return _Outcome(stream, segments, step.next)
+            error = f"value at {items[failed[0]].Timestamp}: {failed[1]}"
+            return _Outcome(stream, segments, step.next, error=error, where=where)
+        return _Outcome(stream, segments, step.next, where=where)
 
-    def _summary_outcome(self, stream: _Stream, item: dec.StreamSummaries) -> _Outcome:
+    def _summary_outcome(self, stream: _Stream, item: dec.StreamSummaries, where: str) -> _Outcome:
         for summary in item.Items:
             failed = dec.first_error([summary.Value])
             if failed is not None:
                 return _Outcome(stream, error=f"{summary.Type}: {failed[1]}")
         units = next((s.Value.UnitsAbbreviation for s in item.Items if s.Value.UnitsAbbreviation), None)
-        return _Outcome(stream, [dec.Segment(stream.web_id, units, [s.Value], s.Type) for s in item.Items])
+        segments = [dec.Segment(stream.web_id, units, [s.Value], s.Type) for s in item.Items]
+        return _Outcome(stream, segments, where=where)
 
-    def _answer(self, outcomes: list[_Outcome], where: str) -> _Answer:
+    def _answer(self, outcomes: list[_Outcome]) -> _Answer:
         segments = [segment for outcome in outcomes for segment in outcome.segments]
         if not segments:
             return _Answer(outcomes=outcomes)
         try:
             batch = dec.build_batch(segments, summary=self.spec.summary)
         except dec.TimestampError as error:
-            outcomes = _without_bad_timestamps(outcomes, error, where)
+            outcomes = _without_bad_timestamps(outcomes, error)
             segments = [segment for outcome in outcomes for segment in outcome.segments]
             batch = dec.build_batch(segments, summary=self.spec.summary) if segments else None
         return _Answer(batch=batch, outcomes=outcomes)
@@ -688,9 +689,7 @@ def _request_name(method: str, url: str) -> str:
     return f"{method} {redact_url(url.partition('?')[0])}"
 
 
-def _without_bad_timestamps(
-    outcomes: list[_Outcome], error: dec.TimestampError, where: str
-) -> list[_Outcome]:
+def _without_bad_timestamps(outcomes: list[_Outcome], error: dec.TimestampError) -> list[_Outcome]:
     """``outcomes`` where each stream holding a timestamp Arrow cannot read fails, yielding nothing."""
     result = []
     position = 0  # the index of the outcome's first segment among all segments of the answer
@@ -701,7 +700,7 @@ def _without_bad_timestamps(
         if problem is None:
             result.append(outcome)
         else:
-            result.append(_Outcome(outcome.stream, error=f"{problem}, in the answer of {where}"))
+            result.append(_Outcome(outcome.stream, error=f"{problem}, in the answer of {outcome.where}"))
     return result
 
 
