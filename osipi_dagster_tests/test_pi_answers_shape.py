@@ -36,10 +36,15 @@ BROKEN: dict[str, Breaker] = {
 
 @pytest.fixture(scope="module")
 def web_ids(mock_pi) -> list[str]:
+    """Float tags: three with a value a second (several pages in the window) and a slower one."""
     with PIWebAPIClient(mock_pi.api) as client:
         (server,) = client.data_servers()
-        points = [p for p in client.points(server.web_id) if p.point_type.startswith("Float")]
-    return [p.web_id for p in points[:4]]
+        floats = [p.web_id for p in client.points(server.web_id) if p.point_type.startswith("Float")]
+    counts = {w: len(raw_recorded(mock_pi.api, w, START.isoformat(), END.isoformat())) for w in floats[:40]}
+    dense = [w for w, n in counts.items() if n > 300]
+    slow = [w for w, n in counts.items() if 0 < n <= 300]
+    assert len(dense) >= 3 and slow
+    return [*dense[:3], slow[0]]
 
 
 def _client(api: str) -> PIWebAPIClient:
@@ -83,25 +88,32 @@ def test_a_malformed_recorded_answer_fails_its_stream_alone(mock_pi, web_ids, mo
     assert Counter(rows) == expected
 
 
-def test_an_entry_that_is_not_a_stream_fails_only_that_stream_and_keeps_a_later_page(mock_pi, web_ids):
-    """The victim is broken on its second page only: its first page is kept, it resumes from there."""
+def test_a_later_malformed_page_keeps_the_earlier_pages_and_the_other_streams(mock_pi, web_ids):
+    """The victim's entry is broken from its second page on, in a request it shares with the other
+    streams: its first page is kept and it is reported from there; the others are whole."""
     victim = web_ids[0]
-    pages: list[int] = []
+    carried: list[int] = []  # how many streams each request of the victim carried
 
     def change(exchange: Exchange) -> Any:
         if victim in exchange.web_ids():
-            pages.append(1)
-            if len(pages) >= 2:
+            carried.append(len(exchange.web_ids()))
+            if len(carried) >= 2:
                 return change_stream(victim, "recorded", BROKEN["Items not a list"])(exchange)
         return exchange.answer
 
     with answer_proxy(mock_pi.url, change) as proxy, _client(proxy.api) as client:
-        read = client.read_recorded(web_ids, START, END, page_size=100)
+        read = client.read_recorded(web_ids, START, END, page_size=3)
         rows = rows_of(read)
+    assert carried[1] > 1, "the broken page must be shared with other streams"
     (failure,) = read.failures
     assert failure.web_id == victim and "Expected `array`" in failure.message
     kept = [r for r in rows if r[0] == victim]
-    assert len(kept) == 100 and all(r[1] <= failure.resume_from_ns for r in kept)
+    assert len(kept) == 3 and all(r[1] <= failure.resume_from_ns for r in kept)
+    assert sorted(read.completed) == sorted(web_ids[1:])
+    expected = Counter(
+        row for w in web_ids[1:] for row in raw_recorded(mock_pi.api, w, START.isoformat(), END.isoformat())
+    )
+    assert Counter(r for r in rows if r[0] != victim) == expected
 
 
 def test_secrets_in_the_url_never_reach_the_message(mock_pi, web_ids):
