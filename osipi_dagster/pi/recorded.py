@@ -71,8 +71,8 @@ _LIMIT_NUMBER = re.compile(r"maximum allowed\D{0,20}?(\d+)", re.IGNORECASE)
 class ReadCancelledError(Exception):
     """The read's ``cancel`` event was set: nothing more is yielded or sent.
 
-    Batches yielded before stay yielded; ``failures`` and ``completed`` describe only part of the read, so
-    nothing may be concluded from them about the streams that are in neither.
+    Batches yielded before stay yielded. ``completed`` and ``failures`` stay true but describe only part of
+    the read: a stream in neither was read in part or not at all.
     """
 
 
@@ -341,11 +341,12 @@ class _Engine:
                     continue
                 done, _ = wait(inflight, timeout=self._wait_timeout(), return_when=FIRST_COMPLETED)
                 for future in done:
+                    # Before an answer moves any stream: ``completed`` only lists streams wholly yielded.
+                    self.check_cancel()
                     group = inflight.pop(future)
                     answer = future.result()
                     self._apply(group, answer)
                     if answer.batch is not None and answer.batch.num_rows:
-                        self.check_cancel()
                         self.rows += answer.batch.num_rows
                         yield answer.batch
         finally:
@@ -524,9 +525,9 @@ class _Engine:
         where = _request_name("GET", url)
         pairing = pair_streams([s.web_id for s in streams], [entry.WebId for entry in entries])
         for index in pairing.ignored:
-            log.warning(
-                "PI answered a stream that was not requested (%s) to %s: ignored", entries[index].WebId, where
-            )
+            entry = entries[index]
+            what = entry.problem if isinstance(entry, dec.BadEntry) else "a stream that was not requested"
+            log.warning("PI answered %s (WebId %r) to %s: ignored", what, entry.WebId, where)
         by_stream: dict[int, _Outcome] = {}
         for index, why in pairing.unanswered.items():
             by_stream[index] = _Outcome(streams[index], error=f"{why}, in the answer of {where}")

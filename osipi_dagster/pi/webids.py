@@ -10,7 +10,7 @@ then the GUIDs (base64url of the Microsoft byte order, 22 characters each) and, 
 The identity of a WebID is its marker, owner marker, GUIDs and point id. LocalIDOnly and DefaultIDOnly IDs
 carry only the object's own GUID (the server is implied), so they share an identity with Full and IDOnly IDs
 only where that GUID is the whole identity (data servers, points, AF servers). PathOnly IDs carry no id at
-all, and IDs this module cannot decode (version 1.0 IDs, unknown markers, anything malformed) have no
+all, and IDs this module cannot decode (version 1.0 IDs, unverified markers, anything malformed) have no
 identity: both are matched by their exact string only. The mock server has its own encoder
 (``osipi_dagster/mock/webids.py``); this decoder is written independently on purpose, the mock being the
 oracle.
@@ -23,7 +23,8 @@ import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# Marker -> (owner marker length, GUIDs in Full and IDOnly IDs, has an Int32 point id).
+# Marker -> (owner marker length, GUIDs in Full and IDOnly IDs, has an Int32 point id): the layouts
+# verified on real IDs (piwebapi.md §7.5). Other markers are not decoded, so never matched but by string.
 _LAYOUTS: dict[str, tuple[int, int, bool]] = {
     "DS": (0, 1, False),  # PI Data Archive: server
     "DP": (0, 1, True),  # PI Point: server + point id
@@ -31,12 +32,8 @@ _LAYOUTS: dict[str, tuple[int, int, bool]] = {
     "RD": (0, 2, False),  # AF database: system + database
     "Em": (0, 2, False),  # element: system + element
     "Fm": (0, 2, False),  # event frame: system + event frame
-    "ET": (0, 2, False),  # element template: system + template
-    "AT": (0, 3, False),  # attribute template: system + element template + attribute template
-    "EC": (0, 2, False),  # element category: system + category
     "Ab": (1, 3, False),  # attribute: system + owner + attribute
     "MS": (1, 2, False),  # enumeration set: system or server + set
-    "MV": (1, 3, False),  # enumeration value: system or server + set + value
 }
 _GUID_CHARS = 22
 _INT32_CHARS = 6
@@ -130,8 +127,8 @@ def pair_streams(requested: Sequence[str], answered: Sequence[str]) -> Pairing:
         if len(answers) > len(indices):
             for index in indices:
                 pairing.unanswered[index] = (
-                    f"the answer holds {len(answers)} streams for this WebId, requested {len(indices)} "
-                    "time(s): which one is this stream's is ambiguous"
+                    f"the stream is answered {len(answers)} times for {len(indices)} request(s), "
+                    "which is ambiguous"
                 )
             continue
         free, rest = list(answers), []
@@ -146,6 +143,6 @@ def pair_streams(requested: Sequence[str], answered: Sequence[str]) -> Pairing:
             if free:
                 pairing.pairs.append((index, free.pop(0)))
             else:
-                pairing.unanswered[index] = "the stream is missing from the answer"
+                pairing.unanswered[index] = "the stream is missing"
     pairing.ignored = sorted(i for answers in offered.values() for i in answers)
     return pairing
