@@ -13,9 +13,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from osipi_dagster.pi import PIWebAPIClient, StreamRead
+from osipi_dagster.pi import decode as dec
 from osipi_dagster_tests.answer_proxy import Exchange, answer_proxy, change_stream
 from osipi_dagster_tests.pi_helpers import raw_recorded, rows_of
 
@@ -159,3 +161,28 @@ def test_other_reads_fail_the_malformed_stream_alone(mock_pi, web_ids, mode, act
     _assert_only_victim_failed(read, rows, web_ids, victim)
     assert _request_named(mode, victim, action) in read.failures[0].message
     assert {r[0] for r in rows} == set(web_ids) - {victim}
+
+
+def test_a_stream_pi_could_not_read_fails_with_pis_own_message():
+    """An entry holding only PI's ``Errors`` (no ``Items``) fails its stream with PI's words; a malformed
+    entry next to it fails alone; the good entry is kept as decoded by the fast path."""
+    body = msgspec.json.encode(
+        {
+            "Items": [
+                {"WebId": "A", "Items": [{"Timestamp": "2025-01-06T00:00:00Z", "Value": 1.0}]},
+                {"WebId": "B", "Errors": ["Point not found."]},
+                {"WebId": "C", "Items": 7},
+            ]
+        }
+    )
+    good, unread, broken = dec.decode_streamset(body, dec.StreamValuesPage, dec.StreamValues)
+    assert isinstance(good, dec.StreamValues) and good.Items[0].Value == 1.0
+    assert unread == dec.BadEntry("B", "Point not found.")
+    assert broken.WebId == "C" and "Expected `array`" in broken.problem
+
+
+def test_a_batch_sub_response_that_is_not_one_fails_alone():
+    body = b'{"0": {"Status": 200, "Content": {"Items": []}}, "1": 5, "2": {"Content": {}}}'
+    answers = dec.decode_batch(body)
+    assert isinstance(answers["0"], dec.SubResponse) and answers["0"].Status == 200
+    assert "malformed" in answers["1"] and "Status" in answers["2"]
