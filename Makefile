@@ -43,7 +43,9 @@ format: install
 	$(BIN)/ruff check --fix .
 
 test: install lint
+	$(BIN)/lint-imports
 	$(BIN)/dagster definitions validate -w workspace.yaml
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: install

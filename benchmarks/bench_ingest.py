@@ -123,13 +123,14 @@ def start_mock(points: int, now: datetime) -> tuple[subprocess.Popen, str]:
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     """Materialize the catalog then one ``pi_timeseries`` partition; return the measurements."""
-    os.environ["OSIPI_TAG_SHARDS"] = "1"  # read when osipi_dagster.partitions is first imported, below
     import dagster as dg
 
-    from osipi_dagster.assets.af import pi_af
-    from osipi_dagster.assets.points import pi_points
-    from osipi_dagster.assets.timeseries import pi_timeseries
-    from osipi_dagster.resources import DeltaLakehouseResource, PIWebAPIResource
+    from osipi_dagster.defs.pi_server import server_assets
+    from osipi_dagster.defs.resources import DeltaLakehouseResource, PIWebAPIResource
+    from osipi_dagster.settings import PIServerSettings
+
+    assets = server_assets(PIServerSettings(tag_shards=1))  # one shard: the whole catalog in one partition
+    pi_af, pi_points, pi_timeseries = assets.af, assets.points, assets.timeseries
 
     now = DAY + timedelta(hours=args.hours)
     root = args.root or Path(tempfile.mkdtemp(prefix="bench_ingest_"))

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from osipi_dagster.contract import RECORDED_SCHEMA
 from osipi_dagster.lake import Lakehouse, read_slice, replace_slice, row_count
-from osipi_dagster.lake.schemas import RECORDED_SCHEMA
 
 DAY = date(2025, 1, 6)
 DAY_START_NS = int(datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC).timestamp()) * 1_000_000_000

@@ -1,16 +1,24 @@
-"""The Dagster code location: assembles assets, resources and schedules into ``defs``."""
+"""The Dagster code location: every definition under ``osipi_dagster/defs/``, loaded by Dagster's folder
+loading (``workspace.yaml``, ``dagster dev``, ``dg dev`` and ``dg check defs`` all start here)."""
+
+from collections.abc import Sequence
+from pathlib import Path
 
 import dagster as dg
 
-from osipi_dagster.assets.af import pi_af
-from osipi_dagster.assets.event_frames import pi_event_frames
-from osipi_dagster.assets.points import pi_points
-from osipi_dagster.assets.timeseries import pi_timeseries
-from osipi_dagster.resources import resources_from_env
-from osipi_dagster.schedules import SCHEDULES
+from osipi_dagster.defs.lakehouse import lakehouse_definitions
+from osipi_dagster.defs.pi_server import server_definitions
+from osipi_dagster.settings import LakeSettings, PIServerSettings
 
-defs = dg.Definitions(
-    assets=[pi_af, pi_points, pi_timeseries, pi_event_frames],
-    resources=resources_from_env(),
-    schedules=SCHEDULES,
-)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The project's definitions: the PI servers of ``defs/`` and the lakehouse they share."""
+    return dg.load_from_defs_folder(project_root=PROJECT_ROOT)
+
+
+def build_definitions(lake: LakeSettings, servers: Sequence[PIServerSettings]) -> dg.Definitions:
+    """The same definitions from explicit settings (tests, the demo): the lakehouse and each server's."""
+    return dg.Definitions.merge(lakehouse_definitions(lake), *(server_definitions(s) for s in servers))

@@ -1,73 +1,105 @@
-"""`make demo`: the main job end to end on the embedded default.
+"""`make demo`: the main job end to end on the embedded default, for two PI servers side by side.
 
-Starts the mock PI Web API (2,000 points, clock fixed at ``DEMO_NOW`` so every demo reads the same data),
-then materializes through Dagster, as runs recorded in ``DAGSTER_HOME`` (the UI of ``make ui`` shows
-them): the AF hierarchy and attributes, the tag catalog, the time series of yesterday and today (the
-mock's) over every shard (one run per day, covering all its shards), and the event frames of both days.
-It prints rows per table, values/s, the duration and where the tables are. Running it again replaces the
-same slices: the row counts stay the same.
+Starts two mock PI Web APIs (different ports and seeds, clocks fixed at ``DEMO_NOW`` so every demo reads the
+same data): the default server (``OSIPI_DEMO_POINTS`` points, 2,000 by default; every other ``OSIPI_*``
+setting applies to it as to the code location) and a second site, ``site_b``, with a quarter of the points.
+For each server it materializes through Dagster, as runs recorded in ``DAGSTER_HOME`` (the UI of ``make ui``
+shows them): the AF hierarchy and attributes, the tag catalog, the time series of yesterday and today (the
+mock's) over every shard (one run per day, covering all its shards), and the event frames of both days. Both
+servers land in one lakehouse, each in its own tables. It prints rows per table, values/s, the duration and
+where the tables are. Running it again replaces the same slices: the row counts stay the same.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
+from contextlib import ExitStack
 from datetime import date, timedelta
 
 import dagster as dg
 
-from osipi_dagster.lake import row_count
+from osipi_dagster.definitions import build_definitions
+from osipi_dagster.defs.pi_server.partitions import server_partitions
+from osipi_dagster.defs.pi_server.wiring import ServerWiring
+from osipi_dagster.lake import Lakehouse, row_count
+from osipi_dagster.lake.schemas import TABLE_SPECS
 from osipi_dagster.mock.config import MockConfig
 from osipi_dagster.mock.server import serve_in_thread
-from osipi_dagster.partitions import SHARD_PARTITIONS
+from osipi_dagster.settings import PIServerSettings, demo_from_env, lake_from_env, pi_server_from_env
 
 DEMO_NOW = "2025-01-06T12:00:00Z"
-# OSIPI_DEMO_POINTS lets a test run the same demo on a smaller mock.
-DEMO_CONFIG = MockConfig(port=0, tags=int(os.environ.get("OSIPI_DEMO_POINTS", "2000")), now=DEMO_NOW)
-TABLES = (
-    "bronze.pi_asset_hierarchy",
-    "bronze.pi_af_attributes",
-    "bronze.pi_points",
-    "bronze.pi_timeseries",
-    "bronze.pi_event_frames",
-    "checkpoints.pi_watermarks",
-)
+SECOND_SITE = "site_b"
+
+
+def demo_mock(points: int | None = None, port: int = 0) -> MockConfig:
+    """The default server's mock, as ``make demo`` and ``make ui`` serve it (on 127.0.0.1)."""
+    return MockConfig(host="127.0.0.1", port=port, tags=points or demo_from_env().points, now=DEMO_NOW)
 
 
 def main() -> int:
     started = time.perf_counter()
     instance = dg.DagsterInstance.get()  # DAGSTER_HOME: the Makefile points it at ./.dagster_home
-    with serve_in_thread(DEMO_CONFIG) as mock:
-        # The code location reads its resources from the environment, as `make ui` and deployments do.
-        os.environ["OSIPI_PI_BASE_URL"] = mock.api
-        os.environ.setdefault("OSIPI_PI_COMPRESS", "false")  # the mock is on loopback: gzip only costs CPU
-        from osipi_dagster.definitions import defs  # imported once the environment names the mock
-
-        print(f"Mock PI Web API on {mock.api}: {DEMO_CONFIG.tags} points, clock fixed at {DEMO_NOW}")
-        today = date.fromisoformat(DEMO_NOW[:10])
-        _run(defs, instance, ["pi_af_hierarchy", "pi_af_attributes"])
-        _run(defs, instance, ["pi_points"])
+    lake = lake_from_env()
+    points = demo_from_env().points
+    mocks = {
+        "default": demo_mock(points),
+        SECOND_SITE: MockConfig(
+            port=0,
+            tags=max(1, points // 4),
+            now=DEMO_NOW,
+            seed=2,
+            server_name="PISITEB",
+            af_server_name="AFSITEB",
+        ),
+    }
+    with ExitStack() as stack:
+        apis = {name: stack.enter_context(serve_in_thread(config)).api for name, config in mocks.items()}
+        # The mock is on loopback: gzip would only cost CPU.
+        default = pi_server_from_env(base_url=apis["default"], compress=False)
+        servers = [
+            default,
+            PIServerSettings(
+                name=SECOND_SITE, base_url=apis[SECOND_SITE], compress=False, tag_shards=default.tag_shards
+            ),
+        ]
+        defs = build_definitions(lake, servers)
         values = seconds = 0.0
-        for day in (today - timedelta(days=1), today):
-            run_values, run_seconds = _run(
-                defs, instance, ["pi_timeseries"], partition_range=_all_shards(day)
-            )
+        for server in servers:
+            print(f"\n{server.name}: mock PI Web API on {server.base_url}, clock fixed at {DEMO_NOW}")
+            run_values, run_seconds = _main_job(defs, instance, server)
             values, seconds = values + run_values, seconds + run_seconds
-            _run(defs, instance, ["pi_event_frames"], partition_key=day.isoformat())
-    _summary(defs, int(values), seconds, time.perf_counter() - started, instance)
+    _summary(lake.root, servers, int(values), seconds, time.perf_counter() - started, instance)
     return 0
 
 
-def _all_shards(day: date) -> tuple[str, str]:
-    shards = SHARD_PARTITIONS.get_partition_keys()
-    return f"{day.isoformat()}|{shards[0]}", f"{day.isoformat()}|{shards[-1]}"
+def _main_job(
+    defs: dg.Definitions, instance: dg.DagsterInstance, server: PIServerSettings
+) -> tuple[float, float]:
+    """AF, catalog, the time series of yesterday and today and their event frames, for one server; the
+    time-series values read and the seconds it took."""
+    key = ServerWiring(server).key
+    today = date.fromisoformat(DEMO_NOW[:10])
+    shards = server_partitions(server).shard_keys
+    _run(defs, instance, [key("pi_af_hierarchy"), key("pi_af_attributes")])
+    _run(defs, instance, [key("pi_points")])
+    values = seconds = 0.0
+    for day in (today - timedelta(days=1), today):
+        run_values, run_seconds = _run(
+            defs,
+            instance,
+            [key("pi_timeseries")],
+            partition_range=(f"{day.isoformat()}|{shards[0]}", f"{day.isoformat()}|{shards[-1]}"),
+        )
+        values, seconds = values + run_values, seconds + run_seconds
+        _run(defs, instance, [key("pi_event_frames")], partition_key=day.isoformat())
+    return values, seconds
 
 
 def _run(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
-    assets: list[str],
+    assets: list[dg.AssetKey],
     *,
     partition_key: str | None = None,
     partition_range: tuple[str, str] | None = None,
@@ -82,29 +114,32 @@ def _run(
         }
     label = partition_key or (partition_range and " .. ".join(partition_range)) or "unpartitioned"
     step_started = time.perf_counter()
-    job = defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(a) for a in assets])
+    job = defs.resolve_implicit_job_def_def_for_assets(assets)
     result = job.execute_in_process(
-        instance=instance,
-        asset_selection=[dg.AssetKey(a) for a in assets],
-        partition_key=partition_key,
-        tags=tags,
-        raise_on_error=True,
+        instance=instance, asset_selection=assets, partition_key=partition_key, tags=tags, raise_on_error=True
     )
     seconds = time.perf_counter() - step_started
-    print(f"  {', '.join(assets):<40} {label:<33} run {result.run_id[:8]} {seconds:6.1f} s")
+    names = ", ".join(a.to_user_string() for a in assets)
+    print(f"  {names:<40} {label:<33} run {result.run_id[:8]} {seconds:6.1f} s")
     events = result.get_asset_materialization_events()
     values = events[0].materialization.metadata.get("run_values") if events else None
     return (values.value if values else 0), seconds
 
 
 def _summary(
-    defs: dg.Definitions, values: int, values_seconds: float, seconds: float, instance: dg.DagsterInstance
+    root: str,
+    servers: list[PIServerSettings],
+    values: int,
+    values_seconds: float,
+    seconds: float,
+    instance: dg.DagsterInstance,
 ) -> None:
-    lakehouse = defs.resources["lakehouse"]
     print("\nTables (Delta Lake):")
-    for name in TABLES:
-        table = lakehouse.table(name)
-        print(f"  {name:<28} {row_count(table) if table.exists() else 0:>12,} rows   {table.uri}")
+    for server in servers:
+        lake = Lakehouse(root, table_prefix=server.table_prefix)
+        for name in TABLE_SPECS:
+            table = lake.table(name)
+            print(f"  {table.name:<36} {row_count(table) if table.exists() else 0:>12,} rows   {table.uri}")
     rate = values / values_seconds if values_seconds else 0
     print(
         f"\nTime series: {values:,} values read and written in {values_seconds:.1f} s ({rate:,.0f} values/s, "

@@ -1,26 +1,285 @@
-"""Environment settings of the connector, read in one place (documented in docs/CONFIGURATION.md)."""
+"""The connector's settings: one validated model per PI server and one for the lakehouse.
+
+A setting has one definition here (type, default, bounds, description). The values come from a component's
+YAML (``defs/<site>/defs.yaml``, see ``osipi_dagster.defs.pi_server``), from Python (tests, the demo), or,
+for the embedded default server and the lakehouse, from ``OSIPI_*`` environment variables: this module is
+the only place that reads the environment (docs/CONFIGURATION.md lists every variable). Nothing is read at
+import time; the code location reads the environment once, while Dagster loads its definitions.
+
+Errors name what is wrong and, for environment settings, the variable. Secrets are never held here: a
+server's password, token or client secret is named by the environment variable that holds it, and Dagster
+resolves that ``dg.EnvVar`` at run time, so neither the UI nor a log ever shows the value.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from osipi_dagster.pi.options import ReadMode
+
+DEFAULT_PI_BASE_URL = "http://127.0.0.1:8010/piwebapi"  # the embedded mock (`make mock`)
+DEFAULT_SERVER = "default"  # the server whose assets and tables carry no prefix (the embedded default)
+MAX_TAG_SHARDS = 100  # two-digit shard keys (osipi_dagster.ingest.shards)
+
+M = TypeVar("M", bound=BaseModel)
 
 
-def env_list(name: str, default: str = "") -> list[str]:
-    """A comma-separated environment variable as a list of non-empty, stripped items."""
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+class AuthMode(StrEnum):
+    """How the connector authenticates to PI Web API."""
+
+    ANONYMOUS = "anonymous"
+    BASIC = "basic"
+    BEARER = "bearer"
+    OIDC = "oidc"  # OAuth client credentials against the identity provider PI Web API announces
+    KERBEROS = "kerberos"  # the optional extra `kerberos`
 
 
-def overlap_minutes_from_env() -> int:
-    """``OSIPI_OVERLAP_MINUTES`` (default 60): how far before its watermark the open day is re-read."""
-    value = os.environ.get("OSIPI_OVERLAP_MINUTES", "60").strip()
-    if not value.isdigit():
-        raise ValueError(f"OSIPI_OVERLAP_MINUTES={value!r} must be a whole number of minutes, e.g. 60.")
-    return int(value)
+class SettingsError(ValueError):
+    """Settings that cannot work; the message names each setting (or variable) and what to do."""
 
 
-def close_day_hour_from_env() -> int:
-    """``OSIPI_CLOSE_DAY_HOUR`` (UTC, default 3): when yesterday is read whole again, late data settled."""
-    value = os.environ.get("OSIPI_CLOSE_DAY_HOUR", "3").strip()
-    if not value.isdigit() or not 0 <= int(value) <= 23:
-        raise ValueError(f"OSIPI_CLOSE_DAY_HOUR={value!r} must be an hour from 0 to 23 (UTC), e.g. 3.")
-    return int(value)
+def _ascii_whole_number(value: Any) -> Any:
+    # pydantic accepts "1_000", "+3", "12.0" and non-ASCII digits as integers: a typo must not pass.
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(r"[0-9]+", text):
+            raise ValueError("must be a whole number written with the digits 0-9")
+        return int(text)
+    return value
+
+
+def _flag(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() not in _FLAG_WORDS:
+        raise ValueError("must be true or false (also accepted: 1/0, yes/no, on/off)")
+    return value.strip() if isinstance(value, str) else value
+
+
+_FLAG_WORDS = frozenset({"true", "false", "1", "0", "yes", "no", "on", "off", "t", "f", "y", "n"})
+
+
+def _comma_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_ascii_whole_number)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Patterns = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
+
+
+class PIServerSettings(BaseModel):
+    """One PI Web API (a PI Data Archive and its AF server) and the tags read from it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    name: str = Field(
+        default=DEFAULT_SERVER,
+        pattern=r"^[a-z][a-z0-9_]{0,30}$",
+        description="The server's name in the project: lower-case letters, digits and underscores. Every "
+        "server but 'default' prefixes its asset keys, tables, schedules and resource key with it.",
+    )
+    base_url: str = Field(
+        default=DEFAULT_PI_BASE_URL, description="The PI Web API root, https://host/piwebapi."
+    )
+    auth: AuthMode = Field(
+        default=AuthMode.ANONYMOUS, description="anonymous, basic, bearer, oidc or kerberos."
+    )
+    username: str | None = Field(default=None, description="Basic auth user (DOMAIN\\user).")
+    password_env_var: str | None = Field(
+        default=None, description="The environment variable holding the Basic password."
+    )
+    token_env_var: str | None = Field(
+        default=None, description="The environment variable holding a static bearer token."
+    )
+    client_id: str | None = Field(default=None, description="OIDC client-credentials client id.")
+    client_secret_env_var: str | None = Field(
+        default=None, description="The environment variable holding the OIDC client secret."
+    )
+    verify_tls: Flag = Field(default=True, description="Verify the server's TLS certificate.")
+    ca_bundle: str | None = Field(default=None, description="A CA bundle file to verify TLS with.")
+    read_mode: ReadMode = Field(default=ReadMode.STREAMSETS, description="How recorded values are read.")
+    compress: Flag = Field(default=True, description="Ask for gzip; turn off on loopback or a fast LAN.")
+    data_server: str | None = Field(default=None, description="The Data Archive's name; default: the first.")
+    start_date: date = Field(
+        default=date(2024, 1, 1), description="The first daily partition (UTC) of the time series."
+    )
+    tag_shards: WholeNumber = Field(
+        default=16, ge=1, le=MAX_TAG_SHARDS, description="Tag shards: a point's shard is a hash of its id."
+    )
+    overlap_minutes: WholeNumber = Field(
+        default=60, ge=0, description="The open day is re-read from each point's watermark minus this."
+    )
+    close_day_hour: WholeNumber = Field(
+        default=3, ge=0, le=23, description="The UTC hour at which yesterday is read whole again."
+    )
+    point_include: Patterns = Field(default=("*",), description="Point-name patterns to read (PI wildcards).")
+    point_exclude: Patterns = Field(default=(), description="Point-name patterns to skip.")
+    af_templates: Patterns = Field(
+        default=(), description="Only points referenced from elements of these AF templates (or derived)."
+    )
+    af_attribute_names: Patterns = Field(
+        default=(), description="Only points referenced by AF attributes with these names."
+    )
+    catalog_max_removed_share: float = Field(
+        default=0.10,
+        ge=0.0,
+        le=1.0,
+        description="A catalog refresh that would mark more than this share of the active points deleted "
+        "(or all of them) fails unless the removal is confirmed in the run config.",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        return check_base_url(value)
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == DEFAULT_SERVER
+
+    @property
+    def key_prefix(self) -> list[str]:
+        """The asset key prefix: none for the default server, ``[name]`` for the others."""
+        return [] if self.is_default else [self.name]
+
+    @property
+    def table_prefix(self) -> str:
+        """Put before the server's table names in the lakehouse (``bronze.site_b__pi_timeseries``)."""
+        return "" if self.is_default else f"{self.name}__"
+
+    def qualified(self, name: str) -> str:
+        """A Dagster name (resource key, schedule, group) made unique to this server."""
+        return name if self.is_default else f"{self.name}__{name}"
+
+
+def check_base_url(value: str) -> str:
+    """``value`` if it is an http(s) URL with a host and no credentials; otherwise a clear error that never
+    repeats a password."""
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+    except ValueError:
+        parts, host = None, None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not host:
+        raise ValueError(
+            "must be an http:// or https:// URL with a host, e.g. https://pi.example.com/piwebapi"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "must not embed credentials (user:password@): they would be stored in clear in every run's "
+            "configuration. Remove them and use auth=basic with a username and the password in an "
+            "environment variable (OSIPI_PI_AUTH, OSIPI_PI_USERNAME, OSIPI_PI_PASSWORD)"
+        )
+    return text.rstrip("/")
+
+
+class LakeSettings(BaseModel):
+    """Where the Delta tables live."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    root: str = Field(
+        default="data/lakehouse", description="A folder, or an s3://, abfss:// or gs:// URI.", min_length=1
+    )
+
+
+class DemoSettings(BaseModel):
+    """`make demo`'s size (the tests run it smaller)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    points: WholeNumber = Field(default=2000, ge=1, description="Points of each demo mock server.")
+
+
+# Environment variable -> setting, for each model read from the environment. The secrets are not values:
+# a set variable becomes the name the server's `*_env_var` setting points at.
+PI_SERVER_VARIABLES: dict[str, str] = {
+    "OSIPI_PI_BASE_URL": "base_url",
+    "OSIPI_PI_AUTH": "auth",
+    "OSIPI_PI_USERNAME": "username",
+    "OSIPI_PI_CLIENT_ID": "client_id",
+    "OSIPI_PI_VERIFY_TLS": "verify_tls",
+    "OSIPI_PI_CA_BUNDLE": "ca_bundle",
+    "OSIPI_PI_READ_MODE": "read_mode",
+    "OSIPI_PI_COMPRESS": "compress",
+    "OSIPI_PI_DATA_SERVER": "data_server",
+    "OSIPI_START_DATE": "start_date",
+    "OSIPI_TAG_SHARDS": "tag_shards",
+    "OSIPI_OVERLAP_MINUTES": "overlap_minutes",
+    "OSIPI_CLOSE_DAY_HOUR": "close_day_hour",
+    "OSIPI_POINT_INCLUDE": "point_include",
+    "OSIPI_POINT_EXCLUDE": "point_exclude",
+    "OSIPI_AF_TEMPLATES": "af_templates",
+    "OSIPI_AF_ATTRIBUTE_NAMES": "af_attribute_names",
+    "OSIPI_CATALOG_MAX_REMOVED_SHARE": "catalog_max_removed_share",
+}
+PI_SERVER_SECRETS: dict[str, str] = {
+    "OSIPI_PI_PASSWORD": "password_env_var",
+    "OSIPI_PI_TOKEN": "token_env_var",
+    "OSIPI_PI_CLIENT_SECRET": "client_secret_env_var",
+}
+LAKE_VARIABLES: dict[str, str] = {"OSIPI_LAKE_ROOT": "root"}
+DEMO_VARIABLES: dict[str, str] = {"OSIPI_DEMO_POINTS": "points"}
+
+
+def pi_server_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> PIServerSettings:
+    """The embedded default server from ``OSIPI_*`` variables; ``overrides`` (settings given explicitly, e.g.
+    by a component's YAML) win over the environment."""
+    env = os.environ if environ is None else environ
+    values = _values(env, PI_SERVER_VARIABLES)
+    values |= {setting: name for name, setting in PI_SERVER_SECRETS.items() if env.get(name)}
+    return _build(PIServerSettings, {**values, **overrides}, PI_SERVER_VARIABLES, set(overrides))
+
+
+def lake_from_env(environ: Mapping[str, str] | None = None) -> LakeSettings:
+    """The lakehouse from ``OSIPI_LAKE_ROOT``."""
+    env = os.environ if environ is None else environ
+    return _build(LakeSettings, _values(env, LAKE_VARIABLES), LAKE_VARIABLES, set())
+
+
+def demo_from_env(environ: Mapping[str, str] | None = None) -> DemoSettings:
+    """`make demo`'s size from ``OSIPI_DEMO_POINTS``."""
+    env = os.environ if environ is None else environ
+    return _build(DemoSettings, _values(env, DEMO_VARIABLES), DEMO_VARIABLES, set())
+
+
+def dagster_home() -> str | None:
+    """``DAGSTER_HOME``, where the Dagster instance lives (``make`` sets it to ./.dagster_home)."""
+    return os.environ.get("DAGSTER_HOME") or None
+
+
+def environment_with(overrides: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with ``overrides``: for a child process (``make ui``'s dagster dev)."""
+    return {**os.environ, **overrides}
+
+
+def _values(env: Mapping[str, str], variables: Mapping[str, str]) -> dict[str, str]:
+    # An empty variable counts as unset (a common way to "unset" in .env files and CI settings).
+    return {setting: env[name] for name, setting in variables.items() if env.get(name, "").strip()}
+
+
+def _build(model: type[M], values: dict[str, Any], variables: Mapping[str, str], explicit: set[str]) -> M:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        by_setting = {setting: name for name, setting in variables.items()}
+        lines = []
+        for error in exc.errors():
+            setting = str(error["loc"][0]) if error["loc"] else "?"
+            source = setting if setting in explicit else by_setting.get(setting, setting)
+            shown = values.get(setting)
+            quoted = "" if shown is None or setting == "base_url" else f"={shown!r}"
+            lines.append(f"{source}{quoted}: {error['msg'].removeprefix('Value error, ')}")
+        raise SettingsError(
+            f"Invalid {model.__name__} (see docs/CONFIGURATION.md): " + "; ".join(lines)
+        ) from None

@@ -31,6 +31,7 @@ class Exchange:
     path: str  # without the query, e.g. /piwebapi/streamsets/recorded
     query: list[tuple[str, str]]
     body: Any  # the parsed JSON body of a POST, else None
+    headers: dict[str, str] = field(default_factory=dict)  # the client's request headers
     status: int = 0
     answer: Any = None
 
@@ -82,7 +83,11 @@ def answer_proxy(
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             exchange = Exchange(
-                self.command, parts.path, parse_qsl(parts.query), json.loads(raw) if raw else None
+                self.command,
+                parts.path,
+                parse_qsl(parts.query),
+                json.loads(raw) if raw else None,
+                dict(self.headers.items()),
             )
             with proxy.lock:
                 proxy.exchanges.append(exchange)

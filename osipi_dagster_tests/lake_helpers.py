@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime
 
 import pyarrow as pa
 
+from osipi_dagster.contract import RECORDED_SCHEMA
 from osipi_dagster.lake import LakeTable, read_slice
-from osipi_dagster.lake.schemas import RECORDED_SCHEMA
 
 DAY = date(2025, 1, 6)
 NEXT_DAY = date(2025, 1, 7)

@@ -10,13 +10,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from osipi_dagster.assets.af import pi_af
-from osipi_dagster.assets.points import PointCatalogConfig, pi_points
+from osipi_dagster.defs.pi_server.points import PointCatalogConfig
+from osipi_dagster.defs.resources import DeltaLakehouseResource, PIWebAPIResource
 from osipi_dagster.ingest.catalog import PointFilter
 from osipi_dagster.lake import Lakehouse
 from osipi_dagster.mock.server import RunningMock
-from osipi_dagster.partitions import SHARD_PARTITIONS
-from osipi_dagster.resources import DeltaLakehouseResource, PIWebAPIResource
+from osipi_dagster_tests.definitions_helpers import DEFAULT_PARTITIONS, pi_af, pi_points
 from osipi_dagster_tests.test_ingest_af import RawAF, raw_af
 from osipi_dagster_tests.test_ingest_catalog import RawCatalog, raw_catalog
 
@@ -30,7 +29,7 @@ POINTS_KEYS = {
     "dagster/row_count",
     "delta_table_version",
 }
-SHARD_COUNT = len(SHARD_PARTITIONS.get_partition_keys())
+SHARD_COUNT = len(DEFAULT_PARTITIONS.shard_keys)
 
 
 @pytest.fixture
@@ -110,8 +109,7 @@ def test_af_and_points_report_their_counts_in_metadata(
         attribute_count,
     )
     assert (
-        hierarchy["delta_table_version"]
-        == Lakehouse(str(tmp_path)).table("bronze.pi_asset_hierarchy").version()
+        hierarchy["delta_table_version"] == Lakehouse(str(tmp_path)).table("bronze.pi_af_hierarchy").version()
     )
 
 
@@ -123,12 +121,15 @@ def test_a_narrower_filter_on_the_next_run_reports_deleted_points(
     new Delta version of each table."""
     af, catalog = mock_raw
     wide = PointCatalogConfig(af_attribute_names=["Feed*"])
-    narrow = PointCatalogConfig(af_attribute_names=["Feed*"], exclude=["Plant1.*"])
     wide_points = catalog.expected(PointFilter(af_attribute_names=wide.af_attribute_names))
-    narrow_points = catalog.expected(
-        PointFilter(exclude=narrow.exclude, af_attribute_names=wide.af_attribute_names)
-    )
+    narrow_points = catalog.expected(PointFilter(exclude=["Plant1.*"], af_attribute_names=["Feed*"]))
     assert narrow_points < wide_points
+    # Narrowing the filter on purpose removes more than the catalog's safety share: the run confirms it.
+    narrow = PointCatalogConfig(
+        af_attribute_names=["Feed*"],
+        exclude=["Plant1.*"],
+        confirm_removed_points=len(wide_points - narrow_points),
+    )
 
     first = materialize(mock_pi.api, tmp_path, instance, wide)
     second = materialize(mock_pi.api, tmp_path, instance, narrow)

@@ -10,12 +10,11 @@ import dagster as dg
 import pytest
 import requests
 
-from osipi_dagster.assets.event_frames import pi_event_frames
-from osipi_dagster.assets.metadata import GROUP, KINDS, POOL
+from osipi_dagster.defs.pi_server.metadata import KINDS, POOL
+from osipi_dagster.defs.resources import DeltaLakehouseResource, PIWebAPIResource
 from osipi_dagster.lake import Lakehouse, LakeTable
 from osipi_dagster.mock.server import RunningMock
-from osipi_dagster.partitions import DATE_PARTITIONS
-from osipi_dagster.resources import DeltaLakehouseResource, PIWebAPIResource
+from osipi_dagster_tests.definitions_helpers import DEFAULT_PARTITIONS, pi_event_frames
 from osipi_dagster_tests.test_ingest_event_frames import now_of, raw_event_frames, stored_rows
 
 PAST_DAY = "2025-01-05"
@@ -104,8 +103,8 @@ def test_todays_partition_follows_frames_as_they_close(
 def test_the_asset_is_defined_for_the_ui() -> None:
     spec = pi_event_frames.specs_by_key[dg.AssetKey("pi_event_frames")]
 
-    assert pi_event_frames.partitions_def == DATE_PARTITIONS
-    assert spec.group_name == GROUP
+    assert pi_event_frames.partitions_def == DEFAULT_PARTITIONS.dates
+    assert spec.group_name == "pi_bronze"
     assert set(spec.kinds) == KINDS
     assert pi_event_frames.op.pool == POOL
     assert spec.description and "MERGE" in spec.description

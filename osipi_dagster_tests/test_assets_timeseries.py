@@ -17,15 +17,15 @@ import dagster as dg
 import deltalake
 import pyarrow as pa
 import pyarrow.compute as pc
+import pydantic
 import pytest
 
-from osipi_dagster.assets.af import pi_af
-from osipi_dagster.assets.points import pi_points
-from osipi_dagster.assets.timeseries import PARTITIONS_PER_RUN, TimeseriesConfig, pi_timeseries
+from osipi_dagster.defs.pi_server.timeseries import PARTITIONS_PER_RUN, TimeseriesConfig
 from osipi_dagster.lake import Lakehouse, read_table, read_watermarks, replace_slice
 from osipi_dagster.mock import webids
 from osipi_dagster.mock.server import RunningMock
 from osipi_dagster_tests.conftest import TEST_NOW
+from osipi_dagster_tests.definitions_helpers import pi_af, pi_points, pi_timeseries
 from osipi_dagster_tests.lake_helpers import hourly
 from osipi_dagster_tests.pi_helpers import Row
 from osipi_dagster_tests.timeseries_helpers import (
@@ -225,8 +225,9 @@ def _add_unknown_point(mock: RunningMock, lake: Lakehouse, shard: str) -> str:
 def test_the_definitions_load() -> None:
     """``osipi_dagster.definitions.defs`` is loadable (what ``dagster definitions validate`` checks), with
     ``pi_timeseries`` partitioned by date x shard and backfilled in batches of partitions per run."""
-    from osipi_dagster.definitions import defs
+    from osipi_dagster.definitions import defs as load
 
+    defs = load()
     dg.Definitions.validate_loadable(defs)
     asset = defs.get_assets_def("pi_timeseries")
     assert asset.partitions_def is not None
@@ -234,3 +235,10 @@ def test_the_definitions_load() -> None:
     assert asset.backfill_policy == dg.BackfillPolicy.multi_run(PARTITIONS_PER_RUN)
     assert {"pi", "lakehouse"} <= set(asset.required_resource_keys)
     assert datetime.now(UTC).date().isoformat() in asset.partitions_def.get_partition_keys()[-1]
+
+
+def test_the_run_config_refuses_a_negative_overlap() -> None:
+    """The launchpad's ``overlap_minutes`` is checked like ``OSIPI_OVERLAP_MINUTES``: a whole number >= 0."""
+    with pytest.raises(pydantic.ValidationError):
+        TimeseriesConfig(overlap_minutes=-30)
+    assert TimeseriesConfig(overlap_minutes=0).overlap_minutes == 0

@@ -26,8 +26,8 @@ import pytest
 import requests
 from deltalake import DeltaTable
 
+from osipi_dagster.ingest.shards import shard_of
 from osipi_dagster.mock.server import free_port
-from osipi_dagster.partitions import shard_of
 from osipi_dagster_tests.dagster_ui import DagsterUI
 
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from osipi_dagster.lake import Lakehouse, LakeTable, overwrite_table, read_table
 from osipi_dagster.mock.server import RunningMock
 from osipi_dagster.pi import PIWebAPIClient
 
-# The columns of bronze.pi_asset_hierarchy that describe an element (ingested_at excluded).
+# The columns of bronze.pi_af_hierarchy that describe an element (ingested_at excluded).
 ELEMENT_COLUMNS = (
     "web_id",
     "parent_web_id",
@@ -120,7 +120,7 @@ class AFTables:
 
 def af_tables(root: Path) -> AFTables:
     lake = Lakehouse(str(root))
-    return AFTables(lake.table("bronze.pi_asset_hierarchy"), lake.table("bronze.pi_af_attributes"))
+    return AFTables(lake.table("bronze.pi_af_hierarchy"), lake.table("bronze.pi_af_attributes"))
 
 
 def run_refresh(api: str, tables: AFTables):

@@ -18,9 +18,9 @@ import pytest
 from osipi_dagster.ingest.af import refresh_af
 from osipi_dagster.ingest.catalog import CatalogResult, PointFilter, refresh_point_catalog, shard_points
 from osipi_dagster.ingest.rows import table_rows
+from osipi_dagster.ingest.shards import shard_keys, shard_of
 from osipi_dagster.lake import Lakehouse, LakeTable, overwrite_table, read_table
 from osipi_dagster.mock.server import RunningMock
-from osipi_dagster.partitions import shard_keys, shard_of
 from osipi_dagster.pi import PIWebAPIClient
 from osipi_dagster_tests.test_ingest_af import RawAF, get, raw_af, raw_points, web_id_of_link
 
@@ -107,6 +107,7 @@ class Lake:
         now: datetime,
         point_filter: PointFilter | None = None,
         shard_count: int = SHARDS,
+        confirm_removed: int | None = None,
     ) -> CatalogResult:
         with PIWebAPIClient(api) as client:
             return refresh_point_catalog(
@@ -117,6 +118,7 @@ class Lake:
                 shard_count=shard_count,
                 point_filter=point_filter or PointFilter(),
                 now=now,
+                confirm_removed=confirm_removed,
             )
 
     def rows(self) -> dict[str, dict]:
@@ -138,7 +140,7 @@ def make_lake(root: Path) -> Lake:
     lakehouse = Lakehouse(str(root))
     return Lake(
         lakehouse.table("bronze.pi_points"),
-        lakehouse.table("bronze.pi_asset_hierarchy"),
+        lakehouse.table("bronze.pi_af_hierarchy"),
         lakehouse.table("bronze.pi_af_attributes"),
     )
 
@@ -257,7 +259,7 @@ def test_filters_keep_exactly_the_expected_points(
         200 - len(expected),
     )
     assert sum(result.shard_counts.values()) == len(expected)
-    assert shard_points(lake.points, "s00") == sorted(
+    assert shard_points(lake.points, "s00").read == sorted(
         point["WebId"]
         for point in mock_catalog.points
         if point["WebId"] in expected and mock_catalog.shard(point) == "s00"
@@ -306,7 +308,7 @@ def test_a_point_that_disappears_is_kept_deleted_and_counted(
         len(gone),
     )
     assert sum(second.shard_counts.values()) == 200 - len(gone)
-    every_shard = [web_id for shard in shard_keys(SHARDS) for web_id in shard_points(lake.points, shard)]
+    every_shard = [web_id for shard in shard_keys(SHARDS) for web_id in shard_points(lake.points, shard).read]
     assert sorted(every_shard) == sorted(rows.keys() - gone)
 
     third = lake.refresh(mock_pi.api, T3, point_filter)  # still gone: not counted again
@@ -356,8 +358,8 @@ def test_a_renamed_point_keeps_first_seen_and_its_old_row(
         T1,
         True,
     )
-    assert "F1DP-OLD-WEBID" not in shard_points(lake.points, new["tag_shard"])
-    assert point["WebId"] in shard_points(lake.points, new["tag_shard"])
+    assert "F1DP-OLD-WEBID" not in shard_points(lake.points, new["tag_shard"]).read
+    assert point["WebId"] in shard_points(lake.points, new["tag_shard"]).read
 
 
 def test_renames_and_deletions_between_two_servers_are_told_apart(
@@ -377,7 +379,7 @@ def test_renames_and_deletions_between_two_servers_are_told_apart(
     assert renamed and len(renamed) < 150
 
     lake.refresh_af(smaller.api)
-    result = lake.refresh(smaller.api, T2)
+    result = lake.refresh(smaller.api, T2, confirm_removed=50)  # 50 of 200 points deleted on purpose
 
     rows = lake.rows()
     assert (result.active, result.added, result.renamed, result.deleted) == (150, 0, len(renamed), 50)
@@ -421,18 +423,18 @@ def test_shard_points_lists_only_active_points_of_the_shard(
         shard_points(lake.points, "s00")
     lake.refresh(mock_pi.api, T1)
     point_filter = PointFilter(exclude=["*.PV"])
-    lake.refresh(mock_pi.api, T2, point_filter)
     kept = mock_catalog.expected(point_filter)
+    lake.refresh(mock_pi.api, T2, point_filter, confirm_removed=len(mock_catalog.points) - len(kept))
 
     listed = []
     for shard in shard_keys(SHARDS):
-        web_ids = shard_points(lake.points, shard)
+        web_ids = shard_points(lake.points, shard).read
         assert web_ids == sorted(
             p["WebId"] for p in mock_catalog.points if p["WebId"] in kept and mock_catalog.shard(p) == shard
         )
         listed += web_ids
     assert sorted(listed) == sorted(kept)
-    assert shard_points(lake.points, "s99") == []
+    assert shard_points(lake.points, "s99").read == []
 
 
 def test_a_point_renamed_twice_is_one_rename_and_no_deletion(

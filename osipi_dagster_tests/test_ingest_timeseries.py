@@ -21,7 +21,15 @@ import pytest
 import requests
 
 from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ReadSettings, ingest_partition
-from osipi_dagster.lake import Lakehouse, read_slice, read_watermarks, replace_slice, row_count
+from osipi_dagster.lake import (
+    Lakehouse,
+    Watermark,
+    read_slice,
+    read_watermarks,
+    replace_slice,
+    row_count,
+    write_watermarks,
+)
 from osipi_dagster.mock.server import RunningMock
 from osipi_dagster.pi import PIWebAPIClient
 from osipi_dagster_tests.conftest import TEST_NOW
@@ -377,3 +385,47 @@ def test_the_day_that_has_not_begun_writes_nothing(client: PIWebAPIClient, lake:
     assert result.write is None and result.rows == 0
     assert not lake.table("bronze.pi_timeseries").exists()
     assert not lake.table("checkpoints.pi_watermarks").exists()
+
+
+class _RecordingClient:
+    """Stands in for the PI client: records what it is asked to read and returns no value."""
+
+    def __init__(self) -> None:
+        self.starts: list[datetime] = []
+
+    def read_recorded(self, web_ids, start, end, **_):
+        self.starts.append(start)
+        return _EmptyRead()
+
+
+class _EmptyRead:
+    failures: list = []
+    requests = 0
+
+    def __iter__(self):
+        return iter(())
+
+
+def test_a_negative_overlap_is_refused_instead_of_skipping_values_after_the_watermark(tmp_path: Path) -> None:
+    """A negative overlap would start the open day's read *after* the watermark, skip the values between
+    them and then move the watermark past them: a silent gap. It must be refused before anything is read."""
+    lake = Lakehouse(str(tmp_path))
+    marks = lake.table("checkpoints.pi_watermarks")
+    watermark = NOW - timedelta(hours=2)
+    write_watermarks(marks, "s00", [Watermark("A", read_until=watermark)])
+    client = _RecordingClient()
+
+    with pytest.raises(ValueError, match="overlap"):
+        ingest_partition(
+            client,  # type: ignore[arg-type]
+            timeseries=lake.table("bronze.pi_timeseries"),
+            watermarks=marks,
+            web_ids=["A"],
+            day=OPEN_DAY,
+            shard="s00",
+            now=NOW,
+            overlap=timedelta(minutes=-30),
+        )
+
+    assert client.starts == []
+    assert read_watermarks(marks, "s00")["A"].read_until == watermark

@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from osipi_dagster.lake import Lakehouse, RowDiff, diff_rows, overwrite_table, read_table
-from osipi_dagster.lake.schemas import ASSET_HIERARCHY
+from osipi_dagster.lake.schemas import AF_HIERARCHY
 from osipi_dagster.lake.tables import without_columns
 
-INPUT = without_columns(ASSET_HIERARCHY.schema, ["ingested_at"])
+INPUT = without_columns(AF_HIERARCHY.schema, ["ingested_at"])
 
 
 def elements(*rows: tuple[str, str | None, str]) -> pa.Table:
@@ -35,7 +35,7 @@ def elements(*rows: tuple[str, str | None, str]) -> pa.Table:
 
 
 def test_overwrite_replaces_the_whole_table_and_the_diff_counts_changes(tmp_path: Path) -> None:
-    table = Lakehouse(str(tmp_path)).table("bronze.pi_asset_hierarchy")
+    table = Lakehouse(str(tmp_path)).table("bronze.pi_af_hierarchy")
     first = elements(("E1", None, "Plant"), ("E2", "E1", "Pump"), ("E3", "E1", "Tank"))
     second = elements(("E1", None, "Plant"), ("E2", "E1", "Pump 2"), ("E4", "E1", "Valve"))
 

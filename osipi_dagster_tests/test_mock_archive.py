@@ -6,10 +6,11 @@ import time
 
 import pytest
 import requests
+from pydantic import ValidationError
 
 from osipi_dagster.mock import webids
 from osipi_dagster.mock.archive import Archive, parse_point_query
-from osipi_dagster.mock.config import MockConfig, parse_args, validate
+from osipi_dagster.mock.config import MockConfig, parse_args
 from osipi_dagster.mock.errors import PIError
 from osipi_dagster.mock.server import RunningMock
 
@@ -56,7 +57,8 @@ def test_sampling_1s_makes_every_point_1hz_numeric(archive: Archive) -> None:
     config = MockConfig(tags=200, now="2025-01-06T12:00:00Z", sampling="1s")
     assert parse_args(["--sampling", "1s"], {}).sampling == "1s"
     assert parse_args([], {"MOCK_PI_SAMPLING": "1s"}).sampling == "1s"
-    assert validate(MockConfig(sampling="5s")) == "--sampling must be mixed or 1s (got '5s')"
+    with pytest.raises(ValidationError, match="sampling"):
+        MockConfig(sampling="5s")
     uniform = Archive(config, NOW_NS)
     assert [p.name for p in uniform.points] == [p.name for p in archive.points]
     assert [(p.multi, p.late) for p in uniform.points] == [(p.multi, p.late) for p in archive.points]
@@ -231,8 +233,8 @@ def test_enumeration_sets_and_values(mock_pi: RunningMock) -> None:
     assert modes["WebId"].startswith("F1MSD")
     assert _get(mock_pi, f"/enumerationsets/{modes['WebId']}").json() == modes
     assert _get(mock_pi, "/enumerationsets", path=modes["Path"]).json() == modes
-    values = requests.get(modes["Links"]["EnumerationValues"], timeout=30).json()["Items"]
+    values = requests.get(modes["Links"]["Values"], timeout=30).json()["Items"]
     assert [(v["Name"], v["Value"]) for v in values] == [("Manual", 0), ("Auto", 1), ("Cascade", 2)]
-    system = requests.get(by_name["SYSTEM"]["Links"]["EnumerationValues"], timeout=30).json()["Items"]
+    system = requests.get(by_name["SYSTEM"]["Links"]["Values"], timeout=30).json()["Items"]
     assert {"Name": "I/O Timeout", "Value": 246} in [{"Name": v["Name"], "Value": v["Value"]} for v in system]
     assert _get(mock_pi, "/enumerationsets/garbage").status_code == 400

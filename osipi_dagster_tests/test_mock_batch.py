@@ -133,7 +133,7 @@ def test_a_template_answer_feeds_its_children(mock_pi: RunningMock) -> None:
             },
         },
     )
-    assert result["all"]["Content"]["Total"] == 5
+    assert result["all"]["Content"]["Total"] == 6  # the System links, CacheInstances included
     assert result["state"]["Status"] == 400  # /system/status has no Links: nothing selected
 
 

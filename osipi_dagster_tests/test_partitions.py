@@ -9,23 +9,18 @@ import sys
 import dagster as dg
 import pytest
 
-from osipi_dagster import partitions
-from osipi_dagster.partitions import (
-    DATE_PARTITIONS,
-    TIMESERIES_PARTITIONS,
-    shard_count_from_env,
-    shard_keys,
-    shard_of,
-    split_partition_key,
-    start_date_from_env,
-)
+from osipi_dagster.defs.pi_server.partitions import server_partitions, split_partition_key
+from osipi_dagster.ingest.shards import MAX_TAG_SHARDS, shard_keys, shard_of
+from osipi_dagster.settings import PIServerSettings
+
+PARTITIONS = server_partitions(PIServerSettings())
 
 
 def test_keys_are_date_then_shard_and_today_is_included() -> None:
-    keys = TIMESERIES_PARTITIONS.get_partition_keys()
+    keys = PARTITIONS.timeseries.get_partition_keys()
     today = dg.DailyPartitionsDefinition(start_date="2024-01-01", timezone="UTC", end_offset=1)
     assert keys[0] == "2024-01-01|s00" and keys[15] == "2024-01-01|s15"
-    assert DATE_PARTITIONS.get_last_partition_key() == today.get_last_partition_key()
+    assert PARTITIONS.dates.get_last_partition_key() == today.get_last_partition_key()
     assert split_partition_key("2025-01-06|s03") == ("2025-01-06", "s03")
     assert split_partition_key(dg.MultiPartitionKey({"date": "2025-01-06", "shard": "s03"})) == (
         "2025-01-06",
@@ -36,7 +31,9 @@ def test_keys_are_date_then_shard_and_today_is_included() -> None:
 def test_shard_assignment_is_stable_across_processes() -> None:
     identities = [f"server-guid:{point_id}" for point_id in range(20)]
     here = [shard_of(identity, 16) for identity in identities]
-    code = f"from osipi_dagster.partitions import shard_of; print([shard_of(i, 16) for i in {identities!r}])"
+    code = (
+        f"from osipi_dagster.ingest.shards import shard_of; print([shard_of(i, 16) for i in {identities!r}])"
+    )
 
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
 
@@ -54,17 +51,11 @@ def test_shards_are_balanced_and_adding_points_moves_none() -> None:
     assert all(shard_of(identity, 16) == shard for identity, shard in existing.items())
 
 
-def test_configuration_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OSIPI_TAG_SHARDS", "4")
-    monkeypatch.setenv("OSIPI_START_DATE", "2023-06-01")
-    assert (shard_count_from_env(), start_date_from_env()) == (4, "2023-06-01")
-    assert shard_keys(4) == ["s00", "s01", "s02", "s03"]
-
-    monkeypatch.setenv("OSIPI_TAG_SHARDS", "0")
-    with pytest.raises(ValueError, match="OSIPI_TAG_SHARDS='0' must be a whole number from 1 to 100"):
-        shard_count_from_env()
-    monkeypatch.setenv("OSIPI_START_DATE", "yesterday")
-    with pytest.raises(ValueError, match="OSIPI_START_DATE='yesterday' is not a date"):
-        start_date_from_env()
+def test_partitions_follow_the_server_settings() -> None:
+    partitions = server_partitions(PIServerSettings(tag_shards=4, start_date="2023-06-01"))
+    assert partitions.shard_keys == ["s00", "s01", "s02", "s03"] == shard_keys(4)
+    assert partitions.dates.get_first_partition_key() == "2023-06-01"
     with pytest.raises(ValueError, match="from 1 to 100"):
-        shard_of("x", partitions.MAX_TAG_SHARDS + 1)
+        shard_of("x", MAX_TAG_SHARDS + 1)
+    with pytest.raises(ValueError, match="not a time-series partition key"):
+        split_partition_key("2025-01-06")

@@ -17,9 +17,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pyarrow as pa
 import pytest
 
+from osipi_dagster.contract import format_ns, to_ns
 from osipi_dagster.pi import PIWebAPIClient, StreamRead
 from osipi_dagster.pi.paging import Cursor, advances, page_problem
-from osipi_dagster.pi.times import format_ns, to_ns
 from osipi_dagster_tests.answer_proxy import Exchange, answer_proxy, change_stream
 from osipi_dagster_tests.pi_helpers import raw_recorded, rows_of
 

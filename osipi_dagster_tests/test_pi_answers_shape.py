@@ -8,6 +8,7 @@ reported with a message naming the request and what was wrong; every other strea
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from osipi_dagster.pi import PIWebAPIClient, StreamRead
+from osipi_dagster.pi import BasicAuth, PIWebAPIClient, StreamRead
 from osipi_dagster.pi import decode as dec
 from osipi_dagster_tests.answer_proxy import Exchange, answer_proxy, change_stream
 from osipi_dagster_tests.pi_helpers import raw_recorded, rows_of
@@ -118,16 +119,26 @@ def test_a_later_malformed_page_keeps_the_earlier_pages_and_the_other_streams(mo
     assert Counter(r for r in rows if r[0] != victim) == expected
 
 
-def test_secrets_in_the_url_never_reach_the_message(mock_pi, web_ids):
+def test_a_server_echoing_credentials_in_an_entry_never_shows_them(mock_pi, web_ids):
+    """The victim's entry carries only PI's ``Errors``, which echo the request's credentials: the failure
+    names the request and PI's words, never the secret."""
     victim = web_ids[2]
-    with answer_proxy(mock_pi.url, change_stream(victim, "recorded", BROKEN["no Items"])) as proxy:
-        api = proxy.api.replace("http://", "http://someone:hunter2@")
-        with _client(api) as client:
-            read = client.read_recorded(web_ids, START, END)
-            rows_of(read)
+
+    def echo(exchange: Exchange) -> Any:
+        problem = [f"Access denied for {exchange.headers.get('Authorization')} (someone:hunter2)"]
+        return change_stream(victim, "recorded", lambda _: {"WebId": victim, "Errors": problem})(exchange)
+
+    with (
+        answer_proxy(mock_pi.url, echo) as proxy,
+        PIWebAPIClient(proxy.api, auth=BasicAuth("someone", "hunter2"), max_retries=0) as client,
+    ):
+        read = client.read_recorded(web_ids, START, END)
+        rows_of(read)
     (failure,) = read.failures
+    assert failure.web_id == victim and "Access denied" in failure.message
     assert "/piwebapi/streamsets/recorded" in failure.message
-    assert "hunter2" not in failure.message and "someone" not in failure.message
+    secret = base64.b64encode(b"someone:hunter2").decode()
+    assert "hunter2" not in failure.message and secret not in failure.message
 
 
 def _value_breaker(action: str) -> Breaker:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
+from osipi_dagster.contract import to_ns
 from osipi_dagster.pi import PIWebAPIClient
-from osipi_dagster.pi.times import to_ns
 
 WIDE = ("2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z")
 WINDOW = ("2025-01-05T00:00:00Z", "2025-01-06T00:00:00Z")

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from osipi_dagster.contract import format_ns, to_ns
 from osipi_dagster.pi import RECORDED_SCHEMA, SUMMARY_SCHEMA, PIWebAPIClient
-from osipi_dagster.pi.times import format_ns, to_ns
 from osipi_dagster_tests.pi_helpers import raw_recorded, rows_of
 
 WINDOW_START = datetime(2025, 1, 6, 0, 0, tzinfo=UTC)

@@ -11,17 +11,18 @@ from datetime import UTC, datetime, timedelta, timezone
 import msgspec
 import pyarrow as pa
 import pytest
+import urllib3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from osipi_dagster.contract import format_ns, to_ns, to_pi_time
 from osipi_dagster.pi import RECORDED_SCHEMA, SUMMARY_SCHEMA
 from osipi_dagster.pi.auth import BasicAuth, BearerAuth, KerberosAuth, OIDCClientCredentials
 from osipi_dagster.pi.decode import Segment, TimedValue, TimedValues, build_batch, decoder, first_error
 from osipi_dagster.pi.discovery import point_path_from_config
 from osipi_dagster.pi.errors import MissingExtraError, PIWebAPIError, error_messages, redact_url
 from osipi_dagster.pi.paging import Cursor, plan_page, request_count
-from osipi_dagster.pi.times import format_ns, to_ns, to_pi_time
-from osipi_dagster.pi.transport import RetryPolicy, parse_retry_after
+from osipi_dagster.pi.transport import RetryPolicy
 
 
 class TestTimes:
@@ -241,18 +242,22 @@ class TestErrorsAndSecrets:
 
 
 class TestRetryPolicy:
-    def test_retry_after(self):
-        assert parse_retry_after("3") == 3.0
-        assert parse_retry_after(None) is None
-        assert parse_retry_after("soon") is None
-        assert 0 <= parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") < 1  # in the past: no wait
+    def test_retry_after_is_capped_and_a_garbled_one_falls_back_to_the_backoff(self):
+        retry = RetryPolicy(retry_after_max_s=60).urllib3_retry()
+        assert retry.get_retry_after(urllib3.HTTPResponse(headers={"Retry-After": "3"})) == 3
+        assert retry.get_retry_after(urllib3.HTTPResponse(headers={"Retry-After": "86400"})) == 60
+        assert retry.get_retry_after(urllib3.HTTPResponse(headers={"Retry-After": "soon"})) is None
+        assert retry.get_retry_after(urllib3.HTTPResponse()) is None
+        past = urllib3.HTTPResponse(headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+        assert retry.get_retry_after(past) == 0  # in the past: no wait
 
-    def test_backoff_grows_with_jitter_and_honours_retry_after(self):
+    def test_backoff_is_urllib3s_first_retry_at_once_then_doubling_with_jitter(self):
         policy = RetryPolicy(backoff_base_s=1.0, backoff_max_s=5.0)
-        for attempt, ceiling in ((0, 1.0), (1, 2.0), (2, 4.0), (5, 5.0)):
+        assert policy.delay(0) == 0
+        for attempt, least in ((1, 2.0), (2, 4.0)):
             for _ in range(20):
-                assert ceiling / 2 <= policy.delay(attempt) <= ceiling
-        assert policy.delay(0, retry_after=7.0) == 7.0
+                assert least <= policy.delay(attempt) <= min(5.0, least + 1.0)
+        assert policy.delay(5) == 5.0
 
 
 def test_point_path_from_config_strings():

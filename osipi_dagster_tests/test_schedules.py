@@ -7,8 +7,11 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
-from osipi_dagster.definitions import defs
-from osipi_dagster.partitions import DATE_PARTITIONS, SHARD_PARTITIONS, TIMESERIES_PARTITIONS
+from osipi_dagster.definitions import build_definitions
+from osipi_dagster.settings import LakeSettings, PIServerSettings
+from osipi_dagster_tests.definitions_helpers import DEFAULT_PARTITIONS
+
+defs = build_definitions(LakeSettings(), [PIServerSettings()])
 
 TICK = datetime(2025, 1, 6, 3, 15, tzinfo=UTC)
 
@@ -29,15 +32,15 @@ def test_timeseries_schedules_request_every_shard_of_their_day(cadence: str, day
     """Each tick asks for one partition per shard of its day (today, or yesterday read whole again)."""
     requests = _requests(f"pi_timeseries_{cadence}")
     keys = {str(r.partition_key) for r in requests}
-    assert keys == {f"{day}|{shard}" for shard in SHARD_PARTITIONS.get_partition_keys()}
-    assert all(TIMESERIES_PARTITIONS.has_partition_key(key) for key in keys)
+    assert keys == {f"{day}|{shard}" for shard in DEFAULT_PARTITIONS.shard_keys}
+    assert all(DEFAULT_PARTITIONS.timeseries.has_partition_key(key) for key in keys)
     assert len({r.run_key for r in requests}) == len(requests)  # a re-evaluated tick launches nothing twice
 
 
 @pytest.mark.parametrize(("cadence", "day"), [("open_day", "2025-01-06"), ("close_day", "2025-01-05")])
 def test_event_frame_schedules_request_their_day(cadence: str, day: str) -> None:
     (request,) = _requests(f"pi_event_frames_{cadence}")
-    assert request.partition_key == day and DATE_PARTITIONS.has_partition_key(day)
+    assert request.partition_key == day and DEFAULT_PARTITIONS.dates.has_partition_key(day)
 
 
 def test_schedules_start_stopped_and_run_when_expected() -> None:

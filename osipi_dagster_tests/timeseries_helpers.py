@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from osipi_dagster.defs.resources import DeltaLakehouseResource, PIWebAPIResource
 from osipi_dagster.ingest.catalog import PointFilter, refresh_point_catalog, shard_points
 from osipi_dagster.lake import Lakehouse, LakeTable, read_slice
 from osipi_dagster.mock.server import RunningMock
 from osipi_dagster.mock.values import MINUTE_NS
 from osipi_dagster.pi import PIWebAPIClient
-from osipi_dagster.resources import DeltaLakehouseResource, PIWebAPIResource
 from osipi_dagster_tests.pi_helpers import Row, raw_recorded, rows_of
 
 SECOND_NS = 1_000_000_000
@@ -136,7 +136,7 @@ def build_catalog(api: str, lake: Lakehouse, now: datetime) -> None:
             client,
             lake.table("bronze.pi_points"),
             af_attributes_table=lake.table("bronze.pi_af_attributes"),
-            hierarchy_table=lake.table("bronze.pi_asset_hierarchy"),
+            hierarchy_table=lake.table("bronze.pi_af_hierarchy"),
             shard_count=SHARD_COUNT,
             point_filter=PointFilter(),
             now=now,
@@ -144,7 +144,7 @@ def build_catalog(api: str, lake: Lakehouse, now: datetime) -> None:
 
 
 def shard_web_ids(lake: Lakehouse, shard: str) -> list[str]:
-    return shard_points(lake.table("bronze.pi_points"), shard)
+    return shard_points(lake.table("bronze.pi_points"), shard).read
 
 
 def resources(api: str, root: Path | str) -> dict[str, object]:

@@ -22,8 +22,8 @@ import pyarrow as pa
 
 from osipi_dagster.ingest.rows import table_rows
 from osipi_dagster.ingest.server_clock import find_data_server
+from osipi_dagster.ingest.shards import shard_of
 from osipi_dagster.lake import LakeTable, WriteResult, overwrite_table, read_table
-from osipi_dagster.partitions import shard_of
 from osipi_dagster.pi import PIWebAPIClient, Point
 
 
@@ -39,15 +39,15 @@ class PointFilter:
     af_attribute_names: Sequence[str] = ()  # keep points referenced by attributes with these names
 
     def keeps(self, point: Point, references: list[_Reference], template_elements: set[str]) -> bool:
-        if not _matches(point.name, self.include) or _matches(point.name, self.exclude):
+        if not _matches_any(point.name, self.include) or _matches_any(point.name, self.exclude):
             return False
         if self.af_templates and not any(
-            r.element_web_id in template_elements or _matches(r.template, self.wildcard_templates)
+            r.element_web_id in template_elements or _matches_any(r.template, self.wildcard_templates)
             for r in references
         ):
             return False
         return not self.af_attribute_names or any(
-            _matches(r.attribute_name, self.af_attribute_names) for r in references
+            _matches_any(r.attribute_name, self.af_attribute_names) for r in references
         )
 
     @property
@@ -57,6 +57,25 @@ class PointFilter:
     @property
     def wildcard_templates(self) -> list[str]:
         return [t for t in self.af_templates if any(c in t for c in "*?")]
+
+
+class CatalogShrinkError(RuntimeError):
+    """A refresh would mark too many active points deleted; nothing was written."""
+
+
+@dataclass(frozen=True)
+class ShardPoints:
+    """What one shard's time-series partitions read, and whose rows they must keep.
+
+    Attributes:
+        read: the WebIds of the shard's active points, in a stable order.
+        keep: the WebIds of points the catalog keeps as deleted (gone from PI, or filtered out): their rows
+            stay in the lake when a slice is replaced, since they are history nobody can read again. A
+            renamed point's old WebId is not kept: its values are read again under its new WebId.
+    """
+
+    read: list[str]
+    keep: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -91,15 +110,23 @@ def refresh_point_catalog(
     point_filter: PointFilter,
     now: datetime,
     data_server: str | None = None,
+    max_removed_share: float = 0.10,
+    confirm_removed: int | None = None,
 ) -> CatalogResult:
-    """Discover the server's points, apply the filters and replace ``bronze.pi_points`` in one commit."""
+    """Discover the server's points, apply the filters and replace ``bronze.pi_points`` in one commit.
+
+    A refresh that would mark every active point deleted, or more than ``max_removed_share`` of them, raises
+    :class:`CatalogShrinkError` and writes nothing, unless ``confirm_removed`` equals the number of points it
+    would mark deleted: an empty or shrunken answer from PI (a filter typo, a permission change, a proxy)
+    must not become a mass deletion that the next closed-day run acts on.
+    """
     started = time.perf_counter()
     server = find_data_server(client, data_server)
     discovered = list(client.points(server.web_id))
     references = _references(af_attributes_table, hierarchy_table)
     template_elements = _elements_of_templates(client, point_filter.exact_templates)
     kept = [p for p in discovered if point_filter.keeps(p, _references_of(p, references), template_elements)]
-    previous = {row["web_id"]: row for row in _rows(read_table(points_table))}
+    previous = {row["web_id"]: row for row in _dicts(read_table(points_table))}
     # A point renamed more than once has several rows with its identity: the active one wins (listed last).
     by_identity = {
         (row["data_server_web_id"], row["point_id"]): row
@@ -138,7 +165,19 @@ def refresh_point_catalog(
     gone = [row for web_id, row in previous.items() if web_id not in rows]
     # Deleted: rows active until now that are gone. A rename's old row is not a deletion; subtracting the
     # rename count instead would hide a real deletion whenever the old row was already deleted.
-    deleted = sum(1 for row in gone if not row["is_deleted"] and row["web_id"] not in renamed_from)
+    removed = [row for row in gone if not row["is_deleted"] and row["web_id"] not in renamed_from]
+    deleted = len(removed)
+    previously_active = sum(1 for row in previous.values() if not row["is_deleted"])
+    if (
+        deleted
+        and confirm_removed != deleted
+        and (len(kept) == 0 or deleted > max_removed_share * previously_active)
+    ):
+        raise CatalogShrinkError(
+            _shrink_message(
+                removed, previously_active, len(discovered), len(kept), point_filter, max_removed_share
+            )
+        )
     for row in gone:
         rows[row["web_id"]] = {**row, "is_deleted": True}
     write = overwrite_table(points_table, table_rows(points_table, rows.values()), ingested_at=now)
@@ -158,29 +197,65 @@ def refresh_point_catalog(
     )
 
 
-def shard_points(points_table: LakeTable, tag_shard: str) -> list[str]:
-    """The WebIds of the active points of ``tag_shard``, in a stable order."""
-    rows = read_table(points_table)
-    if rows is None:
-        raise LookupError(f"{points_table} does not exist yet: materialize the pi_points asset first.")
-    return sorted(
-        row["web_id"] for row in _rows(rows) if row["tag_shard"] == tag_shard and not row["is_deleted"]
+def _shrink_message(
+    removed: list[dict],
+    previously_active: int,
+    discovered: int,
+    kept: int,
+    point_filter: PointFilter,
+    max_removed_share: float,
+) -> str:
+    examples = ", ".join(row["name"] for row in removed[:5])
+    filters = ", ".join(
+        f"{name}={list(getattr(point_filter, name))}"
+        for name in ("include", "exclude", "af_templates", "af_attribute_names")
+        if getattr(point_filter, name)
+    )
+    limit = "all of them" if kept == 0 else f"more than {max_removed_share:.0%} of them"
+    return (
+        f"Refusing to mark {len(removed)} of the {previously_active} active points deleted ({limit}; e.g. "
+        f"{examples}): PI Web API listed {discovered} points and the filters ({filters or 'none'}) kept "
+        f"{kept}. Nothing was written. If a filter, a permission or the PI server changed by mistake, fix "
+        f"it and re-run. If these points really are gone, confirm with the pi_points run config "
+        f"`confirm_removed_points: {len(removed)}` (the exact count), or raise catalog_max_removed_share "
+        "(OSIPI_CATALOG_MAX_REMOVED_SHARE); deleted points keep their history in the lake."
     )
 
 
-def _matches(name: str, patterns: Sequence[str]) -> bool:
+def shard_points(points_table: LakeTable, tag_shard: str) -> ShardPoints:
+    """The points of ``tag_shard`` to read, and the deleted points whose rows every slice keeps."""
+    rows = read_table(points_table)
+    if rows is None:
+        raise LookupError(f"{points_table} does not exist yet: materialize the pi_points asset first.")
+    catalog = list(_dicts(rows))
+    active_identities = {
+        (row["data_server_web_id"], row["point_id"]) for row in catalog if not row["is_deleted"]
+    }
+    return ShardPoints(
+        read=sorted(
+            row["web_id"] for row in catalog if row["tag_shard"] == tag_shard and not row["is_deleted"]
+        ),
+        keep=frozenset(
+            row["web_id"]
+            for row in catalog
+            if row["is_deleted"] and (row["data_server_web_id"], row["point_id"]) not in active_identities
+        ),
+    )
+
+
+def _matches_any(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name.upper(), pattern.upper()) for pattern in patterns)
 
 
-def _rows(table: pa.Table | None) -> Iterator[dict]:
+def _dicts(table: pa.Table | None) -> Iterator[dict]:
     return iter(()) if table is None else iter(table.to_pylist())
 
 
 def _references(af_attributes_table: LakeTable, hierarchy_table: LakeTable) -> dict[str, list[_Reference]]:
     """AF attributes by the point they reference, keyed by point WebId and by upper-case point path."""
-    templates = {row["web_id"]: row["template_name"] or "" for row in _rows(read_table(hierarchy_table))}
+    templates = {row["web_id"]: row["template_name"] or "" for row in _dicts(read_table(hierarchy_table))}
     found: dict[str, list[_Reference]] = {}
-    for row in _rows(read_table(af_attributes_table)):
+    for row in _dicts(read_table(af_attributes_table)):
         if row["data_reference"] != "PI Point":
             continue
         element = row["element_web_id"]

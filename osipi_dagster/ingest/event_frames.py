@@ -28,13 +28,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import pyarrow as pa
 
+from osipi_dagster.contract import TICK_NS, day_bounds, format_ns, from_ns, to_ns
 from osipi_dagster.lake import EVENT_FRAME_INPUT_SCHEMA, LakeTable, MergeResult, merge_event_frames
 from osipi_dagster.pi import AssetDatabase, Attribute, EventFrame, PIWebAPIClient, PIWebAPIError
-from osipi_dagster.pi.times import TICK_NS, format_ns, from_ns, to_ns
 
 # Requests in flight while listing attributes and reading their values: enough to hide the round trips
 # of one request per frame without loading PI Web API much.
@@ -132,7 +132,7 @@ def ingest_event_frames(
             f"Reading the event frames active from {window_start:%Y-%m-%d %H:%M:%S} to "
             f"{window_end:%Y-%m-%d %H:%M:%S} UTC failed: {exc}. {_NOTHING_WRITTEN}"
         ) from exc
-    merge = merge_event_frames(table, _rows(frames, attributes))
+    merge = merge_event_frames(table, _frame_table(frames, attributes))
     return EventFrameResult(
         window_start=window_start,
         window_end=window_end,
@@ -150,17 +150,17 @@ def day_window(day: date, now: datetime) -> tuple[datetime, datetime]:
     """``[day 00:00 UTC, next day 00:00 UTC)`` with its end clipped to ``now``; empty for a future day."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be a timezone-aware datetime (e.g. the PI server's now); got {now!r}")
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    end = min(start + timedelta(days=1), now.astimezone(UTC))
+    start, day_end = day_bounds(day)
+    end = min(day_end, now.astimezone(UTC))
     return start, max(start, end)
 
 
 def _databases(client: PIWebAPIClient, asset_server: str | None, database: str | None) -> list[AssetDatabase]:
     """The AF databases to search: every one, or those the configured names select."""
-    servers = [s for s in client.asset_servers() if _matches(s.name, asset_server)]
+    servers = [s for s in client.asset_servers() if _same_name(s.name, asset_server)]
     if asset_server is not None and not servers:
         raise LookupError(f"PI Web API at {client.base_url} knows no AF server named {asset_server!r}.")
-    found = [db for s in servers for db in client.asset_databases(s.web_id) if _matches(db.name, database)]
+    found = [db for s in servers for db in client.asset_databases(s.web_id) if _same_name(db.name, database)]
     if database is not None and not found:
         raise LookupError(
             f"No AF database named {database!r} on "
@@ -169,7 +169,7 @@ def _databases(client: PIWebAPIClient, asset_server: str | None, database: str |
     return found
 
 
-def _matches(name: str, wanted: str | None) -> bool:
+def _same_name(name: str, wanted: str | None) -> bool:
     # AF names are case-insensitive.
     return wanted is None or name.casefold() == wanted.casefold()
 
@@ -254,7 +254,7 @@ def _as_text(value: dict, kind: str) -> str | None:
     return repr(number)
 
 
-def _rows(frames: Sequence[EventFrame], attributes: Sequence[dict[str, str | None]]) -> pa.Table:
+def _frame_table(frames: Sequence[EventFrame], attributes: Sequence[dict[str, str | None]]) -> pa.Table:
     """The frames as rows of ``EVENT_FRAME_INPUT_SCHEMA``."""
     return pa.Table.from_pylist(
         [_row(frame, values) for frame, values in zip(frames, attributes, strict=True)],

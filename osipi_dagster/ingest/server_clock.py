@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from osipi_dagster.contract import from_ns, to_ns
 from osipi_dagster.pi import DataServer, PIWebAPIClient
-from osipi_dagster.pi.times import from_ns, to_ns
 
 
 def find_data_server(client: PIWebAPIClient, name: str | None = None) -> DataServer:

@@ -15,25 +15,28 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from osipi_dagster.contract import TICK_NS, day_bounds, to_ns
+from osipi_dagster.ingest.cancellation import ReadCancelledError, run_interruptibly
 from osipi_dagster.lake import (
     LakeTable,
     Watermark,
     WriteResult,
     read_watermarks,
     replace_slice,
+    slice_row_count,
     write_watermarks,
 )
 from osipi_dagster.pi import PIWebAPIClient, StreamFailure, StreamRead
-from osipi_dagster.pi.times import TICK_NS, to_ns
 
 DEFAULT_OVERLAP = timedelta(hours=1)
 
@@ -94,6 +97,10 @@ class _Tally:
         )
 
 
+class EmptyShardError(RuntimeError):
+    """The catalog lists no point of a shard whose slice holds rows; nothing was replaced."""
+
+
 def ingest_partition(
     client: PIWebAPIClient,
     *,
@@ -106,18 +113,48 @@ def ingest_partition(
     overlap: timedelta = DEFAULT_OVERLAP,
     settings: ReadSettings = ReadSettings(),
     run_id: str | None = None,
+    kept_web_ids: Collection[str] = (),
+    prune: bool = False,
 ) -> PartitionResult:
-    """Read the partition's points from PI and replace their slice; raise ``PointReadError`` on failures."""
+    """Read the partition's points from PI and replace their slice; raise ``PointReadError`` on failures.
+
+    An interrupt (SIGINT, or Dagster's run termination) stops the read within seconds and nothing is
+    committed (see :mod:`osipi_dagster.ingest.cancellation`).
+
+    Args:
+        web_ids: the shard's points to read (the catalog's active points).
+        kept_web_ids: points whose stored rows the replacement keeps (the catalog's deleted points: their
+            history cannot be read again). Ignored with ``prune``.
+        prune: replace the whole slice, so the rows of every point not in ``web_ids`` are deleted too; only
+            when the user asked for it.
+
+    Raises:
+        PointReadError: some points failed for good; nothing was written.
+        EmptyShardError: ``web_ids`` is empty but the slice holds rows of points not kept, and ``prune``
+            is off: an empty catalog must not empty the lake.
+    """
     if overlap < timedelta(0):
         # A negative overlap would start after the watermarks and skip the values in between for good.
         raise ValueError(f"overlap must not be negative, got {overlap}: use 0 or more (default one hour).")
     started = time.perf_counter()
-    day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    day_end = day_start + timedelta(days=1)
+    day_start, day_end = day_bounds(day)
     if now <= day_start:
         return PartitionResult(
             day, shard, len(web_ids), None, None, False, None, note="the day has not begun"
         )
+    kept = () if prune else kept_web_ids
+    if not web_ids and not prune:
+        stored = slice_row_count(timeseries, day, shard, kept_web_ids=kept)
+        if stored:
+            raise EmptyShardError(
+                f"The catalog lists no active point in shard {shard}, but {timeseries} holds {stored} "
+                f"values of {day.isoformat()}|{shard} from points it does not keep as deleted: nothing was "
+                "replaced. "
+                "Materialize pi_points again (a catalog emptied by a filter or permission change, or a "
+                "changed shard count, can cause this) and re-run; to delete these rows on purpose, run with "
+                "prune_absent_points: true."
+            )
+        return PartitionResult(day, shard, 0, None, None, False, None, note="no active point in this shard")
     incremental = now < day_end
     end = now if incremental else day_end
     start = (
@@ -125,58 +162,70 @@ def ingest_partition(
     )
     if start >= end:
         return PartitionResult(day, shard, len(web_ids), start, end, True, None, note="nothing new to read")
-    tally = _Tally()
-    read: StreamRead | None = None
-    if web_ids:
-        read = client.read_recorded(
-            list(web_ids),
-            start,
-            to_ns(end) - TICK_NS,
-            mode=settings.mode,
-            values_per_request=settings.values_per_request,
-            streams_per_request=settings.streams_per_request,
-            concurrency=settings.concurrency,
+
+    def read_and_replace(cancel: threading.Event) -> PartitionResult:
+        # One commit for the window of every point, then the watermarks (see the module docstring).
+        tally = _Tally()
+        read: StreamRead | None = None
+        if web_ids:
+            read = client.read_recorded(
+                list(web_ids),
+                start,
+                to_ns(end) - TICK_NS,
+                mode=settings.mode,
+                values_per_request=settings.values_per_request,
+                streams_per_request=settings.streams_per_request,
+                concurrency=settings.concurrency,
+            )
+        write = replace_slice(
+            timeseries,
+            _checked(read, tally, day, shard, cancel),
+            partition_date=day,
+            tag_shard=shard,
+            time_range=(start, end) if incremental else None,
+            kept_web_ids=kept,
         )
-    write = replace_slice(
-        timeseries,
-        _checked(read, tally, day, shard),
-        partition_date=day,
-        tag_shard=shard,
-        time_range=(start, end) if incremental else None,
-    )
-    if web_ids:
-        write_watermarks(
-            watermarks,
+        if web_ids:
+            write_watermarks(
+                watermarks,
+                shard,
+                [
+                    Watermark(
+                        web_id,
+                        read_until=end,
+                        window_start=start,
+                        values_read=tally.values[web_id],
+                        run_id=run_id,
+                    )
+                    for web_id in web_ids
+                ],
+            )
+        return PartitionResult(
+            day,
             shard,
-            [
-                Watermark(
-                    web_id,
-                    read_until=end,
-                    window_start=start,
-                    values_read=tally.values[web_id],
-                    run_id=run_id,
-                )
-                for web_id in web_ids
-            ],
+            len(web_ids),
+            start,
+            end,
+            incremental,
+            write,
+            requests=read.requests if read else 0,
+            duration_seconds=time.perf_counter() - started,
         )
-    return PartitionResult(
-        day,
-        shard,
-        len(web_ids),
-        start,
-        end,
-        incremental,
-        write,
-        requests=read.requests if read else 0,
-        duration_seconds=time.perf_counter() - started,
-    )
+
+    return run_interruptibly(read_and_replace)
 
 
-def _checked(read: StreamRead | None, tally: _Tally, day: date, shard: str) -> Iterator[pa.RecordBatch]:
-    """The read's batches; raises before the stream ends (so before the commit) if any point failed."""
+def _checked(
+    read: StreamRead | None, tally: _Tally, day: date, shard: str, cancel: threading.Event
+) -> Iterator[pa.RecordBatch]:
+    """The read's batches; raises before the stream ends (so before the commit) if any point failed or the
+    read was cancelled."""
     if read is None:
         return
     for batch in read:
+        if cancel.is_set():
+            read.close()
+            raise ReadCancelledError(f"Reading {day.isoformat()}|{shard} was cancelled; nothing was written.")
         tally.add(batch)
         yield batch
     if read.failures:

@@ -1,6 +1,6 @@
-"""Delta Lake storage for PI data: table layouts, idempotent writes, watermarks. No Dagster here; from
-the client it takes only its batch schema (``osipi_dagster.pi.schema``) and time helpers
-(``osipi_dagster.pi.times``), so both sides agree on one definition of a value and a PI time.
+"""Delta Lake storage for PI data: table layouts, idempotent writes, watermarks. No Dagster and no PI
+client here: what a value is and PI's time arithmetic come from ``osipi_dagster.contract``, which the client
+shares, so both sides agree on one definition of a value and a PI time.
 
 Every writer commits once and atomically: readers see a table before or after a write, never during.
 
@@ -17,19 +17,21 @@ from osipi_dagster.lake.errors import (
     InvalidTableNameError,
     LakeError,
     TableSchemaMismatchError,
+    UnwritableLakeRootError,
 )
 from osipi_dagster.lake.eventframes import EVENT_FRAME_INPUT_SCHEMA, merge_event_frames
 from osipi_dagster.lake.merge import MergeResult, merge_rows
 from osipi_dagster.lake.refresh import RowDiff, diff_rows, overwrite_table, read_table
 from osipi_dagster.lake.schemas import TABLE_SPECS, TableSpec
-from osipi_dagster.lake.tables import Lakehouse, LakeTable, WriteResult, ensure_table, row_count
-from osipi_dagster.lake.timeseries import (
-    TimeSlice,
-    read_slice,
-    replace_slice,
-    restore_exact_timestamps,
-    time_slice,
+from osipi_dagster.lake.tables import (
+    Lakehouse,
+    LakeTable,
+    WriteResult,
+    ensure_table,
+    row_count,
+    stored_table_name,
 )
+from osipi_dagster.lake.timeseries import read_slice, replace_slice, slice_row_count
 from osipi_dagster.lake.watermarks import Watermark, read_watermarks, write_watermarks
 
 __all__ = [
@@ -46,7 +48,7 @@ __all__ = [
     "RowDiff",
     "TableSchemaMismatchError",
     "TableSpec",
-    "TimeSlice",
+    "UnwritableLakeRootError",
     "Watermark",
     "WriteResult",
     "diff_rows",
@@ -58,8 +60,8 @@ __all__ = [
     "read_table",
     "read_watermarks",
     "replace_slice",
-    "restore_exact_timestamps",
     "row_count",
-    "time_slice",
+    "slice_row_count",
+    "stored_table_name",
     "write_watermarks",
 ]

@@ -25,3 +25,7 @@ class InvalidRowsError(LakeError, ValueError):
 
 class ConcurrentWriteError(LakeError):
     """Another writer committed a conflicting change to the same rows at the same time."""
+
+
+class UnwritableLakeRootError(LakeError):
+    """The lakehouse root is a local folder this process cannot create or write."""

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from deltalake.exceptions import CommitFailedError
 
 from osipi_dagster.lake.errors import ConcurrentWriteError, InvalidRowsError
-from osipi_dagster.lake.tables import LakeTable, conform, ensure_table, spec_of
+from osipi_dagster.lake.tables import LakeTable, conform, ensure_table, spec_of, sql_literal
 
 # Concurrent MERGEs into the same files conflict; the loser re-reads the table and runs again.
 MERGE_ATTEMPTS = 8
@@ -71,7 +71,7 @@ def merge_rows(
                 f"Rows for {table} must all have {column} = {value!r} (target_partition), but some do not."
             )
     predicate = " AND ".join(
-        [f"t.{column} = '{value}'" for column, value in (target_partition or {}).items()]
+        [f"t.{column} = {sql_literal(value)}" for column, value in (target_partition or {}).items()]
         + [f"t.{column} = s.{column}" for column in key_columns]
     )
     attempt = 0

@@ -1,6 +1,6 @@
 """Full refreshes of the small catalog tables, and the row diff reported in Dagster metadata.
 
-``bronze.pi_points``, ``bronze.pi_asset_hierarchy`` and ``bronze.pi_af_attributes`` are small (up to a few
+``bronze.pi_points``, ``bronze.pi_af_hierarchy`` and ``bronze.pi_af_attributes`` are small (up to a few
 hundred thousand rows) and read whole on every run, so each run replaces the whole table in one atomic
 commit: readers see the old table or the new one, never a mix.
 """
@@ -19,13 +19,11 @@ from osipi_dagster.lake.schemas import UTC_US
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
-    commit_properties,
     conform,
     ensure_table,
-    find_commit,
-    new_write_id,
     require_utc,
     spec_of,
+    tagged_commit,
     utc_now,
     without_columns,
 )
@@ -53,19 +51,12 @@ def overwrite_table(
         spec.schema.names
     )
     delta_table = ensure_table(table)
-    write_id = new_write_id()
-    write_deltalake(delta_table, data, mode="overwrite", commit_properties=commit_properties(write_id))
-    version = delta_table.version()  # the state delta-rs keeps after its commit: our version
-    metrics = find_commit(table, write_id).get("operationMetrics", {})
-    return WriteResult(
-        table=table.name,
-        version=version,
-        rows_written=data.num_rows,
-        files_added=int(metrics.get("num_added_files", 0)),
-        files_removed=int(metrics.get("num_removed_files", 0)),
-        predicate=None,
-        duration_seconds=time.perf_counter() - started,
+    commit = tagged_commit(
+        table,
+        delta_table,
+        lambda properties: write_deltalake(delta_table, data, mode="overwrite", commit_properties=properties),
     )
+    return WriteResult.of(table, commit, rows=data.num_rows, predicate=None, started=started)
 
 
 def read_table(table: LakeTable) -> pa.Table | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from osipi_dagster.pi.schema import RECORDED_SCHEMA
+from osipi_dagster.contract import RECORDED_SCHEMA
 
 UTC_US = pa.timestamp("us", tz="UTC")
 UTC_NS = pa.timestamp("ns", tz="UTC")
@@ -155,8 +155,8 @@ POINTS = TableSpec(
     description="The tag catalog: every PI point seen, its shard, and whether it still exists.",
 )
 
-ASSET_HIERARCHY = TableSpec(
-    name="bronze.pi_asset_hierarchy",
+AF_HIERARCHY = TableSpec(
+    name="bronze.pi_af_hierarchy",
     schema=pa.schema(
         [
             pa.field("web_id", pa.string(), nullable=False),
@@ -199,5 +199,5 @@ AF_ATTRIBUTES = TableSpec(
 )
 
 TABLE_SPECS: dict[str, TableSpec] = {
-    spec.name: spec for spec in (TIMESERIES, WATERMARKS, EVENT_FRAMES, POINTS, ASSET_HIERARCHY, AF_ATTRIBUTES)
+    spec.name: spec for spec in (TIMESERIES, WATERMARKS, EVENT_FRAMES, POINTS, AF_HIERARCHY, AF_ATTRIBUTES)
 }

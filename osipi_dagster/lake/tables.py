@@ -9,12 +9,14 @@ Tables are addressed as ``<schema>.<table>``: ``bronze.pi_timeseries`` lives und
 from __future__ import annotations
 
 import re
+import tempfile
+import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +30,7 @@ from osipi_dagster.lake.errors import (
     InvalidTableNameError,
     LakeError,
     TableSchemaMismatchError,
+    UnwritableLakeRootError,
 )
 from osipi_dagster.lake.schemas import TABLE_SPECS, TableSpec
 
@@ -40,6 +43,7 @@ _HISTORY_SEARCH_DEPTH = 200
 
 _NAME_PART = r"[a-z][a-z0-9_]{0,62}"
 _TABLE_NAME = re.compile(rf"^({_NAME_PART})\.({_NAME_PART})$")
+_TABLE_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,40}__$")
 _URI = re.compile(r"^([a-z][a-z0-9+.-]+)://(.+)$")
 
 ArrowData = TypeVar("ArrowData", pa.Table, pa.RecordBatch)
@@ -56,6 +60,21 @@ class WriteResult:
     files_removed: int
     predicate: str | None
     duration_seconds: float
+
+    @classmethod
+    def of(
+        cls, table: LakeTable, commit: Commit, *, rows: int, predicate: str | None, started: float
+    ) -> WriteResult:
+        """What ``commit`` did, for a write of ``rows`` rows begun at ``started`` (a perf_counter time)."""
+        return cls(
+            table=table.name,
+            version=commit.version,
+            rows_written=rows,
+            files_added=commit.files_added,
+            files_removed=commit.files_removed,
+            predicate=predicate,
+            duration_seconds=time.perf_counter() - started,
+        )
 
     @property
     def rows_per_second(self) -> float:
@@ -76,17 +95,18 @@ def parse_table_name(name: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class LakeTable:
-    """One Delta table of a lakehouse: its ``<schema>.<table>`` name, URI and storage options."""
+    """One Delta table of a lakehouse: its ``<schema>.<table>`` name, its layout, URI and storage options.
+
+    ``name`` is the table's name in the lakehouse (with the lakehouse's table prefix, e.g.
+    ``bronze.site_b__pi_timeseries``); ``spec`` is its layout (``spec.name`` is the name without prefix), or
+    None for a table the connector does not know.
+    """
 
     name: str
     uri: str
+    spec: TableSpec | None = None
     # Object-store credentials: kept out of repr (tracebacks, logs).
     storage_options: Mapping[str, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def spec(self) -> TableSpec | None:
-        """The table's layout if it is one the connector knows (see ``schemas.TABLE_SPECS``)."""
-        return TABLE_SPECS.get(self.name)
 
     def exists(self) -> bool:
         return DeltaTable.is_deltatable(self.uri, storage_options=dict(self.storage_options))
@@ -118,19 +138,56 @@ class Lakehouse:
             object-store URI: ``s3://bucket/prefix``, ``abfss://container@account.dfs.core.windows.net/prefix``,
             ``gs://bucket/prefix``.
         storage_options: passed unchanged to delta-rs (credentials, region, ``aws_conditional_put``...).
+        table_prefix: put before every table name, so several PI servers share one root without sharing a
+            table: with ``site_b__``, ``bronze.pi_timeseries`` is ``bronze.site_b__pi_timeseries``. Empty
+            (the default) or lower-case ASCII letters, digits and underscores ending in ``__``.
     """
 
     root: str = DEFAULT_ROOT
     # Object-store credentials: kept out of repr (tracebacks, logs).
     storage_options: Mapping[str, str] = field(default_factory=dict, repr=False)
+    table_prefix: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", _normalize_root(self.root))
+        if self.table_prefix and not _TABLE_PREFIX.match(self.table_prefix):
+            raise InvalidTableNameError(
+                f"Table prefix {self.table_prefix!r} is not valid: use lower-case ASCII letters, digits and "
+                "underscores, starting with a letter and ending in '__' (e.g. 'site_b__'), or no prefix."
+            )
 
     def table(self, name: str) -> LakeTable:
-        """Address ``<schema>.<table>``; the table need not exist yet."""
-        schema, table = parse_table_name(name)
-        return LakeTable(name=name, uri=f"{self.root}/{schema}/{table}", storage_options=self.storage_options)
+        """Address ``<schema>.<table>`` (the name without this lakehouse's prefix); it need not exist yet."""
+        stored = stored_table_name(name, self.table_prefix)
+        return LakeTable(
+            name=stored,
+            uri=f"{self.root}/{stored.replace('.', '/')}",
+            spec=TABLE_SPECS.get(name),
+            storage_options=self.storage_options,
+        )
+
+    def require_writable(self) -> None:
+        """Fail early, naming the folder, when a local root cannot be written (object stores are checked by
+        their first write: their credentials and permissions are delta-rs's to report)."""
+        if _URI.match(self.root):
+            return
+        path = Path(self.root)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as exc:
+            raise UnwritableLakeRootError(
+                f"The lakehouse root {self.root} cannot be written ({exc.strerror or exc}). Point "
+                "OSIPI_LAKE_ROOT (the lakehouse resource's root) at a folder this process may create and "
+                "write, or fix the folder's permissions."
+            ) from exc
+
+
+def stored_table_name(name: str, table_prefix: str) -> str:
+    """The name ``<schema>.<table>`` takes in a lakehouse with ``table_prefix`` (see :class:`Lakehouse`)."""
+    schema, table = parse_table_name(name)
+    return f"{schema}.{table_prefix}{table}"
 
 
 def _normalize_root(root: str | Path) -> str:
@@ -243,30 +300,43 @@ def conform(data: ArrowData, schema: pa.Schema, *, what: str) -> ArrowData:
     return type(data).from_arrays(columns, schema=schema)
 
 
-def new_write_id() -> str:
-    return uuid.uuid4().hex
+@dataclass(frozen=True)
+class Commit:
+    """A commit this process made: its version and delta-rs's operation metrics."""
+
+    version: int
+    files_added: int
+    files_removed: int
 
 
-def commit_properties(write_id: str) -> CommitProperties:
-    """Commit properties tagging a commit with ``write_id`` (see :func:`find_commit`)."""
-    return CommitProperties(custom_metadata={WRITE_ID_KEY: write_id})
+def tagged_commit(
+    table: LakeTable, delta_table: DeltaTable, write: Callable[[CommitProperties], None]
+) -> Commit:
+    """Run ``write`` (one delta-rs write given the commit properties to use) and find the commit it made.
 
-
-def find_commit(table: LakeTable, write_id: str) -> dict[str, Any]:
-    """The commit info (operation metrics) of the commit tagged ``write_id``, searched newest first.
-
-    delta-rs's writers return nothing, and other writers may commit right after us, so the commit is
-    found by its tag rather than assumed to be the latest. Take the commit's version from
-    ``delta_table.version()`` right after the write: the ``version`` numbers ``history()`` reports can
-    be off while concurrent writers commit.
+    delta-rs's writers return nothing, and other writers may commit right after us, so the commit is tagged
+    with a unique id and found by its tag rather than assumed to be the latest. Its version is
+    ``delta_table.version()`` right after the write (the state delta-rs keeps after its commit): the
+    ``version`` numbers ``history()`` reports can be off while concurrent writers commit.
     """
+    write_id = uuid.uuid4().hex
+    write(CommitProperties(custom_metadata={WRITE_ID_KEY: write_id}))
+    version = delta_table.version()
     for commit in table.load().history(_HISTORY_SEARCH_DEPTH):
         if commit.get(WRITE_ID_KEY) == write_id:
-            return commit
+            metrics = commit.get("operationMetrics", {})
+            return Commit(
+                version, int(metrics.get("num_added_files", 0)), int(metrics.get("num_removed_files", 0))
+            )
     raise LakeError(
         f"Committed write {write_id} is not among the last {_HISTORY_SEARCH_DEPTH} commits of "
         f"{table}; the data is committed but its metrics are unknown."
     )
+
+
+def sql_literal(value: str) -> str:
+    """``value`` as an SQL string literal for a Delta predicate (quotes doubled: no value can end it)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def utc_now() -> datetime:

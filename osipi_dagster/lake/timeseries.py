@@ -19,29 +19,28 @@ import time
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import WriterProperties, write_deltalake
+from deltalake import CommitProperties, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
+from osipi_dagster.contract import RECORDED_SCHEMA, day_bounds, format_ns, to_ns
 from osipi_dagster.lake.errors import ConcurrentWriteError, InvalidRowsError
-from osipi_dagster.lake.schemas import RECORDED_SCHEMA, TIMESERIES, UTC_NS, UTC_US
+from osipi_dagster.lake.schemas import TIMESERIES, UTC_NS, UTC_US
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
-    commit_properties,
     conform,
     ensure_table,
-    find_commit,
-    new_write_id,
     require_utc,
+    sql_literal,
+    tagged_commit,
     utc_now,
 )
-from osipi_dagster.pi.times import format_ns, to_ns
 
 # File sizing. delta-rs rolls a data file over once it holds target_file_size bytes, so every file but
 # the last of a write is at least this big: at the ~15 bytes a row the benchmark's PI-like values take,
@@ -64,15 +63,21 @@ class TimeSlice:
     end_ns: int
     web_ids: frozenset[str] | None
     whole_day: bool
+    kept_web_ids: frozenset[str] = frozenset()
 
     @property
     def predicate(self) -> str:
         """The Delta predicate selecting exactly this slice's rows (timestamps compared exactly)."""
-        terms = [f"partition_date = '{self.partition_date.isoformat()}'", f"tag_shard = '{self.tag_shard}'"]
+        terms = [
+            f"partition_date = {sql_literal(self.partition_date.isoformat())}",
+            f"tag_shard = {sql_literal(self.tag_shard)}",
+        ]
         if not self.whole_day:
             terms += [f"timestamp_ns >= {self.start_ns}", f"timestamp_ns < {self.end_ns}"]
         if self.web_ids is not None:
-            terms.append(f"web_id IN ({', '.join(_sql_string(w) for w in sorted(self.web_ids))})")
+            terms.append(f"web_id IN ({', '.join(sql_literal(w) for w in sorted(self.web_ids))})")
+        if self.kept_web_ids:
+            terms.append(f"web_id NOT IN ({', '.join(sql_literal(w) for w in sorted(self.kept_web_ids))})")
         return " AND ".join(terms)
 
     def describe(self) -> str:
@@ -80,6 +85,8 @@ class TimeSlice:
             f"partition_date={self.partition_date.isoformat()} tag_shard={self.tag_shard} "
             f"[{format_ns(self.start_ns)}, {format_ns(self.end_ns)})"
         )
+        if self.kept_web_ids:
+            text = f"{text} except {len(self.kept_web_ids)} kept point(s)"
         return text if self.web_ids is None else f"{text} for {len(self.web_ids)} point(s)"
 
 
@@ -88,6 +95,7 @@ def time_slice(
     tag_shard: str,
     time_range: tuple[datetime, datetime] | None = None,
     web_ids: Collection[str] | None = None,
+    kept_web_ids: Collection[str] = (),
 ) -> TimeSlice:
     """Validate and build the slice a write owns.
 
@@ -97,6 +105,8 @@ def time_slice(
         time_range: ``(start, end)``, timezone-aware, start inclusive and end exclusive, inside the day;
             None means the whole day. ``pandas.Timestamp`` values keep their nanoseconds.
         web_ids: restrict the slice to these points; None means every point of the shard.
+        kept_web_ids: points whose rows are not part of the slice (they stay, and no batch may hold them):
+            the history of points the catalog keeps as deleted.
     """
     day = _parse_date(partition_date)
     if not isinstance(tag_shard, str) or not tag_shard.isascii() or not tag_shard.isidentifier():
@@ -104,8 +114,7 @@ def time_slice(
             f"tag_shard {tag_shard!r} is not a simple ASCII key: use letters, digits and underscores, "
             "e.g. 's03'."
         )
-    day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    day_start_ns, day_end_ns = to_ns(day_start), to_ns(day_start + timedelta(days=1))
+    day_start_ns, day_end_ns = map(to_ns, day_bounds(day))
     start_ns, end_ns = day_start_ns, day_end_ns
     if time_range is not None:
         start_ns = to_ns(require_utc(time_range[0], what="time_range start"))
@@ -121,6 +130,8 @@ def time_slice(
         points = frozenset(web_ids)
         if not points:
             raise ValueError("web_ids is empty: pass None to replace every point of the slice.")
+    if points is not None and kept_web_ids:
+        raise ValueError("Give web_ids (the points replaced) or kept_web_ids (the points kept), not both.")
     return TimeSlice(
         partition_date=day,
         tag_shard=tag_shard,
@@ -128,6 +139,7 @@ def time_slice(
         end_ns=end_ns,
         web_ids=points,
         whole_day=(start_ns, end_ns) == (day_start_ns, day_end_ns),
+        kept_web_ids=frozenset(kept_web_ids),
     )
 
 
@@ -139,12 +151,14 @@ def replace_slice(
     tag_shard: str,
     time_range: tuple[datetime, datetime] | None = None,
     web_ids: Collection[str] | None = None,
+    kept_web_ids: Collection[str] = (),
     ingested_at: datetime | None = None,
 ) -> WriteResult:
     """Replace one slice of ``bronze.pi_timeseries`` with ``batches``, in one atomic Delta commit.
 
     The slice is ``partition_date = D AND tag_shard = S``, narrowed by ``time_range`` (for the open day:
-    ``timestamp >= start AND timestamp < end``) and by ``web_ids`` when given (see :func:`time_slice`).
+    ``timestamp >= start AND timestamp < end``), and by ``web_ids`` (only these points) or ``kept_web_ids``
+    (all but these points) when given (see :func:`time_slice`).
     Every row of the slice that is not in ``batches`` is deleted, every row of ``batches`` is added, and
     nothing outside the slice is touched.
 
@@ -160,12 +174,12 @@ def replace_slice(
         ConcurrentWriteError: another writer replaced overlapping rows at the same time; re-run.
     """
     started = time.perf_counter()
-    target = time_slice(partition_date, tag_shard, time_range, web_ids)
+    target = time_slice(partition_date, tag_shard, time_range, web_ids, kept_web_ids)
     delta_table = ensure_table(table)
     version_before = delta_table.version()
     stream = _SliceStream(batches, target, require_utc(ingested_at or utc_now(), what="ingested_at"))
-    write_id = new_write_id()
-    try:
+
+    def write(properties: CommitProperties) -> None:
         with _single_writer_partition():
             write_deltalake(
                 delta_table,
@@ -174,8 +188,11 @@ def replace_slice(
                 predicate=target.predicate,
                 target_file_size=TARGET_FILE_SIZE,
                 writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS),
-                commit_properties=commit_properties(write_id),
+                commit_properties=properties,
             )
+
+    try:
+        commit = tagged_commit(table, delta_table, write)
     except Exception as exc:
         if stream.error is not None:
             # The iterator's own error, not delta-rs's wrapper around it, is what the caller can act on.
@@ -187,17 +204,7 @@ def replace_slice(
                 f"write was not committed ({exc}). Make sure one run at a time owns a slice, then re-run."
             ) from exc
         raise
-    version = delta_table.version()  # the state delta-rs keeps after its commit: our version
-    metrics = find_commit(table, write_id).get("operationMetrics", {})
-    return WriteResult(
-        table=table.name,
-        version=version,
-        rows_written=stream.rows,
-        files_added=int(metrics.get("num_added_files", 0)),
-        files_removed=int(metrics.get("num_removed_files", 0)),
-        predicate=target.predicate,
-        duration_seconds=time.perf_counter() - started,
-    )
+    return WriteResult.of(table, commit, rows=stream.rows, predicate=target.predicate, started=started)
 
 
 @contextmanager
@@ -241,6 +248,7 @@ class _SliceStream(Iterator[pa.RecordBatch]):
             "ingested_at": pa.scalar(ingested_at, UTC_US),
         }
         self._web_ids = None if target.web_ids is None else pa.array(sorted(target.web_ids), pa.string())
+        self._kept = pa.array(sorted(target.kept_web_ids), pa.string()) if target.kept_web_ids else None
         self.rows = 0
         self.error: BaseException | None = None
 
@@ -292,6 +300,15 @@ class _SliceStream(Iterator[pa.RecordBatch]):
                     f"({target.describe()}), e.g. {unexpected[:_MAX_WEB_IDS_IN_MESSAGE].to_pylist()}. "
                     "Nothing was committed. Add them to web_ids or leave them out of the batches."
                 )
+        if self._kept is not None:
+            kept = pc.unique(pc.filter(batch.column("web_id"), pc.is_in(batch.column("web_id"), self._kept)))
+            if len(kept):
+                raise InvalidRowsError(
+                    f"{len(kept)} point(s) of the batches are kept points of {target.describe()}, e.g. "
+                    f"{kept[:_MAX_WEB_IDS_IN_MESSAGE].to_pylist()}: their stored rows stay, so writing them "
+                    "would duplicate values. Nothing was committed. Leave them out of the batches or of "
+                    "kept_web_ids."
+                )
 
 
 def read_slice(
@@ -309,7 +326,22 @@ def read_slice(
     point at one timestamp keep the order they were written in within a file. The whole slice is
     materialized: use it for tests, checks and small slices.
     """
-    target = time_slice(partition_date, tag_shard, time_range, web_ids)
+    expression = _slice_filter(time_slice(partition_date, tag_shard, time_range, web_ids))
+    rows = table.load().to_pyarrow_table(filters=expression)
+    return restore_exact_timestamps(rows).sort_by([("web_id", "ascending"), ("timestamp", "ascending")])
+
+
+def slice_row_count(
+    table: LakeTable, partition_date: date | str, tag_shard: str, *, kept_web_ids: Collection[str] = ()
+) -> int:
+    """How many rows the (date, shard) slice holds, those of ``kept_web_ids`` left out; 0 without a table."""
+    if not table.exists():
+        return 0
+    target = time_slice(partition_date, tag_shard, kept_web_ids=kept_web_ids)
+    return table.load().to_pyarrow_dataset().count_rows(filter=_slice_filter(target))
+
+
+def _slice_filter(target: TimeSlice) -> ds.Expression:
     expression = (ds.field("partition_date") == pa.scalar(target.partition_date, pa.date32())) & (
         ds.field("tag_shard") == target.tag_shard
     )
@@ -319,8 +351,9 @@ def read_slice(
         )
     if target.web_ids is not None:
         expression &= ds.field("web_id").isin(sorted(target.web_ids))
-    rows = table.load().to_pyarrow_table(filters=expression)
-    return restore_exact_timestamps(rows).sort_by([("web_id", "ascending"), ("timestamp", "ascending")])
+    if target.kept_web_ids:
+        expression &= ~ds.field("web_id").isin(sorted(target.kept_web_ids))
+    return expression
 
 
 def restore_exact_timestamps(rows: pa.Table) -> pa.Table:
@@ -343,7 +376,3 @@ def _parse_date(value: date | str) -> date:
         raise ValueError(
             f"partition_date {value!r} is not a date: pass a datetime.date or 'YYYY-MM-DD'."
         ) from exc
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

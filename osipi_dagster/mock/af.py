@@ -1,6 +1,9 @@
 """The mock's AF asset model: one AF server (PISystem), its asset databases, element templates, element
 categories and a deterministic element hierarchy whose attributes reference every PI point exactly once.
 
+This module builds the model and looks objects up; the template catalogue is ``af_catalog``, the object
+types ``af_objects``, the filtering and sorting of searches ``af_search``.
+
 Generation rules (a pure function of ``config.seed``, ``config.af_databases`` and the archive's points):
 
 - The archive names its points ``Plant{p}.Area{a}.Unit{uu}.{LOOP}.{PARAM}``, the points of one unit and of
@@ -27,14 +30,43 @@ attribute template's id, as in AF; point attributes are element-level (non-templ
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from osipi_dagster.mock import webids
+from osipi_dagster.mock.af_catalog import (
+    DATABASE_NAMES,
+    ELEMENT_TEMPLATES,
+    ENTERPRISE,
+    EXTRA_CATEGORIES,
+    LOOP_TEMPLATES,
+    POINT_ATTRIBUTE_TYPES,
+    SITES,
+    UNASSIGNED,
+    UNIT_KINDS,
+    AttributeSpec,
+    TemplateSpec,
+    attribute_name,
+    hashed_value,
+)
+from osipi_dagster.mock.af_objects import (
+    AttributeNode,
+    AttributeSet,
+    AttributeTemplate,
+    Category,
+    Database,
+    Element,
+    ElementTemplate,
+    depth_first,
+    path_key,
+    stable_guid,
+    stable_hash,
+    walk_nodes,
+    walk_templates,
+)
+from osipi_dagster.mock.af_search import filter_attributes
 from osipi_dagster.mock.errors import PIError, not_found
 from osipi_dagster.mock.model import Attribute, Point
 from osipi_dagster.mock.params import Params
@@ -51,335 +83,6 @@ class ArchiveLike(Protocol):
     server_name: str
 
     def point_webid(self, point: Point, webid_type: str = "Full") -> str: ...
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Deterministic hashing (``hash()`` is salted per process, so it cannot drive the data).
-
-
-def stable_hash(*parts: object) -> int:
-    """A 64-bit hash of ``parts`` that is the same in every process and on every machine."""
-    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little")
-
-
-def stable_guid(*parts: object) -> uuid.UUID:
-    """A random-looking (version 4) GUID that is a pure function of ``parts``."""
-    return uuid.UUID(bytes=hashlib.blake2b(repr(parts).encode(), digest_size=16).digest(), version=4)
-
-
-def wildcard(pattern: str | None) -> Callable[[str], bool] | None:
-    """A case-insensitive matcher for a PI/AF name filter (``*`` any run, ``?`` one character); None = all."""
-    if not pattern:
-        return None
-    text = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    regex = re.compile(text, re.IGNORECASE | re.DOTALL)
-    return lambda value: regex.fullmatch(value) is not None
-
-
-def path_key(path: str) -> str:
-    """The lookup key of an AF path: upper case without the leading ``\\\\`` (as PathOnly WebIDs carry it)."""
-    return path.lstrip("\\").upper()
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Template catalogue.
-
-
-@dataclass(frozen=True)
-class AttributeSpec:
-    """An attribute a template gives its elements or event frames (a static one unless ``point``)."""
-
-    name: str
-    type: str  # Double | Int32 | String | Boolean | DateTime
-    units: str = ""
-    categories: tuple[str, ...] = ()
-    choices: tuple[object, ...] = ()  # the value is one of these, picked by the owner's hash ...
-    bounds: tuple[float, float] = (0.0, 0.0)  # ... or a number in this range
-    hidden: bool = False
-    optional: bool = False  # excluded (IsExcluded) on about half of the owners
-    trait: str = ""  # a limit trait of a child attribute (Minimum, Maximum, ...)
-    scale: float = 0.0  # a child attribute's value is its parent's value times this
-    point: bool = False  # a "PI Point" data reference chosen per owner (event frame attributes)
-    children: tuple[AttributeSpec, ...] = ()
-
-
-@dataclass(frozen=True)
-class TemplateSpec:
-    """An element or event-frame template before it is placed in a database."""
-
-    name: str
-    description: str
-    base: str = ""
-    categories: tuple[str, ...] = ()
-    attributes: tuple[AttributeSpec, ...] = ()
-    instance_type: str = "Element"  # Element | EventFrame
-    severity: str = "None"
-    can_be_acknowledged: bool = False
-    naming_pattern: str = "%TEMPLATE%"
-    abbreviation: str = ""  # the tag prefix of equipment names (P-10104)
-
-
-def _capacity(units: str, low: float, high: float) -> AttributeSpec:
-    """``Rated Capacity`` with its limit children; each template that has one has its own units."""
-    limits = ("Limits",)
-    return AttributeSpec(
-        "Rated Capacity",
-        "Double",
-        units,
-        ("Nameplate",),
-        bounds=(low, high),
-        children=(
-            AttributeSpec("Minimum", "Double", units, limits, trait="Minimum", scale=0.1),
-            AttributeSpec("Maximum", "Double", units, limits, trait="Maximum", scale=1.1),
-        ),
-    )
-
-
-def _equipment(name: str, base: str, category: str, *attributes: AttributeSpec) -> TemplateSpec:
-    return TemplateSpec(name, f"A {name.lower()}", base, (category,), attributes)
-
-
-_NAMEPLATE = ("Nameplate",)
-_INSTRUMENT = "Instrument"
-ELEMENT_TEMPLATES: tuple[TemplateSpec, ...] = (
-    TemplateSpec(
-        "Enterprise",
-        "A company: the root of a database's hierarchy",
-        categories=("Organization",),
-        attributes=(
-            AttributeSpec("Headquarters", "String", categories=_NAMEPLATE, choices=("Houston, US",)),
-        ),
-    ),
-    TemplateSpec(
-        "Site",
-        "A production site",
-        categories=("Organization", "Site"),
-        attributes=(
-            AttributeSpec("Country", "String", categories=("Location",)),
-            AttributeSpec("Latitude", "Double", "°", ("Location",)),
-            AttributeSpec("Longitude", "Double", "°", ("Location",)),
-        ),
-    ),
-    TemplateSpec(
-        "Area",
-        "A plant area",
-        categories=("Organization",),
-        attributes=(
-            AttributeSpec("Area Manager", "String", categories=_NAMEPLATE, choices=("J. Smith", "A. Novak")),
-        ),
-    ),
-    TemplateSpec(
-        "Process Unit",
-        "A process unit",
-        categories=("Process Unit",),
-        attributes=(AttributeSpec("Design Throughput", "Double", "t/d", _NAMEPLATE, bounds=(200, 5000)),),
-    ),
-    TemplateSpec("Batch Unit", "A batch process unit", "Process Unit", ("Process Unit", "Batch")),
-    TemplateSpec("Continuous Unit", "A continuous unit", "Process Unit", ("Process Unit", "Continuous")),
-    TemplateSpec(
-        "Equipment",
-        "Base template of all equipment",
-        categories=("Equipment",),
-        attributes=(
-            AttributeSpec(
-                "Manufacturer", "String", categories=_NAMEPLATE, choices=("Sulzer", "Siemens", "ABB")
-            ),
-            AttributeSpec("Model", "String", categories=_NAMEPLATE, choices=("MX-200", "HP-45", "CPT 40")),
-            AttributeSpec("Install Year", "Int32", "", _NAMEPLATE, bounds=(1985, 2024)),
-            AttributeSpec("Asset ID", "String", categories=_NAMEPLATE, hidden=True),
-            AttributeSpec(
-                "Warranty Expiry", "String", categories=_NAMEPLATE, choices=("2026-06-30",), optional=True
-            ),
-        ),
-    ),
-    _equipment("Rotating Equipment", "Equipment", "Rotating Equipment"),
-    _equipment("Pump", "Rotating Equipment", "Rotating Equipment"),
-    _equipment("Centrifugal Pump", "Pump", "Rotating Equipment", _capacity("m3/h", 20, 800)),
-    _equipment("Valve", "Equipment", "Static Equipment"),
-    _equipment("On-Off Valve", "Valve", "Static Equipment", _capacity("m3/h", 20, 800)),
-    _equipment(_INSTRUMENT, "Equipment", _INSTRUMENT),
-    _equipment("Flow Controller", _INSTRUMENT, _INSTRUMENT, _capacity("m3/h", 50, 500)),
-    _equipment("Flow Totalizer", _INSTRUMENT, _INSTRUMENT),
-    _equipment("Transmitter", _INSTRUMENT, _INSTRUMENT),
-    _equipment("Temperature Transmitter", "Transmitter", _INSTRUMENT, _capacity("°C", 100, 600)),
-    _equipment("Pressure Transmitter", "Transmitter", _INSTRUMENT, _capacity("bar", 10, 100)),
-    _equipment("Level Transmitter", "Transmitter", _INSTRUMENT),
-    _equipment("Analyzer", "Transmitter", _INSTRUMENT),
-    _equipment("Batch Tracker", _INSTRUMENT, _INSTRUMENT),
-    _equipment("Forecast Model", _INSTRUMENT, _INSTRUMENT),
-)
-EXTRA_CATEGORIES = ("Critical",)  # given to about one equipment in ten, from no template
-# The equipment template of a loop, from the letters its name starts with.
-LOOP_TEMPLATES = {
-    "P": "Centrifugal Pump", "XV": "On-Off Valve", "FIC": "Flow Controller", "FQ": "Flow Totalizer",
-    "TI": "Temperature Transmitter", "PI": "Pressure Transmitter", "LI": "Level Transmitter",
-    "AI": "Analyzer", "BATCH": "Batch Tracker", "FC": "Forecast Model",
-}  # fmt: skip
-UNIT_KINDS = {
-    "Batch Unit": ("Batch Reactor", "Blending Unit"),
-    "Continuous Unit": ("Hydrotreater", "Boiler House"),
-}
-SITES: tuple[tuple[str, str, float, float], ...] = (
-    ("Houston", "United States", 29.76, -95.37),
-    ("Rotterdam", "Netherlands", 51.92, 4.48),
-    ("Singapore", "Singapore", 1.29, 103.85),
-    ("Ludwigshafen", "Germany", 49.48, 8.44),
-    ("Jubail", "Saudi Arabia", 27.01, 49.66),
-)
-DATABASE_NAMES = ("Operations", "Europe", "Americas", "Asia Pacific", "Middle East")
-ENTERPRISE = "MockChem"
-UNASSIGNED = "Unassigned"
-
-POINT_ATTRIBUTE_TYPES = {
-    "Float16": "Single", "Float32": "Single", "Float64": "Double", "Int16": "Int16", "Int32": "Int32",
-    "Digital": "EnumerationValue", "String": "String", "Timestamp": "DateTime", "Blob": "Blob",
-}  # fmt: skip
-# What a point measures, from its engineering units (lower case); the attribute is named after it.
-_MEASURES = {
-    "degc": "Temperature", "°c": "Temperature", "deg. c": "Temperature", "degf": "Temperature",
-    "°f": "Temperature", "k": "Temperature", "bar": "Pressure", "barg": "Pressure", "kpa": "Pressure",
-    "mpa": "Pressure", "psi": "Pressure", "psig": "Pressure", "pa": "Pressure", "mbar": "Pressure",
-    "m3/h": "Flow", "kg/h": "Flow", "t/h": "Flow", "l/min": "Flow", "m3/d": "Flow", "kg/s": "Flow",
-    "%": "Level", "m": "Level", "mm": "Position", "rpm": "Speed", "hz": "Frequency", "a": "Current",
-    "v": "Voltage", "kv": "Voltage", "kw": "Power", "mw": "Power", "kwh": "Energy", "mwh": "Energy",
-    "mm/s": "Vibration", "um": "Vibration", "ph": "pH", "ppm": "Concentration", "mg/l": "Concentration",
-    "us/cm": "Conductivity", "kg/m3": "Density", "cp": "Viscosity", "kg": "Weight", "t": "Weight",
-    "s": "Duration", "h": "Running Hours",
-}  # fmt: skip
-_MEASURES_BY_TYPE = {"Digital": "Status", "String": "Message", "Int32": "Count", "Int16": "Count"}
-UNIT_NAMES = {
-    "°": "degree", "m3/h": "cubic meter per hour", "kW": "kilowatt", "m3": "cubic meter",
-    "t/h": "tonne per hour", "t/d": "tonne per day", "kg": "kilogram", "degC": "degree Celsius",
-    "°C": "degree Celsius", "bar": "bar", "barg": "bar gauge", "kPa": "kilopascal", "%": "percent",
-    "rpm": "revolutions per minute", "A": "ampere", "V": "volt", "MW": "megawatt",
-    "mm/s": "millimeter per second", "h": "hour", "s": "second", "min": "minute",
-}  # fmt: skip
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The model's objects.
-
-
-@dataclass(frozen=True, eq=False)
-class AttributeTemplate:
-    """An attribute template of an element template (its children are nested attribute templates)."""
-
-    guid: uuid.UUID
-    spec: AttributeSpec
-    template: ElementTemplate | None  # set right after construction (the template owns its attributes)
-    path: str  # \\AF\DB\ElementTemplates[Pump]|Rated Capacity|Minimum
-    parent: AttributeTemplate | None
-    children: tuple[AttributeTemplate, ...]
-
-
-@dataclass(eq=False)
-class ElementTemplate:
-    """An element or event-frame template placed in one database."""
-
-    guid: uuid.UUID
-    database: Database
-    spec: TemplateSpec
-    path: str
-    lineage: tuple[str, ...]  # upper-case names: itself, its base, its base's base, ...
-    attributes: tuple[AttributeTemplate, ...]  # its own top-level attribute templates
-    inherited: tuple[AttributeTemplate, ...]  # base templates' first, then its own
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def derives_from(self, name: str) -> bool:
-        """Is this template ``name`` or derived from it (case-insensitive)?"""
-        return name.upper() in self.lineage
-
-    def find_attribute(self, rel_path: str) -> AttributeTemplate | None:
-        """The attribute template at ``Name|Child`` (case-insensitive) among its own, or None."""
-        return _walk_by_name(self.attributes, rel_path, lambda t: t.spec.name, lambda t: t.children)
-
-
-@dataclass(frozen=True, eq=False)
-class Category:
-    """An element category (event frames use element categories too)."""
-
-    guid: uuid.UUID
-    database: Database
-    name: str
-    path: str  # \\AF\DB\CategoriesElement[Name]
-
-
-@dataclass(eq=False)
-class Database:
-    """An AF asset database."""
-
-    index: int
-    guid: uuid.UUID
-    name: str
-    description: str
-    path: str
-    templates: dict[str, ElementTemplate] = field(default_factory=dict)  # upper-case name -> template
-    categories: dict[str, Category] = field(default_factory=dict)  # upper-case name -> category
-    roots: list[Element] = field(default_factory=list)
-    elements: list[Element] = field(default_factory=list)  # every element, depth-first
-
-
-@dataclass(eq=False, slots=True)
-class Element:
-    """An AF element; ``points`` indexes the archive's points that are its PI Point attributes."""
-
-    guid: uuid.UUID
-    name: str
-    path: str
-    database: Database
-    parent: Element | None
-    template: ElementTemplate
-    categories: tuple[str, ...]
-    description: str
-    points: tuple[int, ...]  # indexes into the archive's points
-    values: dict[str, object]  # static attribute values fixed at build (the others come from hashes)
-    children: list[Element] = field(default_factory=list)
-    unit: Element | None = None  # its process unit (itself for a unit), for event frame references
-
-
-@dataclass(frozen=True, eq=False, slots=True)
-class AttributeNode:
-    """An attribute with what its JSON needs beyond ``model.Attribute``."""
-
-    attribute: Attribute
-    parent: AttributeNode | None
-    children: tuple[AttributeNode, ...]
-    template: AttributeTemplate | None
-    point: Point | None
-    hidden: bool
-    excluded: bool
-    trait: str
-
-
-@dataclass(frozen=True, eq=False)
-class AttributeSet:
-    """The attributes of one element or event frame."""
-
-    top: tuple[AttributeNode, ...]
-    every: tuple[AttributeNode, ...]  # depth-first, children after their parent
-    by_guid: dict[uuid.UUID, AttributeNode]
-
-    def find(self, rel_path: str) -> AttributeNode | None:
-        """The attribute at ``Name|Child`` (case-insensitive), or None."""
-        return _walk_by_name(self.top, rel_path, lambda n: n.attribute.name, lambda n: n.children)
-
-
-def _walk_by_name(nodes, rel_path: str, name_of, children_of):
-    """Follow ``A|B|C`` down a tree of named nodes, case-insensitively."""
-    found = None
-    for part in rel_path.upper().split("|"):
-        found = next((node for node in nodes if name_of(node).upper() == part), None)
-        if found is None:
-            return None
-        nodes = children_of(found)
-    return found
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The model.
 
 
 class AssetModel:
@@ -412,7 +115,7 @@ class AssetModel:
             enterprise = self._add_element(database, None, ENTERPRISE, "Enterprise", "MockChem Industries")
             for location, loops in share:
                 self._add_unit(database, enterprise, location, loops)
-            database.elements = list(_depth_first(database.roots))
+            database.elements = list(depth_first(database.roots))
 
     def _add_database(self, index: int) -> Database:
         name = DATABASE_NAMES[index] if index < len(DATABASE_NAMES) else f"Operations {index + 1}"
@@ -648,34 +351,6 @@ class AssetModel:
             raise not_found(kind, text)
         return self.check_system(web, kind, text)
 
-    # -- elements -------------------------------------------------------------------------------------
-
-    def search_elements(self, root: Database | Element, params: Params) -> list[Element]:
-        """The children (or, with ``searchFullHierarchy``, descendants) of ``root`` that pass the filters of
-        ``/elements`` (nameFilter, descriptionFilter, categoryName, templateName incl. derived templates),
-        sorted by ``sortField`` (Name | Description) and ``sortOrder``."""
-        full = params.bool("searchFullHierarchy", False)
-        sort_field = params.choice("sortField", "Name", ["Name", "Description"])
-        descending = params.choice("sortOrder", "Ascending", ["Ascending", "Descending"]) == "Descending"
-        name = wildcard(params.get("nameFilter"))
-        description = wildcard(params.get("descriptionFilter"))
-        category = (params.get("categoryName") or "").upper()
-        template = params.get("templateName")
-        if isinstance(root, Database):
-            candidates: Iterable[Element] = root.elements if full else root.roots
-        else:
-            candidates = _depth_first(root.children) if full else root.children
-        found = [
-            e
-            for e in candidates
-            if (name is None or name(e.name))
-            and (description is None or description(e.description))
-            and (not category or any(c.upper() == category for c in e.categories))
-            and (not template or e.template.derives_from(template))
-        ]
-        key = (lambda e: (e.name.lower(), e.path.lower())) if sort_field == "Name" else _description_key
-        return sorted(found, key=key, reverse=descending)
-
     # -- attributes -----------------------------------------------------------------------------------
 
     def attributes_of(self, owner: Element | EventFrame) -> AttributeSet:
@@ -696,7 +371,7 @@ class AssetModel:
                 return element.values[spec.name]
             if spec.name == "Asset ID":
                 return f"A{stable_hash(self.seed, element.path) % 10**8:08d}"
-            return _hashed_value(spec, stable_hash(self.seed, element.path, spec.name))
+            return hashed_value(spec, stable_hash(self.seed, element.path, spec.name))
 
         points = [self.archive.points[i] for i in element.points]
         return self.build_attribute_set(
@@ -725,7 +400,7 @@ class AssetModel:
             )
         names = {node.attribute.name.upper() for node in top}
         for point in points:
-            name = _unique(_attribute_name(point), names)
+            name = _unique(attribute_name(point), names)
             attribute = Attribute(
                 stable_guid(self.seed, "point-attribute", point.id),
                 owner_guid,
@@ -739,7 +414,7 @@ class AssetModel:
                 None,
             )
             top.append(AttributeNode(attribute, None, (), None, point, False, False, ""))
-        every = tuple(_walk_nodes(top))
+        every = tuple(walk_nodes(top))
         return AttributeSet(tuple(top), every, {node.attribute.guid: node for node in every})
 
     def _templated_node(
@@ -822,46 +497,17 @@ class AssetModel:
         """The element or event-frame attribute a WebID names (the streams' entry point); 404 if unknown."""
         return self.attribute_node(web).attribute
 
-    def filter_attributes(self, nodes: Iterable[AttributeNode], params: Params) -> list[AttributeNode]:
-        """Apply nameFilter, categoryName, templateName, showExcluded and showHidden; sort by name."""
-        name = wildcard(params.get("nameFilter"))
-        category = (params.get("categoryName") or "").upper()
-        template = params.get("templateName")
-        show_excluded = params.bool("showExcluded", False)
-        show_hidden = params.bool("showHidden", False)
-        descending = params.choice("sortOrder", "Ascending", ["Ascending", "Descending"]) == "Descending"
-        params.choice("sortField", "Name", ["Name"])
-        found = [
-            node
-            for node in nodes
-            if (name is None or name(node.attribute.name))
-            and (not category or any(c.upper() == category for c in node.attribute.categories))
-            and (
-                not template
-                or (
-                    node.template is not None
-                    and node.template.template is not None
-                    and node.template.template.derives_from(template)
-                )
-            )
-            and (show_excluded or not node.excluded)
-            and (show_hidden or not node.hidden)
-        ]
-        return sorted(
-            found, key=lambda n: (n.attribute.name.lower(), n.attribute.path.lower()), reverse=descending
-        )
-
     def child_attributes(self, web: webids.WebId, params: Params, text: str = "") -> list[AttributeNode]:
         """The attributes of an element, event frame (``Em``/``Fm``) or parent attribute (``Ab``), filtered as
         ``/elements/{webId}/attributes`` does; ``searchFullHierarchy`` adds nested child attributes."""
         full = params.bool("searchFullHierarchy", False)
         if web.marker == "Ab":
             parent = self.attribute_node(web, text)
-            nodes: Iterable[AttributeNode] = _walk_nodes(parent.children) if full else parent.children
+            nodes: Iterable[AttributeNode] = walk_nodes(parent.children) if full else parent.children
         else:
             attributes = self.attributes_of(self.owner(web, text))
             nodes = attributes.every if full else attributes.top
-        return self.filter_attributes(nodes, params)
+        return filter_attributes(nodes, params)
 
     def stream_attributes(self, web: webids.WebId, params: Params) -> list[Attribute]:
         """The attributes behind ``/streamsets/{webId}/...`` (nameFilter, categoryName, templateName,
@@ -908,53 +554,6 @@ def _group_points(points: list[Point]) -> list[tuple[tuple[str, str, str], dict[
             location, loop = (UNASSIGNED, UNASSIGNED, UNASSIGNED), point.name
         units.setdefault(location, {}).setdefault(loop, []).append(index)
     return list(units.items())
-
-
-def _depth_first(elements: Iterable[Element]) -> Iterator[Element]:
-    stack = list(reversed(list(elements)))
-    while stack:
-        element = stack.pop()
-        yield element
-        stack.extend(reversed(element.children))
-
-
-def _walk_nodes(nodes: Iterable[AttributeNode]) -> Iterator[AttributeNode]:
-    for node in nodes:
-        yield node
-        yield from _walk_nodes(node.children)
-
-
-def walk_templates(templates: Iterable[AttributeTemplate]) -> Iterator[AttributeTemplate]:
-    """Attribute templates depth-first, each followed by its children."""
-    for template in templates:
-        yield template
-        yield from walk_templates(template.children)
-
-
-def _description_key(element: Element) -> tuple[str, str]:
-    return element.description.lower(), element.path.lower()
-
-
-def _hashed_value(spec: AttributeSpec, draw: int) -> object:
-    """A static attribute's value: one of its choices, or a number within its bounds."""
-    if spec.choices:
-        return spec.choices[draw % len(spec.choices)]
-    low, high = spec.bounds
-    if spec.type == "Int32":
-        return int(low) + draw % (int(high) - int(low) + 1)
-    if spec.type == "String":
-        return ""
-    return round(low + (high - low) * (draw % 10_000) / 10_000, 1)
-
-
-def _attribute_name(point: Point) -> str:
-    """A point's attribute name: its descriptor up to the first comma, else what its units measure."""
-    described = point.descriptor.split(",")[0].strip()
-    return (
-        described
-        or _MEASURES.get(point.units.strip().lower())
-        or _MEASURES_BY_TYPE.get(point.point_type, "Value")
-    )
 
 
 def _unique(name: str, taken: set[str]) -> str:

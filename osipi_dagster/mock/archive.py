@@ -17,8 +17,9 @@ multi-values, late arrivals, bad values and forecast points, so N points hold ab
 ``SERVER\\TAG``. Full, IDOnly, LocalIDOnly/DefaultIDOnly and PathOnly point WebIDs all resolve (PathOnly
 through the case-insensitive path). Enumeration sets of the data server use marker ``MS`` with owner
 ``D`` (data server) + server GUID + set GUID, their values ``MV`` with owner ``D`` + server GUID + set GUID
-+ value GUID; the set paths are ``\\\\SERVER\\EnumerationSets[Name]`` (the form AF uses; a PI Data
-Archive's own form was not found in the references).
++ value GUID (marker ``MV`` as in the EnumerationValue samples of the PI Web API reference, ``I1MVR...``);
+the set paths are ``\\\\SERVER\\EnumerationSets[Name]`` (the form AF uses; a PI Data Archive's own form
+was not found in the references) and a value's path is its set's path, ``\\``, its name.
 
 **PI point queries** (``/points/search``): ``Query = AndCondition {OR AndCondition}``, an AndCondition being
 filters separated by whitespace or ``AND``, optionally in parentheses. A filter is ``Attribute Operator
@@ -162,6 +163,10 @@ class Archive:
         self.enumeration_sets: list[EnumerationSet] = self._build_sets()
         self._sets_by_name = {s.name.upper(): s for s in self.enumeration_sets}
         self._sets_by_guid = {s.guid: s for s in self.enumeration_sets}
+        self._values_by_guid = {s.value_guid(c): (s, c) for s in self.enumeration_sets for c, _ in s.states}
+        self._values_by_path = {
+            self.value_path(s, c).upper(): (s, c) for s in self.enumeration_sets for c, _ in s.states
+        }
         self.data = DataSource(self)  # the reads of every point's stream
 
     # -- the data server ------------------------------------------------------------------------------
@@ -279,6 +284,25 @@ class Archive:
         guids = (self.server_guid, enum_set.guid, enum_set.value_guid(code))
         path = self.value_path(enum_set, code)
         return webids.encode("MV", guids, path, owner="D", webid_type=webid_type)
+
+    def resolve_value(self, text: str) -> tuple[EnumerationSet, int]:
+        """The (set, code) an enumeration value WebID names: 400 if malformed, 404 if unknown."""
+        web = webids.decode(text)
+        if web.marker != "MV":
+            raise PIError(400, f"Unknown or invalid WebID format: '{text}'.")
+        if web.kind == "P":
+            return self.value_by_path("\\\\" + (web.path or ""), text)
+        found = self._values_by_guid.get(web.guids[-1])
+        if found is None or (len(web.guids) > 1 and web.guids[0] != self.server_guid):
+            raise not_found("enumeration value", text)
+        return found
+
+    def value_by_path(self, path: str, text: str = "") -> tuple[EnumerationSet, int]:
+        """``\\\\SERVER\\EnumerationSets[Set]\\Value`` (case-insensitive); 404 if unknown."""
+        found = self._values_by_path.get(path.upper())
+        if found is None:
+            raise not_found("enumeration value", text or path)
+        return found
 
     def resolve_set(self, text: str) -> EnumerationSet:
         """The enumeration set a WebID names: 400 if malformed, 404 if unknown."""

@@ -20,10 +20,6 @@ class MockClock:
         self._fixed_ns = fixed_ns
         self._offset_ns = 0
 
-    @property
-    def is_fixed(self) -> bool:
-        return self._fixed_ns is not None
-
     def now_ns(self) -> int:
         with self._lock:
             now = self._fixed_ns if self._fixed_ns is not None else time.time_ns() + self._offset_ns

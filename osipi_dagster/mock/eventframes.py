@@ -36,16 +36,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from osipi_dagster.mock import webids
-from osipi_dagster.mock.af import (
-    AssetModel,
-    AttributeSpec,
-    Database,
-    Element,
-    ElementTemplate,
-    TemplateSpec,
-    stable_hash,
-    wildcard,
-)
+from osipi_dagster.mock.af import AssetModel
+from osipi_dagster.mock.af_catalog import AttributeSpec, TemplateSpec
+from osipi_dagster.mock.af_objects import Database, Element, ElementTemplate, stable_hash
+from osipi_dagster.mock.af_search import wildcard
 from osipi_dagster.mock.errors import PIError, not_found
 from osipi_dagster.mock.model import Point
 from osipi_dagster.mock.params import Params

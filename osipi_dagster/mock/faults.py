@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from osipi_dagster.mock.config import FaultConfig
+from osipi_dagster.mock.serialize import value_errors
 
 ERROR_STATUSES = (500, 502, 503, 504)
 MARK = "[injected fault]"  # every injected message says so, to tell injected failures from real bugs
@@ -158,6 +159,6 @@ def _spoil(node: Any, rate: float, rng: random.Random) -> None:
                 child["Value"] = None
             if "Good" in child:
                 child["Good"] = False
-            child["Errors"] = [{"FieldName": "Value", "Message": [f"The value could not be read {MARK}."]}]
+            child["Errors"] = value_errors(f"The value could not be read {MARK}.")
         elif isinstance(child, dict | list):
             _spoil(child, rate, rng)

@@ -24,7 +24,7 @@ import orjson
 
 from osipi_dagster.mock.archive import SYSTEM_STATES
 from osipi_dagster.mock.responses import FieldTree, select
-from osipi_dagster.mock.timeparse import NS, TICK_NS
+from osipi_dagster.mock.timeparse import NS, TICK_NS, format_time
 from osipi_dagster.mock.values import ANNOTATED, QUESTIONABLE, SUBSTITUTED, Block
 
 FIELDS = ("Timestamp", "Value", "UnitsAbbreviation", "Good", "Questionable", "Substituted", "Annotated")
@@ -182,6 +182,19 @@ def timed_value(
 ) -> bytes:
     """One TimedValue object (the first of ``block``)."""
     return timed_values(block.take(slice(0, 1)), units, tree, digital_states)[1:-1]
+
+
+def value_errors(message: str) -> list[dict]:
+    """PI's per-value ``Errors`` (``PropertyError`` items) of a TimedValue that could not be read or
+    computed."""
+    return [{"FieldName": "Value", "Message": [message]}]
+
+
+def failed_value(ts: int, units: str, message: str) -> dict:
+    """A TimedValue that could not be computed: no value, not Good, and its ``Errors``."""
+    flags = dict.fromkeys(_FLAG_FIELDS, False)
+    return {"Timestamp": format_time(ts), "Value": None, "UnitsAbbreviation": units, **flags,
+            "Errors": value_errors(message)}  # fmt: skip
 
 
 def dumps(body: dict, tree: FieldTree | None) -> bytes:

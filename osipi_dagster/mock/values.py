@@ -569,14 +569,18 @@ class DataSource:
 
     def summary(
         self, point: Point, start: int, end: int, types: list[str], now: int, basis: str = "TimeWeighted"
-    ) -> list[tuple[str, Block]]:
-        """Summaries of [start, end] (see ``Summary``); only Count and PercentGood on non-numeric points."""
+    ) -> list[tuple[str, Block | SummaryError]]:
+        """Summaries of [start, end] (see ``Summary``). A non-numeric point has only Count and PercentGood;
+        each other type it is asked for is a ``SummaryError``, which PI answers as that summary's value
+        carrying ``Errors`` while the other types and streams keep their results."""
         s = self.schedule(point)
         numeric = s.kind in ("float32", "float64", "int")
-        bad = [t for t in types if t not in ("Count", "PercentGood")]
-        if not numeric and bad:
-            raise PIError(400, f"The summary type '{bad[0]}' is not supported on a non-numeric stream.")
         lo, hi = min(start, end), max(start, end)
+        unsupported = (
+            {} if numeric else {t: SummaryError(lo, t) for t in types if t not in NON_NUMERIC_SUMMARIES}
+        )
+        if len(unsupported) == len(types):  # nothing to compute: no need to read the values
+            return [(t, unsupported[t]) for t in types]
         acc = Summary(lo, hi, step=s.shape not in ("analog", "total"), time_weighted=basis == "TimeWeighted")
         if numeric:
             acc.add(self.interpolated_at(point, np.array([lo], np.int64), now), boundary=True)
@@ -585,7 +589,23 @@ class DataSource:
                 acc.add(self._materialize(s, ev))
         if numeric:
             acc.add(self.interpolated_at(point, np.array([hi], np.int64), now), boundary=True)
-        return [(t, acc.result(t)) for t in types]
+        return [(t, unsupported[t] if t in unsupported else acc.result(t)) for t in types]
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryError:
+    """A summary type that a stream cannot compute (Average of a digital point): the interval's start and
+    the type."""
+
+    ts: int
+    kind: str
+
+    @property
+    def message(self) -> str:
+        return (
+            f"The summary type '{self.kind}' is not supported on a non-numeric stream: only "
+            f"{' and '.join(NON_NUMERIC_SUMMARIES)} are."
+        )
 
 
 def _plot_pick(block: Block, lo: int, width: int) -> np.ndarray:
@@ -698,5 +718,6 @@ class Summary:
         return None, 0.0
 
 
+NON_NUMERIC_SUMMARIES = ("Count", "PercentGood")  # what AllForNonNumeric asks for
 SUMMARY_TYPES = ("Total", "Average", "Minimum", "Maximum", "Range", "StdDev", "PopulationStdDev", "Count",
                  "PercentGood")  # fmt: skip

@@ -5,6 +5,7 @@ No Dagster here: the package only needs requests, msgspec, numpy and pyarrow.
 
 from __future__ import annotations
 
+from osipi_dagster.contract import RECORDED_SCHEMA, SUMMARY_SCHEMA
 from osipi_dagster.pi.auth import (
     Anonymous,
     BasicAuth,
@@ -28,12 +29,13 @@ from osipi_dagster.pi.discovery import (
 from osipi_dagster.pi.errors import (
     MissingExtraError,
     PIAuthenticationError,
+    PIConfigurationError,
     PIConnectionError,
+    PIPagingError,
     PIResponseError,
     PIWebAPIError,
 )
 from osipi_dagster.pi.recorded import StreamFailure, StreamRead
-from osipi_dagster.pi.schema import RECORDED_SCHEMA, SUMMARY_SCHEMA
 from osipi_dagster.pi.transport import RetryPolicy
 
 __all__ = [
@@ -55,7 +57,9 @@ __all__ = [
     "OIDCClientCredentials",
     "PIAuth",
     "PIAuthenticationError",
+    "PIConfigurationError",
     "PIConnectionError",
+    "PIPagingError",
     "PIResponseError",
     "PIWebAPIClient",
     "PIWebAPIError",

@@ -3,7 +3,9 @@
 Every class is a ``requests`` auth object. The client calls :meth:`PIAuth.bind` once with its session, and
 :meth:`PIAuth.on_unauthorized` when the server answers 401; an auth that can obtain fresh credentials (OIDC)
 returns True there and the request is sent once more. No class ever shows its secret in ``repr`` or in an
-exception message.
+exception message, and each registers its secrets with :func:`~osipi_dagster.pi.errors.register_secret`, so
+that a server that echoes them (in an error page, in PI's ``Errors``) cannot get them into an exception or
+a log line.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import msgspec
 import requests
 from requests.auth import AuthBase
 
-from osipi_dagster.pi.errors import MissingExtraError, PIAuthenticationError, error_messages
+from osipi_dagster.pi.errors import MissingExtraError, PIAuthenticationError, error_messages, register_secret
 
 
 class PIAuth(AuthBase):
@@ -48,6 +50,8 @@ class BasicAuth(PIAuth):
         self.username = username
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self._header = f"Basic {token}"
+        register_secret(self, "password", password)
+        register_secret(self, "credentials", f"{username}:{password}")  # its base64 is the header's token
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = self._header
@@ -62,6 +66,7 @@ class BearerAuth(PIAuth):
 
     def __init__(self, token: str):
         self._header = f"Bearer {token}"
+        register_secret(self, "token", token)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = self._header
@@ -101,6 +106,9 @@ class OIDCClientCredentials(PIAuth):
     ):
         self.client_id = client_id
         self._secret = client_secret
+        register_secret(self, "client_secret", client_secret)
+        # Sent as Basic credentials to the token endpoint (client_secret_basic).
+        register_secret(self, "client_credentials", f"{client_id}:{client_secret}")
         self.scope = scope
         self.token_endpoint = token_endpoint
         self.discovery_url = discovery_url
@@ -201,6 +209,7 @@ class OIDCClientCredentials(PIAuth):
             ) from None
         lifetime = token.expires_in if token.expires_in and token.expires_in > 0 else 3600.0
         self._token = token.access_token
+        register_secret(self, "token", token.access_token)
         # Renew refresh_margin_s before expiry, but never before half the lifetime (short-lived tokens).
         self._renew_at = started + max(lifetime / 2, lifetime - self.refresh_margin_s)
         self.tokens_fetched += 1

@@ -6,12 +6,12 @@ import threading
 from collections.abc import Sequence
 from types import TracebackType
 
+from osipi_dagster.contract import TimeLike, format_ns, to_ns, to_pi_time
 from osipi_dagster.pi.auth import Anonymous, PIAuth
 from osipi_dagster.pi.discovery import Discovery
 from osipi_dagster.pi.errors import redact_url
 from osipi_dagster.pi.recorded import Limits, ReadOptions, ReadSpec, StreamRead
-from osipi_dagster.pi.times import TimeLike, format_ns, to_ns, to_pi_time
-from osipi_dagster.pi.transport import RetryPolicy, Transport
+from osipi_dagster.pi.transport import RetryPolicy, Transport, check_count
 
 WebIds = str | Sequence[str]
 
@@ -21,14 +21,22 @@ class PIWebAPIClient(Discovery):
 
     One pooled ``requests.Session`` carries every request; use the client as a context manager (or call
     :meth:`close`). ``timeout`` applies to GET requests and ``post_timeout`` to POST (batch) requests, in
-    seconds. Transient failures (connection errors, timeouts, 429, 502, 503, 504, bodies cut short) are
-    retried ``max_retries`` times with exponential backoff and jitter; see :class:`RetryPolicy`.
-    ``max_count_limit`` is the server's MaxReturnedItemsPerCall; it is lowered by itself when the server
-    refuses a ``maxCount``. ``compress`` asks for gzip (the default); turn it off on loopback or a fast LAN,
-    where compressing and decompressing only costs CPU.
+    seconds. Transient failures (connection errors, timeouts, 429, 500, 502, 503, 504, bodies cut short) are
+    retried ``max_retries`` times, the first at once, then with exponential backoff from ``backoff_base_s``
+    up to ``backoff_max_s`` and jitter, or after the server's ``Retry-After``; see :class:`RetryPolicy`. A
+    certificate that fails verification is not retried. ``verify`` is True (the system's CAs), False (no
+    verification, for a lab server only) or the path of a CA bundle. ``max_count_limit`` is the server's
+    MaxReturnedItemsPerCall; it is lowered by itself when the server refuses a ``maxCount``. ``compress``
+    asks for gzip (the default); turn it off on loopback or a fast LAN, where compressing and decompressing
+    only costs CPU.
+
+    Settings are checked here, before any request: a base URL that is not an absolute ``http(s)://`` URL
+    with a host, one that carries credentials (give them as ``auth``), a CA bundle that does not exist, a
+    timeout <= 0, a negative ``max_retries`` or backoff, a ``pool_size`` or ``max_count_limit`` below 1
+    raise :class:`~osipi_dagster.pi.errors.PIConfigurationError` (a ``ValueError``) naming the setting.
 
     Every time-series read returns a :class:`StreamRead`: iterate it for Arrow record batches with the
-    schema :data:`~osipi_dagster.pi.schema.RECORDED_SCHEMA` (``SUMMARY_SCHEMA`` for summaries), then read
+    schema :data:`~osipi_dagster.contract.RECORDED_SCHEMA` (``SUMMARY_SCHEMA`` for summaries), then read
     its ``failures``. A read given one WebId as a ``str`` uses ``/streams/{webId}/…``; a list of WebIds is
     read through ``/streamsets`` (``mode="streamsets"``, the default), ``/batch`` (``mode="batch"``) or
     one ``/streams`` request per stream (``mode="streams"``).
@@ -54,6 +62,7 @@ class PIWebAPIClient(Discovery):
         user_agent: str = "osipi-dagster",
         compress: bool = True,
     ):
+        check_count("max_count_limit", max_count_limit, 1)
         self.auth = auth if auth is not None else Anonymous()
         self.retry = RetryPolicy(
             max_retries=max_retries, backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s

@@ -32,9 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from osipi_dagster.contract import RECORDED_SCHEMA, SUMMARY_SCHEMA, TIMESTAMP_TYPE, to_ns
 from osipi_dagster.pi.errors import PIResponseError, error_messages
-from osipi_dagster.pi.schema import RECORDED_SCHEMA, SUMMARY_SCHEMA, TIMESTAMP_TYPE
-from osipi_dagster.pi.times import to_ns
 
 
 class State(msgspec.Struct, gc=False):

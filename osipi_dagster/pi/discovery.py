@@ -2,8 +2,10 @@
 attributes with their PI points, enumeration sets and event frames.
 
 Every listing pages with ``startIndex``/``maxCount`` until a short page (``Links.Next`` is not relied on),
-so nothing stops at PI's default of 1,000 items. Objects are frozen msgspec structs with snake_case fields
-(the JSON's PascalCase names), plus a few fields the client derives (parent, depth, point, open flag).
+so nothing stops at PI's default of 1,000 items; a server that ignores ``startIndex`` is detected (a page
+that brings nothing new) and refused with :class:`~osipi_dagster.pi.errors.PIPagingError`. Objects are
+frozen msgspec structs with snake_case fields (the JSON's PascalCase names), plus a few fields the client
+derives (parent, depth, point, open flag).
 """
 
 from __future__ import annotations
@@ -11,19 +13,20 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Generic, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import msgspec
 
+from osipi_dagster.contract import to_pi_time
 from osipi_dagster.pi.decode import WebException as _WebException
 from osipi_dagster.pi.decode import check_web_exception, decoder
-from osipi_dagster.pi.errors import PIWebAPIError
-from osipi_dagster.pi.times import to_pi_time
+from osipi_dagster.pi.errors import PIPagingError, PIWebAPIError
 
 if TYPE_CHECKING:
     from osipi_dagster.pi.transport import Params, Transport
 
 T = TypeVar("T")
+ObjectT = TypeVar("ObjectT", bound="_Object")
 
 SEARCH_MODES = (
     "None",
@@ -174,6 +177,16 @@ def _web_id_of_link(link: str | None, collection: str) -> str | None:
     return tail if head.endswith("/" + collection) and tail else None
 
 
+def _mark_seen(seen: set[int], item: _Object) -> bool:
+    """Add ``item`` to ``seen``; False when it was there. WebId and path together: an element referenced
+    under two parents keeps its WebId at both places."""
+    key = hash((item.web_id, item.path))
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
 def _split_path(path: str) -> list[str]:
     return path.lstrip("\\").split("\\")
 
@@ -204,21 +217,37 @@ class Discovery:
         check_web_exception(page.WebException)
         return page.Items
 
-    def _paged(self, path: str, kind: type[T], params: Params, page_size: int) -> Iterator[T]:
+    def _paged(self, path: str, kind: type[ObjectT], params: Params, page_size: int) -> Iterator[ObjectT]:
+        """Every object of a collection, page by page, each object once.
+
+        A server or proxy that ignores ``startIndex`` answers every page with the same objects: a full
+        page that brings nothing new raises :class:`PIPagingError` instead of paging for ever. An object
+        seen before (a collection that changed between two pages) is skipped. Only a hash per object is
+        kept, a small fraction of the objects themselves.
+        """
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
+        seen: set[int] = set()
         start = 0
         while True:
-            page = self._transport.get(
-                path,
-                [*params, ("startIndex", start), ("maxCount", page_size)],
-                decode=decoder(_Page[kind]).decode,
-            )
+            query = [*params, ("startIndex", start), ("maxCount", page_size)]
+            page = self._transport.get(path, query, decode=decoder(_Page[kind]).decode)
             check_web_exception(page.WebException)
-            yield from page.Items
+            new = [item for item in page.Items if _mark_seen(seen, item)]
+            if page.Items and not new:
+                url = f"{self._transport.url(path)}?{urlencode(query)}"
+                raise PIPagingError(
+                    f"the page at startIndex={start} holds only objects that earlier pages listed: the "
+                    "server (or a proxy in front of it) ignores startIndex, so the collection cannot be read "
+                    "whole; reading stopped",
+                    status=200,
+                    url=url,
+                )
+            yield from new
             if len(page.Items) < page_size:
                 return
-            start += page_size
+            # A server that sends more than maxCount objects has still numbered them from startIndex.
+            start += len(page.Items)
 
     # -- PI Data Archive ------------------------------------------------------------------------------
 
@@ -396,7 +425,7 @@ class Discovery:
 
         ``end`` is required except for the ``Backward*``/``Forward*`` modes, which look from ``start`` only
         (PI then refuses ``endTime``). Times must be timezone-aware (see
-        :func:`~osipi_dagster.pi.times.to_ns`).
+        :func:`~osipi_dagster.contract.to_ns`).
         """
         if search_mode not in SEARCH_MODES:
             raise ValueError(f"search_mode must be one of {', '.join(SEARCH_MODES)} (got {search_mode!r})")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from osipi_dagster.pi.times import format_ns
+from osipi_dagster.contract import format_ns
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,11 +47,16 @@ from urllib.parse import quote, urlencode
 import msgspec
 import pyarrow as pa
 
+from osipi_dagster.contract import RECORDED_SCHEMA, SUMMARY_SCHEMA, to_ns
 from osipi_dagster.pi import decode as dec
-from osipi_dagster.pi.errors import PIAuthenticationError, PIWebAPIError, error_messages, redact_url
+from osipi_dagster.pi.errors import (
+    PIAuthenticationError,
+    PIWebAPIError,
+    error_messages,
+    redact_url,
+    scrub,
+)
 from osipi_dagster.pi.paging import Cursor, advances, page_problem, plan_page, request_count
-from osipi_dagster.pi.schema import RECORDED_SCHEMA, SUMMARY_SCHEMA
-from osipi_dagster.pi.times import to_ns
 from osipi_dagster.pi.webids import pair_streams
 
 if TYPE_CHECKING:
@@ -84,7 +89,8 @@ class StreamFailure:
         web_id: the stream's WebId, as the caller passed it.
         status: the HTTP status of the failed request or batch sub-request; None when no answer arrived
             (connection error, timeout, a body cut short) and for a per-value or stream-level error.
-        message: what went wrong, with PI's ``Errors`` (never a secret).
+        message: what went wrong, with PI's ``Errors``; scrubbed of secrets and cut to a few thousand
+            characters when the failure is made (see :func:`~osipi_dagster.pi.errors.scrub`).
         resume_from: a PI time string: every value of the stream earlier than this time was yielded before
             the failure (values stamped exactly this time may be partly yielded). Read again from here.
     """
@@ -93,6 +99,10 @@ class StreamFailure:
     status: int | None
     message: str
     resume_from: str
+
+    def __post_init__(self) -> None:
+        # The message quotes the server, which may echo the request's credentials.
+        object.__setattr__(self, "message", scrub(self.message))
 
     @property
     def resume_from_ns(self) -> int:

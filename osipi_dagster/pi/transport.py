@@ -1,30 +1,41 @@
-"""HTTP transport: one pooled session, retries with backoff and jitter, typed errors.
+"""HTTP transport: one pooled session, urllib3's retries (backoff, jitter, ``Retry-After``), typed errors.
 
-Bodies are read with ``stream=True`` and ``raw.read()`` (two to three times cheaper than ``.content``) and
-handed to a decode function; a body that does not decode (cut short, not JSON, a top-level WebException) is
-retried like a dropped connection, because with PI Web API it is a transient failure of that one answer.
+Status retries (429, 500, 502, 503, 504) and connection retries are urllib3's ``Retry`` mounted on the
+session's adapter; each retry it sends is counted as a request and logged. The client retries only what
+urllib3 cannot see: a 2xx body that does not decode (cut short, not JSON, a top-level WebException), because
+with PI Web API that is a transient failure of that one answer. Bodies are read with ``stream=True`` and
+``raw.read()`` (two to three times cheaper than ``.content``) and handed to a decode function.
+
+Settings are checked when the transport is made: a malformed base URL, credentials in it, a missing CA
+bundle or a nonsensical number raise :class:`PIConfigurationError` before any request.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
-import random
+import math
+import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader, LocationParseError, MaxRetryError
+from urllib3.util.retry import RequestHistory, Retry
 
 from osipi_dagster.pi.auth import PIAuth
 from osipi_dagster.pi.errors import (
+    LOGGER_NAME,
     PIAuthenticationError,
+    PIConfigurationError,
     PIConnectionError,
     PIResponseError,
     PIWebAPIError,
@@ -32,58 +43,124 @@ from osipi_dagster.pi.errors import (
     redact_url,
 )
 
-log = logging.getLogger("osipi_dagster.pi")
+log = logging.getLogger(LOGGER_NAME)
 
 T = TypeVar("T")
 Params = Sequence[tuple[str, str | int | float]]
 
 # What a dropped connection, a timeout or a body cut short raises somewhere between socket and requests.
 _TRANSIENT = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+_TIMEOUTS = (requests.Timeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)
+
+# The only POSTs this client sends are /batch, whose sub-requests are all GETs (it never writes to PI), and
+# the OIDC token request: sending either again changes nothing, so they are retried like GETs.
+_RETRIED_METHODS = frozenset({"GET", "POST"})
+
+_TLS_HINT = (
+    "give the certificate of the CA that signed the server's certificate as a PEM file "
+    "(verify='/path/ca.pem'; OSIPI_PI_CA_BUNDLE for the Dagster resources), or, for a lab server only, "
+    "turn verification off (verify=False; OSIPI_PI_VERIFY_TLS=false)"
+)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """When and how long to wait before sending a failed request again.
 
-    ``statuses`` are retried; every other 4xx and 5xx fails at once (retrying 400, 404 or 409 cannot help).
-    Waits grow as ``backoff_base_s * 2**attempt`` up to ``backoff_max_s``, with the upper half jittered so
-    many clients do not come back in step; a 429 or 503 with ``Retry-After`` waits what the server asked
-    for (at most ``retry_after_max_s``).
+    Connection failures and the ``statuses`` (429, 500, 502, 503, 504: PI Web API answers 500 for a busy AF
+    SDK cache or an IIS recycle too) are retried by urllib3's ``Retry`` (:meth:`urllib3_retry`), at most
+    ``max_retries`` times: the first retry at once, then after ``backoff_base_s * 2**n`` seconds plus up to
+    ``backoff_base_s`` of jitter, never more than ``backoff_max_s``; a ``Retry-After`` is waited as asked, at
+    most ``retry_after_max_s``. Every other 4xx and 5xx fails at once (retrying 400, 404 or 409 cannot
+    help), and so does a certificate that fails verification (it will fail again). The client retries an
+    unusable body and a stream that failed inside an answer with the same waits (:meth:`delay`).
     """
 
     max_retries: int = 3
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     retry_after_max_s: float = 300.0
-    statuses: frozenset[int] = frozenset({429, 502, 503, 504})
+    statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.retry_after_max_s)
-        ceiling = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+    def __post_init__(self) -> None:
+        check_count("max_retries", self.max_retries, 0)
+        for name in ("backoff_base_s", "backoff_max_s", "retry_after_max_s"):
+            _check_seconds(name, getattr(self, name), allow_zero=True)
+
+    def urllib3_retry(self, on_retry: Callable[[RequestHistory, int, float], None] | None = None) -> Retry:
+        """The urllib3 ``Retry`` of this policy; ``on_retry(failure, retry_number, wait_s)`` is called
+        before each retry is sent."""
+        return _Retry(
+            total=self.max_retries,
+            allowed_methods=_RETRIED_METHODS,
+            status_forcelist=self.statuses,
+            backoff_factor=self.backoff_base_s,
+            backoff_jitter=self.backoff_base_s,
+            backoff_max=self.backoff_max_s,
+            retry_after_max=self.retry_after_max_s,
+            respect_retry_after_header=True,
+            raise_on_status=False,  # the last answer is returned, so its status and PI's Errors are reported
+            on_retry=on_retry,
+        )
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt + 1`` (``attempt`` counts from 0): urllib3's backoff."""
+        failures = (RequestHistory(None, None, None, None, None),) * (attempt + 1)
+        return self.urllib3_retry().new(history=failures).get_backoff_time()
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())
+class _Retry(Retry):
+    """urllib3's ``Retry`` that reports each retry before waiting for it, gives up at once on a certificate
+    that failed verification, and waits the backoff when a ``Retry-After`` cannot be read."""
+
+    def __init__(
+        self, *args: Any, on_retry: Callable[[RequestHistory, int, float], None] | None = None, **kwargs: Any
+    ):
+        super().__init__(*args, **kwargs)
+        self.on_retry = on_retry
+
+    def new(self, **kw: Any) -> _Retry:
+        return super().new(on_retry=self.on_retry, **kw)
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> _Retry:
+        if error is not None and _find(error, ssl.SSLCertVerificationError) is not None:
+            raise MaxRetryError(_pool, url or "", error) from error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def get_retry_after(self, response: Any) -> float | None:
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:
+            return None
+
+    def sleep(self, response: Any = None) -> None:
+        retry_after = None
+        if response is not None and self.respect_retry_after_header:
+            retry_after = self.get_retry_after(response)
+        wait = retry_after or self.get_backoff_time()
+        if self.on_retry is not None:
+            self.on_retry(self.history[-1], len(self.history), wait)
+        time.sleep(wait)
+
+
+class _Call(NamedTuple):
+    """The request a thread is sending, for the retries urllib3 sends on its behalf."""
+
+    url: str
+    on_send: Callable[[], None] | None
 
 
 class _Retryable(Exception):
-    def __init__(self, error: PIWebAPIError, retry_after: float | None = None):
+    def __init__(self, error: PIWebAPIError):
         self.error = error
-        self.retry_after = retry_after
 
 
 class Transport:
@@ -102,14 +179,19 @@ class Transport:
         user_agent: str,
         compress: bool = True,
     ):
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_base_url(base_url)
+        _check_seconds("timeout", timeout)
+        _check_seconds("post_timeout", post_timeout)
+        check_count("pool_size", pool_size, 1)
+        _check_ca_bundle(verify)
         self.auth = auth
         self.verify = verify
         self.timeout = timeout
         self.post_timeout = post_timeout
         self.retry = retry
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+        retries = retry.urllib3_retry(self._retrying)
+        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=retries)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update(
@@ -121,6 +203,7 @@ class Transport:
             }
         )
         self._sent_lock = threading.Lock()
+        self._calls = threading.local()
         self.requests_sent = 0  # every HTTP request, retries included
         auth.bind(self.session, self.base_url, verify=verify, timeout=timeout)
 
@@ -156,9 +239,9 @@ class Transport:
         """Send one request, retrying transient failures, and return ``decode(body)`` of the 2xx answer.
 
         ``decode`` may raise ``msgspec.DecodeError``/``msgspec.ValidationError``/``ValueError`` or
-        :class:`PIResponseError` for a body it cannot use; the request is then retried like a dropped
-        connection. ``on_send`` is called before every attempt (to count requests per read). Raises
-        :class:`PIWebAPIError` (or a subclass) when it fails for good.
+        :class:`PIResponseError` for a body it cannot use; the request is then sent again, up to
+        ``max_retries`` times. ``on_send`` is called before every request sent, urllib3's retries included
+        (to count requests per read). Raises :class:`PIWebAPIError` (or a subclass) when it fails for good.
         """
         url = self.url(path)
         headers = (
@@ -170,10 +253,8 @@ class Transport:
         attempt = 0
         refreshed = False
         while True:
-            if on_send is not None:
-                on_send()
             try:
-                return self._once(method, url, params, body, headers, timeout, decode)
+                return self._once(method, url, params, body, headers, timeout, decode, on_send)
             except PIAuthenticationError:
                 if refreshed or not self.auth.on_unauthorized():
                     raise
@@ -184,16 +265,40 @@ class Transport:
             except _Retryable as failure:
                 if attempt >= self.retry.max_retries:
                     raise failure.error from None
-                wait = self.retry.delay(attempt, failure.retry_after)
+                wait = self.retry.delay(attempt)
                 attempt += 1
                 log.warning(
-                    "PI Web API request failed (%s); retry %d of %d in %.2f s",
+                    "PI Web API answer unusable (%s); retry %d of %d in %.2f s",
                     failure.error,
                     attempt,
                     self.retry.max_retries,
                     wait,
                 )
                 time.sleep(wait)
+
+    def _count(self, on_send: Callable[[], None] | None) -> None:
+        with self._sent_lock:
+            self.requests_sent += 1
+        if on_send is not None:
+            on_send()
+
+    def _retrying(self, failure: RequestHistory, number: int, wait: float) -> None:
+        """urllib3 is about to send a request again: count it, and say why."""
+        call: _Call | None = getattr(self._calls, "current", None)
+        if call is not None:  # None: a request of the auth (the token endpoint), not one of PI Web API
+            self._count(call.on_send)
+        if failure.status is not None:
+            cause = f"HTTP {failure.status}: {http.client.responses.get(failure.status, 'error')}"
+        else:
+            cause = _failure_text(failure.error, self.timeout) if failure.error else "failed"
+        log.warning(
+            "PI Web API request failed (%s); retry %d of %d in %.2f s [%s]",
+            cause,
+            number,
+            self.retry.max_retries,
+            wait,
+            redact_url(call.url if call is not None else failure.url or ""),
+        )
 
     def _once(
         self,
@@ -204,28 +309,31 @@ class Transport:
         headers: dict[str, str],
         timeout: float,
         decode: Callable[[bytes], T],
+        on_send: Callable[[], None] | None,
     ) -> T:
-        with self._sent_lock:
-            self.requests_sent += 1
+        self._count(on_send)
         try:
-            response = self.session.request(
-                method,
-                url,
-                params=params,
-                data=body,
-                headers=headers,
-                auth=self.auth,
-                timeout=timeout,
-                verify=self.verify,
-                stream=True,
+            # Prepared apart from the send (as Session.request does), so that a token request the auth
+            # makes while preparing is not counted as a retry of this request.
+            prepared = self.session.prepare_request(
+                requests.Request(method, url, params=params, data=body, headers=headers, auth=self.auth)
             )
+            settings = self.session.merge_environment_settings(prepared.url, {}, True, self.verify, None)
+            self._calls.current = _Call(url, on_send)
             try:
-                content = response.raw.read(decode_content=True)
+                response = self.session.send(prepared, timeout=timeout, **settings)
             finally:
-                response.close()
+                self._calls.current = None
+        except requests.exceptions.SSLError as exc:
+            raise PIConnectionError(_tls_failure(exc), url=url) from None
+        except _TRANSIENT as exc:  # urllib3 has retried it already
+            raise PIConnectionError(_failure_text(exc, timeout), url=url) from None
+        try:
+            content = response.raw.read(decode_content=True)
         except _TRANSIENT as exc:
-            reason = "timed out" if isinstance(exc, requests.Timeout | TimeoutError) else "connection failed"
-            raise _Retryable(PIConnectionError(f"{reason}: {type(exc).__name__}", url=url)) from None
+            raise _Retryable(PIConnectionError(_failure_text(exc, timeout), url=url)) from None
+        finally:
+            response.close()
         status = response.status_code
         if 200 <= status < 300:
             try:
@@ -239,17 +347,140 @@ class Transport:
         errors = _error_body(content)
         if status == 401:
             raise PIAuthenticationError("authentication failed", status=status, url=url, errors=errors)
-        error = PIWebAPIError(
-            http.client.responses.get(status, "error"), status=status, url=url, errors=errors
-        )
-        if status in self.retry.statuses:
-            raise _Retryable(error, parse_retry_after(response.headers.get("Retry-After")))
-        raise error
+        raise PIWebAPIError(http.client.responses.get(status, "error"), status=status, url=url, errors=errors)
 
 
 def _error_body(content: bytes) -> list[str]:
     try:
         return error_messages(msgspec.json.decode(content))
     except (msgspec.DecodeError, UnicodeDecodeError):
-        text = content[:200].decode("utf-8", "replace").strip()
+        text = content.decode("utf-8", "replace").strip()
         return [text] if text else []
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what it wraps, outermost first (requests wraps urllib3, which wraps ssl and socket)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        wrapped = getattr(current, "reason", None)  # urllib3's MaxRetryError
+        if not isinstance(wrapped, BaseException):
+            wrapped = next((arg for arg in current.args if isinstance(arg, BaseException)), None)
+        current = wrapped or current.__cause__ or current.__context__
+
+
+def _find(error: BaseException, kind: type[BaseException]) -> Any:
+    return next((cause for cause in _chain(error) if isinstance(cause, kind)), None)
+
+
+def _failure_text(error: BaseException, timeout: float) -> str:
+    """What went wrong without an answer: a timeout, or the innermost cause (e.g. Connection refused)."""
+    if any(isinstance(cause, _TIMEOUTS) for cause in _chain(error)):
+        return f"timed out: no answer within {timeout:g} s"
+    *_, root = _chain(error)
+    detail = str(root)
+    return f"connection failed: {type(root).__name__}" + (f": {detail}" if detail else "")
+
+
+def _tls_failure(error: BaseException) -> str:
+    verification = _find(error, ssl.SSLCertVerificationError)
+    if verification is not None:
+        reason = verification.verify_message or str(verification)
+        return (
+            f"TLS certificate verify failed ({reason}): the server's certificate is not trusted: {_TLS_HINT}"
+        )
+    *_, root = _chain(error)
+    return f"TLS handshake failed ({root}): check that the URL's host and port serve HTTPS"
+
+
+def check_count(name: str, value: object, least: int) -> None:
+    """:class:`PIConfigurationError` unless the setting ``name`` is a whole number >= ``least``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise PIConfigurationError(f"{name} must be a whole number >= {least} (got {value!r})")
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
+    valid = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value >= 0 if allow_zero else value > 0)
+    )
+    if not valid:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise PIConfigurationError(f"{name} must be a finite number of seconds {bound} (got {value!r})")
+
+
+def _check_ca_bundle(verify: bool | str) -> None:
+    if isinstance(verify, bool):
+        return
+    bundle = Path(verify)
+    if not str(verify) or not bundle.exists():
+        raise PIConfigurationError(f"the CA bundle {str(verify)!r} does not exist: {_TLS_HINT}")
+    if bundle.is_dir():
+        return  # a folder of hashed certificates (c_rehash), as requests takes it
+    try:
+        ssl.create_default_context(cafile=str(bundle))
+    except (ssl.SSLError, OSError) as exc:
+        raise PIConfigurationError(
+            f"the CA bundle {str(verify)!r} holds no certificate that can be read ({exc}): {_TLS_HINT}"
+        ) from None
+
+
+def checked_base_url(base_url: str) -> str:
+    """``base_url`` without a trailing slash; :class:`PIConfigurationError` says what is wrong with it."""
+    url = base_url.strip() if isinstance(base_url, str) else ""
+    if not url:
+        raise PIConfigurationError(
+            f"the PI Web API base URL is empty (got {base_url!r}): give it as https://host/piwebapi"
+        )
+    shown = repr(_shown(url))
+    if "://" not in url:
+        raise PIConfigurationError(
+            f"the PI Web API base URL {shown} is not an absolute URL: write it with its scheme, as "
+            "https://host/piwebapi"
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError as exc:
+        raise PIConfigurationError(f"the PI Web API base URL {shown} is malformed: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise PIConfigurationError(
+            f"the PI Web API base URL {shown} has the scheme {parts.scheme!r}: PI Web API is served over "
+            "https:// (http:// only for a lab server or the mock)"
+        )
+    if "@" in parts.netloc:
+        raise PIConfigurationError(
+            f"the PI Web API base URL {shown} carries credentials (user:password@): remove them and give "
+            "them as auth settings instead (auth=BasicAuth(user, password); OSIPI_PI_AUTH=basic with "
+            "OSIPI_PI_USERNAME and OSIPI_PI_PASSWORD), which are never shown in logs and errors"
+        )
+    if not parts.hostname:
+        raise PIConfigurationError(
+            f"the PI Web API base URL {shown} has no host: give it as https://host/piwebapi"
+        )
+    if parts.query or parts.fragment:
+        raise PIConfigurationError(
+            f"the PI Web API base URL {shown} carries a query or a fragment: give only scheme, host and path"
+        )
+    try:
+        urllib3.util.parse_url(url)
+    except LocationParseError:
+        raise PIConfigurationError(
+            f"the PI Web API base URL {shown} is malformed: its host or port is not valid"
+        ) from None
+    return url.rstrip("/")
+
+
+def _shown(url: str) -> str:
+    """``url`` as an error may show it: user info masked, even when the URL is too broken to parse."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{separator}{authority}{slash}{path}"

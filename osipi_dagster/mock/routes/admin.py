@@ -15,10 +15,11 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from fastapi import APIRouter
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from osipi_dagster.mock.config import FaultConfig
+from osipi_dagster.mock.config import FaultConfig, problem
 from osipi_dagster.mock.errors import PIError
 from osipi_dagster.mock.faults import FaultInjector
 from osipi_dagster.mock.links import api_base
@@ -90,11 +91,10 @@ def fault_config(body: dict[str, Any]) -> FaultConfig:
         if not valid or (kind is int and value != int(value)):
             raise PIError(400, f"The fault setting {name} must be a {kind.__name__} (got {value!r}).")
         values[name] = kind(value)
-    config = FaultConfig(**values)
-    problem = config.problem()
-    if problem:
-        raise PIError(400, f"The fault setting {problem}.")
-    return config
+    try:
+        return FaultConfig(**values)
+    except ValidationError as error:
+        raise PIError(400, f"The fault setting {problem(error, FaultConfig, {})}.") from None
 
 
 @router.put("/faults")

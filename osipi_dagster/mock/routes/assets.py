@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from osipi_dagster.mock import webids
-from osipi_dagster.mock.af import (
-    UNIT_NAMES,
-    AssetModel,
+from osipi_dagster.mock.af import AssetModel
+from osipi_dagster.mock.af_catalog import UNIT_NAMES
+from osipi_dagster.mock.af_objects import (
     AttributeNode,
     AttributeTemplate,
     Category,
@@ -26,8 +26,9 @@ from osipi_dagster.mock.af import (
     Element,
     ElementTemplate,
     walk_templates,
-    wildcard,
 )
+from osipi_dagster.mock.af_search import search_elements, wildcard
+from osipi_dagster.mock.archive import Archive
 from osipi_dagster.mock.errors import PIError, not_found
 from osipi_dagster.mock.links import api_base
 from osipi_dagster.mock.params import Params
@@ -53,6 +54,7 @@ class View:
     def __init__(self, request: Request) -> None:
         self.params = Params.of(request)
         self.af: AssetModel = request.app.state.mock.af
+        self.archive: Archive = request.app.state.mock.archive
         self.base = api_base(request)
         self.webid_type = self.params.choice("webIdType", "Full", list(webids.WEBID_TYPES))
         self.now = self.params.now_ns
@@ -69,6 +71,10 @@ class View:
 
     def web_id(self, marker: str, guids: tuple, path: str, owner: str = "") -> str:
         return webids.encode(marker, guids, path, owner=owner, webid_type=self.webid_type)
+
+    def wants_paths(self) -> bool:
+        """``associations=Paths``: elements and attributes list their paths (the mock has one each)."""
+        return (self.params.get("associations") or "").lower() == "paths"
 
     def stream_links(self, web_id: str, kind: str) -> dict[str, str]:
         """The stream links of an attribute (``streams``) or an element or event frame (``streamsets``)."""
@@ -166,7 +172,7 @@ class View:
             "ExtendedProperties": {},
             "Links": links | self.stream_links(web_id, "streamsets"),
         }
-        if (self.params.get("associations") or "").lower() == "paths":
+        if self.wants_paths():
             body["Paths"] = [element.path]
         return body
 
@@ -189,8 +195,12 @@ class View:
         if node.template is not None:
             links["Template"] = f"{self.base}/attributetemplates/{self.attribute_template_id(node.template)}"
         if point is not None:
-            links["Point"] = f"{self.base}/points/{self.af.archive.point_webid(point, self.webid_type)}"
-        return {
+            links["Point"] = f"{self.base}/points/{self.archive.point_webid(point, self.webid_type)}"
+        if point is not None and point.digital_set:
+            enum_set = self.archive.enumeration_set(point.digital_set)
+            set_url = f"{self.base}/enumerationsets/{self.archive.set_webid(enum_set, self.webid_type)}"
+            links |= {"EnumerationSet": set_url, "EnumerationValues": f"{set_url}/enumerationvalues"}
+        body = {
             "WebId": web_id,
             "Id": str(attribute.guid),
             "Name": attribute.name,
@@ -215,6 +225,9 @@ class View:
             "Zero": point.zero if point else None,
             "Links": links | self.stream_links(web_id, "streams"),
         }
+        if self.wants_paths():
+            body["Paths"] = [attribute.path]
+        return body
 
     def template(self, template: ElementTemplate) -> dict:
         web_id = self.template_id(template)
@@ -224,6 +237,9 @@ class View:
             "Self": url,
             "AttributeTemplates": f"{url}/attributetemplates",
             "Database": f"{self.base}/assetdatabases/{self.database_id(template.database)}",
+            "Categories": f"{url}/categories",
+            "BaseTemplates": f"{url}/baseelementtemplates",
+            "DerivedTemplates": f"{url}/derivedelementtemplates",
         }
         if spec.base:
             base = template.database.templates[spec.base.upper()]
@@ -252,6 +268,7 @@ class View:
         spec = attribute.spec
         links = {
             "Self": url,
+            "AttributeTemplates": f"{url}/attributetemplates",
             "ElementTemplate": f"{self.base}/elementtemplates/{self.template_id(attribute.template)}",
         }
         if attribute.parent is not None:
@@ -363,7 +380,7 @@ def list_database_elements(web_id: str, request: Request) -> Response:
     """The root elements (or with ``searchFullHierarchy`` every element), filtered, sorted and paged."""
     view = View(request)
     database = view.af.database(webids.decode(web_id), web_id)
-    return view.page(view.af.search_elements(database, view.params), view.element)
+    return view.page(search_elements(database, view.params), view.element)
 
 
 @router.get("/assetdatabases/{web_id}/elementtemplates")
@@ -439,7 +456,7 @@ def list_child_elements(web_id: str, request: Request) -> Response:
     """The element's children (or with ``searchFullHierarchy`` its descendants), filtered, sorted, paged."""
     view = View(request)
     element = view.af.element(webids.decode(web_id), web_id)
-    return view.page(view.af.search_elements(element, view.params), view.element)
+    return view.page(search_elements(element, view.params), view.element)
 
 
 @router.get("/elements/{web_id}/attributes")
@@ -515,7 +532,53 @@ def list_attribute_templates(web_id: str, request: Request) -> Response:
     return view.page(list(top), view.attribute_template)
 
 
+@router.get("/elementtemplates/{web_id}/categories")
+def list_element_template_categories(web_id: str, request: Request) -> Response:
+    """The template's categories; ``showInherited`` adds its base templates' (its own first)."""
+    view = View(request)
+    template = view.af.template(webids.decode(web_id), web_id)
+    lineage = _lineage(template) if view.params.bool("showInherited", False) else [template]
+    names = dict.fromkeys(name.upper() for t in lineage for name in t.spec.categories)
+    return view.respond(collection([view.category(template.database.categories[name]) for name in names]))
+
+
+@router.get("/elementtemplates/{web_id}/baseelementtemplates")
+def list_base_element_templates(web_id: str, request: Request) -> Response:
+    """The template's base, its base's base, and so on."""
+    view = View(request)
+    template = view.af.template(webids.decode(web_id), web_id)
+    return view.page(_lineage(template)[1:], view.template)
+
+
+@router.get("/elementtemplates/{web_id}/derivedelementtemplates")
+def list_derived_element_templates(web_id: str, request: Request) -> Response:
+    """The templates derived from this one (with ``showDescendants``, at any depth), sorted by name."""
+    view = View(request)
+    template = view.af.template(webids.decode(web_id), web_id)
+    descendants = view.params.bool("showDescendants", False)
+    name = template.name.upper()
+    derived = [
+        t
+        for t in template.database.templates.values()
+        if name in (t.lineage[1:] if descendants else t.lineage[1:2])
+    ]
+    return view.page(sorted(derived, key=lambda t: t.name.lower()), view.template)
+
+
+def _lineage(template: ElementTemplate) -> list[ElementTemplate]:
+    """The template, then its base, its base's base, ..."""
+    return [template.database.templates[name] for name in template.lineage]
+
+
 @router.get("/attributetemplates/{web_id}")
 def get_attribute_template(web_id: str, request: Request) -> Response:
     view = View(request)
     return view.respond(view.attribute_template(view.af.attribute_template(webids.decode(web_id), web_id)))
+
+
+@router.get("/attributetemplates/{web_id}/attributetemplates")
+def list_child_attribute_templates(web_id: str, request: Request) -> Response:
+    """An attribute template's child attribute templates (as ``Rated Capacity`` has Minimum and Maximum)."""
+    view = View(request)
+    attribute = view.af.attribute_template(webids.decode(web_id), web_id)
+    return view.respond(collection([view.attribute_template(child) for child in attribute.children]))

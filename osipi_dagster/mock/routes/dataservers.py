@@ -7,7 +7,8 @@
   ``/points/search?dataServerWebId=..&query=..`` (PI point query syntax, maxCount at most 1000),
   ``/points/{webId}/attributes`` (``name``, ``nameFilter``) and ``/points/{webId}/attributes/{name}``.
 - ``GET /enumerationsets/{webId}``, ``/enumerationsets?path=``, ``/enumerationsets/{webId}/enumerationvalues``
-  for the data server's digital state sets (owner marker ``D``); AF database sets are not simulated.
+  (linked as ``Links.Values``), ``/enumerationvalues/{webId}`` and ``/enumerationvalues?path=`` for the data
+  server's digital state sets (owner marker ``D``); AF database sets are not simulated.
 
 Every list endpoint takes ``selectedFields`` and ``webIdType``. A maxCount above MaxReturnedItemsPerCall is
 a 400.
@@ -119,12 +120,15 @@ def set_json(request: Request, archive: Archive, enum_set: EnumerationSet, kind:
         "Links": {
             "Self": f"{base}/enumerationsets/{web}",
             "DataServer": f"{base}/dataservers/{archive.webid(kind)}",
-            "EnumerationValues": f"{base}/enumerationsets/{web}/enumerationvalues",
+            "Values": f"{base}/enumerationsets/{web}/enumerationvalues",
         },
     }
 
 
 def _value_json(request: Request, archive: Archive, enum_set: EnumerationSet, code: int, kind: str) -> dict:
+    """An EnumerationValue. ``Parent`` names the parent value of a nested AF value (``CarBrand`` for
+    ``CarBrand|Model3`` in the reference's sample): a digital state has none, so it is empty and there is no
+    ``Links.Parent``."""
     web = archive.value_webid(enum_set, code, kind)
     base = api_base(request)
     return {
@@ -134,8 +138,11 @@ def _value_json(request: Request, archive: Archive, enum_set: EnumerationSet, co
         "Description": "",
         "Value": code,
         "Path": archive.value_path(enum_set, code),
-        "Parent": enum_set.name,
-        "Links": {"EnumerationSet": f"{base}/enumerationsets/{archive.set_webid(enum_set, kind)}"},
+        "Parent": "",
+        "Links": {
+            "Self": f"{base}/enumerationvalues/{web}",
+            "EnumerationSet": f"{base}/enumerationsets/{archive.set_webid(enum_set, kind)}",
+        },
     }
 
 
@@ -328,3 +335,17 @@ async def set_values(request: Request) -> Response:
     kind = webid_type(params)
     items = [_value_json(request, archive, enum_set, code, kind) for code, _ in enum_set.states]
     return _answer(collection(items), params)
+
+
+@router.get("/enumerationvalues")
+async def value_by_path(request: Request) -> Response:
+    params, archive = Params.of(request), _archive(request)
+    enum_set, code = archive.value_by_path(params.get("path") or "")
+    return _answer(_value_json(request, archive, enum_set, code, webid_type(params)), params)
+
+
+@router.get("/enumerationvalues/{webId}")
+async def get_value(request: Request) -> Response:
+    params, archive = Params.of(request), _archive(request)
+    enum_set, code = archive.resolve_value(request.path_params["webId"])
+    return _answer(_value_json(request, archive, enum_set, code, webid_type(params)), params)

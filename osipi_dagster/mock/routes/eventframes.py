@@ -51,6 +51,7 @@ def frame_body(view: View, frame: EventFrame) -> dict:
         "EventFrames": f"{url}/eventframes",
         "Database": f"{view.base}/assetdatabases/{view.database_id(frame.database)}",
         "ReferencedElements": f"{url}/referencedelements",
+        "Categories": f"{url}/categories",
         "Template": f"{view.base}/elementtemplates/{view.template_id(frame.template)}",
     }
     if references:
@@ -137,6 +138,15 @@ def list_event_frame_attributes(web_id: str, request: Request) -> Response:
     if web.marker != "Fm":
         raise not_found("event frame", web_id)
     return view.page(view.af.child_attributes(web, view.params, web_id), view.attribute)
+
+
+@router.get("/eventframes/{web_id}/categories")
+def list_event_frame_categories(web_id: str, request: Request) -> Response:
+    """The frame's categories (element categories, as in AF)."""
+    view = View(request)
+    frame = _frame(view, web_id)
+    categories = [frame.database.categories[name.upper()] for name in frame.categories]
+    return view.respond(collection([view.category(category) for category in categories]))
 
 
 @router.get("/eventframes/{web_id}/referencedelements")

@@ -31,10 +31,10 @@ from osipi_dagster.mock.links import api_base
 from osipi_dagster.mock.model import Attribute, Point
 from osipi_dagster.mock.params import Params
 from osipi_dagster.mock.responses import FieldTree, parse_selected_fields, select
-from osipi_dagster.mock.serialize import included, timed_value, timed_values
+from osipi_dagster.mock.serialize import failed_value, included, timed_value, timed_values
 from osipi_dagster.mock.state import MockState
 from osipi_dagster.mock.timeparse import NS
-from osipi_dagster.mock.values import SUMMARY_TYPES, Block
+from osipi_dagster.mock.values import NON_NUMERIC_SUMMARIES, SUMMARY_TYPES, Block, SummaryError
 
 router = APIRouter(prefix="/piwebapi")
 
@@ -218,12 +218,13 @@ class Reader:
             if name.lower() not in canonical:
                 raise PIError(400, f"The value '{name}' is not valid for summaryType.")
             found = canonical[name.lower()]
-            expanded = SUMMARY_TYPES if found == "All" else ("Count", "PercentGood")
+            expanded = SUMMARY_TYPES if found == "All" else NON_NUMERIC_SUMMARIES
             types += list(expanded) if found in ("All", "AllForNonNumeric") else [found]
         return list(dict.fromkeys(types))
 
-    def summaries(self, stream: Stream, window: tuple[int, int]) -> list[tuple[str, Block]]:
-        """(type, one-value block) per summary type and summary interval."""
+    def summaries(self, stream: Stream, window: tuple[int, int]) -> list[tuple[str, Block | SummaryError]]:
+        """(type, one-value block, or the error of a type the stream cannot compute) per summary type and
+        summary interval."""
         types = self.summary_types()
         basis = _BASES[self.params.choice("calculationBasis", "TimeWeighted", list(_BASES))]
         if stream.point is None:
@@ -271,13 +272,19 @@ class Reader:
             "Annotated": False,
         }
 
-    def summary_items(self, stream: Stream, pairs: list[tuple[str, Block]], tree: FieldTree | None) -> list:
-        """``[{"Type", "Value": TimedValue}]``, trimmed by ``tree`` (the selection below ``Items``)."""
+    def summary_items(
+        self, stream: Stream, pairs: list[tuple[str, Block | SummaryError]], tree: FieldTree | None
+    ) -> list:
+        """``[{"Type", "Value": TimedValue}]``, trimmed by ``tree`` (the selection below ``Items``); a type
+        the stream cannot compute is a value carrying ``Errors``, as PI answers it."""
         _, value_tree = included(tree, "Value")
         items = []
-        for kind, block in pairs:
+        for kind, result in pairs:
             units = "" if kind == "Count" else "%" if kind == "PercentGood" else stream.units
-            value = orjson.Fragment(timed_value(block, units, value_tree))
+            if isinstance(result, SummaryError):
+                value = select(failed_value(result.ts, units, result.message), value_tree)
+            else:
+                value = orjson.Fragment(timed_value(result, units, value_tree))
             items.append(select({"Type": kind, "Value": value}, tree))
         return items
 

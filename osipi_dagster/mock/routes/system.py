@@ -1,4 +1,5 @@
-"""``GET /piwebapi`` (Landing) and the System controller: versions, status, user info, configuration."""
+"""``GET /piwebapi`` (Landing) and the System controller: versions, status, cache instances, user info,
+configuration."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from starlette.responses import Response
 from osipi_dagster.mock.links import api_base
 from osipi_dagster.mock.middleware import identity_of
 from osipi_dagster.mock.params import Params
-from osipi_dagster.mock.responses import json_response
+from osipi_dagster.mock.responses import collection, json_response
 from osipi_dagster.mock.timeparse import format_time
 
 router = APIRouter(prefix="/piwebapi")
@@ -41,7 +42,8 @@ async def landing(request: Request) -> Response:
 @router.get("/system")
 async def system_landing(request: Request) -> Response:
     base = api_base(request) + "/system"
-    links = {name: f"{base}/{name.lower()}" for name in ("Configuration", "Status", "UserInfo", "Versions")}
+    names = ("Configuration", "Status", "UserInfo", "Versions", "CacheInstances")
+    links = {name: f"{base}/{name.lower()}" for name in names}
     body = {
         "Links": {"Self": base, **links},
         "ProductTitle": PRODUCT_TITLE,
@@ -69,6 +71,12 @@ async def status(request: Request) -> Response:
         "ServerTime": format_time(now),
     }
     return _answer(request, body)
+
+
+@router.get("/system/cacheinstances")
+async def cache_instances(request: Request) -> Response:
+    """The AF caches serving users: the mock keeps none (``/system/status`` says ``CacheInstances: 0``)."""
+    return _answer(request, collection([]))
 
 
 @router.get("/system/userinfo")

@@ -1,19 +1,16 @@
-"""Dagster resources: the PI Web API client and the Delta lakehouse.
+"""Dagster resources: the PI Web API client (one per PI server) and the Delta lakehouse (one per project).
 
-PI secrets (password, bearer token, OIDC client secret) are passed as ``dg.EnvVar`` by
-:func:`resources_from_env`, so the Dagster UI shows the variable's name, never its value; object-store keys
-come from delta-rs's own environment variables, or a storage config built in code with ``dg.EnvVar``.
-Neither resource's repr shows a secret.
+PI secrets (password, bearer token, OIDC client secret) are ``dg.EnvVar`` references (:func:`pi_resource`),
+so the Dagster UI shows the variable's name, never its value; object-store keys come from delta-rs's own
+environment variables, or a storage config built in code with ``dg.EnvVar``. Neither resource's repr shows a
+secret.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Literal
-
 import dagster as dg
 from dagster_deltalake import AzureConfig, GcsConfig, LocalConfig, S3Config
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 from osipi_dagster.lake import Lakehouse, LakeTable
 from osipi_dagster.pi import (
@@ -25,9 +22,9 @@ from osipi_dagster.pi import (
     PIAuth,
     PIWebAPIClient,
 )
+from osipi_dagster.pi.options import ReadMode
+from osipi_dagster.settings import AuthMode, PIServerSettings, check_base_url
 
-AuthMode = Literal["anonymous", "basic", "bearer", "oidc", "kerberos"]
-ReadMode = Literal["streamsets", "batch", "streams"]
 SECRET_FIELDS = frozenset({"password", "token", "client_secret"})
 
 
@@ -39,7 +36,9 @@ class PIWebAPIResource(dg.ConfigurableResource):
     """
 
     base_url: str = Field(description="The PI Web API root, e.g. https://pi.example.com/piwebapi.")
-    auth: AuthMode = Field(default="anonymous", description="anonymous, basic, bearer, oidc or kerberos.")
+    auth: AuthMode = Field(
+        default=AuthMode.ANONYMOUS, description="anonymous, basic, bearer, oidc or kerberos."
+    )
     username: str | None = Field(default=None, description="Basic auth user (DOMAIN\\user).")
     password: str | None = Field(default=None, description="Basic auth password: use an EnvVar.")
     token: str | None = Field(default=None, description="Static bearer token: use an EnvVar.")
@@ -47,21 +46,29 @@ class PIWebAPIResource(dg.ConfigurableResource):
     client_secret: str | None = Field(default=None, description="OIDC client secret: use an EnvVar.")
     verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate.")
     ca_bundle: str | None = Field(default=None, description="A CA bundle file to verify TLS with.")
-    timeout_s: float = Field(default=30.0, description="Timeout of GET requests.")
-    post_timeout_s: float = Field(default=60.0, description="Timeout of POST (batch) requests.")
-    max_retries: int = Field(default=3, description="Retries of transient failures (5xx, 429, drops).")
-    backoff_base_s: float = Field(default=0.5, description="First retry delay; doubles per retry, jittered.")
-    backoff_max_s: float = Field(default=30.0, description="Longest retry delay.")
-    max_count_limit: int = Field(default=150_000, description="The server's MaxReturnedItemsPerCall.")
-    pool_size: int = Field(default=20, description="HTTP connections kept open.")
+    timeout_s: float = Field(default=30.0, gt=0, description="Timeout of GET requests.")
+    post_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of POST (batch) requests.")
+    max_retries: int = Field(default=3, ge=0, description="Retries of transient failures (5xx, 429, drops).")
+    backoff_base_s: float = Field(
+        default=0.5, ge=0, description="First retry delay; doubles per retry, jittered."
+    )
+    backoff_max_s: float = Field(default=30.0, ge=0, description="Longest retry delay.")
+    max_count_limit: int = Field(default=150_000, ge=1, description="The server's MaxReturnedItemsPerCall.")
+    pool_size: int = Field(default=20, ge=1, description="HTTP connections kept open.")
     compress: bool = Field(default=True, description="Ask for gzip; turn off on loopback or a fast LAN.")
-    read_mode: ReadMode = Field(default="streamsets", description="How recorded values are read.")
-    values_per_request: int = Field(default=100_000, description="Values asked per HTTP request.")
-    streams_per_request: int = Field(default=200, description="Streams per streamset or batch request.")
-    concurrency: int = Field(default=2, description="Requests in flight at once per read.")
+    read_mode: ReadMode = Field(default=ReadMode.STREAMSETS, description="How recorded values are read.")
+    values_per_request: int = Field(default=100_000, ge=1, description="Values asked per HTTP request.")
+    streams_per_request: int = Field(default=200, ge=1, description="Streams per streamset or batch request.")
+    concurrency: int = Field(default=2, ge=1, description="Requests in flight at once per read.")
     data_server: str | None = Field(default=None, description="The Data Archive's name; default: the first.")
 
     _client: PIWebAPIClient | None = PrivateAttr(default=None)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        # An EnvVar is checked once Dagster resolves it, when the resource is built for a run.
+        return value if isinstance(value, dg.EnvVar) else check_base_url(value)
 
     def __repr_args__(self):
         # A resolved EnvVar is a plain string here: never let a repr (logs, tracebacks) show a secret.
@@ -139,39 +146,33 @@ class DeltaLakehouseResource(dg.ConfigurableResource):
         for name, value in super().__repr_args__():
             yield name, (f"<{value.provider} storage config>" if name == "storage" else value)
 
-    def lakehouse(self) -> Lakehouse:
-        return Lakehouse(self.root, storage_options=self.storage.str_dict())
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # An unwritable folder fails here, naming it, rather than later as a missing upstream table.
+        self.lakehouse().require_writable()
+
+    def lakehouse(self, table_prefix: str = "") -> Lakehouse:
+        """The tables of one PI server (its ``table_prefix``; none for the default server)."""
+        return Lakehouse(self.root, storage_options=self.storage.str_dict(), table_prefix=table_prefix)
 
     def table(self, name: str) -> LakeTable:
-        """The table ``<schema>.<table>`` (it need not exist yet)."""
+        """The default server's table ``<schema>.<table>`` (it need not exist yet)."""
         return self.lakehouse().table(name)
 
 
-DEFAULT_PI_BASE_URL = "http://127.0.0.1:8010/piwebapi"  # the embedded mock (`make mock`)
-
-
-def _secret(name: str) -> dg.EnvVar | None:
-    """A secret by reference: the UI and logs show the variable's name, never its value."""
-    return dg.EnvVar(name) if os.environ.get(name) else None
-
-
-def resources_from_env() -> dict[str, dg.ConfigurableResource]:
-    """The ``pi`` and ``lakehouse`` resources from ``OSIPI_*`` variables (see docs/CONFIGURATION.md)."""
-    env = os.environ.get
-    return {
-        "pi": PIWebAPIResource(
-            base_url=env("OSIPI_PI_BASE_URL", DEFAULT_PI_BASE_URL),
-            auth=env("OSIPI_PI_AUTH", "anonymous"),  # type: ignore[arg-type]
-            username=env("OSIPI_PI_USERNAME"),
-            password=_secret("OSIPI_PI_PASSWORD"),
-            token=_secret("OSIPI_PI_TOKEN"),
-            client_id=env("OSIPI_PI_CLIENT_ID"),
-            client_secret=_secret("OSIPI_PI_CLIENT_SECRET"),
-            verify_tls=env("OSIPI_PI_VERIFY_TLS", "true").lower() != "false",
-            ca_bundle=env("OSIPI_PI_CA_BUNDLE"),
-            read_mode=env("OSIPI_PI_READ_MODE", "streamsets"),  # type: ignore[arg-type]
-            compress=env("OSIPI_PI_COMPRESS", "true").lower() != "false",
-            data_server=env("OSIPI_PI_DATA_SERVER"),
-        ),
-        "lakehouse": DeltaLakehouseResource(root=env("OSIPI_LAKE_ROOT", "data/lakehouse")),
-    }
+def pi_resource(server: PIServerSettings) -> PIWebAPIResource:
+    """The ``pi`` resource of ``server``; its secrets are ``dg.EnvVar`` references, resolved at run time."""
+    secret = dg.EnvVar
+    return PIWebAPIResource(
+        base_url=server.base_url,
+        auth=server.auth,
+        username=server.username,
+        password=server.password_env_var and secret(server.password_env_var),
+        token=server.token_env_var and secret(server.token_env_var),
+        client_id=server.client_id,
+        client_secret=server.client_secret_env_var and secret(server.client_secret_env_var),
+        verify_tls=server.verify_tls,
+        ca_bundle=server.ca_bundle,
+        read_mode=server.read_mode,
+        compress=server.compress,
+        data_server=server.data_server,
+    )

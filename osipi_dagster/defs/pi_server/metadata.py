@@ -6,7 +6,6 @@ import dagster as dg
 
 from osipi_dagster.lake import LakeTable, MergeResult, TableSpec, WriteResult
 
-GROUP = "pi_bronze"
 KINDS = {"pi", "deltalake"}
 POOL = "pi_webapi"  # every asset that calls PI Web API runs in this concurrency pool (dagster.yaml)
 
@@ -25,10 +24,11 @@ def table_schema(spec: TableSpec) -> dg.TableSchema:
     )
 
 
-def definition_metadata(spec: TableSpec) -> dict[str, object]:
-    """Static metadata of an asset backed by ``spec`` (shown before anything is materialized)."""
+def definition_metadata(spec: TableSpec, table_name: str) -> dict[str, object]:
+    """Static metadata of an asset backed by the table ``table_name`` of layout ``spec`` (shown before
+    anything is materialized)."""
     return {
-        "dagster/table_name": spec.name,
+        "dagster/table_name": table_name,
         "dagster/column_schema": table_schema(spec),
         "partitioned_by": ", ".join(spec.partition_by) or "not partitioned",
     }

@@ -1,0 +1,66 @@
+"""``pi_af_hierarchy`` and ``pi_af_attributes``: the Asset Framework, refreshed whole on every run."""
+
+import dagster as dg
+
+from osipi_dagster.defs.pi_server.metadata import KINDS, POOL, definition_metadata, write_metadata
+from osipi_dagster.defs.pi_server.wiring import ServerWiring
+from osipi_dagster.ingest.af import refresh_af
+from osipi_dagster.lake import RowDiff
+from osipi_dagster.lake.schemas import AF_ATTRIBUTES, AF_HIERARCHY
+
+
+def af_assets(server: ServerWiring) -> dg.AssetsDefinition:
+    """The server's AF hierarchy and attributes: one multi-asset, since one read of AF feeds both."""
+
+    @dg.multi_asset(
+        name=server.settings.qualified("pi_af"),
+        specs=[
+            dg.AssetSpec(
+                server.key("pi_af_hierarchy"),
+                description=f"The AF element tree ({server.table_name(AF_HIERARCHY.name)}): every element of "
+                "every asset database with its WebId, parent WebId, name, path, depth, template, categories "
+                "and description.",
+                group_name=server.group,
+                kinds=KINDS,
+                metadata=definition_metadata(AF_HIERARCHY, server.table_name(AF_HIERARCHY.name)),
+            ),
+            dg.AssetSpec(
+                server.key("pi_af_attributes"),
+                description=f"AF attributes of every element ({server.table_name(AF_ATTRIBUTES.name)}), each "
+                "with the PI point its data reference names.",
+                deps=[server.key("pi_af_hierarchy")],
+                group_name=server.group,
+                kinds=KINDS,
+                metadata=definition_metadata(AF_ATTRIBUTES, server.table_name(AF_ATTRIBUTES.name)),
+            ),
+        ],
+        pool=POOL,
+        required_resource_keys=server.resource_keys,
+    )
+    def pi_af(context: dg.AssetExecutionContext):
+        """Read the whole AF hierarchy and its attributes; replace both tables (a full refresh)."""
+        lake = server.lake(context)
+        hierarchy, attributes = lake.table(AF_HIERARCHY.name), lake.table(AF_ATTRIBUTES.name)
+        result = refresh_af(server.pi(context).client, hierarchy, attributes)
+        yield dg.MaterializeResult(
+            asset_key=server.key("pi_af_hierarchy"),
+            metadata={
+                **write_metadata(result.hierarchy, hierarchy),
+                **_diff("elements", result.element_diff),
+                "databases": result.databases,
+                "duration_seconds": round(result.duration_seconds, 3),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=server.key("pi_af_attributes"),
+            metadata={
+                **write_metadata(result.attributes, attributes),
+                **_diff("attributes", result.attribute_diff),
+            },
+        )
+
+    return pi_af
+
+
+def _diff(what: str, diff: RowDiff) -> dict[str, int]:
+    return {f"{what}_added": diff.added, f"{what}_removed": diff.removed, f"{what}_changed": diff.changed}

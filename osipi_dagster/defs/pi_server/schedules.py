@@ -1,0 +1,109 @@
+"""Schedules that keep the lake current and close every day exactly.
+
+* ``*_open_day``: every hour, today's partitions: the time series of every shard (read incrementally from
+  each point's watermark minus the overlap window) and the event frames (open frames updated in place).
+* ``*_close_day``: every day at the server's ``close_day_hour`` (UTC, default 03:15), yesterday's partitions
+  again, now that the day is over: the stretch after today's last hourly run and the values that reached PI
+  late for that day are read, and each slice is replaced in one commit. Without these runs the end of every
+  day would be in the lake only if someone re-materialized it.
+
+A schedule targets assets of one partitions definition, hence one schedule per asset and cadence. All start
+stopped (turn them on in the UI) so that a fresh ``make ui`` on the mock's fixed clock launches nothing.
+Run keys make a tick evaluated twice launch nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+
+import dagster as dg
+
+from osipi_dagster.defs.pi_server.wiring import ServerWiring
+
+OPEN_DAY_CRON = "5 * * * *"
+
+
+def day_schedules(server: ServerWiring) -> list[dg.ScheduleDefinition]:
+    """The server's open-day and close-day schedules of the time series and the event frames."""
+    shards = server.partitions.shard_keys
+    close_day_cron = f"15 {server.settings.close_day_hour} * * *"
+
+    def timeseries_keys(day: date) -> list[dg.MultiPartitionKey]:
+        return [dg.MultiPartitionKey({"date": day.isoformat(), "shard": shard}) for shard in shards]
+
+    def event_frame_keys(day: date) -> list[str]:
+        return [day.isoformat()]
+
+    return [
+        _day_schedule(
+            server,
+            "pi_timeseries",
+            "open_day",
+            OPEN_DAY_CRON,
+            0,
+            timeseries_keys,
+            "Every hour: today's recorded values of every shard, from each point's watermark minus the "
+            "overlap.",
+        ),
+        _day_schedule(
+            server,
+            "pi_timeseries",
+            "close_day",
+            close_day_cron,
+            1,
+            timeseries_keys,
+            "Every day after midnight UTC: yesterday's recorded values of every shard read whole again, the "
+            "end of the day and late values included.",
+        ),
+        _day_schedule(
+            server,
+            "pi_event_frames",
+            "open_day",
+            OPEN_DAY_CRON,
+            0,
+            event_frame_keys,
+            "Every hour: today's event frames; open frames are updated in place.",
+        ),
+        _day_schedule(
+            server,
+            "pi_event_frames",
+            "close_day",
+            close_day_cron,
+            1,
+            event_frame_keys,
+            "Every day after midnight UTC: yesterday's event frames read again, frames closed since "
+            "included.",
+        ),
+    ]
+
+
+def _day_schedule(
+    server: ServerWiring,
+    asset: str,
+    cadence: str,
+    cron: str,
+    days_back: int,
+    keys: Callable[[date], list],
+    description: str,
+) -> dg.ScheduleDefinition:
+    """A schedule that materializes ``asset``'s partitions of the day ``days_back`` before the tick."""
+    name = server.settings.qualified(f"{asset}_{cadence}")
+
+    @dg.schedule(
+        name=name,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        target=[server.key(asset)],
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=description,
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        tick = context.scheduled_execution_time
+        assert tick is not None
+        day = tick.date() - timedelta(days=days_back)
+        return [
+            dg.RunRequest(run_key=f"{name}:{key}:{tick.isoformat()}", partition_key=key) for key in keys(day)
+        ]
+
+    return _schedule

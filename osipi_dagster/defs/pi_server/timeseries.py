@@ -1,0 +1,147 @@
+"""``pi_timeseries``: PI recorded values, one (UTC day, tag shard) partition at a time."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+from pydantic import Field
+
+from osipi_dagster.defs.pi_server.metadata import KINDS, POOL, definition_metadata, table_metadata
+from osipi_dagster.defs.pi_server.partitions import split_partition_key
+from osipi_dagster.defs.pi_server.wiring import ServerWiring
+from osipi_dagster.ingest.catalog import shard_points
+from osipi_dagster.ingest.server_clock import server_now
+from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ReadSettings, ingest_partition
+from osipi_dagster.lake import LakeTable
+from osipi_dagster.lake.schemas import POINTS, TIMESERIES, WATERMARKS
+
+# A backfill launches one run per this many partitions: Dagster costs seconds per run, so one run per
+# partition would spend most of a backfill starting runs.
+PARTITIONS_PER_RUN = 32
+
+
+class TimeseriesConfig(dg.Config):
+    """How the open day is read, for this run."""
+
+    overlap_minutes: int | None = Field(
+        default=None,
+        ge=0,
+        description="How far before its watermark each point of the open day is re-read (minutes, >= 0); "
+        "unset: the server's setting (OSIPI_OVERLAP_MINUTES for the default server, 60 if unset).",
+    )
+    prune_absent_points: bool = Field(
+        default=False,
+        description="Also delete the partition's rows of points the catalog keeps as deleted (gone from PI "
+        "or filtered out). Off by default: their history cannot be read again.",
+    )
+
+
+def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
+    """The server's recorded values, partitioned (UTC day x tag shard)."""
+
+    @dg.asset(
+        key=server.key("pi_timeseries"),
+        deps=[server.key("pi_points")],
+        partitions_def=server.partitions.timeseries,
+        backfill_policy=dg.BackfillPolicy.multi_run(PARTITIONS_PER_RUN),
+        group_name=server.group,
+        kinds=KINDS,
+        pool=POOL,
+        metadata=definition_metadata(TIMESERIES, server.table_name(TIMESERIES.name)),
+        required_resource_keys=server.resource_keys,
+    )
+    def pi_timeseries(context: dg.AssetExecutionContext, config: TimeseriesConfig) -> dg.MaterializeResult:
+        """Recorded values of every point of the shard over the partition's UTC day, at PI's native
+        resolution. A closed day replaces its whole (date, shard) slice in one Delta commit; the open day
+        (today) re-reads each point from its watermark minus the overlap window up to the PI server's now
+        and replaces exactly that time range, so late values are picked up and nothing is duplicated. If any
+        point fails, nothing of its partition is written and the run fails, listing the points. Rows of
+        points the catalog keeps as deleted stay (unless `prune_absent_points`), and a shard the catalog
+        lists empty never empties its slice.
+
+        Today's partition holds values up to its last run only: materialize it once more after the UTC
+        day has closed (and late values have arrived), which reads the closed day whole; the schedule
+        `pi_timeseries_close_day` does that every night."""
+        pi, lake = server.pi(context), server.lake(context)
+        settings = ReadSettings(pi.read_mode, pi.values_per_request, pi.streams_per_request, pi.concurrency)
+        overlap = timedelta(minutes=_or(config.overlap_minutes, server.settings.overlap_minutes))
+        table = lake.table(TIMESERIES.name)
+        now = server_now(pi.client, pi.data_server)
+        results: list[PartitionResult] = []
+        for key in context.partition_keys:
+            day, shard = split_partition_key(key)
+            points = shard_points(lake.table(POINTS.name), shard)
+            try:
+                result = ingest_partition(
+                    pi.client,
+                    timeseries=table,
+                    watermarks=lake.table(WATERMARKS.name),
+                    web_ids=points.read,
+                    kept_web_ids=points.keep,
+                    prune=config.prune_absent_points,
+                    day=date.fromisoformat(day),
+                    shard=shard,
+                    now=now,
+                    overlap=overlap,
+                    settings=settings,
+                    run_id=context.run.run_id,
+                )
+            except PointReadError as error:
+                raise dg.Failure(
+                    description=str(error),
+                    metadata={
+                        "failed_points": dg.MetadataValue.md(_failures_table(error)),
+                        "partitions_written_before_failure": len(results),
+                    },
+                ) from error
+            context.log.info(f"{key}: {result.rows} values of {result.points} points {result.note}".strip())
+            context.add_asset_metadata(_metadata(result), partition_key=key)
+            results.append(result)
+        return dg.MaterializeResult(metadata=_run_metadata(results, table))
+
+    return pi_timeseries
+
+
+def _or(given: int | None, setting: int) -> int:
+    return setting if given is None else given
+
+
+def _failures_table(error: PointReadError) -> str:
+    lines = ["| point WebId | status | message | read again from |", "|---|---|---|---|"]
+    lines += [
+        f"| {f.web_id} | {f.status or '-'} | {f.message} | {f.resume_from or '-'} |" for f in error.failures
+    ]
+    return "\n".join(lines)
+
+
+def _metadata(result: PartitionResult) -> dict[str, object]:
+    """The metadata of one partition's materialization."""
+    window = (
+        f"{result.window_start.isoformat()} .. {result.window_end.isoformat()}"
+        if result.window_start and result.window_end
+        else "-"
+    )
+    return {
+        "dagster/row_count": dg.MetadataValue.int(result.rows),
+        "points_read": result.points,
+        "points_failed": 0,  # a partition with failed points is never committed: its run fails, listing them
+        "incremental": result.incremental,
+        "time_range": window,
+        "delta_table_version": result.write.version if result.write else -1,
+        "files_added": result.write.files_added if result.write else 0,
+        "requests": result.requests,
+        "duration_seconds": round(result.duration_seconds, 3),
+        "values_per_second": round(result.rows / result.duration_seconds) if result.duration_seconds else 0,
+        "note": result.note or "-",
+    }
+
+
+def _run_metadata(results: list[PartitionResult], table: LakeTable) -> dict[str, object]:
+    """What the whole run did (a backfill run covers several partitions)."""
+    rows = sum(r.rows for r in results)
+    seconds = sum(r.duration_seconds for r in results)
+    return {
+        **table_metadata(table),
+        "run_partitions": len(results),
+        "run_values": rows,
+        "run_values_per_second": round(rows / seconds) if seconds else 0,
+    }

@@ -1,0 +1,64 @@
+"""How one PI server's definitions are named and find their resources.
+
+Every PI server gets its own assets, partitions, schedules and ``pi`` resource, and its own tables in the
+shared lakehouse. The server named ``default`` (the embedded default, configured by ``OSIPI_*`` variables)
+keeps the plain names (``pi_timeseries``, ``bronze.pi_timeseries``, resource ``pi``); any other server
+prefixes them with its name (``site_b/pi_timeseries``, ``bronze.site_b__pi_timeseries``, resource
+``site_b__pi``), so two servers never collide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import dagster as dg
+
+from osipi_dagster.defs.pi_server.partitions import ServerPartitions, server_partitions
+from osipi_dagster.defs.resources import DeltaLakehouseResource, PIWebAPIResource
+from osipi_dagster.lake import Lakehouse, stored_table_name
+from osipi_dagster.settings import PIServerSettings
+
+LAKEHOUSE = "lakehouse"  # the resource key of the lakehouse every server shares
+
+
+@dataclass(frozen=True)
+class ServerWiring:
+    """Names and resources of one PI server's definitions."""
+
+    settings: PIServerSettings
+
+    @cached_property
+    def partitions(self) -> ServerPartitions:
+        return server_partitions(self.settings)
+
+    @property
+    def pi_resource_key(self) -> str:
+        return self.settings.qualified("pi")
+
+    @property
+    def resource_keys(self) -> set[str]:
+        """What an asset of this server that reads PI and writes the lake requires."""
+        return {self.pi_resource_key, LAKEHOUSE}
+
+    @property
+    def group(self) -> str:
+        """The asset group of the server's bronze assets."""
+        return self.settings.qualified("pi_bronze")
+
+    def key(self, name: str) -> dg.AssetKey:
+        """The asset key of the server's asset ``name``."""
+        return dg.AssetKey([*self.settings.key_prefix, name])
+
+    def table_name(self, name: str) -> str:
+        """The name the table ``<schema>.<table>`` takes for this server in the lakehouse."""
+        return stored_table_name(name, self.settings.table_prefix)
+
+    def pi(self, context: dg.AssetExecutionContext) -> PIWebAPIResource:
+        """The server's PI Web API resource, opened for the running step."""
+        return getattr(context.resources, self.pi_resource_key)
+
+    def lake(self, context: dg.AssetExecutionContext) -> Lakehouse:
+        """The server's tables in the shared lakehouse."""
+        lakehouse: DeltaLakehouseResource = getattr(context.resources, LAKEHOUSE)
+        return lakehouse.lakehouse(self.settings.table_prefix)

@@ -1,0 +1,81 @@
+"""Search semantics of the mock's AF routes: PI name filters, and the filtering and sorting of
+``/elements`` (child elements) and ``/attributes`` (child attributes) as PI Web API documents them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+from osipi_dagster.mock.af_objects import AttributeNode, Database, Element, depth_first
+from osipi_dagster.mock.params import Params
+
+
+def wildcard(pattern: str | None) -> Callable[[str], bool] | None:
+    """A case-insensitive matcher for a PI/AF name filter (``*`` any run, ``?`` one character); None = all."""
+    if not pattern:
+        return None
+    text = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    regex = re.compile(text, re.IGNORECASE | re.DOTALL)
+    return lambda value: regex.fullmatch(value) is not None
+
+
+def search_elements(root: Database | Element, params: Params) -> list[Element]:
+    """The children (or, with ``searchFullHierarchy``, descendants) of ``root`` that pass the filters of
+    ``/elements`` (nameFilter, descriptionFilter, categoryName, templateName incl. derived templates),
+    sorted by ``sortField`` (Name | Description) and ``sortOrder``."""
+    full = params.bool("searchFullHierarchy", False)
+    sort_field = params.choice("sortField", "Name", ["Name", "Description"])
+    descending = params.choice("sortOrder", "Ascending", ["Ascending", "Descending"]) == "Descending"
+    name = wildcard(params.get("nameFilter"))
+    description = wildcard(params.get("descriptionFilter"))
+    category = (params.get("categoryName") or "").upper()
+    template = params.get("templateName")
+    if isinstance(root, Database):
+        candidates: Iterable[Element] = root.elements if full else root.roots
+    else:
+        candidates = depth_first(root.children) if full else root.children
+    found = [
+        e
+        for e in candidates
+        if (name is None or name(e.name))
+        and (description is None or description(e.description))
+        and (not category or any(c.upper() == category for c in e.categories))
+        and (not template or e.template.derives_from(template))
+    ]
+    key = (lambda e: (e.name.lower(), e.path.lower())) if sort_field == "Name" else _description_key
+    return sorted(found, key=key, reverse=descending)
+
+
+def _description_key(element: Element) -> tuple[str, str]:
+    return element.description.lower(), element.path.lower()
+
+
+def filter_attributes(nodes: Iterable[AttributeNode], params: Params) -> list[AttributeNode]:
+    """Apply nameFilter, categoryName, templateName, showExcluded and showHidden; sort by name."""
+    name = wildcard(params.get("nameFilter"))
+    category = (params.get("categoryName") or "").upper()
+    template = params.get("templateName")
+    show_excluded = params.bool("showExcluded", False)
+    show_hidden = params.bool("showHidden", False)
+    descending = params.choice("sortOrder", "Ascending", ["Ascending", "Descending"]) == "Descending"
+    params.choice("sortField", "Name", ["Name"])
+    found = [
+        node
+        for node in nodes
+        if (name is None or name(node.attribute.name))
+        and (not category or any(c.upper() == category for c in node.attribute.categories))
+        and (
+            not template
+            or (
+                node.template is not None
+                and node.template.template is not None
+                and node.template.template.derives_from(template)
+            )
+        )
+        and (show_excluded or not node.excluded)
+        and (show_hidden or not node.hidden)
+    ]
+    return sorted(
+        found, key=lambda n: (n.attribute.name.lower(), n.attribute.path.lower()), reverse=descending
+    )
