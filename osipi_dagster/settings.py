@@ -129,6 +129,35 @@ class PIServerSettings(BaseModel):
     af_attribute_names: Patterns = Field(
         default=(), description="Only points referenced by AF attributes with these names."
     )
+    stream_updates: Flag = Field(
+        default=True,
+        description="Follow PI by its stream updates (pi_timeseries_sensor); false for a PI Web API without "
+        "them (before 2019): the open-day and close-day schedules keep the lake current instead.",
+    )
+    sensor_interval_seconds: WholeNumber = Field(
+        default=60, ge=5, description="How often pi_timeseries_sensor reads PI's stream updates."
+    )
+    sensor_max_runs_per_tick: WholeNumber = Field(
+        default=20, ge=1, description="The most runs one sensor tick requests (the rest wait for the next)."
+    )
+    catalog_sensor_minutes: WholeNumber = Field(
+        default=15, ge=1, description="How often pi_catalog_sensor refreshes the tag catalog."
+    )
+    event_frames_sensor_minutes: WholeNumber = Field(
+        default=5, ge=1, description="How often pi_event_frames_sensor compares recent event frames with PI."
+    )
+    event_frames_lookback_days: WholeNumber = Field(
+        default=7, ge=1, description="How far back pi_event_frames_sensor looks for frames that changed."
+    )
+    new_point_lookback_days: WholeNumber = Field(
+        default=30, ge=0, description="How many closed days of history a point new in the catalog is given."
+    )
+    clock_skew_tolerance_minutes: WholeNumber = Field(
+        default=5, ge=0, description="Values stamped this far after the PI server's now are clock skew."
+    )
+    reconciliation_days: WholeNumber = Field(
+        default=7, ge=1, description="How many closed days the nightly reconciliation compares with PI."
+    )
     catalog_max_removed_share: float = Field(
         default=0.10,
         ge=0.0,
@@ -222,6 +251,15 @@ PI_SERVER_VARIABLES: dict[str, str] = {
     "OSIPI_AF_TEMPLATES": "af_templates",
     "OSIPI_AF_ATTRIBUTE_NAMES": "af_attribute_names",
     "OSIPI_CATALOG_MAX_REMOVED_SHARE": "catalog_max_removed_share",
+    "OSIPI_PI_STREAM_UPDATES": "stream_updates",
+    "OSIPI_SENSOR_INTERVAL_SECONDS": "sensor_interval_seconds",
+    "OSIPI_SENSOR_MAX_RUNS_PER_TICK": "sensor_max_runs_per_tick",
+    "OSIPI_CATALOG_SENSOR_MINUTES": "catalog_sensor_minutes",
+    "OSIPI_NEW_POINT_LOOKBACK_DAYS": "new_point_lookback_days",
+    "OSIPI_EVENT_FRAMES_SENSOR_MINUTES": "event_frames_sensor_minutes",
+    "OSIPI_EVENT_FRAMES_LOOKBACK_DAYS": "event_frames_lookback_days",
+    "OSIPI_CLOCK_SKEW_TOLERANCE_MINUTES": "clock_skew_tolerance_minutes",
+    "OSIPI_RECONCILIATION_DAYS": "reconciliation_days",
 }
 PI_SERVER_SECRETS: dict[str, str] = {
     "OSIPI_PI_PASSWORD": "password_env_var",

@@ -231,6 +231,12 @@ def test_overlapping_open_day_runs_pick_up_late_values_without_duplicates(make_m
     for value in plan.caught:
         assert _rows_at(got, value), f"late value {value} is missing"
     assert late.stamp < plan.first < late.arrival <= plan.second
+    # Measured as late: present on the second read, absent from the first read of the same range.
+    lateness = second.lateness
+    assert (lateness.late_values, lateness.removed_values, lateness.exact) == (len(plan.caught), 0, True)
+    oldest = min(value.stamp for value in plan.caught)
+    assert lateness.max_s == pytest.approx((plan.second - oldest) / 1e9)
+    assert first.lateness.late_values == 0
     # The second run replaced only its window: the rows before it are the first run's, untouched.
     assert read_slice(table, OPEN_DAY, shard, time_range=(moment_of(day_start), before_overlap)).equals(kept)
     marks = read_watermarks(lake.table("checkpoints.pi_watermarks"), shard)

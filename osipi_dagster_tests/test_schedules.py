@@ -11,18 +11,28 @@ from osipi_dagster.definitions import build_definitions
 from osipi_dagster.settings import LakeSettings, PIServerSettings
 from osipi_dagster_tests.definitions_helpers import DEFAULT_PARTITIONS
 
-defs = build_definitions(LakeSettings(), [PIServerSettings()])
+# A PI Web API without stream updates: the schedules keep its lake current (otherwise they skip).
+defs = build_definitions(LakeSettings(), [PIServerSettings(stream_updates=False)])
 
 TICK = datetime(2025, 1, 6, 3, 15, tzinfo=UTC)
 
 
+def _evaluate(name: str, tick: datetime = TICK, definitions: dg.Definitions = defs):
+    schedule = definitions.resolve_schedule_def(name)
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=tick,
+            repository_def=definitions.get_repository_def(),
+            resources={"pi": definitions.resources["pi"]},
+        ) as context,
+    ):
+        return schedule.evaluate_tick(context)
+
+
 def _requests(name: str, tick: datetime = TICK) -> list[dg.RunRequest]:
-    schedule = defs.resolve_schedule_def(name)
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=tick, repository_def=defs.get_repository_def()
-        )
-        result = schedule.evaluate_tick(context)
+    result = _evaluate(name, tick)
     assert result.skip_message is None
     return list(result.run_requests or [])
 
@@ -58,3 +68,13 @@ def test_each_tick_has_its_own_run_keys() -> None:
     first = {r.run_key for r in _requests("pi_timeseries_open_day")}
     later = {r.run_key for r in _requests("pi_timeseries_open_day", TICK.replace(hour=4))}
     assert first.isdisjoint(later)
+
+
+def test_the_time_series_schedules_skip_where_the_sensor_follows_stream_updates() -> None:
+    """With stream updates (the default), pi_timeseries_sensor does the schedules' work: they skip, saying
+    why, so turning both on does not read everything twice."""
+    followed = build_definitions(LakeSettings(), [PIServerSettings()])
+    for cadence in ("open_day", "close_day"):
+        result = _evaluate(f"pi_timeseries_{cadence}", definitions=followed)
+        assert not result.run_requests
+        assert "pi_timeseries_sensor follows this PI server" in (result.skip_message or "")

@@ -61,6 +61,11 @@ class PIWebAPIResource(dg.ConfigurableResource):
     streams_per_request: int = Field(default=200, ge=1, description="Streams per streamset or batch request.")
     concurrency: int = Field(default=2, ge=1, description="Requests in flight at once per read.")
     data_server: str | None = Field(default=None, description="The Data Archive's name; default: the first.")
+    stream_updates: bool = Field(
+        default=True,
+        description="The server offers stream updates (PI Web API 2019 and later): pi_timeseries_sensor "
+        "follows it by them; when false, the open-day and close-day schedules do.",
+    )
 
     _client: PIWebAPIClient | None = PrivateAttr(default=None)
 
@@ -175,4 +180,5 @@ def pi_resource(server: PIServerSettings) -> PIWebAPIResource:
         read_mode=server.read_mode,
         compress=server.compress,
         data_server=server.data_server,
+        stream_updates=server.stream_updates,
     )

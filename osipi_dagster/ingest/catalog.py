@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from osipi_dagster.ingest.rows import table_rows
 from osipi_dagster.ingest.server_clock import find_data_server
@@ -76,6 +77,7 @@ class ShardPoints:
 
     read: list[str]
     keep: frozenset[str]
+    future: frozenset[str] = frozenset()  # points that hold future data by design (PI's Future attribute)
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,34 @@ def _shrink_message(
     )
 
 
+def active_points(points_table: LakeTable) -> dict[str, str]:
+    """Every active point of the catalog: WebId -> tag shard (empty before the first refresh)."""
+    rows = read_table(points_table)
+    if rows is None:
+        return {}
+    active = rows.filter(pc.invert(rows["is_deleted"])).select(["web_id", "tag_shard"])
+    return dict(zip(active["web_id"].to_pylist(), active["tag_shard"].to_pylist(), strict=True))
+
+
+def points_first_seen(points_table: LakeTable, after: datetime, until: datetime) -> dict[str, str]:
+    """The active points that entered the catalog in ``(after, until]``: WebId -> tag shard. A renamed point
+    keeps its ``first_seen``, so a rename is not new."""
+    rows = read_table(points_table)
+    if rows is None:
+        return {}
+    first_seen = rows["first_seen"]
+    new = rows.filter(
+        pc.and_(
+            pc.invert(rows["is_deleted"]),
+            pc.and_(
+                pc.greater(first_seen, pa.scalar(after, first_seen.type)),
+                pc.less_equal(first_seen, pa.scalar(until, first_seen.type)),
+            ),
+        )
+    )
+    return dict(zip(new["web_id"].to_pylist(), new["tag_shard"].to_pylist(), strict=True))
+
+
 def shard_points(points_table: LakeTable, tag_shard: str) -> ShardPoints:
     """The points of ``tag_shard`` to read, and the deleted points whose rows every slice keeps."""
     rows = read_table(points_table)
@@ -240,6 +270,7 @@ def shard_points(points_table: LakeTable, tag_shard: str) -> ShardPoints:
             for row in catalog
             if row["is_deleted"] and (row["data_server_web_id"], row["point_id"]) not in active_identities
         ),
+        future=frozenset(row["web_id"] for row in catalog if row["tag_shard"] == tag_shard and row["future"]),
     )
 
 

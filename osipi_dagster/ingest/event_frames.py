@@ -28,9 +28,10 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from osipi_dagster.contract import TICK_NS, day_bounds, format_ns, from_ns, to_ns
 from osipi_dagster.lake import EVENT_FRAME_INPUT_SCHEMA, LakeTable, MergeResult, merge_event_frames
@@ -290,3 +291,56 @@ def _utc(text: str | None) -> datetime | None:
     if not text:
         return None
     return from_ns(to_ns(text))
+
+
+# The fields of a frame that PI changes after it starts; attribute values are not compared (reading them
+# would cost one request per frame): a frame whose only change is an attribute value is picked up when its
+# day is materialized again (the close-day run, a backfill).
+_COMPARED = (
+    "name",
+    "description",
+    "template_name",
+    "category_names",
+    "severity",
+    "start_time",
+    "end_time",
+    "can_be_acknowledged",
+    "is_acknowledged",
+    "acknowledged_by",
+    "acknowledged_date",
+)
+
+
+def stale_event_frame_days(
+    client: PIWebAPIClient,
+    table: LakeTable,
+    *,
+    now: datetime,
+    lookback: timedelta,
+    first_day: date,
+    page_size: int = 1000,
+) -> set[date]:
+    """The UTC days (of their start) of the frames active in ``[now - lookback, now)`` that the lake lacks
+    or holds in another state: frames that opened, closed, were acknowledged or changed, and frames back-dated
+    into the window. Days before ``first_day`` (the first partition) are left out."""
+    start = max(now - lookback, day_bounds(first_day)[0])
+    frames = _search(client, _databases(client, None, None), start, now, page_size)
+    stored = {}
+    if table.exists():
+        rows = table.load().to_pyarrow_table(
+            columns=["web_id", *_COMPARED],
+            filters=ds.field("partition_date") >= (start - timedelta(days=1)).date(),
+        )
+        stored = {row["web_id"]: row for row in rows.to_pylist()}
+    days = set()
+    for frame in frames:
+        now_row = _row(frame, {})
+        before = stored.get(frame.web_id)
+        if before is None or any(_normal(before[name]) != _normal(now_row[name]) for name in _COMPARED):
+            days.add(now_row["start_time"].date())
+    return {day for day in days if day >= first_day}
+
+
+def _normal(value: object) -> object:
+    # Lists compare by content; end times are stored open as null either way.
+    return tuple(value) if isinstance(value, list) else value

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -27,18 +27,22 @@ import pyarrow.compute as pc
 
 from osipi_dagster.contract import TICK_NS, day_bounds, to_ns
 from osipi_dagster.ingest.cancellation import ReadCancelledError, run_interruptibly
+from osipi_dagster.ingest.lateness import Lateness, LatenessProbe
 from osipi_dagster.lake import (
     LakeTable,
     Watermark,
     WriteResult,
+    merge_rows,
     read_watermarks,
     replace_slice,
     slice_row_count,
     write_watermarks,
 )
+from osipi_dagster.lake.schemas import DATA_LATENCY
 from osipi_dagster.pi import PIWebAPIClient, StreamFailure, StreamRead
 
 DEFAULT_OVERLAP = timedelta(hours=1)
+DEFAULT_SKEW_TOLERANCE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,9 @@ class PartitionResult:
     requests: int = 0
     duration_seconds: float = 0.0
     note: str = ""
+    lateness: Lateness = field(default_factory=Lateness)
+    # Per point, values stamped after the PI server's now + the tolerance (open day only): clock skew.
+    future_values: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -115,6 +122,11 @@ def ingest_partition(
     run_id: str | None = None,
     kept_web_ids: Collection[str] = (),
     prune: bool = False,
+    reread_from: datetime | None = None,
+    points_only: bool = False,
+    skew_tolerance: timedelta | None = DEFAULT_SKEW_TOLERANCE,
+    future_points: Collection[str] = (),
+    latency: LakeTable | None = None,
 ) -> PartitionResult:
     """Read the partition's points from PI and replace their slice; raise ``PointReadError`` on failures.
 
@@ -127,6 +139,14 @@ def ingest_partition(
             history cannot be read again). Ignored with ``prune``.
         prune: replace the whole slice, so the rows of every point not in ``web_ids`` are deleted too; only
             when the user asked for it.
+        reread_from: on the open day, read every point from this time at the latest (PI changed values
+            there: an edit, a delete or a late value older than the watermarks minus the overlap).
+        points_only: replace only the rows of ``web_ids`` (a point's history, read when it enters the
+            catalog); every other row of the slice stays.
+        skew_tolerance: on the open day, count the values stamped after now + this (the source's clock is
+            off: never read as if they were in the past); None: do not count. ``future_points`` (PI points
+            that hold future data by design) are not counted.
+        latency: ``gold.pi_data_latency``, to record the run's late values, lateness and clock skew in.
 
     Raises:
         PointReadError: some points failed for good; nothing was written.
@@ -142,7 +162,11 @@ def ingest_partition(
         return PartitionResult(
             day, shard, len(web_ids), None, None, False, None, note="the day has not begun"
         )
-    kept = () if prune else kept_web_ids
+    kept = () if prune or points_only else kept_web_ids
+    if points_only and not web_ids:
+        return PartitionResult(
+            day, shard, 0, None, None, False, None, note="none of the points is in this shard"
+        )
     if not web_ids and not prune:
         stored = slice_row_count(timeseries, day, shard, kept_web_ids=kept)
         if stored:
@@ -157,15 +181,20 @@ def ingest_partition(
         return PartitionResult(day, shard, 0, None, None, False, None, note="no active point in this shard")
     incremental = now < day_end
     end = now if incremental else day_end
-    start = (
-        _incremental_start(watermarks, shard, web_ids, day_start, end, overlap) if incremental else day_start
-    )
+    known = read_watermarks(watermarks, shard)
+    start = _incremental_start(known, web_ids, day_start, end, overlap) if incremental else day_start
+    if reread_from is not None:
+        start = max(day_start, min(start, reread_from))
     if start >= end:
         return PartitionResult(day, shard, len(web_ids), start, end, True, None, note="nothing new to read")
 
     def read_and_replace(cancel: threading.Event) -> PartitionResult:
         # One commit for the window of every point, then the watermarks (see the module docstring).
         tally = _Tally()
+        # The stored values of the window's already-read part, loaded before the write replaces them.
+        probe = LatenessProbe(
+            timeseries, day, shard, {w: m.read_until for w, m in known.items() if w in set(web_ids)}, start
+        )
         read: StreamRead | None = None
         if web_ids:
             read = client.read_recorded(
@@ -179,10 +208,11 @@ def ingest_partition(
             )
         write = replace_slice(
             timeseries,
-            _checked(read, tally, day, shard, cancel),
+            _checked(read, tally, probe, day, shard, cancel),
             partition_date=day,
             tag_shard=shard,
             time_range=(start, end) if incremental else None,
+            web_ids=web_ids if points_only else None,
             kept_web_ids=kept,
         )
         if web_ids:
@@ -200,7 +230,12 @@ def ingest_partition(
                     for web_id in web_ids
                 ],
             )
-        return PartitionResult(
+        future = {}
+        if incremental and skew_tolerance is not None:
+            future = _future_values(
+                client, [w for w in web_ids if w not in set(future_points)], now, skew_tolerance
+            )
+        result = PartitionResult(
             day,
             shard,
             len(web_ids),
@@ -210,13 +245,60 @@ def ingest_partition(
             write,
             requests=read.requests if read else 0,
             duration_seconds=time.perf_counter() - started,
+            lateness=probe.result(now),
+            future_values=future,
         )
+        if latency is not None:
+            record_latency(latency, result, run_id or "", now)
+        return result
 
     return run_interruptibly(read_and_replace)
 
 
+def record_latency(table: LakeTable, result: PartitionResult, run_id: str, read_at: datetime) -> None:
+    """Upsert one partition run's late values, lateness and clock skew into ``gold.pi_data_latency``."""
+    late = result.lateness
+    row = {
+        "partition_date": result.day,
+        "tag_shard": result.shard,
+        "run_id": run_id,
+        "read_at": read_at,
+        "window_start": result.window_start,
+        "window_end": result.window_end,
+        "late_values": late.late_values,
+        "removed_values": late.removed_values,
+        "lateness_exact": late.exact,
+        "lateness_p50_s": late.p50_s,
+        "lateness_p95_s": late.p95_s,
+        "lateness_p99_s": late.p99_s,
+        "lateness_max_s": late.max_s,
+        "future_values": sum(result.future_values.values()),
+        "future_points": len(result.future_values),
+        "ingested_at": read_at,
+    }
+    merge_rows(table, pa.Table.from_pylist([row], schema=DATA_LATENCY.schema))
+
+
+def _future_values(
+    client: PIWebAPIClient, web_ids: Sequence[str], now: datetime, tolerance: timedelta
+) -> dict[str, int]:
+    """Per point, the good values PI holds after ``now + tolerance`` (up to a day later)."""
+    if not web_ids:
+        return {}
+    read = client.read_summary(
+        list(web_ids), now + tolerance, now + timedelta(days=1), ["Count"], calculation_basis="EventWeighted"
+    )
+    counts = read.read_all().select(["web_id", "value"]).to_pylist()
+    return {row["web_id"]: int(row["value"]) for row in counts if row["value"]}
+
+
 def _checked(
-    read: StreamRead | None, tally: _Tally, day: date, shard: str, cancel: threading.Event
+    read: StreamRead | None,
+    tally: _Tally,
+    probe: LatenessProbe,
+    day: date,
+    shard: str,
+    cancel: threading.Event,
 ) -> Iterator[pa.RecordBatch]:
     """The read's batches; raises before the stream ends (so before the commit) if any point failed or the
     read was cancelled."""
@@ -227,21 +309,20 @@ def _checked(
             read.close()
             raise ReadCancelledError(f"Reading {day.isoformat()}|{shard} was cancelled; nothing was written.")
         tally.add(batch)
+        probe.add(batch)
         yield batch
     if read.failures:
         raise PointReadError(day, shard, read.failures)
 
 
 def _incremental_start(
-    watermarks: LakeTable,
-    shard: str,
+    known: Mapping[str, Watermark],
     web_ids: Sequence[str],
     day_start: datetime,
     end: datetime,
     overlap: timedelta,
 ) -> datetime:
     """The earliest time any point of the shard must be read from on the open day."""
-    known = read_watermarks(watermarks, shard)
     starts = [
         max(day_start, min(known[w].read_until, end) - overlap) if w in known else day_start for w in web_ids
     ]

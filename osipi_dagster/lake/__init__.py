@@ -21,7 +21,7 @@ from osipi_dagster.lake.errors import (
 )
 from osipi_dagster.lake.eventframes import EVENT_FRAME_INPUT_SCHEMA, merge_event_frames
 from osipi_dagster.lake.merge import MergeResult, merge_rows
-from osipi_dagster.lake.refresh import RowDiff, diff_rows, overwrite_table, read_table
+from osipi_dagster.lake.refresh import RowDiff, diff_rows, overwrite_table, read_table, replace_day
 from osipi_dagster.lake.schemas import TABLE_SPECS, TableSpec
 from osipi_dagster.lake.tables import (
     Lakehouse,
@@ -59,6 +59,7 @@ __all__ = [
     "read_slice",
     "read_table",
     "read_watermarks",
+    "replace_day",
     "replace_slice",
     "row_count",
     "slice_row_count",

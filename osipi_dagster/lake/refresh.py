@@ -10,11 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import write_deltalake
 
+from osipi_dagster.lake.errors import InvalidRowsError
 from osipi_dagster.lake.schemas import UTC_US
 from osipi_dagster.lake.tables import (
     LakeTable,
@@ -23,6 +25,7 @@ from osipi_dagster.lake.tables import (
     ensure_table,
     require_utc,
     spec_of,
+    sql_literal,
     tagged_commit,
     utc_now,
     without_columns,
@@ -57,6 +60,32 @@ def overwrite_table(
         lambda properties: write_deltalake(delta_table, data, mode="overwrite", commit_properties=properties),
     )
     return WriteResult.of(table, commit, rows=data.num_rows, predicate=None, started=started)
+
+
+def replace_day(
+    table: LakeTable, rows: pa.Table, partition_date: date, *, ingested_at: datetime | None = None
+) -> WriteResult:
+    """Replace the rows of one ``partition_date`` with ``rows`` (every spec column but ``ingested_at``; all
+    of that day) in one commit; the other days are untouched."""
+    started = time.perf_counter()
+    spec = spec_of(table)
+    data = conform(pa.table(rows), without_columns(spec.schema, ["ingested_at"]), what=f"Rows for {table}")
+    if pc.any(pc.not_equal(data["partition_date"], pa.scalar(partition_date, pa.date32()))).as_py():
+        raise InvalidRowsError(
+            f"Rows for {table} must all have partition_date = {partition_date.isoformat()}."
+        )
+    stamp = pa.scalar(require_utc(ingested_at or utc_now(), what="ingested_at"), UTC_US)
+    data = data.append_column(spec.schema.field("ingested_at"), pa.repeat(stamp, data.num_rows))
+    delta_table = ensure_table(table)
+    predicate = f"partition_date = {sql_literal(partition_date.isoformat())}"
+    commit = tagged_commit(
+        table,
+        delta_table,
+        lambda properties: write_deltalake(
+            delta_table, data, mode="overwrite", predicate=predicate, commit_properties=properties
+        ),
+    )
+    return WriteResult.of(table, commit, rows=data.num_rows, predicate=predicate, started=started)
 
 
 def read_table(table: LakeTable) -> pa.Table | None:

@@ -198,6 +198,114 @@ AF_ATTRIBUTES = TableSpec(
     description="AF attributes of every element, with the PI point each one references.",
 )
 
+# What a point's stream updates still owe the lake: a (date) partition of its shard to materialize again,
+# because of an event seen at ``since``; ``reread_from`` is the earliest event time of that date.
+PENDING_WORK = pa.struct(
+    [
+        pa.field("date", pa.date32(), nullable=False),
+        pa.field("since", UTC_US, nullable=False),
+        pa.field("reread_from", UTC_US, nullable=False),
+    ]
+)
+
+UPDATE_MARKERS = TableSpec(
+    name="checkpoints.pi_update_markers",
+    schema=pa.schema(
+        [
+            pa.field("web_id", pa.string(), nullable=False),
+            TAG_SHARD,
+            # Where the point's next stream-updates read starts; null while it must be registered (again).
+            pa.field("marker", pa.string()),
+            pa.field("registered_at", UTC_US),
+            pa.field("read_at", UTC_US),
+            # The partitions its events made stale, kept until a run that started after `since` succeeds:
+            # written in the same commit as the marker that skips those events, so none is ever lost.
+            pa.field("pending", pa.list_(PENDING_WORK)),
+            # Why the point has no marker or was not read on the last tick (the last error), if any.
+            pa.field("problem", pa.string()),
+            INGESTED_AT,
+        ]
+    ),
+    # About one row per point (tens of thousands): one small file, rewritten whole by each sensor tick.
+    partition_by=(),
+    key=("web_id",),
+    description="Per point, its PI Web API stream-updates marker and the partitions its events made stale.",
+)
+
+RECONCILIATION = TableSpec(
+    name="gold.pi_reconciliation",
+    schema=pa.schema(
+        [
+            pa.field("web_id", pa.string(), nullable=False),
+            pa.field("name", pa.string()),
+            TAG_SHARD,
+            # PI counts good values (its Count summary); the lake's counts are of the same values.
+            pa.field("lake_good_values", pa.int64(), nullable=False),
+            pa.field("pi_good_values", pa.int64()),
+            pa.field("difference", pa.int64()),
+            pa.field("lake_first", UTC_US),
+            pa.field("pi_first", UTC_US),
+            pa.field("lake_last", UTC_US),
+            pa.field("pi_last", UTC_US),
+            # The event-weighted mean of the good values: an edit that keeps the count still shows here.
+            pa.field("lake_mean", pa.float64()),
+            pa.field("pi_mean", pa.float64()),
+            # matches | differs | repaired (matches now, differed before) | unread (PI did not answer)
+            pa.field("status", pa.string(), nullable=False),
+            pa.field("detail", pa.string()),
+            # The run that last materialized the (date, shard) partition, for a repaired point.
+            pa.field("repaired_by_run", pa.string()),
+            pa.field("checked_at", UTC_US, nullable=False),
+            PARTITION_DATE,
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=("partition_date",),
+    key=("partition_date", "web_id"),
+    description="Per point and closed day, the lake's values compared with PI's count, first, last and mean.",
+)
+
+DATA_LATENCY = TableSpec(
+    name="gold.pi_data_latency",
+    schema=pa.schema(
+        [
+            PARTITION_DATE,
+            TAG_SHARD,
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("read_at", UTC_US, nullable=False),
+            pa.field("window_start", UTC_US),
+            pa.field("window_end", UTC_US),
+            # Present on this read, absent from the previous read of the same time range (and the reverse).
+            pa.field("late_values", pa.int64(), nullable=False),
+            pa.field("removed_values", pa.int64(), nullable=False),
+            # False when only counts were compared (a large window read again): no percentiles then.
+            pa.field("lateness_exact", pa.bool_(), nullable=False),
+            pa.field("lateness_p50_s", pa.float64()),
+            pa.field("lateness_p95_s", pa.float64()),
+            pa.field("lateness_p99_s", pa.float64()),
+            pa.field("lateness_max_s", pa.float64()),
+            # Values stamped after the PI server's now + tolerance (the source's clock is off), and points.
+            pa.field("future_values", pa.int64(), nullable=False),
+            pa.field("future_points", pa.int64(), nullable=False),
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=(),
+    key=("partition_date", "tag_shard", "run_id"),
+    description="Per partition and run, the late values found and their lateness, and values in the future.",
+)
+
 TABLE_SPECS: dict[str, TableSpec] = {
-    spec.name: spec for spec in (TIMESERIES, WATERMARKS, EVENT_FRAMES, POINTS, AF_HIERARCHY, AF_ATTRIBUTES)
+    spec.name: spec
+    for spec in (
+        TIMESERIES,
+        WATERMARKS,
+        EVENT_FRAMES,
+        POINTS,
+        AF_HIERARCHY,
+        AF_ATTRIBUTES,
+        UPDATE_MARKERS,
+        RECONCILIATION,
+        DATA_LATENCY,
+    )
 }

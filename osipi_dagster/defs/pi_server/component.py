@@ -25,9 +25,14 @@ import dagster as dg
 from pydantic import Field
 
 from osipi_dagster.defs.pi_server.af import af_assets
+from osipi_dagster.defs.pi_server.catalog_sensor import catalog_sensor
 from osipi_dagster.defs.pi_server.event_frames import event_frames_asset
+from osipi_dagster.defs.pi_server.event_frames_sensor import event_frames_sensor
+from osipi_dagster.defs.pi_server.jobs import server_jobs
 from osipi_dagster.defs.pi_server.points import points_asset
+from osipi_dagster.defs.pi_server.reconciliation import reconciliation_asset, reconciliation_schedule
 from osipi_dagster.defs.pi_server.schedules import day_schedules
+from osipi_dagster.defs.pi_server.sensors import timeseries_sensor
 from osipi_dagster.defs.pi_server.timeseries import timeseries_asset
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.defs.resources import pi_resource
@@ -42,10 +47,11 @@ class ServerAssets:
     points: dg.AssetsDefinition
     timeseries: dg.AssetsDefinition
     event_frames: dg.AssetsDefinition
+    reconciliation: dg.AssetsDefinition
 
     @property
     def all(self) -> list[dg.AssetsDefinition]:
-        return [self.af, self.points, self.timeseries, self.event_frames]
+        return [self.af, self.points, self.timeseries, self.event_frames, self.reconciliation]
 
 
 def server_assets(settings: PIServerSettings) -> ServerAssets:
@@ -56,15 +62,24 @@ def server_assets(settings: PIServerSettings) -> ServerAssets:
         points=points_asset(server),
         timeseries=timeseries_asset(server),
         event_frames=event_frames_asset(server),
+        reconciliation=reconciliation_asset(server),
     )
 
 
 def server_definitions(settings: PIServerSettings) -> dg.Definitions:
     """Everything one PI server adds to the code location (the shared ``lakehouse`` resource excepted)."""
     server = ServerWiring(settings)
+    jobs = server_jobs(server)
+    assets = server_assets(settings)
     return dg.Definitions(
-        assets=server_assets(settings).all,
-        schedules=day_schedules(server),
+        assets=assets.all,
+        jobs=jobs.all,
+        schedules=[*day_schedules(server, jobs), reconciliation_schedule(server, assets.reconciliation)],
+        sensors=[
+            timeseries_sensor(server, jobs.timeseries),
+            catalog_sensor(server, jobs),
+            event_frames_sensor(server, jobs),
+        ],
         resources={server.pi_resource_key: pi_resource(settings)},
     )
 

@@ -10,6 +10,10 @@
 A schedule targets assets of one partitions definition, hence one schedule per asset and cadence. All start
 stopped (turn them on in the UI) so that a fresh ``make ui`` on the mock's fixed clock launches nothing.
 Run keys make a tick evaluated twice launch nothing twice.
+
+The time-series schedules are for a PI Web API without stream updates (the ``pi`` resource's
+``stream_updates`` is false): otherwise ``pi_timeseries_sensor`` does their work within a minute, and they
+skip, saying so.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from osipi_dagster.defs.pi_server.jobs import ServerJobs
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 
 OPEN_DAY_CRON = "5 * * * *"
 
 
-def day_schedules(server: ServerWiring) -> list[dg.ScheduleDefinition]:
+def day_schedules(server: ServerWiring, jobs: ServerJobs) -> list[dg.ScheduleDefinition]:
     """The server's open-day and close-day schedules of the time series and the event frames."""
     shards = server.partitions.shard_keys
     close_day_cron = f"15 {server.settings.close_day_hour} * * *"
@@ -38,6 +43,7 @@ def day_schedules(server: ServerWiring) -> list[dg.ScheduleDefinition]:
     return [
         _day_schedule(
             server,
+            jobs.timeseries,
             "pi_timeseries",
             "open_day",
             OPEN_DAY_CRON,
@@ -48,6 +54,7 @@ def day_schedules(server: ServerWiring) -> list[dg.ScheduleDefinition]:
         ),
         _day_schedule(
             server,
+            jobs.timeseries,
             "pi_timeseries",
             "close_day",
             close_day_cron,
@@ -58,6 +65,7 @@ def day_schedules(server: ServerWiring) -> list[dg.ScheduleDefinition]:
         ),
         _day_schedule(
             server,
+            jobs.event_frames,
             "pi_event_frames",
             "open_day",
             OPEN_DAY_CRON,
@@ -67,6 +75,7 @@ def day_schedules(server: ServerWiring) -> list[dg.ScheduleDefinition]:
         ),
         _day_schedule(
             server,
+            jobs.event_frames,
             "pi_event_frames",
             "close_day",
             close_day_cron,
@@ -80,6 +89,7 @@ def day_schedules(server: ServerWiring) -> list[dg.ScheduleDefinition]:
 
 def _day_schedule(
     server: ServerWiring,
+    job: dg.UnresolvedAssetJobDefinition,
     asset: str,
     cadence: str,
     cron: str,
@@ -89,16 +99,23 @@ def _day_schedule(
 ) -> dg.ScheduleDefinition:
     """A schedule that materializes ``asset``'s partitions of the day ``days_back`` before the tick."""
     name = server.settings.qualified(f"{asset}_{cadence}")
+    follows_updates = asset == "pi_timeseries"
 
     @dg.schedule(
         name=name,
         cron_schedule=cron,
         execution_timezone="UTC",
-        target=[server.key(asset)],
+        job=job,
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description=description,
+        required_resource_keys={server.pi_resource_key} if follows_updates else None,
     )
-    def _schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    def _schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+        if follows_updates and getattr(context.resources, server.pi_resource_key).stream_updates:
+            return dg.SkipReason(
+                f"{server.settings.qualified('pi_timeseries_sensor')} follows this PI server by its stream "
+                "updates; this schedule is for servers without them (set stream_updates to false)."
+            )
         tick = context.scheduled_execution_time
         assert tick is not None
         day = tick.date() - timedelta(days=days_back)

@@ -1,18 +1,19 @@
 """``pi_timeseries``: PI recorded values, one (UTC day, tag shard) partition at a time."""
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 from pydantic import Field
 
+from osipi_dagster.contract import from_ns, to_ns
 from osipi_dagster.defs.pi_server.metadata import KINDS, POOL, definition_metadata, table_metadata
 from osipi_dagster.defs.pi_server.partitions import split_partition_key
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
-from osipi_dagster.ingest.catalog import shard_points
+from osipi_dagster.ingest.catalog import points_first_seen, shard_points
 from osipi_dagster.ingest.server_clock import server_now
 from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ReadSettings, ingest_partition
 from osipi_dagster.lake import LakeTable
-from osipi_dagster.lake.schemas import POINTS, TIMESERIES, WATERMARKS
+from osipi_dagster.lake.schemas import DATA_LATENCY, POINTS, TIMESERIES, WATERMARKS
 
 # A backfill launches one run per this many partitions: Dagster costs seconds per run, so one run per
 # partition would spend most of a backfill starting runs.
@@ -28,6 +29,17 @@ class TimeseriesConfig(dg.Config):
         description="How far before its watermark each point of the open day is re-read (minutes, >= 0); "
         "unset: the server's setting (OSIPI_OVERLAP_MINUTES for the default server, 60 if unset).",
     )
+    reread_from: str | None = Field(
+        default=None,
+        description="On the open day, read every point from this time (ISO 8601 UTC) at the latest; set by "
+        "pi_timeseries_sensor when PI changed values older than the watermarks minus the overlap.",
+    )
+    new_points_after: str | None = Field(
+        default=None,
+        description="Read and replace only the points that entered the catalog after this time (ISO 8601 "
+        "UTC; and up to new_points_until): their history. Set by pi_catalog_sensor.",
+    )
+    new_points_until: str | None = Field(default=None, description="See new_points_after.")
     prune_absent_points: bool = Field(
         default=False,
         description="Also delete the partition's rows of points the catalog keeps as deleted (gone from PI "
@@ -66,18 +78,30 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
         overlap = timedelta(minutes=_or(config.overlap_minutes, server.settings.overlap_minutes))
         table = lake.table(TIMESERIES.name)
         now = server_now(pi.client, pi.data_server)
+        new_points = None
+        if config.new_points_after is not None:
+            until = _time(config.new_points_until) or now
+            new_points = points_first_seen(lake.table(POINTS.name), _time(config.new_points_after), until)
         results: list[PartitionResult] = []
         for key in context.partition_keys:
             day, shard = split_partition_key(key)
             points = shard_points(lake.table(POINTS.name), shard)
+            web_ids = points.read
+            if new_points is not None:
+                web_ids = sorted(web_id for web_id, point_shard in new_points.items() if point_shard == shard)
             try:
                 result = ingest_partition(
                     pi.client,
                     timeseries=table,
                     watermarks=lake.table(WATERMARKS.name),
-                    web_ids=points.read,
+                    web_ids=web_ids,
                     kept_web_ids=points.keep,
                     prune=config.prune_absent_points,
+                    reread_from=_time(config.reread_from),
+                    points_only=new_points is not None,
+                    skew_tolerance=timedelta(minutes=server.settings.clock_skew_tolerance_minutes),
+                    future_points=points.future,
+                    latency=lake.table(DATA_LATENCY.name),
                     day=date.fromisoformat(day),
                     shard=shard,
                     now=now,
@@ -99,6 +123,10 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=_run_metadata(results, table))
 
     return pi_timeseries
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else from_ns(to_ns(text))
 
 
 def _or(given: int | None, setting: int) -> int:
@@ -132,7 +160,24 @@ def _metadata(result: PartitionResult) -> dict[str, object]:
         "duration_seconds": round(result.duration_seconds, 3),
         "values_per_second": round(result.rows / result.duration_seconds) if result.duration_seconds else 0,
         "note": result.note or "-",
+        **_lateness_metadata(result),
     }
+
+
+def _lateness_metadata(result: PartitionResult) -> dict[str, object]:
+    """Late values, their lateness and values in the future: numbers the UI plots per partition."""
+    late = result.lateness
+    metadata: dict[str, object] = {
+        "late_values": dg.MetadataValue.int(late.late_values),
+        "removed_values": dg.MetadataValue.int(late.removed_values),
+        "clock_skew_values": dg.MetadataValue.int(sum(result.future_values.values())),
+        "clock_skew_points": dg.MetadataValue.int(len(result.future_values)),
+    }
+    for name in ("p50", "p95", "p99", "max"):
+        seconds = getattr(late, f"{name}_s")
+        if seconds is not None:
+            metadata[f"lateness_{name}_seconds"] = dg.MetadataValue.float(round(seconds, 3))
+    return metadata
 
 
 def _run_metadata(results: list[PartitionResult], table: LakeTable) -> dict[str, object]:

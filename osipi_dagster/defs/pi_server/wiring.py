@@ -21,6 +21,9 @@ from osipi_dagster.settings import PIServerSettings
 
 LAKEHOUSE = "lakehouse"  # the resource key of the lakehouse every server shares
 
+# The contexts that carry resources: an asset's, a check's, a sensor's.
+WithResources = dg.AssetExecutionContext | dg.AssetCheckExecutionContext | dg.SensorEvaluationContext
+
 
 @dataclass(frozen=True)
 class ServerWiring:
@@ -54,11 +57,11 @@ class ServerWiring:
         """The name the table ``<schema>.<table>`` takes for this server in the lakehouse."""
         return stored_table_name(name, self.settings.table_prefix)
 
-    def pi(self, context: dg.AssetExecutionContext) -> PIWebAPIResource:
-        """The server's PI Web API resource, opened for the running step."""
+    def pi(self, context: WithResources) -> PIWebAPIResource:
+        """The server's PI Web API resource, opened for the running step (or sensor tick)."""
         return getattr(context.resources, self.pi_resource_key)
 
-    def lake(self, context: dg.AssetExecutionContext) -> Lakehouse:
+    def lake(self, context: WithResources) -> Lakehouse:
         """The server's tables in the shared lakehouse."""
         lakehouse: DeltaLakehouseResource = getattr(context.resources, LAKEHOUSE)
         return lakehouse.lakehouse(self.settings.table_prefix)

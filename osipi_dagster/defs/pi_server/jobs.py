@@ -1,0 +1,49 @@
+"""Named jobs of one PI server, so its runs, schedules and sensors carry a name in the UI (not
+``__anonymous_asset_job``) and the job page shows the partition matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from osipi_dagster.defs.pi_server.wiring import ServerWiring
+
+
+@dataclass(frozen=True)
+class ServerJobs:
+    catalog: dg.UnresolvedAssetJobDefinition
+    timeseries: dg.UnresolvedAssetJobDefinition
+    event_frames: dg.UnresolvedAssetJobDefinition
+
+    @property
+    def all(self) -> list[dg.UnresolvedAssetJobDefinition]:
+        return [self.catalog, self.timeseries, self.event_frames]
+
+
+def server_jobs(server: ServerWiring) -> ServerJobs:
+    """The server's catalog (AF and points), time-series and event-frame jobs."""
+    name = server.settings.qualified
+    return ServerJobs(
+        catalog=dg.define_asset_job(
+            name("pi_catalog_job"),
+            selection=[
+                server.key("pi_af_hierarchy"),
+                server.key("pi_af_attributes"),
+                server.key("pi_points"),
+            ],
+            description="The AF hierarchy and attributes, then the tag catalog.",
+        ),
+        timeseries=dg.define_asset_job(
+            name("pi_timeseries_job"),
+            selection=[server.key("pi_timeseries")],
+            partitions_def=server.partitions.timeseries,
+            description="Recorded values, per UTC day and tag shard.",
+        ),
+        event_frames=dg.define_asset_job(
+            name("pi_event_frames_job"),
+            selection=[server.key("pi_event_frames")],
+            partitions_def=server.partitions.dates,
+            description="AF event frames, per UTC day.",
+        ),
+    )

@@ -1,0 +1,161 @@
+"""``pi_timeseries_sensor``: the lake follows PI by itself, within about a minute.
+
+Each tick reads PI's stream updates for every active point of the server (:mod:`osipi_dagster.ingest.updates`:
+one marker per point in ``checkpoints.pi_update_markers``), and requests runs only where there is something
+to do: today's partitions where new values arrived; an older partition where PI inserted, edited or deleted a
+value of a day already in the lake; and, on the first ticks after midnight (the PI server's), the final read
+of yesterday for every shard, which replaces the close-day schedules as the way a day closes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+
+from osipi_dagster.contract import day_bounds
+from osipi_dagster.defs.pi_server.runs import busy_partitions, plan_runs, run_request
+from osipi_dagster.defs.pi_server.timeseries import TimeseriesConfig
+from osipi_dagster.defs.pi_server.wiring import ServerWiring
+from osipi_dagster.ingest.catalog import active_points
+from osipi_dagster.ingest.reconciliation import differing_partitions
+from osipi_dagster.ingest.server_clock import server_now
+from osipi_dagster.ingest.updates import Partition, Work, poll_updates
+from osipi_dagster.lake.schemas import POINTS, RECONCILIATION, UPDATE_MARKERS, WATERMARKS
+
+
+class _CompletedRuns(Mapping[Partition, datetime]):
+    """Per partition, when the run that last materialized it started (queried on demand, cached)."""
+
+    def __init__(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> None:
+        self._instance, self._asset_key = instance, asset_key
+        self._known: dict[Partition, datetime | None] = {}
+
+    def __getitem__(self, partition: Partition) -> datetime:
+        if partition not in self._known:
+            self._known[partition] = self._started(partition)
+        started = self._known[partition]
+        if started is None:
+            raise KeyError(partition)
+        return started
+
+    def _started(self, partition: Partition) -> datetime | None:
+        day, shard = partition
+        records = self._instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=self._asset_key, asset_partitions=[f"{day.isoformat()}|{shard}"]),
+            limit=1,
+        ).records
+        if not records:
+            return None
+        run = self._instance.get_run_record_by_id(records[0].event_log_entry.run_id)
+        return datetime.fromtimestamp(run.start_time, UTC) if run and run.start_time else None
+
+    def __iter__(self) -> Iterator[Partition]:
+        return iter(key for key, value in self._known.items() if value is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for value in self._known.values() if value is not None)
+
+
+def timeseries_sensor(server: ServerWiring, job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    """The server's ``pi_timeseries_sensor`` (stopped until turned on in the UI)."""
+    settings = server.settings
+    asset_key = server.key("pi_timeseries")
+    op_name = asset_key.to_python_identifier()
+
+    @dg.sensor(
+        name=settings.qualified("pi_timeseries_sensor"),
+        minimum_interval_seconds=settings.sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        job=job,
+        required_resource_keys=server.resource_keys,
+    )
+    def pi_timeseries_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        """Follows PI by its stream updates: requests today's partitions where new values arrived, older
+        partitions where PI inserted, edited or deleted values of a day already in the lake, and the final
+        read of yesterday after midnight UTC, and the partitions `pi_reconciliation` found different from PI.
+        One marker per point is kept in `checkpoints.pi_update_markers`; a lost marker (PI's cache expired)
+        is registered again and the point re-read from its watermark."""
+        pi, lake = server.pi(context), server.lake(context)
+        if not pi.stream_updates:
+            return dg.SkipReason(
+                "This PI server is followed by the open-day and close-day schedules (stream_updates is off)."
+            )
+        points = active_points(lake.table(POINTS.name))
+        if not points:
+            return dg.SkipReason("The catalog (pi_points) lists no active point yet: materialize it first.")
+        now = server_now(pi.client, pi.data_server)
+        materialized = {
+            (date.fromisoformat(key.split("|")[0]), key.split("|")[1])
+            for key in context.instance.get_materialized_partitions(asset_key)
+        }
+        completed = _CompletedRuns(context.instance, asset_key)
+        tick = poll_updates(
+            pi.client,
+            markers=lake.table(UPDATE_MARKERS.name),
+            watermarks=lake.table(WATERMARKS.name),
+            points=points,
+            now=now,
+            in_lake=materialized.__contains__,
+            completed=completed,
+            skew_tolerance=timedelta(minutes=settings.clock_skew_tolerance_minutes),
+        )
+        closing, cursor = _closing_days(
+            json.loads(context.cursor) if context.cursor else {}, now, server.partitions.shard_keys, completed
+        )
+        owed = dict(tick.pending)
+        repairs = {
+            partition: Work(since=checked, reread_from=day_bounds(partition[0])[0])
+            for partition, checked in differing_partitions(lake.table(RECONCILIATION.name)).items()
+            if completed.get(partition, checked) <= checked
+        }
+        for partition, work in [*closing.items(), *repairs.items()]:
+            owed[partition] = work if partition not in owed else owed[partition].merge(work)
+        busy = busy_partitions(context.instance, asset_key)
+        requests = []
+        for planned in plan_runs(owed, server.partitions.shard_keys, busy, settings.sensor_max_runs_per_tick):
+            run_config = {}
+            if planned.day == now.date():
+                config = TimeseriesConfig(reread_from=planned.work.reread_from.isoformat())
+                run_config = dg.RunConfig(ops={op_name: config}).to_config_dict()
+            request = run_request(planned, context.instance, now, run_config)
+            if request is not None:
+                requests.append(request)
+        context.log.info(
+            f"{tick.points} points, {sum(tick.events.values())} events {dict(tick.events)}, "
+            f"{tick.registered} registered, {tick.re_registered} registered again, "
+            f"{len(tick.failed)} not read, {tick.future_values} values in the future (clock skew); "
+            f"{len(owed)} partitions owed, {len(busy & owed.keys())} busy, {len(requests)} runs requested; "
+            f"{tick.duration_seconds:.2f} s"
+        )
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
+
+    return pi_timeseries_sensor
+
+
+def _closing_days(
+    cursor: dict, now: datetime, shards: list[str], completed: Mapping[Partition, datetime]
+) -> tuple[dict[Partition, Work], dict]:
+    """The final reads owed for days that closed (at the PI server's midnight), and the next cursor.
+
+    A day stays in the cursor's ``closing`` list until every shard has a successful run that started after
+    the day ended (such a run read the day whole), so a busy or failed partition is owed again on the next
+    tick; the work's ``since`` is the day's end, so its run key is the same on every tick. The first tick of
+    a sensor closes nothing: it starts counting from yesterday.
+    """
+    yesterday = now.date() - timedelta(days=1)
+    closing = {date.fromisoformat(day) for day in cursor.get("closing", [])}
+    day = date.fromisoformat(cursor.get("closed_through", yesterday.isoformat())) + timedelta(days=1)
+    while day <= yesterday:
+        closing.add(day)
+        day += timedelta(days=1)
+    owed: dict[Partition, Work] = {}
+    for day in closing:
+        start, end = day_bounds(day)
+        for shard in shards:
+            if completed.get((day, shard), start) <= end:
+                owed[(day, shard)] = Work(since=end, reread_from=start)
+    still = sorted({day.isoformat() for day, _ in owed})
+    return owed, {"closed_through": yesterday.isoformat(), "closing": still}
