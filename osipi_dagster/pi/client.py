@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -40,6 +41,10 @@ class PIWebAPIClient(Discovery):
     its ``failures``. A read given one WebId as a ``str`` uses ``/streams/{webId}/…``; a list of WebIds is
     read through ``/streamsets`` (``mode="streamsets"``, the default), ``/batch`` (``mode="batch"``) or
     one ``/streams`` request per stream (``mode="streams"``).
+
+    Every read takes an optional ``cancel`` event: once it is set (from any thread), iterating the read
+    raises :class:`~osipi_dagster.pi.recorded.ReadCancelledError` within about a tenth of a second, even
+    while requests are in flight, and no further request is sent.
     """
 
     def __init__(
@@ -120,6 +125,7 @@ class PIWebAPIClient(Discovery):
         concurrency: int = 2,
         boundary_type: str = "Inside",
         filter_expression: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> StreamRead:
         """Every recorded value of each stream with ``start <= timestamp <= end`` (PI's inclusive bounds).
 
@@ -133,6 +139,7 @@ class PIWebAPIClient(Discovery):
 
         Returns a :class:`StreamRead`: batches are yielded as pages arrive; a stream that fails for good is
         reported in ``failures`` with the time from which to read it again, and never stops the others.
+        Setting ``cancel`` ends the read with :class:`~osipi_dagster.pi.recorded.ReadCancelledError`.
         """
         start_ns, end_ns = to_ns(start), to_ns(end)
         if start_ns > end_ns:
@@ -158,7 +165,7 @@ class PIWebAPIClient(Discovery):
             max_url_length=max_url_length,
             concurrency=concurrency,
         )
-        return self._read(web_ids, spec, options)
+        return self._read(web_ids, spec, options, cancel)
 
     def read_interpolated(
         self,
@@ -171,12 +178,15 @@ class PIWebAPIClient(Discovery):
         mode: str = "streamsets",
         streams_per_request: int = 200,
         concurrency: int = 2,
+        cancel: threading.Event | None = None,
     ) -> StreamRead:
         """Values interpolated every ``interval`` (a PI time span such as ``1h`` or ``30s``)."""
         params = [("startTime", to_pi_time(start)), ("endTime", to_pi_time(end)), ("interval", interval)]
         if sync_time is not None:
             params.append(("syncTime", to_pi_time(sync_time)))
-        return self._read_once(web_ids, "interpolated", params, mode, streams_per_request, concurrency)
+        return self._read_once(
+            web_ids, "interpolated", params, mode, streams_per_request, concurrency, cancel
+        )
 
     def read_plot(
         self,
@@ -188,6 +198,7 @@ class PIWebAPIClient(Discovery):
         mode: str = "streamsets",
         streams_per_request: int = 200,
         concurrency: int = 2,
+        cancel: threading.Event | None = None,
     ) -> StreamRead:
         """PI's plot values: per interval the first, last, minimum, maximum and exceptional values."""
         params = [
@@ -195,7 +206,7 @@ class PIWebAPIClient(Discovery):
             ("endTime", to_pi_time(end)),
             ("intervals", str(intervals)),
         ]
-        return self._read_once(web_ids, "plot", params, mode, streams_per_request, concurrency)
+        return self._read_once(web_ids, "plot", params, mode, streams_per_request, concurrency, cancel)
 
     def read_summary(
         self,
@@ -209,6 +220,7 @@ class PIWebAPIClient(Discovery):
         mode: str = "streamsets",
         streams_per_request: int = 200,
         concurrency: int = 2,
+        cancel: threading.Event | None = None,
     ) -> StreamRead:
         """Summaries (``Average``, ``Minimum``, ``Maximum``, ``Total``, ``Count``, …) over the window, or
         over each ``duration`` (e.g. ``1h``) in it. Rows have :data:`SUMMARY_SCHEMA`."""
@@ -217,7 +229,7 @@ class PIWebAPIClient(Discovery):
         params.append(("calculationBasis", calculation_basis))
         if duration is not None:
             params.append(("summaryDuration", duration))
-        return self._read_once(web_ids, "summary", params, mode, streams_per_request, concurrency)
+        return self._read_once(web_ids, "summary", params, mode, streams_per_request, concurrency, cancel)
 
     def read_value(
         self,
@@ -227,10 +239,11 @@ class PIWebAPIClient(Discovery):
         mode: str = "streamsets",
         streams_per_request: int = 200,
         concurrency: int = 2,
+        cancel: threading.Event | None = None,
     ) -> StreamRead:
         """Each stream's value at ``time`` (interpolated or PI's rule for the stream), or its snapshot."""
         params = [] if time is None else [("time", to_pi_time(time))]
-        return self._read_once(web_ids, "value", params, mode, streams_per_request, concurrency)
+        return self._read_once(web_ids, "value", params, mode, streams_per_request, concurrency, cancel)
 
     def read_end(
         self,
@@ -239,9 +252,10 @@ class PIWebAPIClient(Discovery):
         mode: str = "streamsets",
         streams_per_request: int = 200,
         concurrency: int = 2,
+        cancel: threading.Event | None = None,
     ) -> StreamRead:
         """Each stream's last recorded value (which can lie in the future for future-data points)."""
-        return self._read_once(web_ids, "end", [], mode, streams_per_request, concurrency)
+        return self._read_once(web_ids, "end", [], mode, streams_per_request, concurrency, cancel)
 
     def _read_once(
         self,
@@ -251,15 +265,18 @@ class PIWebAPIClient(Discovery):
         mode: str,
         streams_per_request: int,
         concurrency: int,
+        cancel: threading.Event | None,
     ) -> StreamRead:
         options = ReadOptions(
             mode=self._mode(web_ids, mode), streams_per_request=streams_per_request, concurrency=concurrency
         )
-        return self._read(web_ids, ReadSpec(action, tuple(params)), options)
+        return self._read(web_ids, ReadSpec(action, tuple(params)), options, cancel)
 
-    def _read(self, web_ids: WebIds, spec: ReadSpec, options: ReadOptions) -> StreamRead:
+    def _read(
+        self, web_ids: WebIds, spec: ReadSpec, options: ReadOptions, cancel: threading.Event | None
+    ) -> StreamRead:
         ids = [web_ids] if isinstance(web_ids, str) else list(web_ids)
-        return StreamRead(self._transport, ids, spec, options, self._limits)
+        return StreamRead(self._transport, ids, spec, options, self._limits, cancel)
 
     @staticmethod
     def _mode(web_ids: WebIds, mode: str) -> str:
