@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from osipi_dagster.contract import TICK_NS, day_bounds, to_ns
-from osipi_dagster.ingest.cancellation import ReadCancelledError, run_interruptibly
+from osipi_dagster.ingest.cancellation import run_interruptibly
 from osipi_dagster.ingest.lateness import Lateness, LatenessProbe
 from osipi_dagster.lake import (
     LakeTable,
@@ -205,10 +205,11 @@ def ingest_partition(
                 values_per_request=settings.values_per_request,
                 streams_per_request=settings.streams_per_request,
                 concurrency=settings.concurrency,
+                cancel=cancel,
             )
         write = replace_slice(
             timeseries,
-            _checked(read, tally, probe, day, shard, cancel),
+            _checked(read, tally, probe, day, shard),
             partition_date=day,
             tag_shard=shard,
             time_range=(start, end) if incremental else None,
@@ -293,21 +294,13 @@ def _future_values(
 
 
 def _checked(
-    read: StreamRead | None,
-    tally: _Tally,
-    probe: LatenessProbe,
-    day: date,
-    shard: str,
-    cancel: threading.Event,
+    read: StreamRead | None, tally: _Tally, probe: LatenessProbe, day: date, shard: str
 ) -> Iterator[pa.RecordBatch]:
-    """The read's batches; raises before the stream ends (so before the commit) if any point failed or the
-    read was cancelled."""
+    """The read's batches; raises before the stream ends (so before the commit) if any point failed (a
+    cancelled read raises by itself, within a fraction of a second)."""
     if read is None:
         return
     for batch in read:
-        if cancel.is_set():
-            read.close()
-            raise ReadCancelledError(f"Reading {day.isoformat()}|{shard} was cancelled; nothing was written.")
         tally.add(batch)
         probe.add(batch)
         yield batch

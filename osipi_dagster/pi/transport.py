@@ -110,7 +110,7 @@ class RetryPolicy:
 
 
 class _Retry(Retry):
-    """urllib3's ``Retry`` that reports each retry before waiting for it, gives up at once on a certificate
+    """urllib3's ``Retry`` that reports each retry right before sending it, gives up at once on a certificate
     that failed verification, and waits the backoff when a ``Retry-After`` cannot be read."""
 
     def __init__(
@@ -146,9 +146,11 @@ class _Retry(Retry):
         if response is not None and self.respect_retry_after_header:
             retry_after = self.get_retry_after(response)
         wait = retry_after or self.get_backoff_time()
+        time.sleep(wait)
+        # Reported after the wait, right before the request is sent again: a read cancelled meanwhile
+        # refuses the retry there (its hook raises), so nothing is sent after a cancel.
         if self.on_retry is not None:
             self.on_retry(self.history[-1], len(self.history), wait)
-        time.sleep(wait)
 
 
 class _Call(NamedTuple):
@@ -283,7 +285,7 @@ class Transport:
             on_send()
 
     def _retrying(self, failure: RequestHistory, number: int, wait: float) -> None:
-        """urllib3 is about to send a request again: count it, and say why."""
+        """urllib3 is about to send a request again (its wait is over): count it, and say why."""
         call: _Call | None = getattr(self._calls, "current", None)
         if call is not None:  # None: a request of the auth (the token endpoint), not one of PI Web API
             self._count(call.on_send)
@@ -292,7 +294,7 @@ class Transport:
         else:
             cause = _failure_text(failure.error, self.timeout) if failure.error else "failed"
         log.warning(
-            "PI Web API request failed (%s); retry %d of %d in %.2f s [%s]",
+            "PI Web API request failed (%s); retry %d of %d after %.2f s [%s]",
             cause,
             number,
             self.retry.max_retries,
