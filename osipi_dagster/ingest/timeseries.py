@@ -40,19 +40,10 @@ from osipi_dagster.lake import (
 )
 from osipi_dagster.lake.schemas import DATA_LATENCY
 from osipi_dagster.pi import PIWebAPIClient, StreamFailure, StreamRead
+from osipi_dagster.pi.options import DEFAULT_READ, ReadOptions
 
 DEFAULT_OVERLAP = timedelta(hours=1)
 DEFAULT_SKEW_TOLERANCE = timedelta(minutes=5)
-
-
-@dataclass(frozen=True)
-class ReadSettings:
-    """How the PI client reads recorded values (see ``PIWebAPIClient.read_recorded``)."""
-
-    mode: str = "streamsets"
-    values_per_request: int = 100_000
-    streams_per_request: int = 200
-    concurrency: int = 2
 
 
 @dataclass(frozen=True)
@@ -118,7 +109,7 @@ def ingest_partition(
     shard: str,
     now: datetime,
     overlap: timedelta = DEFAULT_OVERLAP,
-    settings: ReadSettings = ReadSettings(),
+    settings: ReadOptions = DEFAULT_READ,
     run_id: str | None = None,
     kept_web_ids: Collection[str] = (),
     prune: bool = False,
@@ -202,8 +193,10 @@ def ingest_partition(
                 start,
                 to_ns(end) - TICK_NS,
                 mode=settings.mode,
+                page_size=settings.page_size,
                 values_per_request=settings.values_per_request,
                 streams_per_request=settings.streams_per_request,
+                max_url_length=settings.max_url_length,
                 concurrency=settings.concurrency,
                 cancel=cancel,
             )

@@ -42,6 +42,7 @@ from osipi_dagster.pi.errors import (
     error_messages,
     redact_url,
 )
+from osipi_dagster.pi.options import DEFAULT_CLIENT
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -76,9 +77,9 @@ class RetryPolicy:
     unusable body and a stream that failed inside an answer with the same waits (:meth:`delay`).
     """
 
-    max_retries: int = 3
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
+    max_retries: int = DEFAULT_CLIENT.max_retries
+    backoff_base_s: float = DEFAULT_CLIENT.backoff_base_s
+    backoff_max_s: float = DEFAULT_CLIENT.backoff_max_s
     retry_after_max_s: float = 300.0
     statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
