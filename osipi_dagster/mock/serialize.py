@@ -23,9 +23,10 @@ import numpy as np
 import orjson
 
 from osipi_dagster.mock.archive import SYSTEM_STATES
+from osipi_dagster.mock.model import ANNOTATED, QUESTIONABLE, SUBSTITUTED
 from osipi_dagster.mock.responses import FieldTree, select
 from osipi_dagster.mock.timeparse import NS, TICK_NS, format_time
-from osipi_dagster.mock.values import ANNOTATED, QUESTIONABLE, SUBSTITUTED, Block
+from osipi_dagster.mock.values import Block
 
 FIELDS = ("Timestamp", "Value", "UnitsAbbreviation", "Good", "Questionable", "Substituted", "Annotated")
 _FLAG_FIELDS = FIELDS[3:]

@@ -36,15 +36,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from osipi_dagster.mock.edits import EDITED_SLOT, EditStore
 from osipi_dagster.mock.errors import PIError
-from osipi_dagster.mock.model import Point
+from osipi_dagster.mock.hashing import hash64, key, uniform
+from osipi_dagster.mock.model import ANNOTATED, QUESTIONABLE, SUBSTITUTED, Point
 from osipi_dagster.mock.timeparse import NS, TICK_NS
 
 if TYPE_CHECKING:
     from osipi_dagster.mock.archive import Archive
 
-_M64 = 0xFFFFFFFFFFFFFFFF
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MINUTE_NS = 60 * NS
 HOUR_NS = 3600 * NS
 DAY_NS = 86_400 * NS
@@ -59,7 +59,6 @@ OUTAGE_BLOCK_NS, OUTAGE_SHARE = 2 * HOUR_NS, 0.01
 LATE_BLOCK_NS, LATE_SHARE = 6 * HOUR_NS, 0.35
 SPIKE_SHARE, QUESTIONABLE_SHARE, SUBSTITUTED_SHARE, ANNOTATED_SHARE = 0.0005, 0.003, 0.001, 0.0005
 MULTI_SLOT_SHARE = 0.08
-QUESTIONABLE, SUBSTITUTED, ANNOTATED = 1, 2, 4  # bits of Block.flags
 
 # Salts: one independent hash stream per purpose.
 _S_KEEP, _S_JITTER, _S_MULTI, _S_KNOT, _S_FAST, _S_WHITE, _S_STATE = range(1, 8)
@@ -67,39 +66,6 @@ _S_OUTAGE, _S_LATE, _S_SPIKE, _S_FLAGS, _S_PHASE, _S_SHAPE = range(8, 14)
 
 # The dominant state of each user digital set (the others share what is left).
 _DOMINANT = {"Modes": (1, 0.8), "OnOff": (1, 0.85), "AlarmStates": (0, 0.9), "ValveState": (1, 0.7)}
-
-
-def _mix(x: int) -> int:
-    """splitmix64 finalizer on a Python int."""
-    x &= _M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
-    return x ^ (x >> 31)
-
-
-def key(*parts: int) -> int:
-    """A 64-bit hash key of integers (seed, point id, salt...)."""
-    h = 0
-    for part in parts:
-        h = _mix(h ^ ((part * 0x9E3779B97F4A7C15) & _M64))
-    return h
-
-
-def hash64(values: np.ndarray, salt_key: int) -> np.ndarray:
-    """splitmix64 of ``values`` (any integer dtype) under ``salt_key``: uint64."""
-    x = values.astype(np.uint64) * _GOLDEN
-    x ^= np.uint64(salt_key)
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return x
-
-
-def uniform(values: np.ndarray, salt_key: int) -> np.ndarray:
-    """Uniform float64 in [0, 1) per value."""
-    return (hash64(values, salt_key) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +188,7 @@ class DataSource:
         self.archive = archive
         self.start_ns = archive.start_ns
         self._schedules: dict[int, Schedule] = {}
+        self.edits = EditStore(self, archive.config.edit_share)
 
     def schedule(self, point: Point) -> Schedule:
         found = self._schedules.get(point.id)
@@ -307,25 +274,39 @@ class DataSource:
 
     def _arrival(self, s: Schedule, ts: np.ndarray) -> np.ndarray:
         """When each value reaches the archive: its timestamp, or the end of a buffering outage + flush."""
-        blocks = ts // LATE_BLOCK_NS
+        late, start, end, arrival = self._late_windows(s, ts // LATE_BLOCK_NS)
+        return np.where(late & (ts >= start) & (ts < end), arrival, ts)
+
+    def _late_windows(self, s: Schedule, blocks: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per 6 h block: whether it holds a buffering outage, the outage's start and end, and when the
+        values stamped inside it arrive."""
         u = uniform(blocks, s.k(_S_LATE))
         h = hash64(blocks, s.k(_S_LATE + 100))
         start = blocks * LATE_BLOCK_NS + (h % np.uint64(180)).astype(np.int64) * MINUTE_NS
         end = start + (5 + (h >> np.uint64(16)) % np.uint64(116)).astype(np.int64) * MINUTE_NS
         flush = (1 + (h >> np.uint64(32)) % np.uint64(30)).astype(np.int64) * MINUTE_NS
-        late = (u < LATE_SHARE) & (ts >= start) & (ts < end)
-        return np.where(late, end + flush, ts)
+        return u < LATE_SHARE, start, end, end + flush
 
     def _chunks(
-        self, s: Schedule, a: int, b: int, now: int, descending: bool = False, want: int = 1 << 20
+        self,
+        s: Schedule,
+        a: int,
+        b: int,
+        now: int,
+        descending: bool = False,
+        want: int = 1 << 20,
+        edited: bool = True,
     ) -> Iterator[_Events]:
-        """Visible events in [a, b] chunk by chunk, each chunk sized for about ``want`` events."""
+        """Visible events in [a, b] chunk by chunk, each chunk sized for about ``want`` events, with the
+        edits that happened by ``now`` applied (the stored events alone when not ``edited``)."""
         a, b = max(a, self.start_ns), min(b, self.horizon(s.point, now))
         span = max(int(want / s.density * 1.2), 64 * s.period)
         while a <= b:
             lo, hi = (max(a, b - span + 1), b) if descending else (a, min(b, a + span - 1))
             ev = self._events(s, lo, hi)
             ev = ev.take(self._visible(s, ev, now))
+            if edited:
+                ev = self._edited(s, ev, lo, hi, now)
             yield ev.take(slice(None, None, -1)) if descending else ev
             if descending:
                 b = lo - 1
@@ -333,15 +314,31 @@ class DataSource:
                 a = hi + 1
             span = min(span * 2, max(span, int((1 << 21) / s.density)))
 
-    def _scan(self, s: Schedule, a: int, b: int, now: int, need: int, descending: bool = False) -> _Events:
+    def _scan(
+        self, s: Schedule, a: int, b: int, now: int, need: int, descending: bool = False, edited: bool = True
+    ) -> _Events:
         """The first ``need`` visible events of [a, b] in the requested direction."""
         parts, got = [], 0
-        for ev in self._chunks(s, a, b, now, descending, want=need):
+        for ev in self._chunks(s, a, b, now, descending, want=need, edited=edited):
             parts.append(ev)
             got += len(ev)
             if got >= need:
                 break
         return _concat_events(parts).take(slice(0, need)) if parts else _EMPTY
+
+    def _edited(self, s: Schedule, ev: _Events, lo: int, hi: int, now: int) -> _Events:
+        """Visible events of [lo, hi] with the edits of their timestamps applied: the values at an edited
+        timestamp give way to the edit's value (one event whose slot names it), or to nothing."""
+        edits = self.edits.latest(s.point, lo, hi, now)
+        if not edits:
+            return ev
+        kept = ev.take(~np.isin(ev.ts, np.array([e.ts for e in edits], np.int64)))
+        written = [e for e in edits if e.slot is not None]
+        n = len(written)
+        ts = np.array([e.ts for e in written], np.int64)
+        slots = np.array([e.slot for e in written], np.int64)
+        merged = _concat_events([kept, _Events(ts, slots, np.zeros(n, np.int8), np.zeros(n, np.int16))])
+        return merged.take(np.argsort(merged.ts, kind="stable"))
 
     # -- values -------------------------------------------------------------------------------------
 
@@ -362,6 +359,9 @@ class DataSource:
         flags[good & (f < QUESTIONABLE_SHARE)] |= QUESTIONABLE
         flags[good & (f >= 0.5) & (f < 0.5 + SUBSTITUTED_SHARE)] |= SUBSTITUTED
         flags[good & (f >= 0.9) & (f < 0.9 + ANNOTATED_SHARE)] |= ANNOTATED
+        for i in np.flatnonzero(ev.slot <= EDITED_SLOT).tolist():
+            edit = self.edits.value(int(ev.slot[i]))
+            values[i], states[i], flags[i] = edit.value, edit.state, edit.flags
         return Block(ev.ts, values, states, flags, s.kind, s.point.digital_set)
 
     def _shape_values(self, s: Schedule, ts: np.ndarray, hk: np.ndarray) -> np.ndarray:
@@ -416,6 +416,52 @@ class DataSource:
         others = np.minimum(np.maximum(others, 0), n_states - 2)
         others += others >= dominant
         return np.where(u < share, dominant, others).astype(np.int64)
+
+    # -- what changes -------------------------------------------------------------------------------
+
+    def arrivals(self, point: Point, after: int, until: int) -> tuple[Block, np.ndarray]:
+        """Every stored value (before edits) that becomes visible as the clock moves from ``after`` to
+        ``until``, and the moment each does, by (moment, timestamp): a value arrives at its timestamp, a
+        Future point's value ``FUTURE_HORIZON_NS`` before it, a late value when its buffering outage
+        flushes."""
+        s = self.schedule(point)
+        lead = FUTURE_HORIZON_NS if point.future else 0
+        ev = self._events(s, after + lead + 1, until + lead)
+        moment = ev.ts - lead
+        if point.late:
+            on_time = self._arrival(s, ev.ts) == ev.ts
+            parts, moments = [ev.take(on_time)], [moment[on_time]]
+            blocks = np.arange(after // LATE_BLOCK_NS - 1, until // LATE_BLOCK_NS + 1, dtype=np.int64)
+            late, start, end, arrival = self._late_windows(s, blocks)
+            pick = late & (arrival > after) & (arrival <= until)
+            for lo, hi, at in zip(
+                start[pick].tolist(), end[pick].tolist(), arrival[pick].tolist(), strict=True
+            ):
+                inside = self._events(s, lo, hi - 1)
+                parts.append(inside)
+                moments.append(np.full(len(inside), at, np.int64))
+            ev, moment = _concat_events(parts), np.concatenate(moments)
+            order = np.lexsort((ev.ts, moment))
+            ev, moment = ev.take(order), moment[order]
+        return self._materialize(s, ev), moment
+
+    def stored_at(self, point: Point, t: int, now: int) -> Block:
+        """The values stored at ``t`` (before edits) that are visible at ``now``."""
+        s = self.schedule(point)
+        ev = self._events(s, t, t)
+        return self._materialize(s, ev.take(self._visible(s, ev, now)))
+
+    def last_stored(self, point: Point, at: int, since: int, now: int) -> Block:
+        """The last value stored in [since, at] (before edits) that is visible at ``now``; empty if none."""
+        s = self.schedule(point)
+        return self._materialize(s, self._scan(s, since, at, now, 1, descending=True, edited=False))
+
+    def edited_value(self, point: Point, ts: int, slot: int) -> Block:
+        """The value an edit stored at ``ts`` (its event ``slot``), as a one-value block."""
+        one = _Events(
+            np.array([ts], np.int64), np.array([slot], np.int64), np.zeros(1, np.int8), np.zeros(1, np.int16)
+        )
+        return self._materialize(self.schedule(point), one)
 
     # -- reads --------------------------------------------------------------------------------------
 
