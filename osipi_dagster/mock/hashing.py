@@ -6,6 +6,8 @@ block, an hour) under a key of (seed, point id, salt), so it is a pure function 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 _M64 = 0xFFFFFFFFFFFFFFFF
@@ -20,6 +22,7 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
+@lru_cache(maxsize=1 << 18)  # the same (seed, point, salt) keys come back for every read of a point
 def key(*parts: int) -> int:
     """A 64-bit hash key of integers (seed, point id, salt...)."""
     h = 0
