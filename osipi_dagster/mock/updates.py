@@ -248,8 +248,8 @@ class ChangeFeed:
         if before:
             return _event("Update", value)
         horizon = self.data.horizon(point, edit.happened)
-        later = self.data.recorded(point, edit.ts + 1, horizon, edit.happened, 1)
-        return _event("Insert" if len(later) else "Add", value)
+        later = edit.ts < horizon and len(self.data.recorded(point, edit.ts + 1, horizon, edit.happened, 1))
+        return _event("Insert" if later else "Add", value)
 
     def _arrived(self, point: Point, after: int, until: int) -> list[tuple[int, int, int, dict]]:
         """Add and Insert events of the values arriving in (after, until]."""
