@@ -1,5 +1,6 @@
-"""Deterministic stream data: a value, and whether a timestamp holds one, is a pure function of
-(seed, point, timestamp), never of the query window, so overlapping windows agree byte for byte.
+"""Deterministic stream data: a stored value, and whether a timestamp holds one, is a pure function of
+(seed, point, timestamp), never of the query window, so overlapping windows agree byte for byte. What a read
+sees also depends on the clock (late arrivals) and on the edits that happened by then (``edits.py``).
 
 Generation is vectorised numpy (splitmix64 hashes on uint64, then only + * floor on float64, which are
 exact IEEE operations and give the same bits whatever the array length or alignment).
@@ -26,6 +27,11 @@ Questionable (0.3 %), Substituted (0.1 %) or Annotated (0.05 %).
 
 **Late arrivals.** On a ``late`` point, 35 % of 6 h blocks hold a buffering outage of 5 min to 2 h; values
 stamped inside it become visible together, 1 to 30 min after the outage ends (lags of minutes to hours).
+``arrivals`` lists what becomes visible as the clock moves (stream updates read it).
+
+**Edits.** Every read goes through ``_chunks``, which applies the edits of each chunk's timestamps
+(``EditStore.latest``): the values at an edited timestamp give way to one event whose slot (at or below
+``EDITED_SLOT``) names the edit's value, which ``_materialize`` puts in place; a delete leaves nothing.
 """
 
 from __future__ import annotations
@@ -345,6 +351,8 @@ class DataSource:
     def _materialize(self, s: Schedule, ev: _Events) -> Block:
         """Compute the values, bad states and flags of stored events."""
         n = len(ev)
+        if not n:  # about a hundred numpy operations saved, for nothing
+            return self.no_data(s.point, ev.ts)
         hk = ev.slot * 4 + ev.dup  # one hash input per stored value
         values = self._shape_values(s, ev.ts, hk)
         states = ev.state.copy()

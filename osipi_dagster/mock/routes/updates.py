@@ -19,9 +19,9 @@
   and the other markers are read as usual.
 
 Every route takes ``selectedFields`` and ``webIdType`` (of ``Source``); fields without a value are left out,
-as PI leaves out a null ``Exception``. A stream set's ``Location`` lists its latest markers; it is left out
-when it would exceed ``LOCATION_MAX_BYTES`` (a real server, behind HTTP.sys's default 16 KB request limit,
-could not have received such a request, and Python's ``http.client`` refuses header lines over 64 KB).
+as PI leaves out a null ``Exception``. A stream set's ``Location`` lists its latest markers, so it grows with
+the request; it is left out when it would exceed ``LOCATION_MAX_BYTES`` (16 KB, the total header size many
+HTTP stacks accept by default, e.g. Node.js; Python's ``http.client`` refuses header lines over 64 KB).
 """
 
 from __future__ import annotations
