@@ -66,10 +66,6 @@ class Edit:
     slot: int | None
 
     @property
-    def deletes(self) -> bool:
-        return self.slot is None
-
-    @property
     def rank(self) -> tuple[int, int]:
         """The order edits happen in."""
         return self.happened, self.order

@@ -151,6 +151,7 @@ class Schedule:
     shape: str  # analog | hold | counter | total | digital | string
     kind: str  # float32 | float64 | int | digital | string
     seed: int
+    shape_u: float  # the point's own uniform draw for its shape (knot spacing, hold time)
 
     def k(self, salt: int) -> int:
         return key(self.seed, self.point.id, salt)
@@ -177,14 +178,15 @@ def make_schedule(seed: int, point: Point) -> Schedule:
     kind = kind or point.point_type.lower()
     shape = _shape(point)
     u = uniform(np.array([point.id]), key(seed, _S_PHASE))[0]
+    shape_u = float(uniform(np.array([point.id]), key(seed, point.id, _S_SHAPE))[0])
     if point.sampling == "irregular":
         period, keep = {"digital": (300, 0.1), "string": (3600, 0.25)}.get(shape, (30, 0.35))
-        return Schedule(point, period * NS, keep, -1, TICK_NS if u < 0.5 else NS, shape, kind, seed)
+        return Schedule(point, period * NS, keep, -1, TICK_NS if u < 0.5 else NS, shape, kind, seed, shape_u)
     period = {"1s": 1, "5s": 5, "60s": 60}[point.sampling] * NS
     phase = 0
     if period <= 5 * NS and u < 0.15:  # a sub-second phase with 7 significant fractional digits
         phase = (int(u / 0.15 * (period // TICK_NS - 1)) + 1) * TICK_NS
-    return Schedule(point, period, 1.0, phase, TICK_NS, shape, kind, seed)
+    return Schedule(point, period, 1.0, phase, TICK_NS, shape, kind, seed, shape_u)
 
 
 class DataSource:
@@ -224,7 +226,8 @@ class DataSource:
         ts = slots * s.period + offsets
         inside = (ts >= a) & (ts <= b) & (ts > self.start_ns)
         slots, ts = slots[inside], ts[inside]
-        ts, slots = self._drop_outages(s, ts, slots)
+        outages = self._outages(s, np.arange(a // OUTAGE_BLOCK_NS, b // OUTAGE_BLOCK_NS + 1, dtype=np.int64))
+        ts, slots = _drop_outages(outages, ts, slots)
         dup = np.zeros(len(ts), np.int8)
         if s.point.multi:
             u = uniform(slots, s.k(_S_MULTI))
@@ -232,7 +235,7 @@ class DataSource:
             ts, slots = np.repeat(ts, count), np.repeat(slots, count)
             dup = (np.arange(len(ts)) - np.repeat(np.cumsum(count) - count, count)).astype(np.int8)
         events = _Events(ts, slots, dup, np.zeros(len(ts), np.int16))
-        synthetic = self._state_events(s, a, b)
+        synthetic = self._state_events(outages, a, b)
         if not len(synthetic):
             return events
         merged = _concat_events([synthetic, events])
@@ -247,21 +250,9 @@ class DataSource:
         states = np.array(OUTAGE_STATES, np.int16)[((h >> np.uint64(40)) % np.uint64(len(OUTAGE_STATES)))]
         return start, start + length, states
 
-    def _drop_outages(self, s: Schedule, ts: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not len(ts):
-            return ts, slots
-        blocks = np.arange(ts[0] // OUTAGE_BLOCK_NS, ts[-1] // OUTAGE_BLOCK_NS + 1, dtype=np.int64)
-        start, end, _ = self._outages(s, blocks)
-        if not len(start):
-            return ts, slots
-        i = np.searchsorted(start, ts, side="right") - 1
-        inside = (i >= 0) & (ts < end[np.maximum(i, 0)])
-        return ts[~inside], slots[~inside]
-
-    def _state_events(self, s: Schedule, a: int, b: int) -> _Events:
+    def _state_events(self, outages: tuple[np.ndarray, ...], a: int, b: int) -> _Events:
         """Pt Created at the archive start and one system-state event per outage, within [a, b]."""
-        blocks = np.arange(a // OUTAGE_BLOCK_NS, b // OUTAGE_BLOCK_NS + 1, dtype=np.int64)
-        start, _, states = self._outages(s, blocks)
+        start, _, states = outages
         keep = (start >= a) & (start <= b) & (start > self.start_ns)
         ts, states = start[keep], states[keep]
         if a <= self.start_ns <= b:
@@ -384,7 +375,7 @@ class DataSource:
         if s.shape == "total":  # a daily total: a ramp from midnight UTC
             norm = np.mod(sec, 86_400.0) / 86_400.0 * (0.6 + 0.2 * self._noise(s, sec, 3600.0, _S_KNOT))
         elif s.shape == "hold":  # a setpoint held for 1-4 h
-            hold = 3600.0 * (1 + int(uniform(np.array([p.id]), s.k(_S_SHAPE))[0] * 4))
+            hold = 3600.0 * (1 + int(s.shape_u * 4))
             level = uniform(np.floor(sec / hold).astype(np.int64), s.k(_S_KNOT))
             norm = 0.2 + 0.6 * np.floor(level * 20.0) / 20.0
         else:
@@ -397,7 +388,7 @@ class DataSource:
         return value
 
     def _analog(self, s: Schedule, sec: np.ndarray, hk: np.ndarray) -> np.ndarray:
-        knot = 600.0 + 3000.0 * uniform(np.array([s.point.id]), s.k(_S_SHAPE))[0]
+        knot = 600.0 + 3000.0 * s.shape_u
         slow = self._noise(s, sec, knot, _S_KNOT)
         fast = self._noise(s, sec, 60.0, _S_FAST)
         day = np.mod(sec, 86_400.0) / 86_400.0
@@ -660,6 +651,18 @@ class SummaryError:
             f"The summary type '{self.kind}' is not supported on a non-numeric stream: only "
             f"{' and '.join(NON_NUMERIC_SUMMARIES)} are."
         )
+
+
+def _drop_outages(
+    outages: tuple[np.ndarray, ...], ts: np.ndarray, slots: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The events outside every outage (an outage never reaches into the next block)."""
+    start, end, _ = outages
+    if not len(ts) or not len(start):
+        return ts, slots
+    i = np.searchsorted(start, ts, side="right") - 1
+    inside = (i >= 0) & (ts < end[np.maximum(i, 0)])
+    return ts[~inside], slots[~inside]
 
 
 def _plot_pick(block: Block, lo: int, width: int) -> np.ndarray:
