@@ -1,4 +1,10 @@
-"""Stream updates on the mock over real HTTP: registration, markers, caches, shapes, status codes."""
+"""Stream updates on the mock over real HTTP: registration, markers, caches, shapes, status codes.
+
+The field lists are the swagger models' (``StreamUpdatesRegister``, ``StreamUpdatesRetrieve``,
+``DataPipeEvent`` in ``pidevguru/PI-Web-API-Client-Generators`` ``swagger.json``), in the order of the
+reference's samples, plus ``Links`` (the topic page's ``Updates`` link on a registration, the doc sample's
+empty ``Links`` on a read); ``Exception`` appears only when there is one.
+"""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ later: a late value that reaches an edited timestamp after its edit stays hidden
 **Generated edits.** Per point and hour of the clock, with probability ``edit_share``, one edit happens at a
 hashed second of that hour. It acts on the last value stored at or before ``happened - lag`` that is visible
 at ``happened`` and at most a day older (none if there is no such value): the lag is log-uniform from 1
-minute to about 68 hours, so about a third of the edits fall on a closed day. 30 % are deletes; the others
+minute to about 68 hours, so about a quarter of the edits fall on a closed day. 30 % are deletes; the others
 replace the value by a nearby one (numbers move by 1 to 5 % of the span, a digital point takes another
 state, a string gets ``-R``), Good and Substituted, as a person correcting a value leaves it.
 
