@@ -135,21 +135,34 @@ def _run_timings(environment: dict[str, str], home: Path, run_id: str) -> dict[s
         times: dict[str, float] = {}
         pids: dict[str, int] = {}  # "worker" / "step" -> pid
         values = 0
-        ingest = 0.0
+        durations: list[float] = []
+        logged: list[float] = []  # when the step logged each partition done (after its latency record)
         for entry in instance.all_logs(run_id):
             event = entry.dagster_event
             if event is None:
+                if " values of " in entry.user_message:
+                    logged.append(entry.timestamp)
                 continue
             times.setdefault(event.event_type.name, entry.timestamp)
             if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
                 metadata = event.event_specific_data.materialization.metadata
                 values += int(metadata["dagster/row_count"].value)
-                ingest += float(metadata["duration_seconds"].value)
+                durations.append(float(metadata["duration_seconds"].value))
             pid = getattr(event.event_specific_data, "metadata", {}).get("pid")
             if pid is not None:
                 role = "step" if event.event_type == dg.DagsterEventType.STEP_WORKER_STARTED else "worker"
                 pids[role] = int(pid.value)
-    return {"run_id": run_id, "times": times, "pids": pids, "values": values, "ingest_seconds": ingest}
+    # Between two partitions' log lines: the next one's catalog lookup, its ingest, its latency record.
+    starts = [times["STEP_START"], *logged[:-1]]
+    gaps = [done - begun - took for begun, done, took in zip(starts, logged, durations, strict=True)]
+    return {
+        "run_id": run_id,
+        "times": times,
+        "pids": pids,
+        "values": values,
+        "ingest_seconds": sum(durations),
+        "largest_gap_outside_ingest_seconds": max(gaps, default=0.0),
+    }
 
 
 def _report(args, partitions, runs, memory: ProcessMemory, launched: float, load_before, load_after) -> dict:
@@ -161,7 +174,8 @@ def _report(args, partitions, runs, memory: ProcessMemory, launched: float, load
     wall = max(ended) - launched
     print(
         f"{'run':8} {'values':>11} {'launch->end s':>13} {'start-up s':>10} {'ingest s':>9} "
-        f"{'step rest s':>11} {'wind-down s':>11} {'outside':>8} {'worker MiB':>10} {'step MiB':>9}"
+        f"{'step rest s':>11} {'max gap s':>9} {'wind-down s':>11} {'outside':>8} {'worker MiB':>10} "
+        f"{'step MiB':>9}"
     )
     worker_peaks, step_peaks = [], []
     for run in runs:
@@ -174,7 +188,8 @@ def _report(args, partitions, runs, memory: ProcessMemory, launched: float, load
         wind_down = times["RUN_SUCCESS"] - times["STEP_SUCCESS"]
         print(
             f"{run['run_id'][:8]} {run['values']:>11,} {span:>13.1f} {startup:>10.1f} "
-            f"{run['ingest_seconds']:>9.1f} {step_rest:>11.1f} {wind_down:>11.1f} "
+            f"{run['ingest_seconds']:>9.1f} {step_rest:>11.1f} "
+            f"{run['largest_gap_outside_ingest_seconds']:>9.1f} {wind_down:>11.1f} "
             f"{1 - run['ingest_seconds'] / span:>8.1%} {worker_peaks[-1]:>10.0f} {step_peaks[-1]:>9.0f}"
         )
     result = {
