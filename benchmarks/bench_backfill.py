@@ -135,32 +135,34 @@ def _run_timings(environment: dict[str, str], home: Path, run_id: str) -> dict[s
         times: dict[str, float] = {}
         pids: dict[str, int] = {}  # "worker" / "step" -> pid
         values = 0
-        durations: list[float] = []
-        logged: list[float] = []  # when the step logged each partition done (after its latency record)
+        durations: dict[str, float] = {}  # partition -> the ingest seconds it reports
+        logged: list[tuple[float, str]] = []  # (when, partition) the step logged each partition done
         for entry in instance.all_logs(run_id):
             event = entry.dagster_event
             if event is None:
                 if " values of " in entry.user_message:
-                    logged.append(entry.timestamp)
+                    logged.append((entry.timestamp, entry.user_message.split(":", 1)[0]))
                 continue
             times.setdefault(event.event_type.name, entry.timestamp)
             if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
                 metadata = event.event_specific_data.materialization.metadata
                 values += int(metadata["dagster/row_count"].value)
-                durations.append(float(metadata["duration_seconds"].value))
+                durations[event.event_specific_data.materialization.partition] = float(
+                    metadata["duration_seconds"].value
+                )
             pid = getattr(event.event_specific_data, "metadata", {}).get("pid")
             if pid is not None:
                 role = "step" if event.event_type == dg.DagsterEventType.STEP_WORKER_STARTED else "worker"
                 pids[role] = int(pid.value)
     # Between two partitions' log lines: the next one's catalog lookup, its ingest, its latency record.
-    starts = [times["STEP_START"], *logged[:-1]]
-    gaps = [done - begun - took for begun, done, took in zip(starts, logged, durations, strict=True)]
+    starts = [times["STEP_START"], *(when for when, _ in logged[:-1])]
+    gaps = [done - begun - durations[key] for begun, (done, key) in zip(starts, logged, strict=True)]
     return {
         "run_id": run_id,
         "times": times,
         "pids": pids,
         "values": values,
-        "ingest_seconds": sum(durations),
+        "ingest_seconds": sum(durations.values()),
         "largest_gap_outside_ingest_seconds": max(gaps, default=0.0),
     }
 
