@@ -12,7 +12,10 @@ once (deploy/dagster.yaml). Measured, from the instance (PostgreSQL) once it is 
   its end, against the ``duration_seconds`` its partitions report (the read from PI and the Delta commit);
   the rest is Dagster: run worker start-up, the step's process, orchestration, event log writes;
 * peak RSS per run: ``VmHWM`` of its run worker and of its step process (the ingest), sampled from
-  ``/proc`` every 0.5 s.
+  ``/proc`` every 0.5 s;
+* CPU time per value, from ``/proc`` too (it does not depend on how busy the machine is): the step
+  processes (reading PI, writing Delta, and Dagster's step bookkeeping), the run workers (Dagster only),
+  the Dagster services during the backfill (code server, daemon, webserver) and the mock.
 
     .venv/bin/python benchmarks/bench_backfill.py                       # 3 days x 16 shards x 200 points
     .venv/bin/python benchmarks/bench_backfill.py --days 1 --shards 4 --tags 40      # a quick check
@@ -42,14 +45,18 @@ LAST_DAY = date(2025, 1, 5)
 PROCESS_SCAN_SECONDS = 0.5
 
 
-class ProcessMemory(threading.Thread):
-    """Samples the peak RSS (``VmHWM``) of this venv's spawned processes (the code server starts each run
-    worker, and a run worker each step process, with multiprocessing's spawn) until stopped; the runs' events
-    name their pids (``Started process for run (pid: N)``, ``Executing step ... in subprocess``)."""
+class Processes(threading.Thread):
+    """Samples, every ``PROCESS_SCAN_SECONDS`` until stopped, the peak RSS (``VmHWM``) and the CPU time of
+    this venv's processes: the mock, the code server, the daemon, the webserver, and the run workers and
+    step processes the code server spawns (the runs' events name their pids: ``Started process for run
+    (pid: N)``, ``Executing step ... in subprocess``)."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.peaks: dict[int, float] = defaultdict(float)  # pid -> peak MiB
+        self.first_cpu: dict[int, float] = {}  # pid -> CPU seconds when first seen
+        self.cpu: dict[int, float] = {}  # pid -> CPU seconds when last seen
+        self.roles: dict[int, str] = {}
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -61,19 +68,43 @@ class ProcessMemory(threading.Thread):
         self.join()
 
     def sample(self) -> None:
+        ticks = os.sysconf("SC_CLK_TCK")
         for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
             try:
-                command = (entry / "cmdline").read_bytes().split(b"\0")
-                if command[0].decode() != sys.executable or b"spawn_main" not in b" ".join(command):
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if not command.startswith(sys.executable + " "):
                     continue
-                for line in (entry / "status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak = int(line.split()[1]) / 1024
-                        self.peaks[int(entry.name)] = max(self.peaks[int(entry.name)], peak)
-            except (OSError, IndexError, UnicodeDecodeError):  # ended meanwhile, or not ours
+                status = (entry / "status").read_text()
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, UnicodeDecodeError):  # ended meanwhile, or not ours
                 continue
+            pid = int(entry.name)
+            self.roles.setdefault(pid, _role(command))
+            cpu = (int(fields[11]) + int(fields[12])) / ticks
+            self.first_cpu.setdefault(pid, cpu)
+            self.cpu[pid] = cpu
+            peak = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+            self.peaks[pid] = max(self.peaks[pid], peak / 1024)
+
+    def cpu_seconds(self, pids: set[int] | None = None, role: str | None = None) -> float:
+        """CPU seconds spent while sampled by ``pids`` or by the processes of ``role``."""
+        chosen = [p for p in self.cpu if (pids is not None and p in pids) or self.roles.get(p) == role]
+        return sum(self.cpu[p] - (self.first_cpu[p] if self.roles[p] != "spawned" else 0.0) for p in chosen)
+
+
+def _role(command: str) -> str:
+    for marker, role in (
+        ("osipi_dagster.mock", "mock"),
+        ("spawn_main", "spawned"),  # run workers and their step processes (spawned: all their CPU counts)
+        ("dagster-daemon", "dagster services"),
+        ("dagster-webserver", "dagster services"),
+        ("dagster", "dagster services"),  # the code server: its proxy and its gRPC server
+    ):
+        if marker in command:
+            return role
+    return "other"
 
 
 def main() -> None:
@@ -100,7 +131,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "OSIPI_PI_COMPRESS": "false" if args.identity else "true",
     }
     mock_options = ["--sampling", "1s", "--archive-days", str(args.days + 1)]
-    memory = ProcessMemory()
+    processes = Processes()
     load_before = os.getloadavg()
     with (
         postgres_server() as postgres,
@@ -111,11 +142,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     ):
         location = ui.location()
         ui.wait_run(ui.materialize(location, ["pi_af_hierarchy", "pi_af_attributes", "pi_points"]), 600)
-        memory.start()
+        processes.sample()  # CPU times of the services before the backfill
+        processes.start()
         launched = time.time()
         backfill_id = ui.launch_backfill("pi_timeseries", partitions, {"osipi/bench": "backfill"})
         backfill = ui.wait_backfill(backfill_id, timeout_s=7200)
-        memory.stop()
+        processes.stop()
         if backfill["status"] != "COMPLETED_SUCCESS":
             raise SystemExit(f"backfill ended {backfill['status']}: {backfill}")
         runs = [
@@ -123,7 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             for run in backfill["runs"]
         ]
     load_after = os.getloadavg()
-    return _report(args, partitions, runs, memory, launched, load_before, load_after)
+    return _report(args, partitions, runs, processes, launched, load_before, load_after)
 
 
 def _run_timings(environment: dict[str, str], home: Path, run_id: str) -> dict[str, object]:
@@ -167,7 +199,7 @@ def _run_timings(environment: dict[str, str], home: Path, run_id: str) -> dict[s
     }
 
 
-def _report(args, partitions, runs, memory: ProcessMemory, launched: float, load_before, load_after) -> dict:
+def _report(args, partitions, runs, processes: Processes, launched: float, load_before, load_after) -> dict:
     starting = [run["times"]["RUN_STARTING"] for run in runs]
     ended = [run["times"]["RUN_SUCCESS"] for run in runs]
     values = sum(run["values"] for run in runs)
@@ -182,8 +214,8 @@ def _report(args, partitions, runs, memory: ProcessMemory, launched: float, load
     worker_peaks, step_peaks = [], []
     for run in runs:
         times = run["times"]
-        worker_peaks.append(memory.peaks.get(run["pids"].get("worker", -1), 0.0))
-        step_peaks.append(memory.peaks.get(run["pids"].get("step", -1), 0.0))
+        worker_peaks.append(processes.peaks.get(run["pids"].get("worker", -1), 0.0))
+        step_peaks.append(processes.peaks.get(run["pids"].get("step", -1), 0.0))
         span = times["RUN_SUCCESS"] - times["RUN_STARTING"]
         startup = times["STEP_START"] - times["RUN_STARTING"]  # run worker and step process start-up
         step_rest = times["STEP_SUCCESS"] - times["STEP_START"] - run["ingest_seconds"]
@@ -194,6 +226,14 @@ def _report(args, partitions, runs, memory: ProcessMemory, launched: float, load
             f"{run['largest_gap_outside_ingest_seconds']:>9.1f} {wind_down:>11.1f} "
             f"{1 - run['ingest_seconds'] / span:>8.1%} {worker_peaks[-1]:>10.0f} {step_peaks[-1]:>9.0f}"
         )
+    workers = {run["pids"]["worker"] for run in runs}
+    steps = {run["pids"]["step"] for run in runs}
+    cpu_us = {  # CPU microseconds per value by part: independent of how busy the machine is
+        "steps": processes.cpu_seconds(steps) / values * 1e6,
+        "run_workers": processes.cpu_seconds(workers) / values * 1e6,
+        "dagster_services": processes.cpu_seconds(role="dagster services") / values * 1e6,
+        "mock": processes.cpu_seconds(role="mock") / values * 1e6,
+    }
     result = {
         "days": args.days,
         "shards": args.shards,
@@ -210,6 +250,7 @@ def _report(args, partitions, runs, memory: ProcessMemory, launched: float, load
         "run_seconds": round(run_seconds, 1),
         "ingest_seconds": round(ingest_seconds, 1),
         "share_outside_ingest": round(1 - ingest_seconds / run_seconds, 3),
+        "cpu_us_per_value": {part: round(us, 3) for part, us in cpu_us.items()},
         "peak_rss_mib_run_worker": round(max(worker_peaks)),
         "peak_rss_mib_step": round(max(step_peaks)),
         "load_average_before_after": [round(load_before[0], 1), round(load_after[0], 1)],
@@ -217,7 +258,8 @@ def _report(args, partitions, runs, memory: ProcessMemory, launched: float, load
     print(
         f"{values:,} values in {wall:.0f} s from launch: {values / wall:,.0f} values/s; "
         f"{1 - ingest_seconds / run_seconds:.1%} of run time outside ingest; peak RSS per run "
-        f"{result['peak_rss_mib_run_worker']} MiB (run worker) + {result['peak_rss_mib_step']} MiB (step)"
+        f"{result['peak_rss_mib_run_worker']} MiB (run worker) + {result['peak_rss_mib_step']} MiB (step); "
+        "CPU µs/value: " + ", ".join(f"{part} {us:.3f}" for part, us in cpu_us.items())
     )
     return result
 
