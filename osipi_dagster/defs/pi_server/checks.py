@@ -13,8 +13,12 @@ results of the materializations); this module only runs them and reports.
 
 A check whose severity is ``error`` is *blocking*: a downstream asset whose automation condition includes
 ``AutomationCondition.all_deps_blocking_checks_passed()`` waits until it passes for that partition. A check
-never fails its run for what it finds (the data is committed; a failed run would make the sensors read
-the partition again and again): it only fails the run when it cannot look (the lake or PI unreachable).
+never fails its run for what it finds: every check logs evaluations rather than yielding results, since
+Dagster fails the run of a failed blocking result, though the data is committed (and the sensors would
+then request the partition again and again). It only fails the run when it cannot look (the lake or PI
+unreachable). The flip side: a downstream asset in the same run is not held back (blocking acts through
+automation), and a run-failure alert does not fire; watch the checks (the asset's Checks tab, or an alert
+on check failures).
 """
 
 from collections.abc import Callable, Iterator, Mapping
@@ -113,21 +117,8 @@ def timeseries_checks(server: ServerWiring) -> dg.AssetChecksDefinition:
             day, shard = split_partition_key(key)
             target = _latest_materialization(context.instance, asset, key)
             outcomes = quality.partition(date.fromisoformat(day), shard, target.run_id if target else None)
-            for name, outcome in outcomes.items():
-                context.op_execution_context.log_event(
-                    dg.AssetCheckEvaluation(
-                        asset_key=asset,
-                        check_name=name,
-                        passed=outcome.passed,
-                        severity=_severity(severities[name]),
-                        description=outcome.description,
-                        metadata=_metadata(outcome),
-                        blocking=severities[name] is CheckSeverity.ERROR,
-                        partition=key,
-                        target_materialization_data=target,
-                    )
-                )
-        yield from ()  # every evaluation was logged above, with its partition
+            _log(context, {asset: target}, outcomes, partition=key)
+        yield from ()  # every evaluation was logged, with its partition
 
     return pi_timeseries_checks
 
@@ -191,7 +182,7 @@ def af_checks(server: ServerWiring) -> dg.AssetChecksDefinition:
         lake = server.lake(context)
         elements = read_table(lake.table(AF_HIERARCHY.name))
         attribute_rows = read_table(lake.table(AF_ATTRIBUTES.name))
-        yield from _results(
+        yield from _evaluate(
             context,
             {
                 "no_orphans": lambda: af_orphans(elements, attribute_rows),
@@ -228,7 +219,7 @@ def points_checks(server: ServerWiring) -> dg.AssetChecksDefinition:
     def pi_points_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
         """Duplicate WebIds and shard moves of the tag catalog."""
         points = server.lake(context).table(POINTS.name)
-        yield from _results(
+        yield from _evaluate(
             context,
             {
                 "unique_web_ids": lambda: duplicate_keys(read_table(points), "points"),
@@ -262,7 +253,7 @@ def event_frames_checks(server: ServerWiring) -> dg.AssetChecksDefinition:
     def pi_event_frames_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
         """Duplicate frames, frames that end before they start, and how many are open (the whole table)."""
         frames = read_table(server.lake(context).table(EVENT_FRAMES.name))
-        yield from _results(
+        yield from _evaluate(
             context,
             {
                 "unique_frames": lambda: duplicate_keys(frames, "event frames"),
@@ -273,32 +264,55 @@ def event_frames_checks(server: ServerWiring) -> dg.AssetChecksDefinition:
     return pi_event_frames_checks
 
 
-def _results(
+def _evaluate(
     context: dg.AssetCheckExecutionContext, checks: Mapping[str, Callable[[], Outcome]]
 ) -> Iterator[dg.AssetCheckResult]:
-    """The results of the selected checks (``checks``: name -> the function that evaluates it); a blocking
-    check's severity is ERROR, the others' WARN."""
-    selected = context.selected_asset_check_keys
-    for spec in context.check_specs:
-        if spec.key not in selected:
-            continue
-        outcome = checks[spec.name]()
-        yield dg.AssetCheckResult(
-            asset_key=spec.asset_key,
-            check_name=spec.name,
-            passed=outcome.passed,
-            severity=dg.AssetCheckSeverity.ERROR if spec.blocking else dg.AssetCheckSeverity.WARN,
-            description=outcome.description,
-            metadata=_metadata(outcome),
+    """Evaluate the selected ``checks`` (name -> the function giving its outcome) of whole tables and log
+    them against their assets' latest materializations."""
+    selected = {key.name for key in context.selected_asset_check_keys}
+    targets = {
+        spec.asset_key: _latest_materialization(context.instance, spec.asset_key)
+        for spec in context.check_specs
+    }
+    _log(context, targets, {name: check() for name, check in checks.items() if name in selected})
+    yield from ()  # every evaluation was logged
+
+
+def _log(
+    context: dg.AssetCheckExecutionContext,
+    targets: Mapping[dg.AssetKey, AssetCheckEvaluationTargetMaterializationData | None],
+    outcomes: Mapping[str, Outcome],
+    partition: str | None = None,
+) -> None:
+    """Log one evaluation per outcome, against its asset's ``targets`` materialization. Logged, not yielded
+    as results: a failed blocking result would fail the run, though the data is committed (and the sensors
+    would request the partition again and again); ``partition`` is what a result cannot carry in a run of
+    several partitions. A blocking check's severity is ERROR, the others' WARN."""
+    specs = {spec.name: spec for spec in context.check_specs}
+    for name, outcome in outcomes.items():
+        spec = specs[name]
+        context.op_execution_context.log_event(
+            dg.AssetCheckEvaluation(
+                asset_key=spec.asset_key,
+                check_name=name,
+                passed=outcome.passed,
+                severity=dg.AssetCheckSeverity.ERROR if spec.blocking else dg.AssetCheckSeverity.WARN,
+                description=outcome.description,
+                metadata=_metadata(outcome),
+                blocking=spec.blocking,
+                partition=partition,
+                target_materialization_data=targets[spec.asset_key],
+            )
         )
 
 
 def _latest_materialization(
-    instance: dg.DagsterInstance, asset: dg.AssetKey, partition: str
+    instance: dg.DagsterInstance, asset: dg.AssetKey, partition: str | None = None
 ) -> AssetCheckEvaluationTargetMaterializationData | None:
-    """The partition's latest materialization, which the evaluation is about (None if it has none)."""
+    """The latest materialization of ``asset`` (of its ``partition``, if given), which an evaluation is
+    about; None if there is none."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[partition]), limit=1
+        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[partition] if partition else None), limit=1
     ).records
     if not records:
         return None
@@ -306,10 +320,6 @@ def _latest_materialization(
     return AssetCheckEvaluationTargetMaterializationData(
         storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
     )
-
-
-def _severity(severity: CheckSeverity) -> dg.AssetCheckSeverity:
-    return dg.AssetCheckSeverity.ERROR if severity is CheckSeverity.ERROR else dg.AssetCheckSeverity.WARN
 
 
 def _metadata(outcome: Outcome) -> dict[str, dg.MetadataValue]:
