@@ -42,6 +42,14 @@ class AuthMode(StrEnum):
     KERBEROS = "kerberos"  # the optional extra `kerberos`
 
 
+class CheckSeverity(StrEnum):
+    """What a failed asset check means: ``error`` blocks the partition's downstream assets (their automation
+    waits for the check to pass), ``warn`` only shows it."""
+
+    WARN = "warn"
+    ERROR = "error"
+
+
 class SettingsError(ValueError):
     """Settings that cannot work; the message names each setting (or variable) and what to do."""
 
@@ -71,7 +79,13 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
+def _lower_case(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 WholeNumber = Annotated[int, BeforeValidator(_ascii_whole_number)]
+Severity = Annotated[CheckSeverity, BeforeValidator(_lower_case)]
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Patterns = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
 
@@ -165,6 +179,40 @@ class PIServerSettings(BaseModel):
         description="A catalog refresh that would mark more than this share of the active points deleted "
         "(or all of them) fails unless the removal is confirmed in the run config.",
     )
+
+    # Asset checks of pi_timeseries (docs/OPERATIONS.md, "Checks"). ERROR for what means the lake itself is
+    # wrong (duplicated rows, a changed table layout): downstream must not read it. WARN for what the lake
+    # faithfully holds of the source (bad values, quiet interfaces, odd volumes, a source clock ahead): a
+    # fact worth seeing, which re-reading would not change.
+    check_null_or_bad_max_share: Share = Field(
+        default=0.05, description="Check null_or_bad_values: the most values that may be null or bad."
+    )
+    check_null_or_bad_severity: Severity = Field(default=CheckSeverity.WARN, description="warn or error.")
+    check_freshness_minutes: WholeNumber = Field(
+        default=60,
+        ge=1,
+        description="Check freshness: today, a point is late when its newest value is older than this or "
+        "than three of its typical intervals, whichever is longer.",
+    )
+    check_freshness_severity: Severity = Field(default=CheckSeverity.WARN, description="warn or error.")
+    check_volume_max_z: float = Field(
+        default=3.0,
+        gt=0,
+        description="Check volume: the largest |z-score| of a partition's row count against the same "
+        "shard's 14 previous days.",
+    )
+    check_volume_severity: Severity = Field(default=CheckSeverity.WARN, description="warn or error.")
+    check_good_quality_min_share: Share = Field(
+        default=0.90,
+        description="Check good_quality: the least share of values PI flags Good, not Questionable.",
+    )
+    check_good_quality_severity: Severity = Field(default=CheckSeverity.WARN, description="warn or error.")
+    check_duplicates_max_share: Share = Field(
+        default=0.01, description="Check duplicates: the most rows that may repeat an identical row."
+    )
+    check_duplicates_severity: Severity = Field(default=CheckSeverity.ERROR, description="warn or error.")
+    check_schema_severity: Severity = Field(default=CheckSeverity.ERROR, description="warn or error.")
+    check_clock_skew_severity: Severity = Field(default=CheckSeverity.WARN, description="warn or error.")
 
     @field_validator("base_url")
     @classmethod
@@ -260,6 +308,18 @@ PI_SERVER_VARIABLES: dict[str, str] = {
     "OSIPI_EVENT_FRAMES_LOOKBACK_DAYS": "event_frames_lookback_days",
     "OSIPI_CLOCK_SKEW_TOLERANCE_MINUTES": "clock_skew_tolerance_minutes",
     "OSIPI_RECONCILIATION_DAYS": "reconciliation_days",
+    "OSIPI_CHECK_NULL_OR_BAD_MAX_SHARE": "check_null_or_bad_max_share",
+    "OSIPI_CHECK_NULL_OR_BAD_SEVERITY": "check_null_or_bad_severity",
+    "OSIPI_CHECK_FRESHNESS_MINUTES": "check_freshness_minutes",
+    "OSIPI_CHECK_FRESHNESS_SEVERITY": "check_freshness_severity",
+    "OSIPI_CHECK_VOLUME_MAX_Z": "check_volume_max_z",
+    "OSIPI_CHECK_VOLUME_SEVERITY": "check_volume_severity",
+    "OSIPI_CHECK_GOOD_QUALITY_MIN_SHARE": "check_good_quality_min_share",
+    "OSIPI_CHECK_GOOD_QUALITY_SEVERITY": "check_good_quality_severity",
+    "OSIPI_CHECK_DUPLICATES_MAX_SHARE": "check_duplicates_max_share",
+    "OSIPI_CHECK_DUPLICATES_SEVERITY": "check_duplicates_severity",
+    "OSIPI_CHECK_SCHEMA_SEVERITY": "check_schema_severity",
+    "OSIPI_CHECK_CLOCK_SKEW_SEVERITY": "check_clock_skew_severity",
 }
 PI_SERVER_SECRETS: dict[str, str] = {
     "OSIPI_PI_PASSWORD": "password_env_var",

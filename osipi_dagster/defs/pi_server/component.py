@@ -26,6 +26,7 @@ from pydantic import Field
 
 from osipi_dagster.defs.pi_server.af import af_assets
 from osipi_dagster.defs.pi_server.catalog_sensor import catalog_sensor
+from osipi_dagster.defs.pi_server.checks import server_checks
 from osipi_dagster.defs.pi_server.event_frames import event_frames_asset
 from osipi_dagster.defs.pi_server.event_frames_sensor import event_frames_sensor
 from osipi_dagster.defs.pi_server.gold import gold_asset
@@ -87,6 +88,7 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
     assets = server_assets(settings)
     return dg.Definitions(
         assets=assets.all,
+        asset_checks=server_checks(server),
         jobs=jobs.all,
         schedules=[*day_schedules(server, jobs), reconciliation_schedule(server, assets.reconciliation)],
         sensors=[
