@@ -20,7 +20,7 @@ import pytest
 
 from osipi_dagster.lake import Lakehouse
 from osipi_dagster.mock.server import RunningMock
-from osipi_dagster.settings import PIServerSettings
+from osipi_dagster.settings import PIServerSettings, SettingsError, pi_server_from_env
 from osipi_dagster.unity_catalog import uc_columns
 from osipi_dagster_tests.conftest import TEST_NOW
 from osipi_dagster_tests.databricks_standin import DatabricksStandin, serve_standin
@@ -175,6 +175,25 @@ def test_a_secret_without_a_databricks_secret_is_refused_before_anything_is_subm
     assert "OSIPI_TEST_PI_PASSWORD" in description and "OSIPI_DATABRICKS_SECRETS" in description
     assert PI_PASSWORD not in description
     assert not standin.runs
+
+
+def test_a_cluster_that_cannot_start_fails_the_dagster_run_with_databricks_message(
+    basic_mock: RunningMock, standin: DatabricksStandin, tmp_path: Path
+) -> None:
+    """The workspace has no such secret: the job run ends INTERNAL_ERROR before any task runs."""
+    server = databricks_server(basic_mock, standin, databricks_secrets=("OSIPI_TEST_PI_PASSWORD=osipi/gone",))
+    with dg.instance_for_test() as instance:
+        description, _ = failure_of(Materializer(server, tmp_path / "lake", instance).event_frames_day())
+    assert "Secret does not exist with scope: osipi and key: gone" in description
+    assert standin.runs[1].process is None
+
+
+def test_databricks_settings_are_checked_when_the_code_location_loads() -> None:
+    with pytest.raises(SettingsError, match=r"databricks_host \(OSIPI_DATABRICKS_HOST\).*databricks_library"):
+        pi_server_from_env({"OSIPI_COMPUTE": "databricks", "OSIPI_DATABRICKS_NODE_TYPE": "n"})
+    with pytest.raises(SettingsError, match="ENV_VAR=scope/key") as error:
+        pi_server_from_env({"OSIPI_DATABRICKS_SECRETS": "OSIPI_PI_PASSWORD=hunter2"})
+    assert "hunter2" not in str(error.value)
 
 
 def test_unity_catalog_columns_follow_the_delta_schema() -> None:

@@ -23,11 +23,8 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from dagster._core.errors import DagsterPipesExecutionError
-from dagster._core.pipes.client import PipesClientCompletedInvocation
-from dagster._core.pipes.context import PipesMessageHandler
-from dagster._core.pipes.utils import PipesTempFileMessageReader
-from pydantic import Field
+from dagster._core.errors import DagsterPipesExecutionError  # what every Pipes client raises; not exported
+from pydantic import Field, PrivateAttr
 
 from osipi_dagster.defs.pi_server.partitions import split_partition_key
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
@@ -83,9 +80,24 @@ class ComputeResource(dg.ConfigurableResource):
     )
     poll_interval_seconds: float = Field(default=5.0, gt=0, description="How often the job run is polled.")
 
+    _workspace: Any = PrivateAttr(default=None)
+
     def __repr_args__(self):
         for name, value in super().__repr_args__():
             yield name, ("***" if name == "databricks_token" and value else value)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.target == ComputeTarget.DATABRICKS:
+            self._workspace = _workspace_client(self.databricks_host, self.databricks_token)
+
+    @property
+    def workspace(self) -> WorkspaceClient:
+        """The step's Databricks workspace client (opened by Dagster before the step runs)."""
+        if self._workspace is None:
+            raise dg.DagsterInvariantViolationError(
+                "ComputeResource.workspace exists inside a step whose target is databricks only."
+            )
+        return self._workspace
 
     def run(self, context: dg.AssetExecutionContext, request: RemoteRequest) -> RemoteRun:
         """Run ``request`` on the target; every message it reported, and the target's run metadata.
@@ -110,12 +122,12 @@ class ComputeResource(dg.ConfigurableResource):
 
     def _message_reader(self) -> _RemembersMessages:
         if self.target == ComputeTarget.DATABRICKS:
-            return _dbfs_message_reader(self.workspace(), self.poll_interval_seconds)
+            return _dbfs_message_reader(self.workspace, self.poll_interval_seconds)
         return _TempFileMessageReader()
 
     def _launch(
         self, context: dg.AssetExecutionContext, request: RemoteRequest, reader: _RemembersMessages
-    ) -> PipesClientCompletedInvocation:
+    ) -> dg.PipesClientCompletedInvocation:
         extras = {EXTRAS_KEY: request.model_dump(mode="json")}
         if self.target == ComputeTarget.SUBPROCESS:
             return dg.PipesSubprocessClient(message_reader=reader).run(
@@ -124,7 +136,7 @@ class ComputeResource(dg.ConfigurableResource):
         from dagster_databricks import PipesDatabricksClient
 
         client = PipesDatabricksClient(
-            self.workspace(), message_reader=reader, poll_interval_seconds=self.poll_interval_seconds
+            self.workspace, message_reader=reader, poll_interval_seconds=self.poll_interval_seconds
         )
         return client.run(
             context=context,
@@ -132,16 +144,6 @@ class ComputeResource(dg.ConfigurableResource):
             task=self._task(request),
             submit_args={"run_name": f"osipi {request.job.value} {request.run_id}"},
         )
-
-    def workspace(self) -> WorkspaceClient:
-        """A Databricks workspace client (the `databricks` extra)."""
-        try:
-            from databricks.sdk import WorkspaceClient
-        except ImportError as exc:  # pragma: no cover - the test environment installs the extra
-            raise dg.DagsterInvariantViolationError(
-                "compute=databricks needs the databricks extra: pip install 'osipi-dagster[databricks]'."
-            ) from exc
-        return WorkspaceClient(host=self.databricks_host, token=self.databricks_token, auth_type="pat")
 
     def _task(self, request: RemoteRequest) -> Any:
         from databricks.sdk.service import jobs
@@ -250,13 +252,23 @@ def run_elsewhere(
     metadata = {**(run_metadata(list(results.values()), table) if run_metadata else {}), **remote.metadata}
     if compute.target == ComputeTarget.DATABRICKS:
         tables = [lake.table(name) for name in TABLE_SPECS]
-        registered = register_tables(compute.workspace(), server.settings.databricks_catalog, tables)
+        registered = register_tables(compute.workspace, server.settings.databricks_catalog, tables)
         context.log.info(
             "Unity Catalog: "
             + ", ".join(f"{r.name} ({'registered now' if r.created else 'registered'})" for r in registered)
         )
         metadata["unity_catalog_tables"] = dg.MetadataValue.json([r.name for r in registered])
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _workspace_client(host: str | None, token: str | None) -> WorkspaceClient:
+    try:
+        from databricks.sdk import WorkspaceClient
+    except ImportError as exc:  # pragma: no cover - the test environment installs the extra
+        raise dg.DagsterInvariantViolationError(
+            "compute=databricks needs the databricks extra: pip install 'osipi-dagster[databricks]'."
+        ) from exc
+    return WorkspaceClient(host=host, token=token, auth_type="pat")
 
 
 def _client_options(pi: PIWebAPIResource) -> ClientOptions:
@@ -290,10 +302,10 @@ class _RemembersMessages:
     """A message reader that keeps the Pipes handler, so the custom messages of a failed run (its error)
     can be read after the client raised."""
 
-    _handler: PipesMessageHandler | None = None
+    _handler: dg.PipesMessageHandler | None = None
 
     @contextmanager
-    def read_messages(self, handler: PipesMessageHandler) -> Iterator[Any]:
+    def read_messages(self, handler: dg.PipesMessageHandler) -> Iterator[Any]:
         self._handler = handler
         with super().read_messages(handler) as params:  # type: ignore[misc]
             yield params
@@ -302,7 +314,7 @@ class _RemembersMessages:
         return list(self._handler.get_custom_messages()) if self._handler else []
 
 
-class _TempFileMessageReader(_RemembersMessages, PipesTempFileMessageReader):
+class _TempFileMessageReader(_RemembersMessages, dg.PipesTempFileMessageReader):
     pass
 
 
