@@ -33,7 +33,7 @@ TIMINGS = frozenset({"duration_seconds", "values_per_second", "run_values_per_se
 class Materializer:
     """A server's definitions over one lakehouse, materialized on one Dagster instance."""
 
-    def __init__(self, server: PIServerSettings, root: Path, instance: dg.DagsterInstance) -> None:
+    def __init__(self, server: PIServerSettings, root: Path | str, instance: dg.DagsterInstance) -> None:
         self.server, self.root, self.instance = server, root, instance
         self.defs = build_definitions(LakeSettings(root=str(root)), [server])
         self.key = ServerWiring(server).key

@@ -18,7 +18,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from osipi_dagster.lake import Lakehouse
 from osipi_dagster.mock.server import RunningMock
 from osipi_dagster.settings import PIServerSettings, SettingsError, pi_server_from_env
 from osipi_dagster.unity_catalog import uc_columns
@@ -88,7 +87,8 @@ def test_a_databricks_job_run_writes_the_mocks_values_and_registers_the_tables(
 ) -> None:
     server = databricks_server(basic_mock, standin)
     with dg.instance_for_test() as instance:
-        run = Materializer(server, tmp_path / "lake", instance)
+        # A URI, as the object store both sides reach would be (the stand-in's cluster is this machine).
+        run = Materializer(server, (tmp_path / "lake").as_uri(), instance)
         run.catalog()  # in the Dagster step, as always
         timeseries, event_frames = run.timeseries_day(), run.event_frames_day()
         assert timeseries.success and event_frames.success
@@ -111,7 +111,7 @@ def test_a_databricks_job_run_writes_the_mocks_values_and_registers_the_tables(
         assert task["task_key"] == f"osipi_{job}"
     assert_no_secret_on_the_wire(standin)
 
-    lake = Lakehouse(str(tmp_path / "lake"))
+    lake = run.lake
     assert_day_matches_mock(lake, truth_mock)
     assert_event_frames_match_mock(lake, truth_mock, mock_now(TEST_NOW))
 
@@ -158,7 +158,8 @@ def test_a_failing_databricks_run_fails_the_dagster_run_with_the_remote_error(
     with the task's own error (Databricks' state message only says that the workload failed)."""
     server = databricks_server(basic_mock, standin)
     with dg.instance_for_test() as instance:
-        description, metadata = failure_of(Materializer(server, tmp_path / "lake", instance).timeseries_day())
+        run = Materializer(server, (tmp_path / "lake").as_uri(), instance)
+        description, metadata = failure_of(run.timeseries_day())
     standin.wait_for_runs()
     assert standin.runs[1].state()["result_state"] == "FAILED"
     assert "LookupError" in description and "materialize the pi_points asset first" in description
@@ -171,7 +172,8 @@ def test_a_secret_without_a_databricks_secret_is_refused_before_anything_is_subm
 ) -> None:
     server = databricks_server(basic_mock, standin, databricks_secrets=())
     with dg.instance_for_test() as instance:
-        description, _ = failure_of(Materializer(server, tmp_path / "lake", instance).event_frames_day())
+        run = Materializer(server, (tmp_path / "lake").as_uri(), instance)
+        description, _ = failure_of(run.event_frames_day())
     assert "OSIPI_TEST_PI_PASSWORD" in description and "OSIPI_DATABRICKS_SECRETS" in description
     assert PI_PASSWORD not in description
     assert not standin.runs
@@ -183,9 +185,20 @@ def test_a_cluster_that_cannot_start_fails_the_dagster_run_with_databricks_messa
     """The workspace has no such secret: the job run ends INTERNAL_ERROR before any task runs."""
     server = databricks_server(basic_mock, standin, databricks_secrets=("OSIPI_TEST_PI_PASSWORD=osipi/gone",))
     with dg.instance_for_test() as instance:
-        description, _ = failure_of(Materializer(server, tmp_path / "lake", instance).event_frames_day())
+        run = Materializer(server, (tmp_path / "lake").as_uri(), instance)
+        description, _ = failure_of(run.event_frames_day())
     assert "Secret does not exist with scope: osipi and key: gone" in description
     assert standin.runs[1].process is None
+
+
+def test_a_local_lake_root_is_refused_before_anything_is_submitted(
+    basic_mock: RunningMock, standin: DatabricksStandin, tmp_path: Path
+) -> None:
+    with dg.instance_for_test() as instance:
+        run = Materializer(databricks_server(basic_mock, standin), str(tmp_path / "lake"), instance)
+        description, _ = failure_of(run.event_frames_day())
+    assert "is a local folder" in description and "OSIPI_LAKE_ROOT" in description
+    assert not standin.runs
 
 
 def test_databricks_settings_are_checked_when_the_code_location_loads() -> None:

@@ -233,14 +233,14 @@ def run_elsewhere(
     ``partition_metadata`` of its result, the run ``run_metadata`` of all of them (the asset's own)."""
     compute: ComputeResource = getattr(context.resources, server.compute_resource_key)
     lake = server.lake(context)
+    if compute.target == ComputeTarget.DATABRICKS:
+        _check_shared_root(lake.root)
     table = lake.table(spec.name)
     request = RemoteRequest(
         job=job,
         partitions=[_partition(job, key) for key in context.partition_keys],
         server=server.settings,
-        client=ClientOptions.model_validate(
-            {name: getattr(server.pi(context), name) for name in ClientOptions.model_fields}
-        ),
+        client=_client_options(server.pi(context)),
         lake_root=lake.root,
         run_id=context.run.run_id,
         config=dict(config),
@@ -269,6 +269,17 @@ def _workspace_client(host: str | None, token: str | None) -> WorkspaceClient:
             "compute=databricks needs the databricks extra: pip install 'osipi-dagster[databricks]'."
         ) from exc
     return WorkspaceClient(host=host, token=token, auth_type="pat")
+
+
+def _check_shared_root(root: str) -> None:
+    # A folder of the Dagster machine would be a folder of the cluster's own disk there: the cluster would
+    # not find the tag catalog, and what it wrote would vanish with it.
+    if "://" not in root:
+        raise dg.Failure(
+            description=f"The lakehouse root {root} is a local folder: a Databricks job cluster cannot reach "
+            "it. Set OSIPI_LAKE_ROOT to the object store both Dagster and the cluster reach (abfss://, "
+            "s3://, gs://; docs/DEPLOYMENT.md). Nothing was submitted."
+        )
 
 
 def _client_options(pi: PIWebAPIResource) -> ClientOptions:
