@@ -14,9 +14,11 @@ column          type                         meaning
 web_id          string, not null             the stream's WebId, exactly as the caller passed it
 timestamp       timestamp[ns, UTC], not null PI's time, 100 ns ticks kept
 value           float64                      the numeric value; null for strings, digital and system
-                                             states (AF Booleans read as 1.0 / 0.0)
+                                             states (AF Booleans read as 1.0 / 0.0); NaN and +-inf for
+                                             the "NaN", "Infinity", "-Infinity" PI writes for them
 string_value    string                       the value of String points (and DateTime, Guid, arrays as
-                                             text); otherwise null
+                                             text); otherwise null. Never exactly "NaN", "Infinity" or
+                                             "-Infinity": those always read as floats (pi/decode.py)
 state_code      int32                        the code of a digital or system state, otherwise null
 state_name      string                       the name of a digital or system state, otherwise null
 is_system       bool, not null               the value is a system state (I/O Timeout, Shutdown, ...)

@@ -23,13 +23,29 @@ from osipi_dagster.definitions import build_definitions
 from osipi_dagster.defs.pi_server.partitions import server_partitions
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.lake import Lakehouse, row_count
-from osipi_dagster.lake.schemas import TABLE_SPECS
+from osipi_dagster.lake.schemas import (
+    AF_ATTRIBUTES,
+    AF_HIERARCHY,
+    EVENT_FRAMES,
+    POINTS,
+    TIMESERIES,
+    WATERMARKS,
+)
 from osipi_dagster.mock.config import MockConfig
 from osipi_dagster.mock.server import serve_in_thread
 from osipi_dagster.settings import PIServerSettings, demo_from_env, lake_from_env, pi_server_from_env
 
 DEMO_NOW = "2025-01-06T12:00:00Z"
 SECOND_SITE = "site_b"
+# The tables the main job replaces (a second demo leaves their row counts unchanged).
+MAIN_JOB_TABLES = (
+    AF_HIERARCHY.name,
+    AF_ATTRIBUTES.name,
+    POINTS.name,
+    TIMESERIES.name,
+    EVENT_FRAMES.name,
+    WATERMARKS.name,
+)
 
 
 def demo_mock(points: int | None = None, port: int = 0) -> MockConfig:
@@ -137,7 +153,7 @@ def _summary(
     print("\nTables (Delta Lake):")
     for server in servers:
         lake = Lakehouse(root, table_prefix=server.table_prefix)
-        for name in TABLE_SPECS:
+        for name in MAIN_JOB_TABLES:
             table = lake.table(name)
             print(f"  {table.name:<36} {row_count(table) if table.exists() else 0:>12,} rows   {table.uri}")
     rate = values / values_seconds if values_seconds else 0

@@ -309,3 +309,90 @@ TABLE_SPECS: dict[str, TableSpec] = {
         DATA_LATENCY,
     )
 }
+
+# -- silver and gold: derived from bronze.pi_timeseries, partitioned like it ------------------------------
+
+SILVER_TIMESERIES = TableSpec(
+    name="silver.pi_timeseries_clean",
+    schema=pa.schema(
+        [
+            pa.field("web_id", pa.string(), nullable=False),
+            pa.field("point_name", pa.string()),
+            pa.field("timestamp", UTC_US, nullable=False),
+            pa.field("timestamp_ns", pa.int64(), nullable=False),
+            # PI's order among the values of the point at this timestamp (0, 1, ...): files need not keep it.
+            pa.field("sequence", pa.int32(), nullable=False),
+            # The number of a numeric point; null for every state and for String points.
+            pa.field("value", pa.float64()),
+            pa.field("string_value", pa.string()),
+            # A digital point's own state (its set's code and name); a system state is never here.
+            pa.field("digital_state_code", pa.int32()),
+            pa.field("digital_state_name", pa.string()),
+            # A system state (I/O Timeout, Shutdown, ...): the value is not a number, Good is false.
+            pa.field("system_state_code", pa.int32()),
+            pa.field("system_state_name", pa.string()),
+            pa.field("is_good", pa.bool_(), nullable=False),
+            pa.field("questionable", pa.bool_(), nullable=False),
+            pa.field("substituted", pa.bool_(), nullable=False),
+            pa.field("annotated", pa.bool_(), nullable=False),
+            pa.field("point_type", pa.string()),
+            pa.field("step", pa.bool_()),
+            pa.field("engineering_units", pa.string()),
+            # AF context of the attribute that references the point (docs/SILVER_GOLD.md: the rule when
+            # several do); null for a point no AF attribute references.
+            pa.field("af_attribute_path", pa.string()),
+            pa.field("af_attribute_name", pa.string()),
+            pa.field("af_attribute_count", pa.int32(), nullable=False),
+            pa.field("af_element_path", pa.string()),
+            pa.field("af_element_template", pa.string()),
+            pa.field("site", pa.string()),
+            pa.field("area", pa.string()),
+            pa.field("unit", pa.string()),
+            PARTITION_DATE,
+            TAG_SHARD,
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=("partition_date", "tag_shard"),
+    # Several distinct values of a point at one timestamp are PI data and all stay: no unique key.
+    key=(),
+    description="PI recorded values cleaned: typed, states split out, exact duplicates removed, AF context; "
+    "one (partition_date, tag_shard) partition per bronze partition.",
+)
+
+GOLD_HOURLY = TableSpec(
+    name="gold.pi_timeseries_hourly",
+    schema=pa.schema(
+        [
+            pa.field("web_id", pa.string(), nullable=False),
+            pa.field("point_name", pa.string()),
+            pa.field("hour", UTC_US, nullable=False),
+            # Events stamped in [hour, hour + 1 h): all of them, and the good ones (PI's Count).
+            pa.field("events", pa.int64(), nullable=False),
+            pa.field("count", pa.int64(), nullable=False),
+            pa.field("good_share", pa.float64()),
+            # The remaining columns are null for points that are not numeric (digital, string).
+            pa.field("minimum", pa.float64()),
+            pa.field("maximum", pa.float64()),
+            pa.field("first_value", pa.float64()),
+            pa.field("last_value", pa.float64()),
+            pa.field("mean_event_weighted", pa.float64()),
+            pa.field("mean_time_weighted", pa.float64()),
+            # Seconds of the hour covered by good values: the time-weighted mean's weight.
+            pa.field("good_seconds", pa.float64()),
+            pa.field("step", pa.bool_()),
+            # False while the value after the hour is unknown (the open day, or a day whose next day is
+            # not in silver yet): the time-weighted figures then stop at the hour's last value.
+            pa.field("complete", pa.bool_(), nullable=False),
+            PARTITION_DATE,
+            TAG_SHARD,
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=("partition_date", "tag_shard"),
+    key=("web_id", "hour"),
+    description="Hourly statistics of every point (PI's Count, Minimum, Maximum, event- and time-weighted "
+    "Average); one (partition_date, tag_shard) partition per silver partition.",
+)
+
+TABLE_SPECS.update({spec.name: spec for spec in (SILVER_TIMESERIES, GOLD_HOURLY)})

@@ -1,4 +1,4 @@
-"""A PI Web API client: discovery, and exact, resilient, fast bulk time-series reads into Arrow.
+"""A PI Web API client: discovery, exact, resilient, fast bulk time-series reads into Arrow, Stream Updates.
 
 No Dagster here: the package only needs requests, msgspec, numpy and pyarrow.
 """
@@ -35,12 +35,20 @@ from osipi_dagster.pi.errors import (
     PIResponseError,
     PIWebAPIError,
 )
-from osipi_dagster.pi.recorded import StreamFailure, StreamRead
+from osipi_dagster.pi.recorded import ReadCancelledError, StreamFailure, StreamRead
 from osipi_dagster.pi.transport import RetryPolicy
+from osipi_dagster.pi.updates import (
+    UPDATE_EVENTS_SCHEMA,
+    RegistrationRefusedError,
+    UpdateRegistration,
+    UpdatesLostError,
+    UpdatesRead,
+)
 
 __all__ = [
     "RECORDED_SCHEMA",
     "SUMMARY_SCHEMA",
+    "UPDATE_EVENTS_SCHEMA",
     "Anonymous",
     "AssetDatabase",
     "AssetServer",
@@ -64,7 +72,12 @@ __all__ = [
     "PIWebAPIClient",
     "PIWebAPIError",
     "Point",
+    "ReadCancelledError",
+    "RegistrationRefusedError",
     "RetryPolicy",
     "StreamFailure",
     "StreamRead",
+    "UpdateRegistration",
+    "UpdatesLostError",
+    "UpdatesRead",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -9,8 +10,10 @@ from osipi_dagster.contract import TimeLike, format_ns, to_ns, to_pi_time
 from osipi_dagster.pi.auth import Anonymous, PIAuth
 from osipi_dagster.pi.discovery import Discovery
 from osipi_dagster.pi.errors import redact_url
-from osipi_dagster.pi.recorded import Limits, ReadOptions, ReadSpec, StreamRead
+from osipi_dagster.pi.options import DEFAULT_CLIENT, DEFAULT_READ, ReadMode, ReadOptions
+from osipi_dagster.pi.recorded import Limits, ReadSpec, StreamRead
 from osipi_dagster.pi.transport import RetryPolicy, Transport, check_count
+from osipi_dagster.pi.updates import Markers, UpdateRegistration, UpdatesRead, read_updates, register_updates
 
 WebIds = str | Sequence[str]
 
@@ -39,6 +42,10 @@ class PIWebAPIClient(Discovery):
     its ``failures``. A read given one WebId as a ``str`` uses ``/streams/{webId}/…``; a list of WebIds is
     read through ``/streamsets`` (``mode="streamsets"``, the default), ``/batch`` (``mode="batch"``) or
     one ``/streams`` request per stream (``mode="streams"``).
+
+    Every read takes an optional ``cancel`` event: once it is set (from any thread), iterating the read
+    raises :class:`~osipi_dagster.pi.recorded.ReadCancelledError` within about a tenth of a second, even
+    while requests are in flight, and no further request is sent.
     """
 
     def __init__(
@@ -47,15 +54,15 @@ class PIWebAPIClient(Discovery):
         *,
         auth: PIAuth | None = None,
         verify: bool | str = True,
-        timeout: float = 30.0,
-        post_timeout: float = 60.0,
-        max_retries: int = 3,
-        backoff_base_s: float = 0.5,
-        backoff_max_s: float = 30.0,
-        pool_size: int = 20,
-        max_count_limit: int = 150_000,
-        user_agent: str = "osipi-dagster",
-        compress: bool = True,
+        timeout: float = DEFAULT_CLIENT.timeout,
+        post_timeout: float = DEFAULT_CLIENT.post_timeout,
+        max_retries: int = DEFAULT_CLIENT.max_retries,
+        backoff_base_s: float = DEFAULT_CLIENT.backoff_base_s,
+        backoff_max_s: float = DEFAULT_CLIENT.backoff_max_s,
+        pool_size: int = DEFAULT_CLIENT.pool_size,
+        max_count_limit: int = DEFAULT_CLIENT.max_count_limit,
+        user_agent: str = DEFAULT_CLIENT.user_agent,
+        compress: bool = DEFAULT_CLIENT.compress,
     ):
         check_count("max_count_limit", max_count_limit, 1)
         self.auth = auth if auth is not None else Anonymous()
@@ -111,14 +118,15 @@ class PIWebAPIClient(Discovery):
         start: TimeLike,
         end: TimeLike,
         *,
-        mode: str = "streamsets",
+        mode: ReadMode | str = DEFAULT_READ.mode,
         page_size: int | None = None,
-        values_per_request: int = 100_000,
-        streams_per_request: int = 200,
-        max_url_length: int = 8000,
-        concurrency: int = 2,
+        values_per_request: int = DEFAULT_READ.values_per_request,
+        streams_per_request: int = DEFAULT_READ.streams_per_request,
+        max_url_length: int = DEFAULT_READ.max_url_length,
+        concurrency: int = DEFAULT_READ.concurrency,
         boundary_type: str = "Inside",
         filter_expression: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> StreamRead:
         """Every recorded value of each stream with ``start <= timestamp <= end`` (PI's inclusive bounds).
 
@@ -132,6 +140,7 @@ class PIWebAPIClient(Discovery):
 
         Returns a :class:`StreamRead`: batches are yielded as pages arrive; a stream that fails for good is
         reported in ``failures`` with the time from which to read it again, and never stops the others.
+        Setting ``cancel`` ends the read with :class:`~osipi_dagster.pi.recorded.ReadCancelledError`.
         """
         start_ns, end_ns = to_ns(start), to_ns(end)
         if start_ns > end_ns:
@@ -157,7 +166,7 @@ class PIWebAPIClient(Discovery):
             max_url_length=max_url_length,
             concurrency=concurrency,
         )
-        return self._read(web_ids, spec, options)
+        return self._read(web_ids, spec, options, cancel)
 
     def read_interpolated(
         self,
@@ -167,15 +176,18 @@ class PIWebAPIClient(Discovery):
         interval: str,
         *,
         sync_time: TimeLike | None = None,
-        mode: str = "streamsets",
-        streams_per_request: int = 200,
-        concurrency: int = 2,
+        mode: ReadMode | str = DEFAULT_READ.mode,
+        streams_per_request: int = DEFAULT_READ.streams_per_request,
+        concurrency: int = DEFAULT_READ.concurrency,
+        cancel: threading.Event | None = None,
     ) -> StreamRead:
         """Values interpolated every ``interval`` (a PI time span such as ``1h`` or ``30s``)."""
         params = [("startTime", to_pi_time(start)), ("endTime", to_pi_time(end)), ("interval", interval)]
         if sync_time is not None:
             params.append(("syncTime", to_pi_time(sync_time)))
-        return self._read_once(web_ids, "interpolated", params, mode, streams_per_request, concurrency)
+        return self._read_once(
+            web_ids, "interpolated", params, mode, streams_per_request, concurrency, cancel
+        )
 
     def read_plot(
         self,
@@ -184,9 +196,10 @@ class PIWebAPIClient(Discovery):
         end: TimeLike,
         intervals: int = 24,
         *,
-        mode: str = "streamsets",
-        streams_per_request: int = 200,
-        concurrency: int = 2,
+        mode: ReadMode | str = DEFAULT_READ.mode,
+        streams_per_request: int = DEFAULT_READ.streams_per_request,
+        concurrency: int = DEFAULT_READ.concurrency,
+        cancel: threading.Event | None = None,
     ) -> StreamRead:
         """PI's plot values: per interval the first, last, minimum, maximum and exceptional values."""
         params = [
@@ -194,7 +207,7 @@ class PIWebAPIClient(Discovery):
             ("endTime", to_pi_time(end)),
             ("intervals", str(intervals)),
         ]
-        return self._read_once(web_ids, "plot", params, mode, streams_per_request, concurrency)
+        return self._read_once(web_ids, "plot", params, mode, streams_per_request, concurrency, cancel)
 
     def read_summary(
         self,
@@ -205,9 +218,10 @@ class PIWebAPIClient(Discovery):
         *,
         duration: str | None = None,
         calculation_basis: str = "TimeWeighted",
-        mode: str = "streamsets",
-        streams_per_request: int = 200,
-        concurrency: int = 2,
+        mode: ReadMode | str = DEFAULT_READ.mode,
+        streams_per_request: int = DEFAULT_READ.streams_per_request,
+        concurrency: int = DEFAULT_READ.concurrency,
+        cancel: threading.Event | None = None,
     ) -> StreamRead:
         """Summaries (``Average``, ``Minimum``, ``Maximum``, ``Total``, ``Count``, …) over the window, or
         over each ``duration`` (e.g. ``1h``) in it. Rows have :data:`SUMMARY_SCHEMA`."""
@@ -216,31 +230,33 @@ class PIWebAPIClient(Discovery):
         params.append(("calculationBasis", calculation_basis))
         if duration is not None:
             params.append(("summaryDuration", duration))
-        return self._read_once(web_ids, "summary", params, mode, streams_per_request, concurrency)
+        return self._read_once(web_ids, "summary", params, mode, streams_per_request, concurrency, cancel)
 
     def read_value(
         self,
         web_ids: WebIds,
         time: TimeLike | None = None,
         *,
-        mode: str = "streamsets",
-        streams_per_request: int = 200,
-        concurrency: int = 2,
+        mode: ReadMode | str = DEFAULT_READ.mode,
+        streams_per_request: int = DEFAULT_READ.streams_per_request,
+        concurrency: int = DEFAULT_READ.concurrency,
+        cancel: threading.Event | None = None,
     ) -> StreamRead:
         """Each stream's value at ``time`` (interpolated or PI's rule for the stream), or its snapshot."""
         params = [] if time is None else [("time", to_pi_time(time))]
-        return self._read_once(web_ids, "value", params, mode, streams_per_request, concurrency)
+        return self._read_once(web_ids, "value", params, mode, streams_per_request, concurrency, cancel)
 
     def read_end(
         self,
         web_ids: WebIds,
         *,
-        mode: str = "streamsets",
-        streams_per_request: int = 200,
-        concurrency: int = 2,
+        mode: ReadMode | str = DEFAULT_READ.mode,
+        streams_per_request: int = DEFAULT_READ.streams_per_request,
+        concurrency: int = DEFAULT_READ.concurrency,
+        cancel: threading.Event | None = None,
     ) -> StreamRead:
         """Each stream's last recorded value (which can lie in the future for future-data points)."""
-        return self._read_once(web_ids, "end", [], mode, streams_per_request, concurrency)
+        return self._read_once(web_ids, "end", [], mode, streams_per_request, concurrency, cancel)
 
     def _read_once(
         self,
@@ -250,16 +266,72 @@ class PIWebAPIClient(Discovery):
         mode: str,
         streams_per_request: int,
         concurrency: int,
+        cancel: threading.Event | None,
     ) -> StreamRead:
         options = ReadOptions(
             mode=self._mode(web_ids, mode), streams_per_request=streams_per_request, concurrency=concurrency
         )
-        return self._read(web_ids, ReadSpec(action, tuple(params)), options)
+        return self._read(web_ids, ReadSpec(action, tuple(params)), options, cancel)
 
-    def _read(self, web_ids: WebIds, spec: ReadSpec, options: ReadOptions) -> StreamRead:
+    def _read(
+        self, web_ids: WebIds, spec: ReadSpec, options: ReadOptions, cancel: threading.Event | None
+    ) -> StreamRead:
         ids = [web_ids] if isinstance(web_ids, str) else list(web_ids)
-        return StreamRead(self._transport, ids, spec, options, self._limits)
+        return StreamRead(self._transport, ids, spec, options, self._limits, cancel)
 
     @staticmethod
-    def _mode(web_ids: WebIds, mode: str) -> str:
-        return "streams" if isinstance(web_ids, str) else mode
+    def _mode(web_ids: WebIds, mode: ReadMode | str) -> ReadMode:
+        return ReadMode.STREAMS if isinstance(web_ids, str) else ReadMode(mode)
+
+    # -- stream updates --------------------------------------------------------------------------------
+
+    def register_updates(
+        self, web_ids: WebIds, *, max_url_length: int = DEFAULT_READ.max_url_length, concurrency: int = 2
+    ) -> UpdateRegistration:
+        """Register streams for PI Web API's Stream Updates and return one marker per stream.
+
+        Sends ``POST /streamsets/updates?webId=…`` (no body; with the ``X-Requested-With`` header PI's CSRF
+        defence asks for), no URL longer than ``max_url_length``, ``concurrency`` requests at once.
+        Registering a stream again is harmless (PI answers ``AlreadyRegistered``).
+
+        Returns an :class:`~osipi_dagster.pi.updates.UpdateRegistration`: ``markers`` maps each registered
+        WebId to the marker to give :meth:`read_updates`; ``failures`` maps each other WebId to why. A WebId
+        PI refuses (invalid or unknown, a static AF attribute, a ``Failed`` registration) is a
+        :class:`~osipi_dagster.pi.updates.RegistrationRefusedError` and never sinks the others (a request
+        refused as a whole is split until the refused WebId stands alone). Updates start at the
+        registration: read the stream's recorded values up to now for what came before. Only a refused
+        authentication raises (:class:`~osipi_dagster.pi.errors.PIAuthenticationError`).
+        """
+        return register_updates(
+            self._transport, web_ids, max_url_length=max_url_length, concurrency=concurrency
+        )
+
+    def read_updates(
+        self, markers: Markers, *, max_url_length: int = DEFAULT_READ.max_url_length, concurrency: int = 2
+    ) -> UpdatesRead:
+        """Every change to each stream since its marker: new, late, edited and deleted values.
+
+        ``markers`` maps each WebId to its marker (from :meth:`register_updates` or the previous
+        ``read_updates``). Sends ``GET /streamsets/updates?marker=…``, no URL longer than ``max_url_length``,
+        ``concurrency`` requests at once; answers are matched to streams by the marker sent and the
+        ``Source`` WebId, never by position, and an answer for a stream that was not asked for is ignored
+        and logged.
+
+        Returns an :class:`~osipi_dagster.pi.updates.UpdatesRead`; each WebId lands in exactly one of:
+
+        - ``markers``: the stream was read; its events are rows of ``events`` (schema
+          :data:`~osipi_dagster.pi.updates.UPDATE_EVENTS_SCHEMA`: the recorded-value columns plus ``action``
+          and ``previous_event_action``), contiguous and in PI's order, which is the order to apply them in.
+          **Store the new marker only after the events are durably processed**: the new marker skips them
+          for good, while the old one reads them again (so a crash in between repeats events; apply them
+          idempotently);
+        - ``needs_registration``: PI no longer serves the stream's marker (404 "Cache not found", an
+          invalid marker, or an ``Exception`` such as "The signup was updated…"): an
+          :class:`~osipi_dagster.pi.updates.UpdatesLostError`, never "no events". Register the stream again
+          and read its recorded values from the last event you stored, to fill the gap;
+        - ``failures``: the stream could not be read this time (no answer, 5xx after retries, a malformed
+          answer, an event carrying ``Errors``): keep its old marker and read it again next time.
+
+        Only a refused authentication raises (:class:`~osipi_dagster.pi.errors.PIAuthenticationError`).
+        """
+        return read_updates(self._transport, markers, max_url_length=max_url_length, concurrency=concurrency)

@@ -5,11 +5,25 @@ collector), the columns are gathered with list comprehensions, and the timestamp
 vectorised Arrow cast that keeps PI's seven fractional digits. The common case, a page of plain numbers,
 never runs a per-value Python branch; digital states, system states, strings and string-typed flags take a
 slower path that only runs when such values are present.
+
+A stream's answer must be one: ``Items`` (or ``Value`` for value and end reads) is required, so an answer
+without it fails that stream instead of reading as "no values". A multi-stream answer is decoded strictly
+first (the fast path); only when that fails is it decoded again entry by entry, so that the streams whose
+entries are malformed fail alone (:class:`BadEntry`) and the others are kept.
+
+Non-finite numbers: PI Web API writes a double that is NaN or infinite as the JSON strings ``"NaN"``,
+``"Infinity"`` and ``"-Infinity"``. Exactly these three strings are always read as the float they stand for
+(``value``), never as text. The answer does not say whether the point is numeric, and deciding by the other
+values of the page would put one value in a different column depending on how the read was paged; the
+price is that a String point whose value is literally one of these three strings reads as a float.
+
+Timestamps are cast by Arrow in one call; only when the cast fails are the streams holding a timestamp
+that is not a time, or lies outside what a nanosecond timestamp holds (1677-09-21 to 2262-04-11), found
+(:class:`TimestampError`), so that they fail alone.
 """
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from osipi_dagster.contract import RECORDED_SCHEMA, SUMMARY_SCHEMA, TIMESTAMP_TYPE
+from osipi_dagster.contract import RECORDED_SCHEMA, SUMMARY_SCHEMA, TIMESTAMP_TYPE, to_ns
 from osipi_dagster.pi.errors import PIResponseError, error_messages
 
 
@@ -55,7 +69,7 @@ class TimedValue(msgspec.Struct, gc=False):
 class TimedValues(msgspec.Struct, gc=False):
     """``/streams/{id}/recorded|interpolated|plot`` (also the content of a batch sub-request)."""
 
-    Items: list[TimedValue] = []
+    Items: list[TimedValue]
     UnitsAbbreviation: str | None = None
     WebException: WebException | None = None
     Errors: list[Any] | None = None
@@ -64,30 +78,30 @@ class TimedValues(msgspec.Struct, gc=False):
 class StreamValues(msgspec.Struct, gc=False):
     """One stream of ``/streamsets/recorded|interpolated|plot``."""
 
+    Items: list[TimedValue]
     WebId: str = ""
-    Items: list[TimedValue] = []
     UnitsAbbreviation: str | None = None
     WebException: WebException | None = None
     Errors: list[Any] | None = None
 
 
 class StreamValuesPage(msgspec.Struct, gc=False):
-    Items: list[StreamValues] = []
+    Items: list[StreamValues]
     WebException: WebException | None = None
 
 
 class StreamValue(msgspec.Struct, gc=False):
     """One stream of ``/streamsets/value|end``."""
 
+    Value: TimedValue
     WebId: str = ""
-    Value: TimedValue | None = None
     UnitsAbbreviation: str | None = None
     WebException: WebException | None = None
     Errors: list[Any] | None = None
 
 
 class StreamValuePage(msgspec.Struct, gc=False):
-    Items: list[StreamValue] = []
+    Items: list[StreamValue]
     WebException: WebException | None = None
 
 
@@ -97,19 +111,19 @@ class SummaryValue(msgspec.Struct, gc=False):
 
 
 class SummaryValues(msgspec.Struct, gc=False):
-    Items: list[SummaryValue] = []
+    Items: list[SummaryValue]
     WebException: WebException | None = None
 
 
 class StreamSummaries(msgspec.Struct, gc=False):
+    Items: list[SummaryValue]
     WebId: str = ""
-    Items: list[SummaryValue] = []
     WebException: WebException | None = None
     Errors: list[Any] | None = None
 
 
 class StreamSummariesPage(msgspec.Struct, gc=False):
-    Items: list[StreamSummaries] = []
+    Items: list[StreamSummaries]
     WebException: WebException | None = None
 
 
@@ -147,8 +161,66 @@ def check_web_exception(web_exception: WebException | None) -> None:
         )
 
 
-def decode_batch(body: bytes) -> dict[str, SubResponse]:
-    return decoder(dict[str, SubResponse]).decode(body)
+@dataclass(frozen=True, slots=True)
+class BadEntry:
+    """A stream of a multi-stream answer that is not a stream's answer: the WebId it names (empty when it
+    names none) and what is wrong with it. ``WebId`` is spelt as in the answer, like the good entries."""
+
+    WebId: str
+    problem: str
+
+
+class _LoosePage(msgspec.Struct, gc=False):
+    Items: list[msgspec.Raw]
+    WebException: WebException | None = None
+
+
+class _EntryHeader(msgspec.Struct, gc=False):
+    WebId: str = ""
+    WebException: WebException | None = None
+    Errors: list[Any] | None = None
+
+
+def decode_streamset(body: bytes, page_kind: type, entry_kind: type) -> list[Any]:
+    """The streams of a multi-stream answer: entries of ``entry_kind``, or :class:`BadEntry` for those
+    that are not. Raises like :func:`decode_page` when the body is not a multi-stream answer at all."""
+    try:
+        page = decoder(page_kind).decode(body)
+    except msgspec.ValidationError:
+        page = decoder(_LoosePage).decode(body)
+        check_web_exception(page.WebException)
+        return [_entry(raw, entry_kind) for raw in page.Items]
+    check_web_exception(page.WebException)
+    return page.Items
+
+
+def _entry(raw: msgspec.Raw, kind: type) -> Any:
+    try:
+        return decoder(kind).decode(raw)
+    except msgspec.ValidationError as exc:
+        reason = str(exc)
+    try:
+        header = decoder(_EntryHeader).decode(raw)
+    except msgspec.ValidationError:
+        return BadEntry("", f"an entry that names no stream ({reason})")
+    # A stream PI could not read may come without its values, only with its Errors.
+    return BadEntry(header.WebId, stream_problem(header) or f"the stream's entry is malformed ({reason})")
+
+
+def decode_batch(body: bytes) -> dict[str, SubResponse | str]:
+    """The sub-responses of a ``/batch`` answer by request id; a sub-response that is not one
+    (``{Status, Content}``) is a string saying what is wrong with it."""
+    try:
+        return decoder(dict[str, SubResponse]).decode(body)
+    except msgspec.ValidationError:
+        raws = decoder(dict[str, msgspec.Raw]).decode(body)
+    answers: dict[str, SubResponse | str] = {}
+    for key, raw in raws.items():
+        try:
+            answers[key] = decoder(SubResponse).decode(raw)
+        except msgspec.ValidationError as exc:
+            answers[key] = f"the sub-response is malformed ({exc})"
+    return answers
 
 
 def stream_problem(stream: Any) -> str | None:
@@ -160,19 +232,44 @@ def stream_problem(stream: Any) -> str | None:
     return None
 
 
-_get_errors = operator.attrgetter("Errors")
-
-
 def first_error(items: list[TimedValue]) -> tuple[int, str] | None:
     """The index and message of the first value carrying ``Errors`` (PI's handled per-value error)."""
-    if any(map(_get_errors, items)):
+    if any([item.Errors for item in items]):
         index = next(i for i, item in enumerate(items) if item.Errors)
         return index, "; ".join(error_messages({"Errors": items[index].Errors})) or "per-value Errors"
-    for index, item in enumerate(items):
-        value = item.Value
-        if type(value) is State and value.Errors is not None:
-            return index, "; ".join(error_messages({"Errors": value.Errors})) or "per-value Errors"
+    # A bad value may be an object holding only Errors, decoded as a State: look only if there are States.
+    if State in {type(item.Value) for item in items}:
+        for index, item in enumerate(items):
+            value = item.Value
+            if type(value) is State and value.Errors is not None:
+                return index, "; ".join(error_messages({"Errors": value.Errors})) or "per-value Errors"
     return None
+
+
+# The range of a nanosecond timestamp (int64 since the epoch).
+_EARLIEST_NS, _LATEST_NS = -(2**63), 2**63 - 1
+
+
+def time_ns(raw: str) -> int:
+    """Nanoseconds since the epoch of a timestamp of PI's answer; ``ValueError`` saying why it is not one
+    (not an ISO 8601 time with a zone, or outside the range a nanosecond timestamp holds)."""
+    try:
+        ns = to_ns(raw)
+    except ValueError:
+        raise ValueError(f"timestamp {raw!r} is not an ISO 8601 time with a zone") from None
+    if not _EARLIEST_NS <= ns <= _LATEST_NS:
+        raise ValueError(
+            f"timestamp {raw!r} is outside the range of nanosecond timestamps (1677-09-21 to 2262-04-11)"
+        )
+    return ns
+
+
+class TimestampError(ValueError):
+    """Timestamps Arrow cannot read: ``problems`` maps the index of each segment holding one to why."""
+
+    def __init__(self, problems: dict[int, str]):
+        self.problems = problems
+        super().__init__("; ".join(problems.values()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +283,7 @@ class Segment:
 
 
 _TRUE = frozenset({"true", "True", "TRUE", "1"})
+_NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 
 def _flag(raw: list[Any]) -> pa.Array:
@@ -227,7 +325,11 @@ def _values(raw: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.
             names[i] = value.Name
             system[i] = value.IsSystem
         elif kind is str:
-            strings[i] = value
+            number = _NON_FINITE.get(value)
+            if number is None:
+                strings[i] = value
+            else:
+                numbers[i] = number
         elif kind is bool:
             numbers[i] = 1.0 if value else 0.0
         elif kind is list:
@@ -241,8 +343,56 @@ def _values(raw: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.
     )
 
 
+def _timestamps(segments: list[Segment], items: list[TimedValue]) -> pa.Array:
+    try:
+        return pa.array([item.Timestamp for item in items], pa.string()).cast(TIMESTAMP_TYPE)
+    except pa.ArrowInvalid:
+        problems = {}
+        for index, segment in enumerate(segments):
+            raw = _first_unreadable([item.Timestamp for item in segment.items])
+            if raw is not None:
+                problems[index] = _timestamp_problem(raw)
+        if not problems:
+            raise
+        raise TimestampError(problems) from None
+
+
+def _first_unreadable(stamps: list[str]) -> str | None:
+    """The first timestamp Arrow cannot cast, found by bisection (a few casts, never one per value)."""
+    array = pa.array(stamps, pa.string())
+    if _casts(array):
+        return None
+    good, bad = 0, len(stamps)  # array[:good] casts, array[:bad] does not
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        if _casts(array.slice(0, middle)):
+            good = middle
+        else:
+            bad = middle
+    return stamps[bad - 1]
+
+
+def _casts(array: pa.Array) -> bool:
+    try:
+        array.cast(TIMESTAMP_TYPE)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _timestamp_problem(raw: str) -> str:
+    try:
+        time_ns(raw)
+    except ValueError as exc:
+        return str(exc)
+    return f"timestamp {raw!r} cannot be read as a time"
+
+
 def build_batch(segments: list[Segment], *, summary: bool = False) -> pa.RecordBatch:
-    """One record batch (``RECORDED_SCHEMA``, or ``SUMMARY_SCHEMA`` when ``summary``) from ``segments``."""
+    """One record batch (``RECORDED_SCHEMA``, or ``SUMMARY_SCHEMA`` when ``summary``) from ``segments``.
+
+    Raises :class:`TimestampError` naming every segment that holds a timestamp Arrow cannot read.
+    """
     items: list[TimedValue] = []
     counts: list[int] = []
     for segment in segments:
@@ -252,15 +402,17 @@ def build_batch(segments: list[Segment], *, summary: bool = False) -> pa.RecordB
     schema = SUMMARY_SCHEMA if summary else RECORDED_SCHEMA
     if n == 0:
         return pa.RecordBatch.from_pylist([], schema=schema)
-    timestamps = pa.array([item.Timestamp for item in items], pa.string()).cast(TIMESTAMP_TYPE)
+    timestamps = _timestamps(segments, items)
     value, string_value, state_code, state_name, is_system = _values([item.Value for item in items])
     good = _flag([item.Good for item in items])
     if good.null_count:
         # A value without a Good flag is good unless it is a system state.
         good = pc.if_else(pc.is_null(good), pc.invert(is_system), good)
+    # One comprehension per flag: attribute access in a comprehension is several times faster than getattr.
     flags = [
-        _flag([getattr(item, name) for item in items]).fill_null(False)
-        for name in ("Questionable", "Substituted", "Annotated")
+        _flag([item.Questionable for item in items]).fill_null(False),
+        _flag([item.Substituted for item in items]).fill_null(False),
+        _flag([item.Annotated for item in items]).fill_null(False),
     ]
     columns = [_repeat([s.web_id for s in segments], counts)]
     if summary:

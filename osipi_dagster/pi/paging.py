@@ -5,12 +5,18 @@ timestamp. A stream's cursor is therefore ``(start, taken)``: the next read star
 timestamp string of the last value yielded, so no precision is lost), and its first ``taken`` values at
 that timestamp were already yielded and are skipped. Asking for ``taken + page_size`` values makes every
 full page yield at least ``page_size`` new values, so even a page made of one timestamp advances.
+
+A server (or a proxy) that ignores ``startTime`` must not make a read loop or yield a value twice: a page
+is checked by its first and last timestamps only (:func:`page_problem`), and a full page must move the
+cursor forward (:func:`advances`); either failing fails the stream.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from osipi_dagster.contract import format_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +74,23 @@ def _cursor_before(timestamps: Sequence[str], index: int) -> Cursor:
         run += 1
         position -= 1
     return Cursor(last, run)
+
+
+def page_problem(first_ns: int, last_ns: int, cursor_ns: int, end_ns: int) -> str | None:
+    """Why a page whose values run from ``first_ns`` to ``last_ns``, read from a cursor at ``cursor_ns``
+    up to ``end_ns``, cannot be the answer to that read; None when it can."""
+    if first_ns < cursor_ns:
+        return (
+            f"the page starts at {format_ns(first_ns)}, before the stream's cursor {format_ns(cursor_ns)} "
+            "(the server did not honour startTime)"
+        )
+    if last_ns < first_ns:
+        return f"the page ends at {format_ns(last_ns)}, before its first value at {format_ns(first_ns)}"
+    if last_ns > end_ns:
+        return f"the page holds values up to {format_ns(last_ns)}, after endTime {format_ns(end_ns)}"
+    return None
+
+
+def advances(cursor: Cursor, cursor_ns: int, following: Cursor, following_ns: int) -> bool:
+    """Whether ``following`` (at ``following_ns``) lies after ``cursor`` (at ``cursor_ns``)."""
+    return following_ns > cursor_ns or (following_ns == cursor_ns and following.taken > cursor.taken)

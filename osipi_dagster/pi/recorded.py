@@ -16,6 +16,17 @@ carrying ``Errors`` fails only its stream, which is retried from exactly where i
 ``max_retries`` times without progress, before it is reported. A request that still fails after the
 transport's own retries (5xx, timeouts, dropped connections, broken bodies) is reported for exactly the
 streams it carried. Only a refused authentication aborts the whole read.
+
+A wrong answer fails its stream, never counts as data or as "no values": a stream's answer without ``Items``
+(or ``Value``), a streamset entry that is not a stream's answer, a timestamp that is not a time, a page
+that starts before the stream's cursor or does not move it (a server ignoring ``startTime``). The streams
+of a streamset answer are matched to the request by the identity their WebIds encode
+(:mod:`osipi_dagster.pi.webids`), never by position: a stream missing from the answer or answered twice
+fails, an entry for a stream that was not requested is ignored.
+
+A read can be cancelled from another thread with the ``cancel`` event: iterating then raises
+:class:`ReadCancelledError` within :data:`CANCEL_POLL_S`, nothing more is sent, and requests in flight are
+left to finish in their threads.
 """
 
 from __future__ import annotations
@@ -38,20 +49,36 @@ import pyarrow as pa
 
 from osipi_dagster.contract import RECORDED_SCHEMA, SUMMARY_SCHEMA, to_ns
 from osipi_dagster.pi import decode as dec
-from osipi_dagster.pi.errors import PIAuthenticationError, PIWebAPIError, error_messages, scrub
-from osipi_dagster.pi.paging import Cursor, plan_page, request_count
+from osipi_dagster.pi.errors import (
+    PIAuthenticationError,
+    PIWebAPIError,
+    error_messages,
+    redact_url,
+    scrub,
+)
+from osipi_dagster.pi.options import ReadMode, ReadOptions
+from osipi_dagster.pi.paging import Cursor, advances, page_problem, plan_page, request_count
+from osipi_dagster.pi.webids import pair_streams
 
 if TYPE_CHECKING:
     from osipi_dagster.pi.transport import Transport
 
 log = logging.getLogger("osipi_dagster.pi")
 
-MODES = ("streamsets", "batch", "streams")
+CANCEL_POLL_S = 0.1  # how often a read waiting for answers looks at its cancel event
 
 _RECORDED_FIELDS = ("Timestamp", "Value", "Good", "Questionable", "Substituted", "Annotated", "Errors")
 # PI's words for "maxCount is above MaxReturnedItemsPerCall"; the number in brackets is the limit.
 _LIMIT_MESSAGE = re.compile(r"maximum allowed|maxcount", re.IGNORECASE)
 _LIMIT_NUMBER = re.compile(r"maximum allowed\D{0,20}?(\d+)", re.IGNORECASE)
+
+
+class ReadCancelledError(Exception):
+    """The read's ``cancel`` event was set: nothing more is yielded or sent.
+
+    Batches yielded before stay yielded. ``completed`` and ``failures`` stay true but describe only part of
+    the read: a stream in neither was read in part or not at all.
+    """
 
 
 @dataclass(frozen=True)
@@ -80,27 +107,6 @@ class StreamFailure:
     @property
     def resume_from_ns(self) -> int:
         return to_ns(self.resume_from)
-
-
-@dataclass
-class ReadOptions:
-    """How a multi-stream read is cut into requests (see :meth:`PIWebAPIClient.read_recorded`)."""
-
-    mode: str = "streamsets"
-    page_size: int | None = None
-    values_per_request: int = 100_000
-    streams_per_request: int = 200
-    max_url_length: int = 8000
-    concurrency: int = 2
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)} (got {self.mode!r})")
-        for name in ("values_per_request", "streams_per_request", "concurrency"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.page_size is not None and self.page_size < 1:
-            raise ValueError("page_size must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,13 @@ class ReadSpec:
             return dec.StreamValuePage
         return dec.StreamSummariesPage if self.summary else dec.StreamValuesPage
 
+    @property
+    def entry_kind(self) -> type:
+        """The type of one stream in the answer of ``/streamsets/{action}``."""
+        if self.action in ("value", "end"):
+            return dec.StreamValue
+        return dec.StreamSummaries if self.summary else dec.StreamValues
+
     def query(self, cursor: Cursor, max_count: int, *, streamset: bool) -> list[tuple[str, str]]:
         params = list(self.params)
         if not self.paged:
@@ -162,6 +175,7 @@ class StreamRead:
     ``failures`` (a list of :class:`StreamFailure`) fills up while the read runs and is complete once the
     iteration ends; ``completed`` lists the WebIds read to the end. ``requests`` counts this read's HTTP
     requests, retries included, and ``rows`` the rows yielded. Every batch has the schema ``schema``.
+    Once ``cancel`` is set, iterating raises :class:`ReadCancelledError`.
     """
 
     def __init__(
@@ -171,8 +185,9 @@ class StreamRead:
         spec: ReadSpec,
         options: ReadOptions,
         limits: Limits,
+        cancel: threading.Event | None = None,
     ):
-        self._engine = _Engine(transport, web_ids, spec, options, limits)
+        self._engine = _Engine(transport, web_ids, spec, options, limits, cancel)
         self._batches = self._engine.run()
         self.schema: pa.Schema = spec.schema
         self.failures: list[StreamFailure] = self._engine.failures
@@ -182,6 +197,7 @@ class StreamRead:
         return self
 
     def __next__(self) -> pa.RecordBatch:
+        self._engine.check_cancel()  # also after the read ended by being cancelled
         return next(self._batches)
 
     @property
@@ -197,7 +213,7 @@ class StreamRead:
         return pa.Table.from_batches(list(self), schema=self.schema)
 
     def close(self) -> None:
-        """Stop early: requests in flight finish, nothing new is sent."""
+        """Stop early: nothing new is sent; requests in flight finish in their threads, unawaited."""
         self._batches.close()
 
 
@@ -231,6 +247,7 @@ class _Outcome:
     status: int | None = None
     fatal: bool = False  # report at once: no retry can help
     limit: int | None = None  # the server refused maxCount: lower it and read the stream again
+    where: str = ""  # the request that answered the segments, as messages name it
 
 
 @dataclass
@@ -251,17 +268,21 @@ class _Engine:
         spec: ReadSpec,
         options: ReadOptions,
         limits: Limits,
+        cancel: threading.Event | None = None,
     ):
         self.transport = transport
         self.spec = spec
         self.options = options
         self.limits = limits
+        self.cancel = cancel
         self.failures: list[StreamFailure] = []
         self.completed: list[str] = []
         self.rows = 0
+        self._end_ns = to_ns(spec.end) if spec.paged else 0
         self._tiebreak = itertools.count()
         self._requests = 0
         self._requests_lock = threading.Lock()  # worker threads count their sends
+        self._stopped = threading.Event()  # the iteration ended: worker threads send nothing more
         # Streams waiting, keyed by cursor start (streamset requests share one startTime).
         self._waiting: dict[str, deque[_Stream]] = {}
         self._isolated: deque[list[_Stream]] = deque()  # groups split after a 4xx
@@ -274,7 +295,19 @@ class _Engine:
     def requests(self) -> int:
         return self._requests
 
-    def _count_request(self) -> None:
+    def check_cancel(self) -> None:
+        """Raise :class:`ReadCancelledError` once the cancel event is set."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise ReadCancelledError(
+                f"the read was cancelled after {self.rows} rows; {len(self.completed)} streams were complete "
+                f"and {len(self.failures)} had failed"
+            )
+
+    def _before_send(self) -> None:
+        """Called by the transport before every attempt, retries included: a stopped read sends nothing."""
+        if self._stopped.is_set():
+            raise ReadCancelledError("the read has ended; the request is not sent")
+        self.check_cancel()
         with self._requests_lock:
             self._requests += 1
 
@@ -282,35 +315,49 @@ class _Engine:
 
     def run(self) -> Iterator[pa.RecordBatch]:
         inflight: dict[Future[_Answer], list[_Stream]] = {}
-        with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="pi-read") as pool:
-            try:
-                while self._waiting or self._isolated or self._delayed or inflight:
-                    self._release_delayed()
-                    while len(inflight) < self.options.concurrency:
-                        group = self._next_group()
-                        if not group:
-                            break
-                        inflight[pool.submit(self._fetch, group)] = group
-                    if not inflight:
-                        time.sleep(max(0.0, self._delayed[0][0] - time.monotonic()))
-                        continue
-                    done, _ = wait(inflight, timeout=self._wait_timeout(), return_when=FIRST_COMPLETED)
-                    for future in done:
-                        group = inflight.pop(future)
-                        answer = future.result()
-                        self._apply(group, answer)
-                        if answer.batch is not None and answer.batch.num_rows:
-                            self.rows += answer.batch.num_rows
-                            yield answer.batch
-            finally:
-                for future in inflight:
-                    future.cancel()
+        pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="pi-read")
+        try:
+            while self._waiting or self._isolated or self._delayed or inflight:
+                self.check_cancel()
+                self._release_delayed()
+                while len(inflight) < self.options.concurrency:
+                    group = self._next_group()
+                    if not group:
+                        break
+                    inflight[pool.submit(self._fetch, group)] = group
+                if not inflight:
+                    self._sleep(self._delayed[0][0] - time.monotonic())
+                    continue
+                done, _ = wait(inflight, timeout=self._wait_timeout(), return_when=FIRST_COMPLETED)
+                for future in done:
+                    # Before an answer moves any stream: ``completed`` only lists streams wholly yielded.
+                    self.check_cancel()
+                    group = inflight.pop(future)
+                    answer = future.result()
+                    self._apply(group, answer)
+                    if answer.batch is not None and answer.batch.num_rows:
+                        self.rows += answer.batch.num_rows
+                        yield answer.batch
+        finally:
+            # Never wait for requests in flight (a cancelled read must end now): they finish in their
+            # threads, their answers are dropped, and their retries are not sent (see _before_send).
+            self._stopped.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _sleep(self, seconds: float) -> None:
+        if self.cancel is None:
+            time.sleep(max(0.0, seconds))
+        else:
+            self.cancel.wait(max(0.0, seconds))
 
     def _wait_timeout(self) -> float | None:
-        return max(0.0, self._delayed[0][0] - time.monotonic()) if self._delayed else None
+        timeout = max(0.0, self._delayed[0][0] - time.monotonic()) if self._delayed else None
+        if self.cancel is None:
+            return timeout
+        return CANCEL_POLL_S if timeout is None else min(timeout, CANCEL_POLL_S)
 
     def _enqueue(self, stream: _Stream) -> None:
-        key = stream.cursor.start if self.options.mode == "streamsets" else ""
+        key = stream.cursor.start if self.options.mode is ReadMode.STREAMSETS else ""
         self._waiting.setdefault(key, deque()).append(stream)
 
     def _delay(self, stream: _Stream) -> None:
@@ -329,9 +376,9 @@ class _Engine:
             return []
         key = next(iter(self._waiting))
         queue = self._waiting[key]
-        if self.options.mode == "streams":
+        if self.options.mode is ReadMode.STREAMS:
             group = [queue.popleft()]
-        elif self.options.mode == "batch":
+        elif self.options.mode is ReadMode.BATCH:
             group = [queue.popleft() for _ in range(min(len(queue), self.options.streams_per_request))]
         else:
             group = self._pack_streamset(queue)
@@ -407,9 +454,9 @@ class _Engine:
     def _fetch(self, group: list[_Stream]) -> _Answer:
         counts = self._max_counts(group)  # read once: another answer may lower the limit meanwhile
         try:
-            if self.options.mode == "streamsets":
+            if self.options.mode is ReadMode.STREAMSETS:
                 return self._fetch_streamset(group, counts)
-            if self.options.mode == "batch":
+            if self.options.mode is ReadMode.BATCH:
                 return self._fetch_batch(group, counts)
             return self._fetch_stream(group[0], counts[0])
         except PIWebAPIError as error:
@@ -457,29 +504,42 @@ class _Engine:
         if not streams:
             return _Answer(outcomes=outcomes)
         max_count = max(counts)  # per stream: a stream that skips fewer values just gets a longer page
-        kind = self.spec.set_kind
-        page = self.transport.get(
-            self._streamset_url(streams, max_count),
-            decode=lambda body: dec.decode_page(body, kind),
-            on_send=self._count_request,
+        url = self._streamset_url(streams, max_count)
+        page_kind, entry_kind = self.spec.set_kind, self.spec.entry_kind
+        entries = self.transport.get(
+            url,
+            decode=lambda body: dec.decode_streamset(body, page_kind, entry_kind),
+            on_send=self._before_send,
         )
-        for stream, item in _match_streams(streams, page.Items):
-            if item is None:
-                outcomes.append(_Outcome(stream, error="the stream is missing from the streamset answer"))
-            else:
-                outcomes.append(self._outcome(stream, _as_stream_item(item), max_count))
+        where = _request_name("GET", url)
+        pairing = pair_streams([s.web_id for s in streams], [entry.WebId for entry in entries])
+        for index in pairing.ignored:
+            entry = entries[index]
+            what = entry.problem if isinstance(entry, dec.BadEntry) else "a stream that was not requested"
+            log.warning("PI answered %s (WebId %r) to %s: ignored", what, entry.WebId, where)
+        by_stream: dict[int, _Outcome] = {}
+        for index, why in pairing.unanswered.items():
+            by_stream[index] = _Outcome(streams[index], error=f"{why}, in the answer of {where}")
+        for index, answer in pairing.pairs:
+            by_stream[index] = self._entry_outcome(streams[index], entries[answer], max_count, where)
+        outcomes += [by_stream[index] for index in range(len(streams))]
         return self._answer(outcomes)
+
+    def _entry_outcome(self, stream: _Stream, entry: Any, max_count: int, where: str) -> _Outcome:
+        if isinstance(entry, dec.BadEntry):
+            return _Outcome(stream, error=f"{entry.problem}, in the answer of {where}")
+        return self._outcome(stream, _as_stream_item(entry), max_count, where)
 
     def _fetch_stream(self, stream: _Stream, count: int) -> _Answer:
         if not count:
             return _Answer(outcomes=self._unpageable([stream], [count]))
+        url = self._stream_url(stream, count)
         kind = self.spec.kind
         content = self.transport.get(
-            self._stream_url(stream, count),
-            decode=lambda body: dec.decode_page(body, kind),
-            on_send=self._count_request,
+            url, decode=lambda body: dec.decode_page(body, kind), on_send=self._before_send
         )
-        return self._answer([self._outcome(stream, _as_stream_item(content), count)])
+        where = _request_name("GET", url)
+        return self._answer([self._outcome(stream, _as_stream_item(content), count, where)])
 
     def _fetch_batch(self, group: list[_Stream], counts: list[int]) -> _Answer:
         outcomes = self._unpageable(group, counts)
@@ -494,24 +554,34 @@ class _Engine:
             "batch",
             body=msgspec.json.encode(requests),
             decode=dec.decode_batch,
-            on_send=self._count_request,
+            on_send=self._before_send,
         )
+        batch = _request_name("POST", self.transport.url("batch"))
         for key, (stream, count) in members.items():
             sub = answers.get(key)
+            where = f"{_request_name('GET', requests[key]['Resource'])} (sub-request {key} of {batch})"
             if sub is None:
-                outcomes.append(_Outcome(stream, error="the sub-request is missing from the batch answer"))
+                outcomes.append(
+                    _Outcome(stream, error=f"the sub-request is missing from the answer of {batch}")
+                )
+            elif isinstance(sub, str):
+                outcomes.append(_Outcome(stream, error=f"{sub}, in the answer of {where}"))
             elif 200 <= sub.Status < 300:
-                outcomes.append(self._sub_outcome(stream, sub, count))
+                outcomes.append(self._sub_outcome(stream, sub, count, where))
             else:
                 outcomes.append(self._sub_failure(stream, sub, count))
         return self._answer(outcomes)
 
-    def _sub_outcome(self, stream: _Stream, sub: dec.SubResponse, count: int) -> _Outcome:
+    def _sub_outcome(self, stream: _Stream, sub: dec.SubResponse, count: int, where: str) -> _Outcome:
         try:
             content = dec.decode_page(sub.Content, self.spec.kind)
-        except (msgspec.DecodeError, msgspec.ValidationError, PIWebAPIError) as exc:
-            return _Outcome(stream, status=sub.Status, error=f"unusable sub-response: {exc}")
-        return self._outcome(stream, _as_stream_item(content), count)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return _Outcome(
+                stream, status=sub.Status, error=f"not a stream's answer ({exc}), in the answer of {where}"
+            )
+        except PIWebAPIError as exc:
+            return _Outcome(stream, status=sub.Status, error=f"{exc}, in the answer of {where}")
+        return self._outcome(stream, _as_stream_item(content), count, where)
 
     def _sub_failure(self, stream: _Stream, sub: dec.SubResponse, count: int) -> _Outcome:
         try:
@@ -526,12 +596,12 @@ class _Engine:
         fatal = 400 <= sub.Status < 500 and sub.Status != 429
         return _Outcome(stream, status=sub.Status, error=str(error), fatal=fatal)
 
-    def _outcome(self, stream: _Stream, item: Any, max_count: int) -> _Outcome:
+    def _outcome(self, stream: _Stream, item: Any, max_count: int, where: str) -> _Outcome:
         problem = dec.stream_problem(item)
         if problem is not None:
-            return _Outcome(stream, error=problem)
+            return _Outcome(stream, error=f"{problem}, in the answer of {where}")
         if self.spec.summary:
-            return self._summary_outcome(stream, item)
+            return self._summary_outcome(stream, item, where)
         items: list[dec.TimedValue] = item.Items
         units = item.UnitsAbbreviation
         if units is None and items:
@@ -540,48 +610,88 @@ class _Engine:
         if not self.spec.paged:
             if failed is not None:
                 return _Outcome(stream, error=f"value at {items[failed[0]].Timestamp}: {failed[1]}")
-            return _Outcome(stream, [dec.Segment(stream.web_id, units, items)])
+            return _Outcome(stream, [dec.Segment(stream.web_id, units, items)], where=where)
+        return self._page_outcome(stream, items, units, failed, max_count, where)
+
+    def _page_outcome(
+        self,
+        stream: _Stream,
+        items: list[dec.TimedValue],
+        units: str | None,
+        failed: tuple[int, str] | None,
+        max_count: int,
+        where: str,
+    ) -> _Outcome:
+        """What a page of recorded values does to its stream; a page that cannot be the answer to the
+        stream's read (see :func:`page_problem`) fails the stream and yields nothing."""
+        cursor_ns = last_ns = 0
+        if items:
+            try:
+                first_ns = dec.time_ns(items[0].Timestamp)
+                last_ns = dec.time_ns(items[-1].Timestamp)
+            except ValueError as exc:
+                return _Outcome(stream, error=f"{exc}, in the answer of {where}")
+            cursor_ns = to_ns(stream.cursor.start)
+            problem = page_problem(first_ns, last_ns, cursor_ns, self._end_ns)
+            if problem is not None:
+                return _Outcome(stream, error=f"{problem}, in the answer of {where}")
         step = plan_page(_Stamps(items), stream.cursor, max_count, failed[0] if failed else None)
+        if (
+            failed is None
+            and step.next is not None
+            and not advances(stream.cursor, cursor_ns, step.next, last_ns)
+        ):
+            return _Outcome(
+                stream, error=f"the page does not move the stream's cursor, in the answer of {where}"
+            )
         segments = []
         if step.end > step.begin:
             segments.append(dec.Segment(stream.web_id, units, items[step.begin : step.end]))
         if failed is not None:
-            return _Outcome(
-                stream, segments, step.next, error=f"value at {items[failed[0]].Timestamp}: {failed[1]}"
-            )
-        return _Outcome(stream, segments, step.next)
+            error = f"value at {items[failed[0]].Timestamp}: {failed[1]}"
+            return _Outcome(stream, segments, step.next, error=error, where=where)
+        return _Outcome(stream, segments, step.next, where=where)
 
-    def _summary_outcome(self, stream: _Stream, item: dec.StreamSummaries) -> _Outcome:
+    def _summary_outcome(self, stream: _Stream, item: dec.StreamSummaries, where: str) -> _Outcome:
         for summary in item.Items:
             failed = dec.first_error([summary.Value])
             if failed is not None:
                 return _Outcome(stream, error=f"{summary.Type}: {failed[1]}")
         units = next((s.Value.UnitsAbbreviation for s in item.Items if s.Value.UnitsAbbreviation), None)
-        return _Outcome(stream, [dec.Segment(stream.web_id, units, [s.Value], s.Type) for s in item.Items])
+        segments = [dec.Segment(stream.web_id, units, [s.Value], s.Type) for s in item.Items]
+        return _Outcome(stream, segments, where=where)
 
     def _answer(self, outcomes: list[_Outcome]) -> _Answer:
         segments = [segment for outcome in outcomes for segment in outcome.segments]
-        batch = dec.build_batch(segments, summary=self.spec.summary) if segments else None
+        if not segments:
+            return _Answer(outcomes=outcomes)
+        try:
+            batch = dec.build_batch(segments, summary=self.spec.summary)
+        except dec.TimestampError as error:
+            outcomes = _without_bad_timestamps(outcomes, error)
+            segments = [segment for outcome in outcomes for segment in outcome.segments]
+            batch = dec.build_batch(segments, summary=self.spec.summary) if segments else None
         return _Answer(batch=batch, outcomes=outcomes)
 
 
-def _match_streams(streams: list[_Stream], items: list[Any]) -> list[tuple[_Stream, Any]]:
-    """Pair the requested streams with the streams of a streamset answer.
+def _request_name(method: str, url: str) -> str:
+    """A request as a message names it: method and URL without its query, secrets removed."""
+    return f"{method} {redact_url(url.partition('?')[0])}"
 
-    By WebId; but PI answers with its own canonical WebId (another WebID type, or the current name of a
-    renamed point), so when the answer has one stream per request, in request order wherever the WebIds
-    agree, the answer is paired by position (PI keeps the request order when no sortField is sent).
-    """
-    answered = {item.WebId for item in items}
-    in_order = len(items) == len(streams) and all(
-        item.WebId == stream.web_id
-        for stream, item in zip(streams, items, strict=True)
-        if stream.web_id in answered
-    )
-    if in_order:
-        return list(zip(streams, items, strict=True))
-    by_id = {item.WebId: item for item in items}
-    return [(stream, by_id.get(stream.web_id)) for stream in streams]
+
+def _without_bad_timestamps(outcomes: list[_Outcome], error: dec.TimestampError) -> list[_Outcome]:
+    """``outcomes`` where each stream holding a timestamp Arrow cannot read fails, yielding nothing."""
+    result = []
+    position = 0  # the index of the outcome's first segment among all segments of the answer
+    for outcome in outcomes:
+        owned = range(position, position + len(outcome.segments))
+        position += len(outcome.segments)
+        problem = next((error.problems[i] for i in owned if i in error.problems), None)
+        if problem is None:
+            result.append(outcome)
+        else:
+            result.append(_Outcome(outcome.stream, error=f"{problem}, in the answer of {outcome.where}"))
+    return result
 
 
 class _Stamps(Sequence[str]):
@@ -607,8 +717,8 @@ def _as_stream_item(content: Any) -> Any:
         value = content.Value
         return dec.StreamValues(
             WebId=content.WebId,
-            Items=[] if value is None else [value],
-            UnitsAbbreviation=content.UnitsAbbreviation or (value.UnitsAbbreviation if value else None),
+            Items=[value],
+            UnitsAbbreviation=content.UnitsAbbreviation or value.UnitsAbbreviation,
             WebException=content.WebException,
             Errors=content.Errors,
         )

@@ -29,11 +29,13 @@ from osipi_dagster.defs.pi_server.af import af_assets
 from osipi_dagster.defs.pi_server.catalog_sensor import catalog_sensor
 from osipi_dagster.defs.pi_server.event_frames import event_frames_asset
 from osipi_dagster.defs.pi_server.event_frames_sensor import event_frames_sensor
+from osipi_dagster.defs.pi_server.gold import gold_asset
 from osipi_dagster.defs.pi_server.jobs import server_jobs
 from osipi_dagster.defs.pi_server.points import points_asset
 from osipi_dagster.defs.pi_server.reconciliation import reconciliation_asset, reconciliation_schedule
 from osipi_dagster.defs.pi_server.schedules import day_schedules
 from osipi_dagster.defs.pi_server.sensors import timeseries_sensor
+from osipi_dagster.defs.pi_server.silver import silver_asset
 from osipi_dagster.defs.pi_server.timeseries import timeseries_asset
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.defs.resources import pi_resource
@@ -49,10 +51,20 @@ class ServerAssets:
     timeseries: dg.AssetsDefinition
     event_frames: dg.AssetsDefinition
     reconciliation: dg.AssetsDefinition
+    silver: dg.AssetsDefinition
+    gold: dg.AssetsDefinition
 
     @property
     def all(self) -> list[dg.AssetsDefinition]:
-        return [self.af, self.points, self.timeseries, self.event_frames, self.reconciliation]
+        return [
+            self.af,
+            self.points,
+            self.timeseries,
+            self.event_frames,
+            self.reconciliation,
+            self.silver,
+            self.gold,
+        ]
 
 
 def server_assets(settings: PIServerSettings) -> ServerAssets:
@@ -64,6 +76,8 @@ def server_assets(settings: PIServerSettings) -> ServerAssets:
         timeseries=timeseries_asset(server),
         event_frames=event_frames_asset(server),
         reconciliation=reconciliation_asset(server),
+        silver=silver_asset(server),
+        gold=gold_asset(server),
     )
 
 

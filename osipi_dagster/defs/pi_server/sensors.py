@@ -113,7 +113,7 @@ def timeseries_sensor(server: ServerWiring, job: dg.UnresolvedAssetJobDefinition
         }
         for partition, work in [*closing.items(), *repairs.items()]:
             owed[partition] = work if partition not in owed else owed[partition].merge(work)
-        busy = busy_partitions(context.instance, asset_key)
+        busy = busy_partitions(context.instance, asset_key, job.name)
         requests = []
         for planned in plan_runs(owed, server.partitions.shard_keys, busy, settings.sensor_max_runs_per_tick):
             run_config = {}

@@ -12,7 +12,7 @@ from osipi_dagster.defs.pi_server.partitions import split_partition_key
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.ingest.catalog import points_first_seen, shard_points
 from osipi_dagster.ingest.server_clock import server_now
-from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ReadSettings, ingest_partition
+from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ingest_partition
 from osipi_dagster.lake import LakeTable
 from osipi_dagster.lake.schemas import DATA_LATENCY, POINTS, TIMESERIES, WATERMARKS
 from osipi_dagster.pipes.request import RemoteJob
@@ -86,7 +86,7 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
                 _run_metadata,
             )
         pi, lake = server.pi(context), server.lake(context)
-        settings = ReadSettings(pi.read_mode, pi.values_per_request, pi.streams_per_request, pi.concurrency)
+        settings = pi.read_options()
         overlap = timedelta(minutes=_or(config.overlap_minutes, server.settings.overlap_minutes))
         table = lake.table(TIMESERIES.name)
         now = server_now(pi.client, pi.data_server)

@@ -1,0 +1,256 @@
+"""``silver.pi_timeseries_clean`` against independent reads of the mock over HTTP: every value of the day once
+(a value repeated right after itself at one timestamp dropped), states split out of the numbers, AF context
+equal to what the mock's AF says, duplicates in bronze removed, and a re-run giving the same tables."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from osipi_dagster.lake import Lakehouse, read_table, replace_slice
+from osipi_dagster.lake.partitions import read_partition
+from osipi_dagster.lake.schemas import SILVER_TIMESERIES
+from osipi_dagster.mock.server import serve_in_thread
+from osipi_dagster_tests.pi_helpers import raw_recorded
+from osipi_dagster_tests.silver_gold_helpers import (
+    CONFIG,
+    DAY,
+    DAYS,
+    SHARD,
+    DayLake,
+    build_day_lake,
+    get_json,
+    run_gold,
+    run_silver,
+)
+from osipi_dagster_tests.timeseries_helpers import assert_same_rows, day_start_ns, pi_time
+
+pytestmark = pytest.mark.slow
+DAY_NS = 86_400_000_000_000
+SILVER_COLUMNS = SILVER_TIMESERIES.schema.names
+
+
+@pytest.fixture(scope="module")
+def day_lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DayLake]:
+    with serve_in_thread(CONFIG) as mock:
+        yield build_day_lake(mock, Path(tmp_path_factory.mktemp("silver")))
+
+
+def silver_day(lake: Lakehouse) -> pa.Table:
+    return read_partition(lake.table("silver.pi_timeseries_clean"), DAY, SHARD, SILVER_COLUMNS)
+
+
+def as_recorded(rows: pa.Table) -> Counter:
+    """Silver rows in the shape of the mock's truth rows (states merged back into one code and name)."""
+    found: Counter = Counter()
+    for row in rows.to_pylist():
+        system = row["system_state_code"] is not None
+        found[
+            (
+                row["web_id"],
+                row["timestamp_ns"],
+                row["value"],
+                row["string_value"],
+                row["system_state_code"] if system else row["digital_state_code"],
+                row["system_state_name"] if system else row["digital_state_name"],
+                system,
+                row["is_good"],
+                row["questionable"],
+                row["substituted"],
+                row["annotated"],
+                row["engineering_units"],
+            )
+        ] += 1
+    return found
+
+
+def without_repeats(rows: list[tuple]) -> list[tuple]:
+    """The rows (one point, PI's order) less each row equal to the row just before it."""
+    return [row for i, row in enumerate(rows) if i == 0 or row != rows[i - 1]]
+
+
+def test_every_value_of_the_day_once_in_pi_order(day_lake: DayLake) -> None:
+    silver = silver_day(day_lake.lake)
+    web_ids = sorted(set(silver.column("web_id").to_pylist()))
+    start = day_start_ns(DAY)
+    want: Counter = Counter()
+    repeats = 0
+    kept_of: dict[str, list[tuple]] = {}
+    for web_id in web_ids:
+        rows = raw_recorded(day_lake.mock.api, web_id, pi_time(start), pi_time(start + DAY_NS - 100))
+        kept = kept_of[web_id] = without_repeats(rows)
+        repeats += len(rows) - len(kept)
+        want.update(kept)
+    assert_same_rows(as_recorded(silver), want)
+    assert repeats > 0, "the test day must hold repeated values"
+    in_order = silver.sort_by(
+        [("web_id", "ascending"), ("timestamp_ns", "ascending"), ("sequence", "ascending")]
+    )
+    for web_id in web_ids:
+        mine = in_order.filter(pa.compute.equal(in_order.column("web_id"), web_id))
+        assert [row[:2] + row[2:3] for row in as_recorded_list(mine)] == [
+            row[:3] for row in kept_of[web_id]
+        ], f"{web_id}: PI's order of values at one timestamp"
+    stamps = silver.column("timestamp_ns").to_pylist()
+    assert silver.column("timestamp").cast(pa.int64()).to_pylist() == [s // 1000 for s in stamps]
+
+
+def as_recorded_list(rows: pa.Table) -> list[tuple]:
+    return [(r["web_id"], r["timestamp_ns"], r["value"]) for r in rows.to_pylist()]
+
+
+def test_states_are_never_numbers(day_lake: DayLake) -> None:
+    rows = silver_day(day_lake.lake).to_pylist()
+    system = [r for r in rows if r["system_state_code"] is not None]
+    assert system, "the test day must hold system states"
+    assert all(
+        r["value"] is None and not r["is_good"] and r["system_state_name"] and r["digital_state_code"] is None
+        for r in system
+    )
+    digital = [r for r in rows if r["digital_state_code"] is not None]
+    assert digital and all(r["point_type"] == "Digital" and r["value"] is None for r in digital)
+    assert all(r["point_type"] == "Digital" for r in rows if r["digital_state_name"] is not None)
+    strings = [r for r in rows if r["string_value"] is not None]
+    assert strings and all(r["point_type"] == "String" for r in strings)
+    numbers = [r for r in rows if r["value"] is not None]
+    assert all(r["point_type"] in {"Float32", "Float64", "Int32"} and r["is_good"] for r in numbers)
+
+
+def test_af_context_is_the_mock_af(day_lake: DayLake) -> None:
+    expected = _af_of_points(day_lake.mock.api)
+    rows = silver_day(day_lake.lake).select(
+        [
+            "point_name",
+            "af_attribute_path",
+            "af_attribute_name",
+            "af_attribute_count",
+            "af_element_path",
+            "af_element_template",
+            "site",
+            "area",
+            "unit",
+        ]
+    )
+    got = {row["point_name"]: row for row in rows.to_pylist()}
+    assert set(got) == set(expected)
+    for name, row in got.items():
+        assert {k: v for k, v in row.items() if k != "point_name"} == expected[name], name
+
+
+def _af_of_points(api: str) -> dict[str, dict]:
+    """Per point name, the AF context read from the mock's AF over plain HTTP: the attribute whose
+    ConfigString names the point, its element, and the element's Site, Area and unit ancestors."""
+    servers = get_json(api, "assetservers")["Items"]
+    elements: dict[str, dict] = {}
+    for server in servers:
+        for database in get_json(api, f"assetservers/{server['WebId']}/assetdatabases")["Items"]:
+            found = get_json(
+                api,
+                f"assetdatabases/{database['WebId']}/elements",
+                searchFullHierarchy="true",
+                maxCount="10000",
+            )["Items"]
+            elements.update({e["Path"].upper(): e for e in found})
+    roles = {"Site": "site", "Area": "area", "Batch Unit": "unit", "Continuous Unit": "unit"}
+    context: dict[str, dict] = {}
+    for element in elements.values():
+        for attribute in get_json(api, f"elements/{element['WebId']}/attributes")["Items"]:
+            if attribute["DataReferencePlugIn"] != "PI Point":
+                continue
+            tag = attribute["ConfigString"].split(";")[0].rsplit("\\", 1)[-1]
+            ancestry = {"site": None, "area": None, "unit": None}
+            path = element["Path"]
+            while path.upper() in elements:
+                role = roles.get(elements[path.upper()]["TemplateName"])
+                if role:
+                    ancestry[role] = elements[path.upper()]["Name"]
+                path = path.rsplit("\\", 1)[0]
+            assert tag not in context, "the mock references every point once"
+            context[tag] = {
+                "af_attribute_path": attribute["Path"],
+                "af_attribute_name": attribute["Name"],
+                "af_attribute_count": 1,
+                "af_element_path": element["Path"],
+                "af_element_template": element["TemplateName"],
+                **ancestry,
+            }
+    return context
+
+
+def test_duplicates_in_bronze_are_removed(day_lake: DayLake, tmp_path: Path) -> None:
+    """Bronze holding every value of some points twice gives the same silver rows."""
+    bronze = read_partition(
+        day_lake.table("bronze.pi_timeseries"), DAY, SHARD, ["web_id", "timestamp_ns", *_RECORDED_TAIL]
+    )
+    batch = bronze.set_column(
+        1, "timestamp", bronze.column("timestamp_ns").cast(pa.timestamp("ns", tz="UTC"))
+    )
+    # Points with one value per timestamp: a copy of a multi-value timestamp (A, B, A, B) is not a repeat.
+    pairs = Counter(
+        zip(batch.column("web_id").to_pylist(), batch.column("timestamp_ns").to_pylist(), strict=True)
+    )
+    multi = {web_id for (web_id, _), count in pairs.items() if count > 1}
+    doubled_ids = sorted(set(batch.column("web_id").to_pylist()) - multi)[:5]
+    doubled = batch.filter(pa.compute.is_in(batch.column("web_id"), pa.array(doubled_ids)))
+    lake = Lakehouse(str(tmp_path))
+    for name in ("bronze.pi_points", "bronze.pi_af_hierarchy", "bronze.pi_af_attributes"):
+        from osipi_dagster.lake import overwrite_table
+
+        overwrite_table(lake.table(name), read_table(day_lake.table(name)).drop_columns(["ingested_at"]))
+    replace_slice(
+        lake.table("bronze.pi_timeseries"),
+        [*batch.to_batches(), *doubled.to_batches()],
+        partition_date=DAY,
+        tag_shard=SHARD,
+    )
+    result = run_silver(lake, DAY)
+    original = run_silver(day_lake.lake, DAY)
+    assert result.duplicates_removed == original.duplicates_removed + doubled.num_rows
+    assert result.rows == original.rows
+    assert _without_run_columns(silver_day(lake)) == _without_run_columns(silver_day(day_lake.lake))
+
+
+_RECORDED_TAIL = [
+    "value",
+    "string_value",
+    "state_code",
+    "state_name",
+    "is_system",
+    "good",
+    "questionable",
+    "substituted",
+    "annotated",
+    "units",
+]
+
+
+def _without_run_columns(rows: pa.Table) -> pa.Table:
+    rows = rows.drop_columns([c for c in ("ingested_at",) if c in rows.column_names])
+    return rows.sort_by([("web_id", "ascending"), ("timestamp_ns", "ascending")])
+
+
+def test_a_rerun_gives_identical_tables(day_lake: DayLake) -> None:
+    lake = day_lake.lake
+    silver_before = {
+        day: _stable(read_partition(lake.table("silver.pi_timeseries_clean"), day, SHARD, SILVER_COLUMNS))
+        for day in DAYS
+    }
+    gold_before = _stable(read_table(lake.table("gold.pi_timeseries_hourly")))
+    version = lake.table("silver.pi_timeseries_clean").version()
+    for day in DAYS:
+        run_silver(lake, day)
+    run_gold(lake)
+    assert lake.table("silver.pi_timeseries_clean").version() == version + len(DAYS)
+    for day in DAYS:
+        after = read_partition(lake.table("silver.pi_timeseries_clean"), day, SHARD, SILVER_COLUMNS)
+        assert _stable(after) == silver_before[day]
+    assert _stable(read_table(lake.table("gold.pi_timeseries_hourly"))) == gold_before
+
+
+def _stable(rows: pa.Table) -> pa.Table:
+    """The rows without the run's ``ingested_at``, in file order (silver's order is part of its contract)."""
+    return rows.drop_columns(["ingested_at"]).combine_chunks()
