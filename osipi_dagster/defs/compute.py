@@ -284,7 +284,8 @@ def _check_shared_root(root: str) -> None:
 
 def _client_options(pi: PIWebAPIResource) -> ClientOptions:
     # The resource's fields as resolved for this run, its secrets left out (ClientOptions has none).
-    return ClientOptions.model_validate({name: getattr(pi, name) for name in ClientOptions.model_fields})
+    fields = {name: getattr(pi, name) for name in ClientOptions.model_fields if name != "read"}
+    return ClientOptions.model_validate({**fields, "read": pi.read_options()})
 
 
 def _partition(job: RemoteJob, key: str) -> Partition:

@@ -12,7 +12,7 @@ from osipi_dagster.contract import from_ns, to_ns
 from osipi_dagster.ingest.catalog import points_first_seen, shard_points
 from osipi_dagster.ingest.event_frames import EventFrameResult, ingest_event_frames
 from osipi_dagster.ingest.server_clock import server_now
-from osipi_dagster.ingest.timeseries import PartitionResult, ReadSettings, ingest_partition
+from osipi_dagster.ingest.timeseries import PartitionResult, ingest_partition
 from osipi_dagster.lake import Lakehouse
 from osipi_dagster.lake.schemas import DATA_LATENCY, EVENT_FRAMES, POINTS, TIMESERIES, WATERMARKS
 from osipi_dagster.pi import PIWebAPIClient
@@ -26,9 +26,6 @@ def run_timeseries(request: RemoteRequest, client: PIWebAPIClient, report: Repor
     """``pi_timeseries`` for the request's partitions (see the asset's docstring)."""
     options, config = request.client, request.config
     lake = Lakehouse(request.lake_root, table_prefix=request.server.table_prefix)
-    settings = ReadSettings(
-        options.read_mode, options.values_per_request, options.streams_per_request, options.concurrency
-    )
     overlap_minutes = config.get("overlap_minutes")
     overlap = timedelta(
         minutes=request.server.overlap_minutes if overlap_minutes is None else overlap_minutes
@@ -39,7 +36,9 @@ def run_timeseries(request: RemoteRequest, client: PIWebAPIClient, report: Repor
         until = _time(config.get("new_points_until")) or now
         new_points = points_first_seen(lake.table(POINTS.name), _time(config["new_points_after"]), until)
     for partition in request.partitions:
-        shard = partition.shard or ""
+        shard = partition.shard
+        if shard is None:
+            raise ValueError(f"The time-series partition {partition.key} has no tag shard.")
         points = shard_points(lake.table(POINTS.name), shard)
         web_ids = points.read
         if new_points is not None:
@@ -60,7 +59,7 @@ def run_timeseries(request: RemoteRequest, client: PIWebAPIClient, report: Repor
             shard=shard,
             now=now,
             overlap=overlap,
-            settings=settings,
+            settings=options.read,
             run_id=request.run_id,
         )
         line = f"{partition.key}: {result.rows} values of {result.points} points {result.note}".strip()
@@ -73,7 +72,7 @@ def run_event_frames(request: RemoteRequest, client: PIWebAPIClient, report: Rep
     now = server_now(client, request.client.data_server)
     for partition in request.partitions:
         result: EventFrameResult = ingest_event_frames(
-            client, table, day=partition.day, now=now, concurrency=request.client.concurrency
+            client, table, day=partition.day, now=now, concurrency=request.client.read.concurrency
         )
         line = (
             f"{partition.key}: {result.frames_read} event frames ({result.frames_open} open) active from "

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from osipi_dagster.ingest.event_frames import EventFrameResult
 from osipi_dagster.ingest.timeseries import PartitionResult
-from osipi_dagster.pi.options import ReadMode
+from osipi_dagster.pi.options import ReadOptions
 from osipi_dagster.settings import AuthMode, PIServerSettings
 
 EXTRAS_KEY = "osipi"  # the Pipes extra that holds the request
@@ -28,8 +28,8 @@ class RemoteJob(StrEnum):
 
 
 class ClientOptions(BaseModel):
-    """The PI Web API client's settings, named as the ``pi`` resource's fields; its secrets are not here
-    (the server's settings name the variables that hold them)."""
+    """The PI Web API client's settings, named as the ``pi`` resource's fields, and how it reads; its
+    secrets are not here (the server's settings name the variables that hold them)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -47,11 +47,8 @@ class ClientOptions(BaseModel):
     max_count_limit: int
     pool_size: int
     compress: bool
-    read_mode: ReadMode
-    values_per_request: int
-    streams_per_request: int
-    concurrency: int
     data_server: str | None
+    read: ReadOptions  # the resource's read_options(), as the in-process asset reads
 
 
 class Partition(BaseModel):
