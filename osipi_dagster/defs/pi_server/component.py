@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import dagster as dg
 from pydantic import Field
 
+from osipi_dagster.defs.compute import compute_resources
 from osipi_dagster.defs.pi_server.af import af_assets
 from osipi_dagster.defs.pi_server.catalog_sensor import catalog_sensor
 from osipi_dagster.defs.pi_server.checks import server_checks
@@ -96,7 +97,7 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
             catalog_sensor(server, jobs),
             event_frames_sensor(server, jobs),
         ],
-        resources={server.pi_resource_key: pi_resource(settings)},
+        resources={server.pi_resource_key: pi_resource(settings), **compute_resources(server)},
     )
 
 
