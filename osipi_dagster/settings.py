@@ -56,6 +56,8 @@ class CheckSeverity(StrEnum):
 
     WARN = "warn"
     ERROR = "error"
+
+
 class ComputeTarget(StrEnum):
     """Where ``pi_timeseries`` and ``pi_event_frames`` run the ingestion core."""
 
