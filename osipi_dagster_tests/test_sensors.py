@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import requests
+from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from osipi_dagster.definitions import build_definitions
 from osipi_dagster.defs.pi_server.runs import RANGE_END, RANGE_START
@@ -56,15 +57,14 @@ class Site:
             tags={RANGE_START: f"{day.isoformat()}|s00", RANGE_END: f"{day.isoformat()}|s{SHARDS - 1:02d}"},
         )
 
-    def tick(self) -> dg.SensorResult:
+    def tick(self) -> SensorExecutionData:
+        """One evaluation, as the daemon makes it (``evaluate_tick``), the cursor carried to the next."""
         with dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
             resources={"pi": self.defs.resources["pi"], "lakehouse": self.defs.resources["lakehouse"]},
-            definitions=self.defs,
         ) as context:
-            result = self.sensor(context)
-        assert isinstance(result, dg.SensorResult), result
+            result = self.sensor.evaluate_tick(context)
         self.cursor = result.cursor
         return result
 
@@ -75,6 +75,23 @@ class Site:
     def clock(self, moment: str) -> None:
         answer = requests.post(f"{self.mock.url}/admin/clock", json={"now": moment}, timeout=30)
         answer.raise_for_status()
+
+    def numeric_point(self, shard: str) -> str:
+        """A point of ``shard`` that stores numbers (an edit gives it a number)."""
+        rows = read_table(self.lake.table("bronze.pi_points")).to_pylist()
+        return min(
+            r["web_id"] for r in rows if r["tag_shard"] == shard and r["point_type"].startswith("Float")
+        )
+
+    def values(self, web_id: str, start: str, count: int) -> list[str]:
+        """The timestamps of the point's first ``count`` values from ``start``."""
+        answer = requests.get(
+            f"{self.mock.api}/streams/{web_id}/recorded",
+            params={"startTime": start, "endTime": "*", "maxCount": count},
+            timeout=30,
+        )
+        answer.raise_for_status()
+        return [item["Timestamp"] for item in answer.json()["Items"]]
 
     def edit(self, *edits: dict) -> list[dict]:
         answer = requests.post(f"{self.mock.url}/admin/edits", json={"Edits": list(edits)}, timeout=30)
@@ -92,7 +109,7 @@ def site(make_mock, tmp_path: Path) -> Iterator[Site]:
         yield site
 
 
-def owed(result: dg.SensorResult) -> set[tuple[str, str, str]]:
+def owed(result: SensorExecutionData) -> set[tuple[str, str, str]]:
     """The (day, first shard, last shard) each request covers."""
     covered = set()
     for request in result.run_requests or []:
@@ -119,7 +136,7 @@ def test_the_first_tick_registers_every_point_and_reads_today_again(site: Site) 
     assert datetime.fromisoformat(config["reread_from"]) <= datetime.fromisoformat(
         "2025-01-06T12:00:00+00:00"
     )
-    assert json.loads(first.cursor) == {"closed_through": YESTERDAY.isoformat(), "closing": []}
+    assert json.loads(first.cursor) == {"closed_through": YESTERDAY.isoformat(), "closing": {}}
     again = site.tick()
     assert {r.run_key for r in again.run_requests} == {r.run_key for r in first.run_requests}
 
@@ -128,13 +145,13 @@ def test_edits_and_deletes_of_a_closed_day_request_that_day_and_flow_to_the_lake
     site.run(site.tick().run_requests[0])  # settle the registration's work
     assert not site.tick().run_requests
     shard = "s01"
-    web_id = shard_web_ids(site.lake, shard)[0]
-    stamp = "2025-01-05T06:00:00Z"
+    web_id = site.numeric_point(shard)
+    first, second = site.values(web_id, "2025-01-05T06:00:00Z", 2)
     made = site.edit(
-        {"WebId": web_id, "Timestamp": stamp, "Value": 12345.5},
-        {"WebId": web_id, "Timestamp": "2025-01-05T07:00:00Z", "Delete": True},
+        {"WebId": web_id, "Timestamp": first, "Value": 12345.5},
+        {"WebId": web_id, "Timestamp": second, "Delete": True},
     )
-    assert {edit["Action"] for edit in made} == {"Update", "Delete"} or made  # PI's actions for them
+    assert [edit["Action"] for edit in made] == ["Update", "Delete"]  # PI's actions for them
 
     result = site.tick()
 
@@ -167,11 +184,11 @@ def test_midnight_closes_yesterday_for_every_shard_until_it_is_read_whole(site: 
     result = site.tick()
 
     assert (TODAY.isoformat(), "s00", f"s{SHARDS - 1:02d}") in owed(result)
-    assert json.loads(site.cursor)["closing"] == [TODAY.isoformat()]
+    assert list(json.loads(site.cursor)["closing"]) == [TODAY.isoformat()]
     closing = next(r for r in result.run_requests if r.tags[RANGE_START].startswith(TODAY.isoformat()))
     assert not closing.run_config, "a closed day is read whole: no reread_from"
     site.run(closing)
-    assert json.loads(site.tick().cursor)["closing"] == []
+    assert json.loads(site.tick().cursor)["closing"] == {}
 
 
 def test_a_cap_and_busy_partitions_hold_runs_for_later_ticks(make_mock, tmp_path: Path) -> None:
@@ -183,15 +200,16 @@ def test_a_cap_and_busy_partitions_hold_runs_for_later_ticks(make_mock, tmp_path
         site.day(YESTERDAY)
         site.day(TODAY)
         site.tick()
-        web_ids = {shard: shard_web_ids(site.lake, shard)[0] for shard in ("s00", "s02")}
+        web_ids = {shard: site.numeric_point(shard) for shard in ("s00", "s02")}
         for web_id in web_ids.values():
-            site.edit({"WebId": web_id, "Timestamp": "2025-01-05T06:00:00Z", "Value": 1.0})
+            (stamp,) = site.values(web_id, "2025-01-05T06:00:00Z", 1)
+            site.edit({"WebId": web_id, "Timestamp": stamp, "Value": 1.0})
         first = site.tick()
         assert len(first.run_requests) == 1  # the cap
         busy = site.instance.create_run_for_job(
             site.defs.resolve_job_def("pi_timeseries_job"),
             tags=dict(first.run_requests[0].tags),
-            status=dg.DagsterRunStatus.QUEUED,
+            status=dg.DagsterRunStatus.STARTED,
         )
         second = site.tick()
         assert first.run_requests[0].tags[RANGE_START] not in {
