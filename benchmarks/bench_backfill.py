@@ -39,7 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the deployment helpers live with the tests
 
-from osipi_dagster_tests.services import dagster_deployment, mock_pi_process, postgres_server  # noqa: E402
+from osipi_dagster_tests.processes import mock_pi  # noqa: E402
+from osipi_dagster_tests.services import dagster_deployment, postgres_server  # noqa: E402
 
 LAST_DAY = date(2025, 1, 5)
 PROCESS_SCAN_SECONDS = 0.5
@@ -130,12 +131,21 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "OSIPI_TAG_SHARDS": str(args.shards),
         "OSIPI_PI_COMPRESS": "false" if args.identity else "true",
     }
-    mock_options = ["--sampling", "1s", "--archive-days", str(args.days + 1)]
+    mock_options = [
+        "--tags",
+        str(args.tags),
+        "--now",
+        now,
+        "--sampling",
+        "1s",
+        "--archive-days",
+        str(args.days + 1),
+    ]
     processes = Processes()
     load_before = os.getloadavg()
     with (
         postgres_server() as postgres,
-        mock_pi_process(work, args.tags, now, *mock_options) as pi_api,
+        mock_pi(work, *mock_options) as pi_api,
         dagster_deployment(
             work / "dagster_home", postgres.environment() | settings | {"OSIPI_PI_BASE_URL": pi_api}, work
         ) as ui,

@@ -7,17 +7,16 @@
   installs it when missing): ``initdb`` into a fresh folder and ``pg_ctl`` on a free loopback port.
   PostgreSQL refuses to run as root, so as root (CI) both run as the ``postgres`` user, in a folder outside
   pytest's root-only temporary tree.
-* :func:`mock_pi_process`: the mock PI Web API in its own process, sized by the caller.
 * :func:`dagster_deployment`: ``deploy/``'s three processes on one instance: the code server, the daemon
   and the webserver, as docs/DEPLOYMENT.md runs them.
 
-Processes are started and stopped by ``test_backfill``'s helpers (own process group, SIGINT then SIGKILL).
+Processes are started and stopped by ``processes.py``'s helpers (own process group, SIGINT then SIGKILL);
+the mock PI Web API runs as a process by its ``mock_pi``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import requests
 
 from osipi_dagster.mock.server import free_port
 from osipi_dagster_tests.dagster_ui import DagsterUI
-from osipi_dagster_tests.test_backfill import REPO, _subprocess, _wait_for
+from osipi_dagster_tests.processes import REPO, subprocess_group, wait_for
 
 BIN = Path(sys.executable).parent  # the venv's console scripts, next to its python
 LOCATION = "osipi_dagster"  # deploy/workspace.yaml's location name
@@ -83,14 +82,14 @@ def s3_server(log_dir: Path) -> Iterator[S3Server]:
     endpoint = f"http://127.0.0.1:{port}"
     log = log_dir / "moto_server.log"
     args = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    with _subprocess(args, dict(os.environ), log) as process:
+    with subprocess_group(args, dict(os.environ), log) as process:
 
         def serving() -> bool:
             with suppress(requests.ConnectionError):
                 return requests.get(f"{endpoint}/moto-api/", timeout=5).ok
             return False
 
-        _wait_for(serving, "moto_server", process, log, timeout_s=60)
+        wait_for(serving, "moto_server", process, log, timeout_s=180)
         yield S3Server(endpoint)
 
 
@@ -185,22 +184,6 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @contextmanager
-def mock_pi_process(log_dir: Path, tags: int, now: str, *extra: str) -> Iterator[str]:
-    """``python -m osipi_dagster.mock`` with ``tags`` points and its clock fixed at ``now`` (and ``extra``
-    options) on a free loopback port; its API root URL."""
-    log = log_dir / "mock.log"
-    args = [sys.executable, "-m", "osipi_dagster.mock", "--host", "127.0.0.1", "--port", "0"]
-    args += ["--tags", str(tags), "--now", now, *extra]
-    with _subprocess(args, dict(os.environ), log) as process:
-
-        def announced() -> str | None:
-            found = re.search(r"listening on (http://\S+/piwebapi)", log.read_text())
-            return found.group(1) if found else None
-
-        yield _wait_for(announced, "the mock PI Web API", process, log, timeout_s=120)
-
-
-@contextmanager
 def dagster_deployment(home: Path, environment: dict[str, str], log_dir: Path) -> Iterator[DagsterUI]:
     """deploy/'s instance in ``home`` served by three processes: ``dagster code-server start`` (loads the
     code, runs the runs), ``dagster-daemon run`` and ``dagster-webserver``; the webserver's client.
@@ -227,11 +210,13 @@ def dagster_deployment(home: Path, environment: dict[str, str], log_dir: Path) -
     url = f"http://127.0.0.1:{web_port}"
     with ExitStack() as stack:
         # Exits in reverse: the webserver and the daemon stop before the code server their runs came from.
-        stack.enter_context(_subprocess(code_server, env, log_dir / "code_server.log"))
+        stack.enter_context(subprocess_group(code_server, env, log_dir / "code_server.log"))
         stack.enter_context(
-            _subprocess([str(BIN / "dagster-daemon"), "run", "-w", workspace], env, log_dir / "daemon.log")
+            subprocess_group(
+                [str(BIN / "dagster-daemon"), "run", "-w", workspace], env, log_dir / "daemon.log"
+            )
         )
-        web = stack.enter_context(_subprocess(webserver, env, log_dir / "webserver.log"))
+        web = stack.enter_context(subprocess_group(webserver, env, log_dir / "webserver.log"))
         ui = DagsterUI(url)
 
         def loaded() -> bool:
@@ -240,7 +225,7 @@ def dagster_deployment(home: Path, environment: dict[str, str], log_dir: Path) -
                 return bool(ui.location())
             return False
 
-        _wait_for(
-            loaded, "the webserver with the code location", web, log_dir / "webserver.log", timeout_s=180
+        wait_for(
+            loaded, "the webserver with the code location", web, log_dir / "webserver.log", timeout_s=600
         )
         yield ui

@@ -53,6 +53,8 @@ SHARD = "s01"
 TAGS = 40
 ROUNDS = 4  # commits per writer and table in the concurrency tests
 SHARED_SHARD = "s09"  # the watermark partition both MERGE writers upsert
+# Minutes on a quiet machine; generous, since a loaded 2-core CI machine can take several times as long.
+SLOW_TEST_TIMEOUT_S = 1200
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +68,8 @@ def bucket(s3: S3Server) -> str:
     return s3.create_bucket(f"lake-{uuid.uuid4().hex[:12]}")
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(SLOW_TEST_TIMEOUT_S)
 def test_the_main_job_on_s3_equals_the_mock_and_a_rerun_changes_nothing(
     make_mock, s3: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -108,6 +112,8 @@ def test_the_main_job_on_s3_equals_the_mock_and_a_rerun_changes_nothing(
     assert (timeseries.version(), event_frames.version()) == (before[1] + 1, before[2] + 1)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(SLOW_TEST_TIMEOUT_S)
 def test_two_processes_replacing_different_slices_lose_no_commit(
     s3: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,6 +129,8 @@ def test_two_processes_replacing_different_slices_lose_no_commit(
         assert sorted(stored.to_pylist(), key=str) == sorted(expected.to_pylist(), key=str)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(SLOW_TEST_TIMEOUT_S)
 def test_two_processes_merging_watermarks_lose_no_commit(
     s3: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -175,7 +183,7 @@ def _run_together(worker, arguments: list[tuple[Any, ...]]) -> list[list[Commit]
     with context.Manager() as manager, ProcessPoolExecutor(len(arguments), mp_context=context) as pool:
         barrier = manager.Barrier(len(arguments))
         futures = [pool.submit(worker, *args, barrier) for args in arguments]
-        return [future.result(timeout=240) for future in futures]
+        return [future.result(timeout=900) for future in futures]
 
 
 def _assert_overlapping(commits: list[list[Commit]]) -> None:
@@ -206,7 +214,7 @@ def _read_until(round_: int) -> datetime:
 def _replace_slices(root: str, options: dict[str, str], shard: str, barrier) -> list[Commit]:
     """``ROUNDS`` replacements of the slice (DAY, ``shard``), each with new values."""
     table = Lakehouse(root, options).table(TIMESERIES.name)
-    barrier.wait(timeout=120)
+    barrier.wait(timeout=300)
     commits = []
     for round_ in range(ROUNDS):
         started = time.time()
@@ -219,7 +227,7 @@ def _merge_watermarks(root: str, options: dict[str, str], shard: str, barrier) -
     """``ROUNDS`` times: move the watermarks of ``shard``'s points forward, in ``shard`` and in the shard
     both writers share (two MERGEs into one partition conflict; the loser re-reads and retries)."""
     table = Lakehouse(root, options).table(WATERMARKS.name)
-    barrier.wait(timeout=120)
+    barrier.wait(timeout=300)
     commits = []
     for round_ in range(ROUNDS):
         marks = [
