@@ -40,7 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the deployment helpers live with the tests
 
 from osipi_dagster_tests.processes import mock_pi  # noqa: E402
-from osipi_dagster_tests.services import dagster_deployment, postgres_server  # noqa: E402
+from osipi_dagster_tests.services import (  # noqa: E402
+    dagster_deployment,
+    most_at_once,
+    postgres_server,
+)
 
 LAST_DAY = date(2025, 1, 5)
 PROCESS_SCAN_SECONDS = 0.5
@@ -115,67 +119,83 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=3, help="closed days backfilled, ending 2025-01-05")
     parser.add_argument("--shards", type=int, default=16, help="tag shards (OSIPI_TAG_SHARDS)")
     parser.add_argument("--tags", type=int, default=200, help="1 Hz points of the mock")
+    parser.add_argument(
+        "--backfills",
+        type=int,
+        default=4,
+        help="backfills launched at once, each over a block of the shards (1: one backfill, a run per day)",
+    )
     parser.add_argument("--identity", action="store_true", help="no gzip between the mock and the client")
     args = parser.parse_args()
+    if not 1 <= args.backfills <= args.shards:
+        parser.error("--backfills must be between 1 and --shards")
     print(json.dumps(run(args)))
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     days = [LAST_DAY - timedelta(days=offset) for offset in reversed(range(args.days))]
     shards = [f"s{index:02d}" for index in range(args.shards)]
-    partitions = [f"{day.isoformat()}|{shard}" for day in days for shard in shards]
-    now = f"{(LAST_DAY + timedelta(days=1)).isoformat()}T00:00:00Z"
-    work = Path(tempfile.mkdtemp(prefix="bench_backfill_"))
-    settings = {
-        "OSIPI_LAKE_ROOT": str(work / "lake"),
-        "OSIPI_TAG_SHARDS": str(args.shards),
-        "OSIPI_PI_COMPRESS": "false" if args.identity else "true",
-    }
-    mock_options = [
-        "--tags",
-        str(args.tags),
-        "--now",
-        now,
-        "--sampling",
-        "1s",
-        "--archive-days",
-        str(args.days + 1),
+    blocks = [
+        shards[index * args.shards // args.backfills : (index + 1) * args.shards // args.backfills]
+        for index in range(args.backfills)
     ]
+    launches = [[f"{day.isoformat()}|{shard}" for day in days for shard in block] for block in blocks]
+    now = f"{(LAST_DAY + timedelta(days=1)).isoformat()}T00:00:00Z"
+    mock_options = ["--tags", str(args.tags), "--now", now, "--sampling", "1s"]
+    mock_options += ["--archive-days", str(args.days + 1)]
     processes = Processes()
     load_before = os.getloadavg()
-    with (
-        postgres_server() as postgres,
-        mock_pi(work, *mock_options) as pi_api,
-        dagster_deployment(
-            work / "dagster_home", postgres.environment() | settings | {"OSIPI_PI_BASE_URL": pi_api}, work
-        ) as ui,
-    ):
-        location = ui.location()
-        ui.wait_run(ui.materialize(location, ["pi_af_hierarchy", "pi_af_attributes", "pi_points"]), 600)
-        processes.sample()  # CPU times of the services before the backfill
-        processes.start()
-        launched = time.time()
-        backfill_id = ui.launch_backfill("pi_timeseries", partitions, {"osipi/bench": "backfill"})
-        backfill = ui.wait_backfill(backfill_id, timeout_s=7200)
-        processes.stop()
-        if backfill["status"] != "COMPLETED_SUCCESS":
-            raise SystemExit(f"backfill ended {backfill['status']}: {backfill}")
-        runs = [
-            _run_timings(postgres.environment(), work / "dagster_home", run["runId"])
-            for run in backfill["runs"]
-        ]
+    with tempfile.TemporaryDirectory(prefix="bench_backfill_") as folder:
+        work = Path(folder)
+        settings = {
+            "OSIPI_LAKE_ROOT": str(work / "lake"),
+            "OSIPI_TAG_SHARDS": str(args.shards),
+            "OSIPI_PI_COMPRESS": "false" if args.identity else "true",
+        }
+        with (
+            postgres_server() as postgres,
+            mock_pi(work, *mock_options) as pi_api,
+            dagster_deployment(
+                work / "dagster_home", postgres.environment() | settings | {"OSIPI_PI_BASE_URL": pi_api}, work
+            ) as ui,
+        ):
+            location = ui.location()
+            ui.wait_run(ui.materialize(location, ["pi_af_hierarchy", "pi_af_attributes", "pi_points"]), 900)
+            processes.sample()  # CPU times of the services before the backfill
+            processes.start()
+            launched = time.time()
+            backfill_ids = [
+                ui.launch_backfill("pi_timeseries", partitions, {"osipi/bench": "backfill"})
+                for partitions in launches
+            ]
+            backfills = [ui.wait_backfill(backfill_id, timeout_s=7200) for backfill_id in backfill_ids]
+            processes.stop()
+            failed = [backfill for backfill in backfills if backfill["status"] != "COMPLETED_SUCCESS"]
+            if failed:
+                raise SystemExit(f"backfills did not succeed: {failed}")
+            runs = [
+                _run_timings(postgres.environment(), work / "dagster_home", run["runId"])
+                for backfill in backfills
+                for run in backfill["runs"]
+            ]
     load_after = os.getloadavg()
+    partitions = sum(len(partitions) for partitions in launches)
     return _report(args, partitions, runs, processes, launched, load_before, load_after)
 
 
 def _run_timings(environment: dict[str, str], home: Path, run_id: str) -> dict[str, object]:
-    """One run's event times and its partitions' reported values and ingest seconds, from the instance."""
+    """One run's event times (the run's, and per step), its processes, and its partitions' reported values
+    and ingest seconds, from the instance. The asset's step is the one that materializes; the other steps
+    are the asset checks Dagster adds to every run of ``pi_timeseries``."""
     import dagster as dg
 
     os.environ.update(environment | {"DAGSTER_HOME": str(home)})
     with dg.DagsterInstance.get() as instance:
         times: dict[str, float] = {}
-        pids: dict[str, int] = {}  # "worker" / "step" -> pid
+        step_times: dict[str, dict[str, float]] = defaultdict(dict)  # step key -> event name -> time
+        step_pids: dict[str, int] = {}
+        worker_pid = -1
+        asset_step = ""
         values = 0
         durations: dict[str, float] = {}  # partition -> the ingest seconds it reports
         logged: list[tuple[float, str]] = []  # (when, partition) the step logged each partition done
@@ -185,8 +205,12 @@ def _run_timings(environment: dict[str, str], home: Path, run_id: str) -> dict[s
                 if " values of " in entry.user_message:
                     logged.append((entry.timestamp, entry.user_message.split(":", 1)[0]))
                 continue
-            times.setdefault(event.event_type.name, entry.timestamp)
+            name = event.event_type.name
+            times.setdefault(name, entry.timestamp)
+            if entry.step_key:
+                step_times[entry.step_key].setdefault(name, entry.timestamp)
             if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+                asset_step = entry.step_key or ""
                 metadata = event.event_specific_data.materialization.metadata
                 values += int(metadata["dagster/row_count"].value)
                 durations[event.event_specific_data.materialization.partition] = float(
@@ -194,15 +218,23 @@ def _run_timings(environment: dict[str, str], home: Path, run_id: str) -> dict[s
                 )
             pid = getattr(event.event_specific_data, "metadata", {}).get("pid")
             if pid is not None:
-                role = "step" if event.event_type == dg.DagsterEventType.STEP_WORKER_STARTED else "worker"
-                pids[role] = int(pid.value)
+                if event.event_type == dg.DagsterEventType.STEP_WORKER_STARTED and entry.step_key:
+                    step_pids[entry.step_key] = int(pid.value)
+                else:
+                    worker_pid = int(pid.value)
+    asset = step_times[asset_step]
+    checks = {key: step for key, step in step_times.items() if key != asset_step}
     # Between two partitions' log lines: the next one's catalog lookup, its ingest, its latency record.
-    starts = [times["STEP_START"], *(when for when, _ in logged[:-1])]
+    starts = [asset["STEP_START"], *(when for when, _ in logged[:-1])]
     gaps = [done - begun - durations[key] for begun, (done, key) in zip(starts, logged, strict=True)]
     return {
         "run_id": run_id,
         "times": times,
-        "pids": pids,
+        "asset_step": asset,
+        "check_seconds": sum(step["STEP_SUCCESS"] - step["STEP_START"] for step in checks.values()),
+        "worker_pid": worker_pid,
+        "step_pid": step_pids.get(asset_step, -1),
+        "check_pids": {step_pids[key] for key in checks if key in step_pids},
         "values": values,
         "ingest_seconds": sum(durations.values()),
         "largest_gap_outside_ingest_seconds": max(gaps, default=0.0),
@@ -215,42 +247,47 @@ def _report(args, partitions, runs, processes: Processes, launched: float, load_
     values = sum(run["values"] for run in runs)
     run_seconds = sum(end - start for start, end in zip(starting, ended, strict=True))
     ingest_seconds = sum(run["ingest_seconds"] for run in runs)
+    check_seconds = sum(run["check_seconds"] for run in runs)
     wall = max(ended) - launched
     print(
         f"{'run':8} {'values':>11} {'launch->end s':>13} {'start-up s':>10} {'ingest s':>9} "
-        f"{'step rest s':>11} {'max gap s':>9} {'wind-down s':>11} {'outside':>8} {'worker MiB':>10} "
-        f"{'step MiB':>9}"
+        f"{'step rest s':>11} {'max gap s':>9} {'checks s':>8} {'wind-down s':>11} {'outside':>8} "
+        f"{'worker MiB':>10} {'step MiB':>9} {'checks MiB':>10}"
     )
-    worker_peaks, step_peaks = [], []
+    peaks: dict[str, list[float]] = {"worker": [], "step": [], "checks": []}
     for run in runs:
-        times = run["times"]
-        worker_peaks.append(processes.peaks.get(run["pids"].get("worker", -1), 0.0))
-        step_peaks.append(processes.peaks.get(run["pids"].get("step", -1), 0.0))
+        times, asset = run["times"], run["asset_step"]
+        peaks["worker"].append(processes.peaks.get(run["worker_pid"], 0.0))
+        peaks["step"].append(processes.peaks.get(run["step_pid"], 0.0))
+        peaks["checks"].append(max((processes.peaks.get(pid, 0.0) for pid in run["check_pids"]), default=0.0))
         span = times["RUN_SUCCESS"] - times["RUN_STARTING"]
-        startup = times["STEP_START"] - times["RUN_STARTING"]  # run worker and step process start-up
-        step_rest = times["STEP_SUCCESS"] - times["STEP_START"] - run["ingest_seconds"]
-        wind_down = times["RUN_SUCCESS"] - times["STEP_SUCCESS"]
+        startup = asset["STEP_START"] - times["RUN_STARTING"]  # run worker and step process start-up
+        step_rest = asset["STEP_SUCCESS"] - asset["STEP_START"] - run["ingest_seconds"]
+        wind_down = times["RUN_SUCCESS"] - asset["STEP_SUCCESS"] - run["check_seconds"]
         print(
             f"{run['run_id'][:8]} {run['values']:>11,} {span:>13.1f} {startup:>10.1f} "
             f"{run['ingest_seconds']:>9.1f} {step_rest:>11.1f} "
-            f"{run['largest_gap_outside_ingest_seconds']:>9.1f} {wind_down:>11.1f} "
-            f"{1 - run['ingest_seconds'] / span:>8.1%} {worker_peaks[-1]:>10.0f} {step_peaks[-1]:>9.0f}"
+            f"{run['largest_gap_outside_ingest_seconds']:>9.1f} {run['check_seconds']:>8.1f} "
+            f"{wind_down:>11.1f} {1 - run['ingest_seconds'] / span:>8.1%} {peaks['worker'][-1]:>10.0f} "
+            f"{peaks['step'][-1]:>9.0f} {peaks['checks'][-1]:>10.0f}"
         )
-    workers = {run["pids"]["worker"] for run in runs}
-    steps = {run["pids"]["step"] for run in runs}
     cpu_us = {  # CPU microseconds per value by part: independent of how busy the machine is
-        "steps": processes.cpu_seconds(steps) / values * 1e6,
-        "run_workers": processes.cpu_seconds(workers) / values * 1e6,
-        "dagster_services": processes.cpu_seconds(role="dagster services") / values * 1e6,
-        "mock": processes.cpu_seconds(role="mock") / values * 1e6,
+        "ingest_steps": processes.cpu_seconds({run["step_pid"] for run in runs}),
+        "check_steps": processes.cpu_seconds(set().union(*(run["check_pids"] for run in runs))),
+        "run_workers": processes.cpu_seconds({run["worker_pid"] for run in runs}),
+        "dagster_services": processes.cpu_seconds(role="dagster services"),
+        "mock": processes.cpu_seconds(role="mock"),
     }
+    cpu_us = {part: seconds / values * 1e6 for part, seconds in cpu_us.items()}
     result = {
         "days": args.days,
         "shards": args.shards,
         "tags": args.tags,
         "accept_encoding": "identity" if args.identity else "gzip, deflate",
-        "partitions": len(partitions),
+        "partitions": partitions,
+        "backfills": args.backfills,
         "runs": len(runs),
+        "most_runs_at_once": most_at_once(list(zip(starting, ended, strict=True))),
         "values": values,
         "wall_seconds": round(wall, 1),
         "values_per_second": round(values / wall),
@@ -259,16 +296,22 @@ def _report(args, partitions, runs, processes: Processes, launched: float, load_
         "first_run_launched_after_seconds": round(min(starting) - launched, 1),
         "run_seconds": round(run_seconds, 1),
         "ingest_seconds": round(ingest_seconds, 1),
+        "check_seconds": round(check_seconds, 1),
         "share_outside_ingest": round(1 - ingest_seconds / run_seconds, 3),
+        "share_outside_ingest_and_checks": round(1 - (ingest_seconds + check_seconds) / run_seconds, 3),
         "cpu_us_per_value": {part: round(us, 3) for part, us in cpu_us.items()},
-        "peak_rss_mib_run_worker": round(max(worker_peaks)),
-        "peak_rss_mib_step": round(max(step_peaks)),
+        "peak_rss_mib_run_worker": round(max(peaks["worker"])),
+        "peak_rss_mib_step": round(max(peaks["step"])),
+        "peak_rss_mib_checks": round(max(peaks["checks"])),
         "load_average_before_after": [round(load_before[0], 1), round(load_after[0], 1)],
     }
     print(
         f"{values:,} values in {wall:.0f} s from launch: {values / wall:,.0f} values/s; "
-        f"{1 - ingest_seconds / run_seconds:.1%} of run time outside ingest; peak RSS per run "
-        f"{result['peak_rss_mib_run_worker']} MiB (run worker) + {result['peak_rss_mib_step']} MiB (step); "
+        f"{result['most_runs_at_once']} runs at once; "
+        f"{1 - ingest_seconds / run_seconds:.1%} of run time outside ingest "
+        f"({1 - (ingest_seconds + check_seconds) / run_seconds:.1%} without the checks); peak RSS per run "
+        f"{result['peak_rss_mib_run_worker']} MiB (run worker) + {result['peak_rss_mib_step']} MiB (step) + "
+        f"{result['peak_rss_mib_checks']} MiB (checks); "
         "CPU µs/value: " + ", ".join(f"{part} {us:.3f}" for part, us in cpu_us.items())
     )
     return result

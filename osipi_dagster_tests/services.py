@@ -229,3 +229,13 @@ def dagster_deployment(home: Path, environment: dict[str, str], log_dir: Path) -
             loaded, "the webserver with the code location", web, log_dir / "webserver.log", timeout_s=600
         )
         yield ui
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The largest number of (start, end) spans in progress at one moment."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = most = 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    return most

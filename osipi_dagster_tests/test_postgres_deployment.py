@@ -20,7 +20,7 @@ import pytest
 from osipi_dagster.lake import Lakehouse
 from osipi_dagster_tests.pi_helpers import Row
 from osipi_dagster_tests.processes import mock_pi
-from osipi_dagster_tests.services import PostgresServer, dagster_deployment, postgres_server
+from osipi_dagster_tests.services import PostgresServer, dagster_deployment, most_at_once, postgres_server
 from osipi_dagster_tests.timeseries_helpers import (
     SECOND_NS,
     assert_same_rows,
@@ -91,7 +91,7 @@ def _assert_recorded_in_postgres(postgres: PostgresServer, backfill_id: str, run
     )
     assert {run_id for run_id, *_ in runs} == run_ids
     assert {status for _, status, *_ in runs} == {"SUCCESS"}
-    assert _most_at_once([(start, end) for _, _, start, end in runs]) == PARALLEL_RUNS, runs
+    assert most_at_once([(start, end) for _, _, start, end in runs]) == PARALLEL_RUNS, runs
 
     materialized = postgres.query(
         "SELECT partition, run_id FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' "
@@ -105,13 +105,3 @@ def _assert_recorded_in_postgres(postgres: PostgresServer, backfill_id: str, run
     assert status == "COMPLETED_SUCCESS"
     daemons = {daemon for (daemon,) in postgres.query("SELECT daemon_type FROM daemon_heartbeats")}
     assert {"BACKFILL", "QUEUED_RUN_COORDINATOR", "SCHEDULER", "SENSOR"} <= daemons
-
-
-def _most_at_once(spans: list[tuple[float, float]]) -> int:
-    """The largest number of (start, end) spans in progress at one moment."""
-    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
-    running = most = 0
-    for _, change in events:
-        running += change
-        most = max(most, running)
-    return most
