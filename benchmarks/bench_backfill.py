@@ -2,20 +2,28 @@
 
 Starts a throwaway PostgreSQL cluster, the mock PI Web API (``--sampling 1s``: every point 1 Hz, clock fixed
 after the last day) and deploy/'s three Dagster processes, exactly as ``test_postgres_deployment.py`` does
-(``osipi_dagster_tests/services.py``), builds the catalog (not timed), then launches one backfill of
-``--days`` closed days x ``--shards`` tag shards through GraphQL and lets the daemon run it, at most 4 runs at
-once (deploy/dagster.yaml). Measured, from the instance (PostgreSQL) once it is done:
+(``osipi_dagster_tests/services.py``), builds the catalog (not timed), then launches through GraphQL, at
+once, ``--backfills`` backfills that together cover ``--days`` closed days x ``--shards`` tag shards, each
+over a block of the shards, and lets the daemon run them, at most 4 runs at once (deploy/dagster.yaml).
+
+Why several backfills: Dagster makes one run per day of a backfill's shards (docs/DEPLOYMENT.md, "Sizing the
+pools"), so one backfill of 3 days is 3 runs, never 4 at once; 4 backfills of 4 shards each are 12 runs of 4
+partitions, 4 at a time. ``--backfills 1`` measures the single backfill (fewer, larger runs).
+
+Measured, from the instance (PostgreSQL) once it is done:
 
 * values and values/s: the values the materializations report over the wall time from the GraphQL launch
   to the end of the last run (the daemon's tick before the first run included), and over the runs' span;
 * the share of run time outside ``ingest``: each run from the coordinator launching it (``RUN_STARTING``) to
   its end, against the ``duration_seconds`` its partitions report (the read from PI and the Delta commit);
-  the rest is Dagster: run worker start-up, the step's process, orchestration, event log writes;
-* peak RSS per run: ``VmHWM`` of its run worker and of its step process (the ingest), sampled from
-  ``/proc`` every 0.5 s;
-* CPU time per value, from ``/proc`` too (it does not depend on how busy the machine is): the step
-  processes (reading PI, writing Delta, and Dagster's step bookkeeping), the run workers (Dagster only),
-  the Dagster services during the backfill (code server, daemon, webserver) and the mock.
+  the rest is the run worker's start-up, the step's process, orchestration, event log writes, and the asset
+  checks' step that Dagster adds to every run of ``pi_timeseries`` (also reported apart);
+* peak RSS per run: ``VmHWM`` of its run worker, of its ingest step's process and of its checks' step
+  process, sampled from ``/proc`` every 0.5 s;
+* CPU time per value, from ``/proc`` too (robust when the machine is busy, unlike the wall times): the
+  ingest steps (reading PI, writing Delta, and the process's start-up and Dagster's step bookkeeping), the
+  checks' steps, the run workers (Dagster only), the Dagster services during the backfill (code server,
+  daemon, webserver) and the mock.
 
     .venv/bin/python benchmarks/bench_backfill.py                       # 3 days x 16 shards x 200 points
     .venv/bin/python benchmarks/bench_backfill.py --days 1 --shards 4 --tags 40      # a quick check
