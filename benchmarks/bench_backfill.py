@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -153,39 +154,44 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     mock_options += ["--archive-days", str(args.days + 1)]
     processes = Processes()
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench_backfill_") as folder:
-        work = Path(folder)
-        settings = {
-            "OSIPI_LAKE_ROOT": str(work / "lake"),
-            "OSIPI_TAG_SHARDS": str(args.shards),
-            "OSIPI_PI_COMPRESS": "false" if args.identity else "true",
-        }
-        with (
-            postgres_server() as postgres,
-            mock_pi(work, *mock_options) as pi_api,
-            dagster_deployment(
-                work / "dagster_home", postgres.environment() | settings | {"OSIPI_PI_BASE_URL": pi_api}, work
-            ) as ui,
-        ):
-            location = ui.location()
-            ui.wait_run(ui.materialize(location, ["pi_af_hierarchy", "pi_af_attributes", "pi_points"]), 900)
-            processes.sample()  # CPU times of the services before the backfill
-            processes.start()
-            launched = time.time()
-            backfill_ids = [
-                ui.launch_backfill("pi_timeseries", partitions, {"osipi/bench": "backfill"})
-                for partitions in launches
-            ]
-            backfills = [ui.wait_backfill(backfill_id, timeout_s=7200) for backfill_id in backfill_ids]
-            processes.stop()
-            failed = [backfill for backfill in backfills if backfill["status"] != "COMPLETED_SUCCESS"]
-            if failed:
-                raise SystemExit(f"backfills did not succeed: {failed}")
-            runs = [
-                _run_timings(postgres.environment(), work / "dagster_home", run["runId"])
-                for backfill in backfills
-                for run in backfill["runs"]
-            ]
+    work = Path(tempfile.mkdtemp(prefix="bench_backfill_"))
+    settings = {
+        "OSIPI_LAKE_ROOT": str(work / "lake"),
+        "OSIPI_TAG_SHARDS": str(args.shards),
+        "OSIPI_PI_COMPRESS": "false" if args.identity else "true",
+    }
+    with (
+        postgres_server() as postgres,
+        mock_pi(work, *mock_options) as pi_api,
+        dagster_deployment(
+            work / "dagster_home", postgres.environment() | settings | {"OSIPI_PI_BASE_URL": pi_api}, work
+        ) as ui,
+    ):
+        location = ui.location()
+        ui.wait_run(ui.materialize(location, ["pi_af_hierarchy", "pi_af_attributes", "pi_points"]), 900)
+        processes.sample()  # CPU times of the services before the backfill
+        processes.start()
+        launched = time.time()
+        backfill_ids = [
+            ui.launch_backfill("pi_timeseries", partitions, {"osipi/bench": "backfill"})
+            for partitions in launches
+        ]
+        backfills = [ui.wait_backfill(backfill_id, timeout_s=7200) for backfill_id in backfill_ids]
+        processes.stop()
+        failed = [
+            (run["runId"], ui.run_errors(run["runId"]))
+            for backfill in backfills
+            for run in backfill["runs"]
+            if run["status"] != "SUCCESS"
+        ]
+        if failed:  # the work folder stays, with the processes' logs
+            raise SystemExit(f"runs failed (logs in {work}): {failed}")
+        runs = [
+            _run_timings(postgres.environment(), work / "dagster_home", run["runId"])
+            for backfill in backfills
+            for run in backfill["runs"]
+        ]
+    shutil.rmtree(work)  # reached only when every run succeeded
     load_after = os.getloadavg()
     partitions = sum(len(partitions) for partitions in launches)
     return _report(args, partitions, runs, processes, launched, load_before, load_after)
