@@ -75,7 +75,7 @@ def _newest(lake: Lakehouse, web_id: str) -> datetime | None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(1800)
 def test_the_sensors_keep_the_lake_equal_to_pi(tmp_path: Path) -> None:
     today = datetime.now(UTC).date()
     yesterday = today - timedelta(days=1)
@@ -94,13 +94,13 @@ def test_the_sensors_keep_the_lake_equal_to_pi(tmp_path: Path) -> None:
     ):
         admin = api.removesuffix("/piwebapi") + "/admin"
         location = ui.location()
-        ui.wait_run(ui.materialize(location, ["pi_af_hierarchy", "pi_af_attributes", "pi_points"]), 180)
+        ui.wait_run(ui.materialize(location, ["pi_af_hierarchy", "pi_af_attributes", "pi_points"]), 600)
         for day in (yesterday, today):
             tags = {
                 "dagster/asset_partition_range_start": f"{day.isoformat()}|{SHARDS[0]}",
                 "dagster/asset_partition_range_end": f"{day.isoformat()}|{SHARDS[-1]}",
             }
-            ui.wait_run(ui.materialize(location, ["pi_timeseries"], tags), 240)
+            ui.wait_run(ui.materialize(location, ["pi_timeseries"], tags), 600)
         points = _catalog_points(lake)
         numeric = sorted(p["web_id"] for p in points if p["point_type"].startswith("Float"))
         fast = max(numeric, key=lambda web_id: _recent_count(api, web_id))
@@ -145,7 +145,7 @@ def test_the_sensors_keep_the_lake_equal_to_pi(tmp_path: Path) -> None:
         ui.stop_sensor(sensor_id)
         for run in ui.runs(JOB):
             if run["status"] not in ("SUCCESS", "FAILURE", "CANCELED"):
-                ui.wait_run(run["runId"], 300)
+                ui.wait_run(run["runId"], 600)
         runs = ui.runs(JOB)
         ticks = ui.sensor_ticks(location, "pi_timeseries_sensor")
         failed = {
