@@ -133,13 +133,24 @@ def _follow_pi(
         params={"startTime": f"{yesterday.isoformat()}T08:00:00Z", "endTime": "*", "maxCount": 1},
         timeout=30,
     ).json()["Items"][0]["Timestamp"]
+    # A value of this morning that reaches PI only now (a buffered interface): half a second off every
+    # sampling grid of the mock, so it is a new value, not an edit.
+    late_stamp = f"{today.isoformat()}T09:30:00.5Z"
     requests.post(f"{mock}/admin/clock", json={"advance": "10m"}, timeout=30).raise_for_status()
     requests.post(
         f"{mock}/admin/edits",
-        json={"Edits": [{"WebId": web_id, "Timestamp": stamp, "Value": 4242.5}]},
+        json={
+            "Edits": [
+                {"WebId": web_id, "Timestamp": stamp, "Value": 4242.5},
+                {"WebId": web_id, "Timestamp": late_stamp, "Value": 17.25},
+            ]
+        },
         timeout=30,
     ).raise_for_status()
-    print(f"  PI: clock +10 min (new and late values arrive); {web_id[:16]}... at {stamp} edited to 4242.5")
+    print(
+        f"  PI: clock +10 min; {web_id[:16]}... edited at {stamp} (to 4242.5) and a late value arrived "
+        f"for {late_stamp}"
+    )
     _sensor_tick(defs, instance, wiring, cursor)
     print(f"  the lake holds {_stored_value(server, web_id, stamp)} at {stamp} (PI's edit followed)")
     print("  reconciliation of yesterday:")

@@ -34,6 +34,7 @@ def _demo(cwd: Path, home: Path) -> dict[str, int]:
     assert "make ui" in done.stdout
     assert "(PI's edit followed)" in done.stdout and "4242.5 at" in done.stdout, done.stdout[-3000:]
     assert re.search(r"points match PI, 0 differ", done.stdout), done.stdout[-3000:]
+    assert re.search(r"values written, [1-9]\d* late", done.stdout), done.stdout[-3000:]  # the late value
     counts = dict(re.findall(r"^\s+(\w+\.\w+)\s+([\d,]+) rows", done.stdout, re.MULTILINE))
     return {table: int(rows.replace(",", "")) for table, rows in counts.items()}
 
