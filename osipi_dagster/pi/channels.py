@@ -199,8 +199,8 @@ def channel_groups(base_url: str, web_ids: Sequence[str], max_url_length: int) -
 class ChannelFollower:
     """Follows ``web_ids`` over as many channels as their URLs need (see the module docstring).
 
-    Iterate :meth:`events` in an asyncio loop; leaving the iteration (or :meth:`aclose`) closes every
-    channel with a normal closure (1000).
+    In an asyncio loop, iterate :meth:`events` (leaving the iteration closes the channels), or call
+    :meth:`start`, then :meth:`next` for each event, and :meth:`aclose` to close every channel (1000).
     """
 
     def __init__(
@@ -225,15 +225,24 @@ class ChannelFollower:
         options = f"includeInitialValues={initial}&heartbeatRate={o.heartbeat_rate}"
         return f"{self.base_url}/{ROUTE}?{ids}&{options}"
 
+    def start(self) -> None:
+        """Open every channel (in the running loop); then :meth:`next` gives their events."""
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._follow(index)) for index in range(len(self.groups))]
+
+    async def next(self) -> ChannelEvent:
+        """The next event of any channel; raises a refusal that retrying cannot mend (see the module)."""
+        event = await self._queue.get()
+        if isinstance(event, BaseException):
+            raise event
+        return event
+
     async def events(self) -> AsyncIterator[ChannelEvent]:
         """Every channel's events, as they happen, until the caller stops iterating."""
-        self._tasks = [asyncio.create_task(self._follow(index)) for index in range(len(self.groups))]
+        self.start()
         try:
             while True:
-                event = await self._queue.get()
-                if isinstance(event, BaseException):
-                    raise event
-                yield event
+                yield await self.next()
         finally:
             await self.aclose()
 
