@@ -237,7 +237,10 @@ class LiveStream:
         fresh = unseen(rows, self._seen)
         version = self._version + 1
         live_rows = lake_rows(fresh.select(STREAM_ROWS_SCHEMA.names), version)
-        append_batch(self.table, live_rows, self.options.app_id, version)
+        report = self._report(version, fresh, count, time.time_ns())
+        metadata = {f"osipi.latency_{name}_s": f"{value:.3f}" for name, value in report.latency_s.items()}
+        metadata |= {"osipi.streamed_rows": str(report.streamed_rows), "osipi.rows": str(report.rows)}
+        append_batch(self.table, live_rows, self.options.app_id, version, metadata)
         committed_ns = time.time_ns()
         self._version = version
         self._remember(fresh, committed_ns)

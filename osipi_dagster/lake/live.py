@@ -24,7 +24,7 @@ and closed days no batch run wrote yet): after the closed-day run, each value is
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -41,6 +41,7 @@ from osipi_dagster.lake.tables import LakeTable, ensure_table, utc_now
 from osipi_dagster.lake.timeseries import restore_exact_timestamps
 
 COMMIT_ATTEMPTS = 20
+STREAM_KEY, BATCH_KEY = "osipi.stream", "osipi.batch_version"  # in the commit info of every micro-batch
 _BACKOFF_S = 0.05
 IDENTITY = ("web_id", "timestamp_ns", "value_key")
 IDENTITY_SCHEMA = pa.schema(
@@ -137,10 +138,13 @@ def lake_rows(rows: pa.Table, version: int) -> pa.Table:
     return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
 
 
-def append_batch(table: LakeTable, rows: pa.Table, app_id: str, version: int) -> bool:
+def append_batch(
+    table: LakeTable, rows: pa.Table, app_id: str, version: int, metadata: Mapping[str, str] | None = None
+) -> bool:
     """Commit ``rows`` (live-table rows) as micro-batch ``version`` of ``app_id``, exactly once: False when
-    the table already holds that batch (nothing written). Raises ConcurrentWriteError after
-    ``COMMIT_ATTEMPTS`` commits lost to concurrent writers."""
+    the table already holds that batch (nothing written). ``metadata`` goes into the commit's info (read
+    back by :func:`stream_commits`). Raises ConcurrentWriteError after ``COMMIT_ATTEMPTS`` commits lost to
+    concurrent writers."""
     for attempt in range(COMMIT_ATTEMPTS):
         delta_table = ensure_table(table)
         done = delta_table.transaction_version(app_id)
@@ -148,7 +152,7 @@ def append_batch(table: LakeTable, rows: pa.Table, app_id: str, version: int) ->
             return False
         properties = CommitProperties(
             app_transactions=[Transaction(app_id, version)],
-            custom_metadata={"osipi.stream": app_id, "osipi.batch_version": str(version)},
+            custom_metadata={**(metadata or {}), STREAM_KEY: app_id, BATCH_KEY: str(version)},
             max_commit_retries=0,  # a lost commit is retried here, after checking the txn version again
         )
         try:
@@ -160,6 +164,21 @@ def append_batch(table: LakeTable, rows: pa.Table, app_id: str, version: int) ->
         f"Micro-batch {version} of {app_id} lost {COMMIT_ATTEMPTS} commits of {table} to concurrent writers; "
         "nothing of it was committed and the stream keeps its rows to try again."
     )
+
+
+def stream_commits(table: LakeTable, after_version: int | None, limit: int = 1000) -> list[dict]:
+    """The micro-batch commits of ``table`` after Delta version ``after_version`` (all when None), oldest
+    first, at most the last ``limit``: Delta's commit info (``version``, ``timestamp`` in ms,
+    ``operationMetrics``) with the stream's metadata."""
+    if not table.exists():
+        return []
+    history = table.load().history(limit)
+    commits = [
+        commit
+        for commit in history
+        if STREAM_KEY in commit and (after_version is None or commit["version"] > after_version)
+    ]
+    return sorted(commits, key=lambda commit: commit["version"])
 
 
 def read_values(
