@@ -63,7 +63,6 @@ def live_sensor(server: ServerWiring, stream: StreamSettings) -> dg.SensorDefini
         minimum_interval_seconds=SENSOR_INTERVAL_S,
         default_status=dg.DefaultSensorStatus.STOPPED,
         required_resource_keys={LAKEHOUSE},
-        asset_selection=[asset_key],
     )
     def pi_timeseries_live_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         """Reports each new micro-batch of osipi-stream as a materialization of pi_timeseries_live, and
