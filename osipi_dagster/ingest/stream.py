@@ -183,8 +183,9 @@ class LiveStream:
         """Read what the channel's points recorded since their last committed value (minus the lookback)."""
         # The channel delivered every point of the group up to the group's last committed value: a point whose
         # own last value is older had nothing since (but what arrives late or out of order: the lookback).
+        # Points the table never held have no gap: they are followed from the channel's opening.
         known = [self._last_ns[web_id] for web_id in opened.web_ids if web_id in self._last_ns]
-        start = max(known, default=opened.opened_ns) - int(self.options.lookback_s * NS)
+        start = max(known) - int(self.options.lookback_s * NS) if known else opened.opened_ns
         end = time.time_ns()
         while True:
             try:
