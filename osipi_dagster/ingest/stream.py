@@ -26,14 +26,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+from deltalake import DeltaTable
 
+from osipi_dagster.contract import RECORDED_SCHEMA
 from osipi_dagster.lake.live import (
+    IDENTITY_SCHEMA,
     STREAM_ROWS_SCHEMA,
     append_batch,
     committed_version,
@@ -41,11 +44,12 @@ from osipi_dagster.lake.live import (
     identity_of,
     lake_rows,
     last_timestamps,
+    stream_commits,
     unseen,
     with_identity,
 )
 from osipi_dagster.lake.schemas import UTC_NS
-from osipi_dagster.lake.tables import LakeTable
+from osipi_dagster.lake.tables import LakeTable, ensure_table
 from osipi_dagster.pi import PIWebAPIClient
 from osipi_dagster.pi.channels import (
     ChannelEvent,
@@ -59,7 +63,9 @@ from osipi_dagster.pi.channels import (
 log = logging.getLogger("osipi_dagster.stream")
 
 NS = 1_000_000_000
-RESUME_HORIZON_NS = 2 * 86_400 * NS  # how far back a restart looks for each point's last committed value
+RESUME_LOOKBACKS = 2  # a restart looks for each point's last value this many lookbacks before the last commit
+RESUME_COMMITS = 20
+RECENT_S = 120
 GAP_RETRY_S = 1.0
 PERCENTILES = (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
 
@@ -111,7 +117,8 @@ class LiveStream:
         self._open: set[int] = set()
         self._stopping = asyncio.Event()
         self._last_ns: dict[str, int] = {}
-        self._seen: pa.Table | None = None
+        self._recent: deque[tuple[int, pa.Table]] = deque()  # (commit time, identities) of recent commits
+        self._delta_table: DeltaTable | None = None
         self._version = 0
 
     def stop(self) -> None:
@@ -198,11 +205,14 @@ class LiveStream:
             self._add(batch, end, streamed=False)
 
     def _read_recorded(self, web_ids: list[str], start: int, end: int) -> pa.Table:
+        """The points' recorded values in [start, end] that the table does not hold yet (no commit runs
+        meanwhile: gap reads hold them back)."""
         stream = self.client.read_recorded(web_ids, start, end)
         rows = stream.read_all()
         if stream.failures:
             raise RuntimeError(f"{len(stream.failures)} stream(s) failed, e.g. {stream.failures[0]}")
-        return rows
+        keyed = with_identity(rows.append_column("timestamp_ns", rows.column("timestamp").cast(pa.int64())))
+        return unseen(keyed, identities(self.table, start, web_ids)).select(RECORDED_SCHEMA.names)
 
     # -- commits -----------------------------------------------------------------------------------------
 
@@ -219,29 +229,28 @@ class LiveStream:
                 last = time.monotonic()
 
     def _resume(self) -> None:
-        """Where the table stands: the next batch number, each point's last value, the recent identities."""
-        now = time.time_ns()
+        """Where the table stands: the next batch number, and each point's last value around the last commit
+        (``RESUME_LOOKBACKS`` lookbacks before it: a point silent longer counts as new)."""
+        self._delta_table = ensure_table(self.table)
         self._version = committed_version(self.table, self.options.app_id) or 0
-        self._last_ns = last_timestamps(self.table, now - RESUME_HORIZON_NS)
-        lookback_ns = int(self.options.lookback_s * NS)
-        since = min(self._last_ns.values(), default=now) - lookback_ns
-        self._seen = identities(self.table, since)
-        log.info(
-            "resuming after batch %d: %d points streamed before, %d recent values known",
-            self._version, len(self._last_ns), self._seen.num_rows,
-        )  # fmt: skip
+        commits = stream_commits(self.table, None, limit=RESUME_COMMITS)
+        if commits:
+            last_commit_ns = commits[-1]["timestamp"] * 1_000_000
+            since = last_commit_ns - RESUME_LOOKBACKS * int(self.options.lookback_s * NS)
+            self._last_ns = last_timestamps(self.table, since)
+        log.info("resuming after batch %d: %d points streamed before", self._version, len(self._last_ns))
 
     def _commit(self, batches: list[pa.RecordBatch], count: int) -> None:
         rows = pa.Table.from_batches(batches, schema=_BUFFER_SCHEMA)
         rows = with_identity(rows.append_column("timestamp_ns", rows.column("timestamp").cast(pa.int64())))
-        assert self._seen is not None
-        fresh = unseen(rows, self._seen)
+        recent = [identity for _, identity in self._recent]
+        fresh = unseen(rows, pa.concat_tables(recent) if recent else IDENTITY_SCHEMA.empty_table())
         version = self._version + 1
         live_rows = lake_rows(fresh.select(STREAM_ROWS_SCHEMA.names), version)
         report = self._report(version, fresh, count, time.time_ns())
         metadata = {f"osipi.latency_{name}_s": f"{value:.3f}" for name, value in report.latency_s.items()}
         metadata |= {"osipi.streamed_rows": str(report.streamed_rows), "osipi.rows": str(report.rows)}
-        append_batch(self.table, live_rows, self.options.app_id, version, metadata)
+        append_batch(self.table, live_rows, self.options.app_id, version, metadata, self._delta_table)
         committed_ns = time.time_ns()
         self._version = version
         self._remember(fresh, committed_ns)
@@ -250,15 +259,15 @@ class LiveStream:
             self.on_commit(report)
 
     def _remember(self, fresh: pa.Table, committed_ns: int) -> None:
-        """Add the committed identities; forget those older than the lookback before the oldest point."""
-        assert self._seen is not None
+        """Each point's last committed value, and the identities of the last ``RECENT_S`` seconds' commits
+        (a value read to fill a gap may also come over the channel a moment later)."""
         latest = fresh.group_by("web_id").aggregate([("timestamp_ns", "max")])
         stamps = zip(latest["web_id"].to_pylist(), latest["timestamp_ns_max"].to_pylist(), strict=True)
         for web_id, stamp in stamps:
             self._last_ns[web_id] = max(stamp, self._last_ns.get(web_id, stamp))
-        horizon = committed_ns - int(self.options.lookback_s * NS) * 2
-        kept = pc.greater_equal(self._seen.column("timestamp_ns"), horizon)
-        self._seen = pa.concat_tables([self._seen.filter(kept), identity_of(fresh)])
+        self._recent.append((committed_ns, identity_of(fresh)))
+        while self._recent and self._recent[0][0] < committed_ns - RECENT_S * NS:
+            self._recent.popleft()
 
     def _report(self, version: int, fresh: pa.Table, buffered: int, committed_ns: int) -> CommitReport:
         streamed = fresh.filter(fresh.column("streamed"))

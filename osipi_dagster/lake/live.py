@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import CommitProperties, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from osipi_dagster.contract import RECORDED_SCHEMA
@@ -85,18 +85,19 @@ def unseen(rows: pa.Table, seen: pa.Table) -> pa.Table:
     numbered = rows.append_column("_row", pa.array(np.arange(rows.num_rows), pa.int64()))
     first = numbered.group_by(list(IDENTITY), use_threads=False).aggregate([("_row", "min")])
     kept = numbered.take(pc.take(first.column("_row_min"), pc.array_sort_indices(first.column("_row_min"))))
-    if seen.num_rows:
-        kept = kept.join(
-            seen.select(list(IDENTITY)), list(IDENTITY), join_type="left anti", use_threads=False
-        )
+    if seen.num_rows and kept.num_rows:
+        # Only identities from the batch's first timestamp on can match: the hash table stays small.
+        first_ns = pc.min(kept.column("timestamp_ns"))
+        candidates = seen.filter(pc.greater_equal(seen.column("timestamp_ns"), first_ns))
+        kept = kept.join(identity_of(candidates), list(IDENTITY), join_type="left anti", use_threads=False)
     return kept.drop_columns(["_row"])
 
 
-def identities(table: LakeTable, since_ns: int) -> pa.Table:
-    """The :data:`IDENTITY` of every row of ``table`` stamped at or after ``since_ns``."""
+def identities(table: LakeTable, since_ns: int, web_ids: Collection[str] | None = None) -> pa.Table:
+    """The :data:`IDENTITY` of every row of ``table`` stamped at or after ``since_ns`` (of ``web_ids``)."""
     if not table.exists():
         return IDENTITY_SCHEMA.empty_table()
-    return identity_of(with_identity(_scan(table, since_ns)))
+    return identity_of(with_identity(_scan(table, since_ns, web_ids)))
 
 
 def identity_of(rows: pa.Table) -> pa.Table:
@@ -113,12 +114,14 @@ def last_timestamps(table: LakeTable, since_ns: int) -> dict[str, int]:
     return dict(zip(latest["web_id"].to_pylist(), latest["timestamp_ns_max"].to_pylist(), strict=True))
 
 
-def _scan(table: LakeTable, since_ns: int) -> pa.Table:
+def _scan(table: LakeTable, since_ns: int, web_ids: Collection[str] | None = None) -> pa.Table:
     first_day = datetime.fromtimestamp(since_ns // 1_000_000_000, UTC).date()
     dataset = table.load().to_pyarrow_dataset()
     expression = (ds.field("partition_date") >= pa.scalar(first_day, pa.date32())) & (
         ds.field("timestamp_ns") >= since_ns
     )
+    if web_ids is not None:
+        expression &= ds.field("web_id").isin(sorted(web_ids))
     return dataset.to_table(filter=expression)
 
 
@@ -139,14 +142,23 @@ def lake_rows(rows: pa.Table, version: int) -> pa.Table:
 
 
 def append_batch(
-    table: LakeTable, rows: pa.Table, app_id: str, version: int, metadata: Mapping[str, str] | None = None
+    table: LakeTable,
+    rows: pa.Table,
+    app_id: str,
+    version: int,
+    metadata: Mapping[str, str] | None = None,
+    delta_table: DeltaTable | None = None,
 ) -> bool:
     """Commit ``rows`` (live-table rows) as micro-batch ``version`` of ``app_id``, exactly once: False when
     the table already holds that batch (nothing written). ``metadata`` goes into the commit's info (read
-    back by :func:`stream_commits`). Raises ConcurrentWriteError after ``COMMIT_ATTEMPTS`` commits lost to
-    concurrent writers."""
+    back by :func:`stream_commits`). A writer that commits often passes the ``delta_table`` it opened
+    (``ensure_table``): it is brought up to date from the log's new entries instead of read again. Raises
+    ConcurrentWriteError after ``COMMIT_ATTEMPTS`` commits lost to concurrent writers."""
     for attempt in range(COMMIT_ATTEMPTS):
-        delta_table = ensure_table(table)
+        if delta_table is None:
+            delta_table = ensure_table(table)
+        else:
+            delta_table.update_incremental()
         done = delta_table.transaction_version(app_id)
         if done is not None and done >= version:
             return False
