@@ -119,6 +119,7 @@ class LiveStream:
         self._last_ns: dict[str, int] = {}
         self._recent: deque[tuple[int, pa.Table]] = deque()  # (commit time, identities) of recent commits
         self._delta_table: DeltaTable | None = None
+        self._committing: asyncio.Future[None] | None = None
         self._version = 0
 
     def stop(self) -> None:
@@ -149,6 +150,8 @@ class LiveStream:
             for task in [stopping, committer, *self._gap_reads, *([next_event] if next_event else [])]:
                 task.cancel()
             await follower.aclose()
+            if self._committing is not None:
+                await asyncio.wait({self._committing})  # its failure, if any, was raised by the committer
         if self._buffered and not pending_reads:
             await self._commit_now()
 
@@ -176,11 +179,17 @@ class LiveStream:
         self._buffered += values.num_rows
 
     async def _commit_now(self) -> None:
-        """Commit the buffer as the next micro-batch (in a thread); on failure the rows go back in front."""
+        """Commit the buffer as the next micro-batch (in a thread); on failure the rows go back in front.
+
+        The commit is shielded: cancelling the caller (shutting down) does not stop a commit half-way, and
+        :meth:`run` waits for it (``_committing``) before committing what is left."""
         batches, self._buffer = self._buffer, []
         count, self._buffered = self._buffered, 0
+        self._committing = asyncio.ensure_future(asyncio.to_thread(self._commit, batches, count))
         try:
-            await asyncio.to_thread(self._commit, batches, count)
+            await asyncio.shield(self._committing)
+        except asyncio.CancelledError:
+            raise  # the commit goes on in its thread; run() waits for it
         except BaseException:
             self._buffer = batches + self._buffer
             self._buffered += count
@@ -192,7 +201,9 @@ class LiveStream:
         # own last value is older had nothing since (but what arrives late or out of order: the lookback).
         # Points the table never held have no gap: they are followed from the channel's opening.
         known = [self._last_ns[web_id] for web_id in opened.web_ids if web_id in self._last_ns]
-        start = max(known) - int(self.options.lookback_s * NS) if known else opened.opened_ns
+        if not known:
+            return
+        start = max(known) - int(self.options.lookback_s * NS)
         end = time.time_ns()
         while True:
             try:
