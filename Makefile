@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install services demo test mock ui lint format bench clean
+.PHONY: install services demo test mock ui stream lint format bench clean
 
 $(BIN)/python:
 	$(shell command -v $(PYTHON) || command -v python3) -m venv $(VENV)
@@ -46,6 +46,11 @@ mock: install
 # points, fixed clock) on 127.0.0.1:8010; Ctrl-C stops both.
 ui: install
 	$(BIN)/python -m osipi_dagster.ui
+
+# The live stream (docs/STREAMING.md): PI channels into bronze.pi_timeseries_live, settings from OSIPI_*
+# (by default the mock of `make mock` on 127.0.0.1:8010); Ctrl-C commits the buffer and stops.
+stream: install
+	$(BIN)/osipi-stream
 
 lint: install
 	$(BIN)/ruff check .

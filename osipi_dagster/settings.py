@@ -410,6 +410,39 @@ class RemoteSettings(BaseModel):
     )
 
 
+class StreamSettings(BaseModel):
+    """``osipi-stream``: PI channels into ``bronze.pi_timeseries_live`` (docs/STREAMING.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    commit_seconds: float = Field(default=1.0, gt=0, description="Commit the buffer at least this often.")
+    commit_values: WholeNumber = Field(
+        default=100_000, ge=1, description="Commit sooner once the buffer holds this many values."
+    )
+    lookback_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="A gap is read from each point's last committed value minus this (late values).",
+    )
+    app_id: str = Field(
+        default="osipi-stream",
+        pattern=r"^[A-Za-z0-9_.:-]{1,100}$",
+        description="The stream's Delta transaction id: one per stream writing the table.",
+    )
+    max_url_length: WholeNumber = Field(
+        default=4096, ge=256, description="The longest channel URL; points are split over channels."
+    )
+    heartbeat_rate: WholeNumber = Field(
+        default=5, ge=0, description="PI's heartbeatRate: polls without data before an empty message."
+    )
+    idle_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A channel silent this long (no heartbeat either) is reopened."
+    )
+    stale_seconds: WholeNumber = Field(
+        default=120, ge=1, description="pi_timeseries_live_sensor alerts when no commit is this recent."
+    )
+
+
 class DemoSettings(BaseModel):
     """`make demo`'s size (the tests run it smaller)."""
 
@@ -485,6 +518,9 @@ LAKE_COMMIT_SAFETY_VARIABLES = (
     "AWS_S3_LOCKING_PROVIDER",
 )
 DEMO_VARIABLES: dict[str, str] = {"OSIPI_DEMO_POINTS": "points"}
+STREAM_VARIABLES: dict[str, str] = {
+    f"OSIPI_STREAM_{name.upper()}": name for name in StreamSettings.model_fields
+}
 # Read by the Pipes entry point (python -m osipi_dagster.pipes) on the side that runs the ingestion.
 REMOTE_VARIABLES: dict[str, str] = {
     "OSIPI_PIPES_TRANSPORT": "transport",
@@ -519,6 +555,12 @@ def demo_from_env(environ: Mapping[str, str] | None = None) -> DemoSettings:
     """`make demo`'s size from ``OSIPI_DEMO_POINTS``."""
     env = os.environ if environ is None else environ
     return _build(DemoSettings, _values(env, DEMO_VARIABLES), DEMO_VARIABLES, set())
+
+
+def stream_from_env(environ: Mapping[str, str] | None = None) -> StreamSettings:
+    """``osipi-stream``'s settings from ``OSIPI_STREAM_*``."""
+    env = os.environ if environ is None else environ
+    return _build(StreamSettings, _values(env, STREAM_VARIABLES), STREAM_VARIABLES, set())
 
 
 def remote_from_env(environ: Mapping[str, str] | None = None) -> RemoteSettings:

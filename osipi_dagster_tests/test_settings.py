@@ -18,6 +18,7 @@ from osipi_dagster.settings import (
     LAKE_VARIABLES,
     PI_SERVER_SECRETS,
     PI_SERVER_VARIABLES,
+    STREAM_VARIABLES,
     AuthMode,
     PIServerSettings,
     SettingsError,
@@ -109,7 +110,13 @@ def test_flags_accept_the_usual_spellings() -> None:
 
 def test_every_variable_is_documented() -> None:
     documented = (REPO / "docs" / "CONFIGURATION.md").read_text()
-    variables = {**PI_SERVER_VARIABLES, **PI_SERVER_SECRETS, **LAKE_VARIABLES, **DEMO_VARIABLES}
+    variables = {
+        **PI_SERVER_VARIABLES,
+        **PI_SERVER_SECRETS,
+        **LAKE_VARIABLES,
+        **DEMO_VARIABLES,
+        **STREAM_VARIABLES,
+    }
     assert [name for name in variables if f"`{name}`" not in documented] == []
 
 

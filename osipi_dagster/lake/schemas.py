@@ -295,6 +295,28 @@ DATA_LATENCY = TableSpec(
     description="Per partition and run, the late values found and their lateness, and values in the future.",
 )
 
+# The values osipi-stream receives over channels, committed in micro-batches (docs/STREAMING.md). Rows as in
+# bronze.pi_timeseries, plus when the stream received each value and which micro-batch committed it.
+LIVE_TIMESERIES = TableSpec(
+    name="bronze.pi_timeseries_live",
+    schema=pa.schema(
+        [
+            RECORDED_SCHEMA.field("web_id"),
+            pa.field("timestamp", UTC_US, nullable=False),
+            pa.field("timestamp_ns", pa.int64(), nullable=False),
+            *(RECORDED_SCHEMA.field(name) for name in RECORDED_SCHEMA.names[2:]),
+            pa.field("received_at", UTC_US, nullable=False),
+            pa.field("batch_version", pa.int64(), nullable=False),
+            PARTITION_DATE,
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=("partition_date",),
+    # Each value once (web_id, timestamp_ns and the value itself: PI may hold several values at one time).
+    key=(),
+    description="PI values streamed over channels by osipi-stream, one row per value, in micro-batches.",
+)
+
 TABLE_SPECS: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -307,6 +329,7 @@ TABLE_SPECS: dict[str, TableSpec] = {
         UPDATE_MARKERS,
         RECONCILIATION,
         DATA_LATENCY,
+        LIVE_TIMESERIES,
     )
 }
 

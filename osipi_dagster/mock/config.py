@@ -49,6 +49,10 @@ class FaultConfig:
     batch_fail_rate: Rate = 0.0  # a /batch sub-request answers 500 on its own
     value_error_rate: Rate = 0.0  # share of /streams and /streamsets values given per-value Errors
     web_exception_rate: Rate = 0.0  # a 2xx JSON answer carries a top-level WebException
+    channel_close_after: NotNegativeInt = 0  # a channel closes (1001 Going Away) after this many messages
+    channel_drop_rate: Rate = 0.0  # per channel message: the connection is aborted instead (no close frame)
+    channel_stall_rate: Rate = 0.0  # per channel poll: the channel sends nothing for channel_stall_s
+    channel_stall_s: NotNegativeFloat = 30.0
 
     def any_enabled(self) -> bool:
         """Whether any fault can fire (latency counts as a fault)."""
@@ -85,6 +89,7 @@ class MockConfig:
     rate_limit_max: NotNegativeInt = 0  # RateLimitMaxRequests per IP per rate_limit_duration_s; 0 = off
     rate_limit_duration_s: Positive = 1.0
     updates_cache_minutes: Positive = 15.0  # a stream-updates cache unused this long (mock clock) expires
+    channel_poll_ms: Positive = 500.0  # how often a channel looks for values that became visible
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     @field_validator("now")

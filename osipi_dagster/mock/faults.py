@@ -56,6 +56,12 @@ def _draws(seed: int, stream: str, index: int) -> tuple[float, ...]:
     return tuple(word / 2**64 for word in struct.unpack("<8Q", digest))
 
 
+def channel_draws(seed: int, channel: int, index: int) -> tuple[float, float]:
+    """The draws of poll ``index`` of channel number ``channel`` (drop, stall), each uniform in [0, 1)."""
+    drop, stall = _draws(seed, f"c{channel}", index)[:2]
+    return drop, stall
+
+
 class FaultInjector:
     """The fault schedule of one server, built from a ``FaultConfig``."""
 

@@ -97,8 +97,9 @@ class RateLimiter:
         return count < self.max_requests
 
 
-def _drop_connection(receive: Receive) -> bool:
-    """Abort the TCP connection under uvicorn (its ``receive`` is a bound method of the request cycle)."""
+def drop_connection(receive: Receive) -> bool:
+    """Abort the TCP connection under uvicorn (its ``receive`` is a bound method of the request cycle or of
+    the WebSocket connection); False when the server is not uvicorn."""
     transport = getattr(getattr(receive, "__self__", None), "transport", None)
     if transport is None:
         return False
@@ -160,7 +161,7 @@ class PIGateway:
             await self._guarded(scope, receive, send, check_csrf=False)
             return
         plan = self.state.faults.next_plan()
-        if plan.drop and _drop_connection(receive):
+        if plan.drop and drop_connection(receive):
             await asyncio.sleep(0)  # let the server see the connection is gone before this call returns
             return
         if plan.delay_s:

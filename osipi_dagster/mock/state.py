@@ -1,10 +1,11 @@
-"""Everything one mock server holds: its configuration, clock, data models, stream-updates caches and fault
-schedule."""
+"""Everything one mock server holds: its configuration, clock, data models, stream-updates caches, running
+channels and fault schedule."""
 
 from __future__ import annotations
 
 from osipi_dagster.mock.af import AssetModel
 from osipi_dagster.mock.archive import Archive
+from osipi_dagster.mock.channels import ChannelRegistry
 from osipi_dagster.mock.clock import MockClock
 from osipi_dagster.mock.config import MockConfig
 from osipi_dagster.mock.eventframes import EventFrameModel
@@ -26,3 +27,4 @@ class MockState:
         self.updates = UpdatesRegistry(
             config.seed, self.clock, self.archive.data, config.updates_cache_minutes
         )
+        self.channels = ChannelRegistry()

@@ -50,6 +50,9 @@ from osipi_dagster.mock.values import HOUR_NS, Block, DataSource
 MARKERS_KEPT = 8  # markers each registration keeps readable
 WINDOW_VALUES = 64  # values a cached arrival window of a point holds about
 WINDOW_MAX_NS = HOUR_NS  # and the longest it reaches ahead
+# Windows are 1 to 2 times that long depending on the point, so that the windows of thousands of points read
+# together (a channel, a sensor tick) do not all run out, and are generated again, in the same read.
+WINDOW_STAGGER = 64
 _MARKER = re.compile(r"([0-9a-f]{32})_(\d{1,18})")
 
 
@@ -289,7 +292,9 @@ class ChangeFeed:
         if window is not None and window.after <= after and until <= window.until:
             return window
         density = self.data.schedule(point).density
-        reach = max(until, after + min(max(int(WINDOW_VALUES / density), NS), WINDOW_MAX_NS))
+        span = max(int(WINDOW_VALUES / density), NS)
+        span = min(span + span * (point.id % WINDOW_STAGGER) // WINDOW_STAGGER, WINDOW_MAX_NS)
+        reach = max(until, after + span)
         block, moments = self.data.arrivals(point, after, reach)
         window = _Window(after, reach, moments.tolist(), block.ts.tolist(), self._dicts(point, block))
         if reach - after <= WINDOW_MAX_NS:

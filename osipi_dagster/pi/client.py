@@ -87,6 +87,15 @@ class PIWebAPIClient(Discovery):
         return self._transport.base_url
 
     @property
+    def verify(self) -> bool | str:
+        """TLS verification: True (the system's CAs), False (none) or the path of a CA bundle."""
+        return self._transport.verify
+
+    @property
+    def user_agent(self) -> str:
+        return str(self._transport.session.headers["User-Agent"])
+
+    @property
     def max_count_limit(self) -> int:
         """The largest ``maxCount`` sent: MaxReturnedItemsPerCall as learnt from the server so far."""
         return self._limits.max_count

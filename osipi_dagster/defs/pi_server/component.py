@@ -32,6 +32,7 @@ from osipi_dagster.defs.pi_server.event_frames import event_frames_asset
 from osipi_dagster.defs.pi_server.event_frames_sensor import event_frames_sensor
 from osipi_dagster.defs.pi_server.gold import gold_asset
 from osipi_dagster.defs.pi_server.jobs import server_jobs
+from osipi_dagster.defs.pi_server.live import live_asset, live_check, live_sensor
 from osipi_dagster.defs.pi_server.points import points_asset
 from osipi_dagster.defs.pi_server.reconciliation import reconciliation_asset, reconciliation_schedule
 from osipi_dagster.defs.pi_server.schedules import day_schedules
@@ -40,7 +41,7 @@ from osipi_dagster.defs.pi_server.silver import silver_asset
 from osipi_dagster.defs.pi_server.timeseries import timeseries_asset
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.defs.resources import pi_resource
-from osipi_dagster.settings import PIServerSettings, pi_server_from_env
+from osipi_dagster.settings import PIServerSettings, pi_server_from_env, stream_from_env
 
 
 @dataclass(frozen=True)
@@ -87,15 +88,17 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
     server = ServerWiring(settings)
     jobs = server_jobs(server)
     assets = server_assets(settings)
+    stream = stream_from_env()
     return dg.Definitions(
-        assets=assets.all,
-        asset_checks=server_checks(server),
+        assets=[*assets.all, live_asset(server)],
+        asset_checks=[*server_checks(server), live_check(server, stream)],
         jobs=jobs.all,
         schedules=[*day_schedules(server, jobs), reconciliation_schedule(server, assets.reconciliation)],
         sensors=[
             timeseries_sensor(server, jobs.timeseries),
             catalog_sensor(server, jobs),
             event_frames_sensor(server, jobs),
+            live_sensor(server, stream),
         ],
         resources={server.pi_resource_key: pi_resource(settings), **compute_resources(server)},
     )

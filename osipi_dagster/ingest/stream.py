@@ -1,0 +1,299 @@
+"""The live stream: PI channels into ``bronze.pi_timeseries_live`` in micro-batches, exactly once
+(docs/STREAMING.md).
+
+:class:`LiveStream` follows the points over channels (``pi/channels.py``) and buffers what arrives. It
+commits the buffer every ``commit_seconds``, or sooner once it holds ``commit_values`` values, as one
+micro-batch numbered after the last one the table holds for its ``app_id`` (``lake/live.py``: the number is
+committed with the rows, so a batch is never committed twice and a restart continues the numbering).
+
+**Gaps.** Channels have no resume position. Whenever a channel opens (at start, after a restart, after a
+lost connection) the stream reads its points' recorded values from the latest value committed for them
+minus ``lookback_s`` (late values arrive stamped in the past, and a crash loses what was buffered) up to
+now, and commits them with what the channel sends. Rows whose identity the table already holds are dropped
+(the reads overlap the channel and what was committed before), so each value is committed once. While such
+a read is running no batch is committed, so that what the table holds of a channel's points is complete up
+to their latest committed value (late values aside, within ``lookback_s``): a safe place to resume from
+after a crash at any moment.
+
+What the live table cannot hold: deletions (channels do not report them) and edits beyond ``lookback_s``
+of a gap (the edited value arrives as a new row ``Substituted``, next to the value it replaced). The
+closed-day batch run writes the day from PI's archive, and the query surface (``lake.live.read_values``)
+prefers it for closed days.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from osipi_dagster.contract import RECORDED_SCHEMA
+from osipi_dagster.lake.live import (
+    IDENTITY_SCHEMA,
+    STREAM_ROWS_SCHEMA,
+    append_batch,
+    committed_version,
+    identities,
+    identity_of,
+    lake_rows,
+    last_timestamps,
+    stream_commits,
+    unseen,
+    with_identity,
+)
+from osipi_dagster.lake.schemas import UTC_NS
+from osipi_dagster.lake.tables import LakeTable, ensure_table
+from osipi_dagster.pi import PIWebAPIClient
+from osipi_dagster.pi.channels import (
+    ChannelEvent,
+    ChannelFollower,
+    ChannelLost,
+    ChannelOpened,
+    ChannelOptions,
+    ChannelValues,
+)
+
+log = logging.getLogger("osipi_dagster.stream")
+
+NS = 1_000_000_000
+RESUME_LOOKBACKS = 2  # a restart looks for each point's last value this many lookbacks before the last commit
+RESUME_COMMITS = 20
+RECENT_S = 120
+GAP_RETRY_S = 1.0
+PERCENTILES = (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How the stream buffers, commits and fills gaps (settings: ``OSIPI_STREAM_*``)."""
+
+    app_id: str = "osipi-stream"
+    commit_seconds: float = 1.0
+    commit_values: int = 100_000
+    lookback_s: float = 600.0
+    channel: ChannelOptions = field(default_factory=ChannelOptions)
+
+
+@dataclass(frozen=True)
+class CommitReport:
+    """One committed micro-batch: what it held and how late its values were."""
+
+    version: int
+    rows: int
+    streamed_rows: int  # received over a channel (the rest filled gaps)
+    duplicates: int  # dropped: the table (or the batch) held them already
+    committed_ns: int
+    latency_s: dict[str, float]  # p50/p95/p99/max of commit time - value timestamp, channel values only
+    channels_open: int
+    buffered_after: int
+
+
+class LiveStream:
+    """Follows ``web_ids`` of ``client`` into ``table`` until :meth:`stop` (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: PIWebAPIClient,
+        table: LakeTable,
+        web_ids: Sequence[str],
+        options: StreamOptions | None = None,
+        on_commit: Callable[[CommitReport], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.web_ids = list(web_ids)
+        self.options = options or StreamOptions()
+        self.on_commit = on_commit
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered = 0
+        self._gap_reads: set[asyncio.Task[None]] = set()
+        self._open: set[int] = set()
+        self._stopping = asyncio.Event()
+        self._last_ns: dict[str, int] = {}
+        self._recent: deque[tuple[int, pa.Table]] = deque()  # (commit time, identities) of recent commits
+        self._delta_table: DeltaTable | None = None
+        self._committing: asyncio.Future[None] | None = None
+        self._version = 0
+
+    def stop(self) -> None:
+        """Commit what is buffered and return from :meth:`run` (call from the loop, e.g. a signal handler)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Stream until :meth:`stop`; the buffer is committed before returning (unless a gap read was still
+        running: its channel's values are then read again at the next start)."""
+        await asyncio.to_thread(self._resume)
+        follower = ChannelFollower(self.client, self.web_ids, self.options.channel)
+        follower.start()
+        committer = asyncio.create_task(self._commit_loop())
+        stopping = asyncio.create_task(self._stopping.wait())
+        next_event: asyncio.Task[ChannelEvent] | None = None
+        try:
+            while not self._stopping.is_set():
+                next_event = next_event or asyncio.create_task(follower.next())
+                waits = {next_event, stopping, committer}
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if committer in done:
+                    committer.result()  # a commit that failed for good ends the stream with its error
+                if next_event in done:
+                    self._handle(next_event.result())
+                    next_event = None
+        finally:
+            pending_reads = bool(self._gap_reads)
+            for task in [stopping, committer, *self._gap_reads, *([next_event] if next_event else [])]:
+                task.cancel()
+            await follower.aclose()
+            if self._committing is not None:
+                await asyncio.wait({self._committing})  # its failure, if any, was raised by the committer
+        if self._buffered and not pending_reads:
+            await self._commit_now()
+
+    # -- events ------------------------------------------------------------------------------------------
+
+    def _handle(self, event: ChannelEvent) -> None:
+        if isinstance(event, ChannelValues):
+            self._add(event.values, event.received_ns, streamed=True)
+        elif isinstance(event, ChannelOpened):
+            self._open.add(event.channel)
+            task = asyncio.create_task(self._fill_gap(event))
+            self._gap_reads.add(task)
+            task.add_done_callback(self._gap_reads.discard)
+        elif isinstance(event, ChannelLost):
+            self._open.discard(event.channel)
+            log.warning(
+                "channel %d lost (%s); reopening in %.1f s", event.channel, event.reason, event.retry_in_s
+            )
+
+    def _add(self, values: pa.RecordBatch, received_ns: int, *, streamed: bool) -> None:
+        received = pa.repeat(pa.scalar(received_ns, UTC_NS), values.num_rows)
+        origin = pa.repeat(pa.scalar(streamed), values.num_rows)
+        columns = [*values.columns, received, origin]
+        self._buffer.append(pa.RecordBatch.from_arrays(columns, schema=_BUFFER_SCHEMA))
+        self._buffered += values.num_rows
+
+    async def _commit_now(self) -> None:
+        """Commit the buffer as the next micro-batch (in a thread); on failure the rows go back in front.
+
+        The commit is shielded: cancelling the caller (shutting down) does not stop a commit half-way, and
+        :meth:`run` waits for it (``_committing``) before committing what is left."""
+        batches, self._buffer = self._buffer, []
+        count, self._buffered = self._buffered, 0
+        self._committing = asyncio.ensure_future(asyncio.to_thread(self._commit, batches, count))
+        try:
+            await asyncio.shield(self._committing)
+        except asyncio.CancelledError:
+            raise  # the commit goes on in its thread; run() waits for it
+        except BaseException:
+            self._buffer = batches + self._buffer
+            self._buffered += count
+            raise
+
+    async def _fill_gap(self, opened: ChannelOpened) -> None:
+        """Read what the channel's points recorded since their last committed value (minus the lookback)."""
+        # The channel delivered every point of the group up to the group's last committed value: a point whose
+        # own last value is older had nothing since (but what arrives late or out of order: the lookback).
+        # Points the table never held have no gap: they are followed from the channel's opening.
+        known = [self._last_ns[web_id] for web_id in opened.web_ids if web_id in self._last_ns]
+        if not known:
+            return
+        start = max(known) - int(self.options.lookback_s * NS)
+        end = time.time_ns()
+        while True:
+            try:
+                read = await asyncio.to_thread(self._read_recorded, list(opened.web_ids), start, end)
+                break
+            except Exception as exc:
+                log.warning("filling the gap of channel %d failed (%s); trying again", opened.channel, exc)
+                await asyncio.sleep(GAP_RETRY_S)
+        for batch in read.to_batches():
+            self._add(batch, end, streamed=False)
+
+    def _read_recorded(self, web_ids: list[str], start: int, end: int) -> pa.Table:
+        """The points' recorded values in [start, end] that the table does not hold yet (no commit runs
+        meanwhile: gap reads hold them back)."""
+        stream = self.client.read_recorded(web_ids, start, end)
+        rows = stream.read_all()
+        if stream.failures:
+            raise RuntimeError(f"{len(stream.failures)} stream(s) failed, e.g. {stream.failures[0]}")
+        keyed = with_identity(rows.append_column("timestamp_ns", rows.column("timestamp").cast(pa.int64())))
+        return unseen(keyed, identities(self.table, start, web_ids)).select(RECORDED_SCHEMA.names)
+
+    # -- commits -----------------------------------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        options = self.options
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(min(options.commit_seconds, 0.05))
+            due = time.monotonic() - last >= options.commit_seconds or self._buffered >= options.commit_values
+            if due and self._buffered and not self._gap_reads:
+                await self._commit_now()
+                last = time.monotonic()
+            elif due and not self._buffered:
+                last = time.monotonic()
+
+    def _resume(self) -> None:
+        """Where the table stands: the next batch number, and each point's last value around the last commit
+        (``RESUME_LOOKBACKS`` lookbacks before it: a point silent longer counts as new)."""
+        self._delta_table = ensure_table(self.table)
+        self._version = committed_version(self.table, self.options.app_id) or 0
+        commits = stream_commits(self.table, None, limit=RESUME_COMMITS)
+        if commits:
+            last_commit_ns = commits[-1]["timestamp"] * 1_000_000
+            since = last_commit_ns - RESUME_LOOKBACKS * int(self.options.lookback_s * NS)
+            self._last_ns = last_timestamps(self.table, since)
+        log.info("resuming after batch %d: %d points streamed before", self._version, len(self._last_ns))
+
+    def _commit(self, batches: list[pa.RecordBatch], count: int) -> None:
+        rows = pa.Table.from_batches(batches, schema=_BUFFER_SCHEMA)
+        rows = with_identity(rows.append_column("timestamp_ns", rows.column("timestamp").cast(pa.int64())))
+        recent = [identity for _, identity in self._recent]
+        fresh = unseen(rows, pa.concat_tables(recent) if recent else IDENTITY_SCHEMA.empty_table())
+        version = self._version + 1
+        live_rows = lake_rows(fresh.select(STREAM_ROWS_SCHEMA.names), version)
+        report = self._report(version, fresh, count, time.time_ns())
+        metadata = {f"osipi.latency_{name}_s": f"{value:.3f}" for name, value in report.latency_s.items()}
+        metadata |= {"osipi.streamed_rows": str(report.streamed_rows), "osipi.rows": str(report.rows)}
+        append_batch(self.table, live_rows, self.options.app_id, version, metadata, self._delta_table)
+        committed_ns = time.time_ns()
+        self._version = version
+        self._remember(fresh, committed_ns)
+        report = self._report(version, fresh, count, committed_ns)
+        if self.on_commit is not None:
+            self.on_commit(report)
+
+    def _remember(self, fresh: pa.Table, committed_ns: int) -> None:
+        """Each point's last committed value, and the identities of the last ``RECENT_S`` seconds' commits
+        (a value read to fill a gap may also come over the channel a moment later)."""
+        latest = fresh.group_by("web_id").aggregate([("timestamp_ns", "max")])
+        stamps = zip(latest["web_id"].to_pylist(), latest["timestamp_ns_max"].to_pylist(), strict=True)
+        for web_id, stamp in stamps:
+            self._last_ns[web_id] = max(stamp, self._last_ns.get(web_id, stamp))
+        self._recent.append((committed_ns, identity_of(fresh)))
+        while self._recent and self._recent[0][0] < committed_ns - RECENT_S * NS:
+            self._recent.popleft()
+
+    def _report(self, version: int, fresh: pa.Table, buffered: int, committed_ns: int) -> CommitReport:
+        streamed = fresh.filter(fresh.column("streamed"))
+        lags = (committed_ns - streamed.column("timestamp_ns").to_numpy()) / NS
+        latency = {name: float(np.percentile(lags, q)) for name, q in PERCENTILES} if len(lags) else {}
+        return CommitReport(
+            version=version,
+            rows=fresh.num_rows,
+            streamed_rows=streamed.num_rows,
+            duplicates=buffered - fresh.num_rows,
+            committed_ns=committed_ns,
+            latency_s=latency,
+            channels_open=len(self._open),
+            buffered_after=self._buffered,
+        )
+
+
+_BUFFER_SCHEMA = pa.schema([*STREAM_ROWS_SCHEMA, pa.field("streamed", pa.bool_(), nullable=False)])
