@@ -24,6 +24,7 @@ from osipi_dagster.mock.routes import (
     batch,
     dataservers,
     eventframes,
+    notifications,
     oidc,
     streams,
     streamsets,
@@ -33,7 +34,9 @@ from osipi_dagster.mock.routes import (
 from osipi_dagster.mock.state import MockState
 
 # The updates routes come before the streams routes: /streams/updates/{marker} is not a stream's read.
-ROUTERS = (system, oidc, dataservers, assets, eventframes, updates, streams, streamsets, batch, admin)
+ROUTERS = (
+    system, oidc, dataservers, assets, eventframes, notifications, updates, streams, streamsets, batch, admin,
+)  # fmt: skip
 GZIP_MIN_BYTES = 1000
 GZIP_LEVEL = 1  # the fastest level: the mock must not be the bottleneck of a gzip benchmark
 
