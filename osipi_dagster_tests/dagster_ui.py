@@ -50,6 +50,9 @@ START_SENSOR = """mutation StartSensor($sensorSelector: SensorSelector!) {
   startSensor(sensorSelector: $sensorSelector) { __typename
     ... on Sensor { id sensorState { id selectorId status } }
     ... on PythonError { message } ... on UnauthorizedError { message } } }"""
+STOP_SENSOR = """mutation StopSensor($id: String!) { stopSensor(id: $id) { __typename
+    ... on StopSensorMutationResult { instigationState { status } }
+    ... on PythonError { message } ... on UnauthorizedError { message } } }"""
 SENSOR_STATE = """query SensorState($sensorSelector: SensorSelector!) {
   sensorOrError(sensorSelector: $sensorSelector) { __typename
     ... on Sensor { name sensorState { status ticks(limit: 200) { status runIds skipReason timestamp
@@ -147,12 +150,19 @@ class DagsterUI:
 
         return _poll(fetch, _backfill_done, timeout_s)
 
-    def start_sensor(self, location: str, name: str) -> None:
-        """Turn a sensor on, as its toggle in the UI does."""
+    def start_sensor(self, location: str, name: str) -> str:
+        """Turn a sensor on, as its toggle in the UI does; its id (for :meth:`stop_sensor`)."""
         selector = {"repositoryLocationName": location, "repositoryName": REPOSITORY, "sensorName": name}
         started = self.gql(START_SENSOR, {"sensorSelector": selector})["startSensor"]
         if started["__typename"] != "Sensor" or started["sensorState"]["status"] != "RUNNING":
             raise RuntimeError(f"startSensor failed: {started}")
+        return started["id"]
+
+    def stop_sensor(self, sensor_id: str) -> None:
+        """Turn a sensor off, as its toggle in the UI does."""
+        stopped = self.gql(STOP_SENSOR, {"id": sensor_id})["stopSensor"]
+        if stopped["__typename"] != "StopSensorMutationResult":
+            raise RuntimeError(f"stopSensor failed: {stopped}")
 
     def sensor_ticks(self, location: str, name: str) -> list[dict[str, Any]]:
         """The sensor's ticks, newest first (status, runIds, skipReason, timestamp, error)."""
