@@ -26,6 +26,8 @@ from pydantic import Field
 
 from osipi_dagster.defs.compute import compute_resources
 from osipi_dagster.defs.pi_server.af import af_assets
+from osipi_dagster.defs.pi_server.alarms import alarm_summary_asset, alarms_asset, notification_rules_asset
+from osipi_dagster.defs.pi_server.alarms_sensor import alarm_alerts_sensor, alarm_webhook_resource
 from osipi_dagster.defs.pi_server.catalog_sensor import catalog_sensor
 from osipi_dagster.defs.pi_server.checks import server_checks
 from osipi_dagster.defs.pi_server.event_frames import event_frames_asset
@@ -54,6 +56,9 @@ class ServerAssets:
     reconciliation: dg.AssetsDefinition
     silver: dg.AssetsDefinition
     gold: dg.AssetsDefinition
+    notification_rules: dg.AssetsDefinition
+    alarms: dg.AssetsDefinition
+    alarm_summary: dg.AssetsDefinition
 
     @property
     def all(self) -> list[dg.AssetsDefinition]:
@@ -65,6 +70,9 @@ class ServerAssets:
             self.reconciliation,
             self.silver,
             self.gold,
+            self.notification_rules,
+            self.alarms,
+            self.alarm_summary,
         ]
 
 
@@ -79,6 +87,9 @@ def server_assets(settings: PIServerSettings) -> ServerAssets:
         reconciliation=reconciliation_asset(server),
         silver=silver_asset(server),
         gold=gold_asset(server),
+        notification_rules=notification_rules_asset(server),
+        alarms=alarms_asset(server),
+        alarm_summary=alarm_summary_asset(server),
     )
 
 
@@ -96,8 +107,13 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
             timeseries_sensor(server, jobs.timeseries),
             catalog_sensor(server, jobs),
             event_frames_sensor(server, jobs),
+            *alarm_alerts_sensor(server),
         ],
-        resources={server.pi_resource_key: pi_resource(settings), **compute_resources(server)},
+        resources={
+            server.pi_resource_key: pi_resource(settings),
+            **compute_resources(server),
+            **alarm_webhook_resource(server),
+        },
     )
 
 

@@ -1,0 +1,142 @@
+"""``pi_alarm_alerts_sensor``: new alarms at or above a severity, and failed ERROR asset checks, posted to a
+webhook (Slack-compatible JSON: ``text`` and ``blocks``), each exactly once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+import requests
+from pydantic import Field, PrivateAttr
+
+from osipi_dagster.defs.pi_server.wiring import LAKEHOUSE, ServerWiring
+from osipi_dagster.ingest.alarms_alerts import (
+    AlertCursor,
+    WebhookError,
+    alarm_message,
+    check_failure_message,
+    new_alarms,
+    post_all,
+    post_message,
+)
+from osipi_dagster.lake.schemas import ALARMS
+from osipi_dagster.lake.tables import utc_now
+
+# Check evaluations read per tick: a burst beyond it is posted on the next ticks, in order.
+CHECK_EVENTS_PER_TICK = 500
+
+
+class AlertWebhookResource(dg.ConfigurableResource):
+    """Where alerts are posted: a Slack-compatible incoming webhook. The URL is a secret (Slack's carries
+    its token): give it as ``dg.EnvVar``; it never appears in a repr, a log line or a message."""
+
+    url: str = Field(description="The webhook URL: use an EnvVar.")
+    _session: requests.Session | None = PrivateAttr(default=None)
+
+    def __repr_args__(self):
+        for name, value in super().__repr_args__():
+            yield name, ("***" if name == "url" and value else value)
+
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            self._session = requests.Session()
+        return self._session
+
+
+def alarm_webhook_resource(server: ServerWiring) -> dict[str, AlertWebhookResource]:
+    """The webhook resource of the server (by its key), if a webhook URL variable is configured."""
+    variable = server.settings.alarm_webhook_url_env_var
+    return {} if variable is None else {_resource_key(server): AlertWebhookResource(url=dg.EnvVar(variable))}
+
+
+def _resource_key(server: ServerWiring) -> str:
+    return server.settings.qualified("alarm_webhook")
+
+
+def alarm_alerts_sensor(server: ServerWiring) -> list[dg.SensorDefinition]:
+    """The server's ``pi_alarm_alerts_sensor`` (stopped until turned on), when a webhook is configured."""
+    settings = server.settings
+    if settings.alarm_webhook_url_env_var is None:
+        return []
+    webhook_key = _resource_key(server)
+
+    @dg.sensor(
+        name=settings.qualified("pi_alarm_alerts_sensor"),
+        minimum_interval_seconds=settings.alarm_alert_sensor_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        required_resource_keys={LAKEHOUSE, webhook_key},
+    )
+    def pi_alarm_alerts_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        """Posts each new alarm of `silver.pi_alarms` whose severity is `alarm_alert_min_severity` or
+        higher, and each failed ERROR-severity asset check of this server, to the webhook
+        (`alarm_webhook_url_env_var`), oldest first, each exactly once: the cursor records what was posted
+        and advances per message, so a webhook failing half-way is retried on the next tick from the first
+        message it did not take. Its first tick posts nothing already in the lake."""
+        webhook: AlertWebhookResource = getattr(context.resources, webhook_key)
+        alarms = server.lake(context).table(ALARMS.name)
+        instance = context.instance
+        if context.cursor:
+            cursor = AlertCursor.from_json(context.cursor)
+        else:
+            cursor = AlertCursor.first(alarms, now=utc_now(), checks_after=_latest_check_event(instance))
+        cursor = cursor.advanced(alarms, timedelta(hours=settings.alarm_alert_lookback_hours))
+        found = new_alarms(alarms, cursor, settings.alarm_alert_min_severity.value)
+        failure = post_all(
+            webhook.session,
+            webhook.url,
+            [(alarm["web_id"], alarm_message(alarm, settings.name)) for alarm in found],
+            cursor.posted,
+        )
+        checks_posted = 0
+        if failure is None:
+            failure, checks_posted = _post_check_failures(context, server, webhook, cursor)
+        alarms_posted = sum(alarm["web_id"] in cursor.posted for alarm in found)
+        summary = f"{alarms_posted} of {len(found)} new alarm(s) and {checks_posted} failed check(s) posted."
+        if failure is not None:
+            context.log.error(f"{summary} {failure} The rest is posted on the next tick.")
+            return dg.SensorResult(skip_reason=f"{summary} {failure}", cursor=cursor.to_json())
+        context.log.info(summary)
+        return dg.SensorResult(cursor=cursor.to_json())
+
+    return [pi_alarm_alerts_sensor]
+
+
+def _latest_check_event(instance: dg.DagsterInstance) -> int:
+    records = instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), limit=1, ascending=False
+    )
+    return records[0].storage_id if records else 0
+
+
+def _post_check_failures(
+    context: dg.SensorEvaluationContext,
+    server: ServerWiring,
+    webhook: AlertWebhookResource,
+    cursor: AlertCursor,
+) -> tuple[WebhookError | None, int]:
+    """Post the failed ERROR checks of this server's assets evaluated since the cursor, advancing it."""
+    records = context.instance.get_event_records(
+        dg.EventRecordsFilter(
+            event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=cursor.checks_after
+        ),
+        limit=CHECK_EVENTS_PER_TICK,
+        ascending=True,
+    )
+    prefix = server.settings.key_prefix
+    posted = 0
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        key = evaluation.asset_key
+        ours = list(key.path[:-1]) == prefix
+        if ours and not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            message = check_failure_message(
+                key.to_user_string(), evaluation.check_name, evaluation.partition, evaluation.description
+            )
+            try:
+                post_message(webhook.session, webhook.url, message)
+            except WebhookError as exc:
+                return exc, posted
+            posted += 1
+        cursor.checks_after = record.storage_id
+    return None, posted
