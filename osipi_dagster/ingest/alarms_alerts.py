@@ -49,11 +49,13 @@ class WebhookError(RuntimeError):
 @dataclass
 class AlertCursor:
     """Alarms starting before ``floor`` are never posted; ``posted`` holds the WebIds posted since.
-    ``checks_after`` is the Dagster event storage id of the last asset check evaluation looked at."""
+    Asset check executions (Dagster's ids) up to ``checks_after`` are done with; ``checks_posted`` holds the
+    later ones already handled (an earlier one may still be running)."""
 
     floor: datetime
     posted: set[str] = field(default_factory=set)
     checks_after: int = 0
+    checks_posted: set[int] = field(default_factory=set)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -61,6 +63,7 @@ class AlertCursor:
                 "floor": self.floor.isoformat(),
                 "posted": sorted(self.posted),
                 "checks_after": self.checks_after,
+                "checks_posted": sorted(self.checks_posted),
             }
         )
 
@@ -69,7 +72,12 @@ class AlertCursor:
         """A cursor written by :meth:`to_json`; ValueError naming the problem for anything else."""
         try:
             data = json.loads(text)
-            return cls(datetime.fromisoformat(data["floor"]), set(data["posted"]), int(data["checks_after"]))
+            return cls(
+                datetime.fromisoformat(data["floor"]),
+                set(data["posted"]),
+                int(data["checks_after"]),
+                {int(i) for i in data["checks_posted"]},
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(
                 f"The alarm alert cursor is not one this sensor wrote ({exc}); reset the sensor's cursor."
@@ -94,7 +102,7 @@ class AlertCursor:
         if floor == self.floor:
             return self
         kept = {row["web_id"] for row in _alarms_since(alarms, floor, 0) if row["web_id"] in self.posted}
-        return AlertCursor(floor, kept, self.checks_after)
+        return AlertCursor(floor, kept, self.checks_after, self.checks_posted)
 
 
 def _newest_start(alarms: LakeTable) -> datetime | None:

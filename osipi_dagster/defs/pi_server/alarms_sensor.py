@@ -3,10 +3,12 @@ webhook (Slack-compatible JSON: ``text`` and ``blocks``), each exactly once."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 import dagster as dg
 import requests
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from pydantic import Field, PrivateAttr
 
 from osipi_dagster.defs.pi_server.wiring import LAKEHOUSE, ServerWiring
@@ -22,8 +24,8 @@ from osipi_dagster.ingest.alarms_alerts import (
 from osipi_dagster.lake.schemas import ALARMS
 from osipi_dagster.lake.tables import utc_now
 
-# Check evaluations read per tick: a burst beyond it is posted on the next ticks, in order.
-CHECK_EVENTS_PER_TICK = 500
+# Executions read per check and tick: a burst beyond it is posted on the next ticks.
+CHECK_EXECUTIONS_PER_TICK = 200
 
 
 class AlertWebhookResource(dg.ConfigurableResource):
@@ -54,12 +56,16 @@ def _resource_key(server: ServerWiring) -> str:
     return server.settings.qualified("alarm_webhook")
 
 
-def alarm_alerts_sensor(server: ServerWiring) -> list[dg.SensorDefinition]:
-    """The server's ``pi_alarm_alerts_sensor`` (stopped until turned on), when a webhook is configured."""
+def alarm_alerts_sensor(
+    server: ServerWiring, checks: Sequence[dg.AssetChecksDefinition]
+) -> list[dg.SensorDefinition]:
+    """The server's ``pi_alarm_alerts_sensor`` (stopped until turned on), when a webhook is configured;
+    it watches ``checks`` (the server's asset checks)."""
     settings = server.settings
     if settings.alarm_webhook_url_env_var is None:
         return []
     webhook_key = _resource_key(server)
+    check_keys = [key for definition in checks for key in definition.check_keys]
 
     @dg.sensor(
         name=settings.qualified("pi_alarm_alerts_sensor"),
@@ -79,7 +85,9 @@ def alarm_alerts_sensor(server: ServerWiring) -> list[dg.SensorDefinition]:
         if context.cursor:
             cursor = AlertCursor.from_json(context.cursor)
         else:
-            cursor = AlertCursor.first(alarms, now=utc_now(), checks_after=_latest_check_event(instance))
+            cursor = AlertCursor.first(
+                alarms, now=utc_now(), checks_after=_latest_check_execution(instance, check_keys)
+            )
         cursor = cursor.advanced(alarms, timedelta(hours=settings.alarm_alert_lookback_hours))
         found = new_alarms(alarms, cursor, settings.alarm_alert_min_severity.value)
         failure = post_all(
@@ -90,7 +98,7 @@ def alarm_alerts_sensor(server: ServerWiring) -> list[dg.SensorDefinition]:
         )
         checks_posted = 0
         if failure is None:
-            failure, checks_posted = _post_check_failures(context, server, webhook, cursor)
+            failure, checks_posted = _post_check_failures(instance, check_keys, webhook, cursor)
         alarms_posted = sum(alarm["web_id"] in cursor.posted for alarm in found)
         summary = f"{alarms_posted} of {len(found)} new alarm(s) and {checks_posted} failed check(s) posted."
         if failure is not None:
@@ -102,41 +110,54 @@ def alarm_alerts_sensor(server: ServerWiring) -> list[dg.SensorDefinition]:
     return [pi_alarm_alerts_sensor]
 
 
-def _latest_check_event(instance: dg.DagsterInstance) -> int:
-    records = instance.get_event_records(
-        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), limit=1, ascending=False
-    )
-    return records[0].storage_id if records else 0
+def _latest_check_execution(instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetCheckKey]) -> int:
+    storage = instance.event_log_storage
+    latest = (storage.get_asset_check_execution_history(key, limit=1) for key in check_keys)
+    return max((records[0].id for records in latest if records), default=0)
 
 
 def _post_check_failures(
-    context: dg.SensorEvaluationContext,
-    server: ServerWiring,
+    instance: dg.DagsterInstance,
+    check_keys: Sequence[dg.AssetCheckKey],
     webhook: AlertWebhookResource,
     cursor: AlertCursor,
 ) -> tuple[WebhookError | None, int]:
-    """Post the failed ERROR checks of this server's assets evaluated since the cursor, advancing it."""
-    records = context.instance.get_event_records(
-        dg.EventRecordsFilter(
-            event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=cursor.checks_after
+    """Post the failed ERROR checks executed since the cursor, oldest first, advancing it. An execution still
+    running holds ``checks_after`` below it, so its result is seen once it has one."""
+    storage = instance.event_log_storage
+    executions = sorted(
+        (
+            record
+            for key in check_keys
+            for record in storage.get_asset_check_execution_history(key, limit=CHECK_EXECUTIONS_PER_TICK)
+            if record.id > cursor.checks_after
         ),
-        limit=CHECK_EVENTS_PER_TICK,
-        ascending=True,
+        key=lambda record: record.id,
     )
-    prefix = server.settings.key_prefix
+    running = [r.id for r in executions if r.status == AssetCheckExecutionRecordStatus.PLANNED]
     posted = 0
-    for record in records:
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
-        key = evaluation.asset_key
-        ours = list(key.path[:-1]) == prefix
-        if ours and not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+    for record in executions:
+        if record.id in cursor.checks_posted or record.status == AssetCheckExecutionRecordStatus.PLANNED:
+            continue
+        evaluation = record.event.asset_check_evaluation if record.event else None
+        if (
+            evaluation is not None
+            and not evaluation.passed
+            and evaluation.severity == dg.AssetCheckSeverity.ERROR
+        ):
             message = check_failure_message(
-                key.to_user_string(), evaluation.check_name, evaluation.partition, evaluation.description
+                evaluation.asset_key.to_user_string(),
+                evaluation.check_name,
+                record.partition,
+                evaluation.description,
             )
             try:
                 post_message(webhook.session, webhook.url, message)
             except WebhookError as exc:
                 return exc, posted
             posted += 1
-        cursor.checks_after = record.storage_id
+        cursor.checks_posted.add(record.id)
+    done = min(running) - 1 if running else max((r.id for r in executions), default=cursor.checks_after)
+    cursor.checks_after = max(cursor.checks_after, done)
+    cursor.checks_posted = {i for i in cursor.checks_posted if i > cursor.checks_after}
     return None, posted

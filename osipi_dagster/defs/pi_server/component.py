@@ -98,16 +98,17 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
     server = ServerWiring(settings)
     jobs = server_jobs(server)
     assets = server_assets(settings)
+    checks = server_checks(server)
     return dg.Definitions(
         assets=assets.all,
-        asset_checks=server_checks(server),
+        asset_checks=checks,
         jobs=jobs.all,
         schedules=[*day_schedules(server, jobs), reconciliation_schedule(server, assets.reconciliation)],
         sensors=[
             timeseries_sensor(server, jobs.timeseries),
             catalog_sensor(server, jobs),
             event_frames_sensor(server, jobs),
-            *alarm_alerts_sensor(server),
+            *alarm_alerts_sensor(server, checks),
         ],
         resources={
             server.pi_resource_key: pi_resource(settings),
