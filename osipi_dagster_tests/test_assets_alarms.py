@@ -152,7 +152,26 @@ def test_alarms_through_dagster_and_each_new_alarm_posted_once(
     metadata = materialize_today(running.api, tmp_path, instance, catalog=True)
     assert metadata["pi_notification_rules"]["dagster/row_count"] == len(running.state.notifications.rules)
     assert metadata["pi_alarms"]["rows_inserted"] == metadata["pi_alarms"]["alarms"] > 0
-    assert metadata["pi_alarm_summary"]["alarms"] > 0
+    lake = Lakehouse(str(tmp_path))
+    started_today = [
+        row
+        for row in read_table(lake.table("silver.pi_alarms")).to_pylist()
+        if str(row["partition_date"]) == TODAY
+    ]
+    summary = read_table(lake.table("gold.pi_alarm_summary")).to_pylist()
+    assert (
+        metadata["pi_alarm_summary"]["alarms"]
+        == sum(row["alarms"] for row in summary)
+        == len(started_today)
+        > 0
+    )
+    ranked = sorted((r for r in summary if r["bad_actor_rank"]), key=lambda r: r["bad_actor_rank"])
+    assert [r["bad_actor_rank"] for r in ranked] == list(
+        range(1, min(10, sum(r["alarms"] > 0 for r in summary)) + 1)
+    )
+    assert [r["alarms"] for r in ranked] == sorted((r["alarms"] for r in summary), reverse=True)[
+        : len(ranked)
+    ]
 
     # Turned on: the alarms already in the lake are not posted.
     first = tick(tmp_path, receiver, instance, None)
