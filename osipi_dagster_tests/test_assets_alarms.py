@@ -27,7 +27,7 @@ from osipi_dagster.mock.server import RunningMock
 from osipi_dagster.settings import PIServerSettings
 
 TODAY = "2025-01-06"  # the mock's clock: 2025-01-06T12:00:00Z
-SECRET = "T0000/B0000/not-a-real-token"
+SECRET = "not-a-real-token"
 HOOK_VARIABLE = "OSIPI_TEST_ALARM_WEBHOOK"
 SETTINGS = PIServerSettings(alarm_webhook_url_env_var=HOOK_VARIABLE, alarm_alert_min_severity="Major")
 ASSETS = server_assets(SETTINGS)
@@ -52,13 +52,14 @@ class Receiver:
                     receiver.messages.append(body)
                     self.send_response(200)
                 self.end_headers()
-                self.wfile.write(b"invalid_token" if failing else b"ok")
+                # A failing webhook echoing what it was sent, token included, as some do.
+                self.wfile.write(f"invalid_token for {self.path}".encode() if failing else b"ok")
 
             def log_message(self, *args: object) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/{SECRET}"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T0000/B0000/{SECRET}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def take(self) -> list[dict]:

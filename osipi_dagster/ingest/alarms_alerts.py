@@ -19,6 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -28,6 +29,8 @@ from osipi_dagster.ingest.alarms_criteria import severity_level
 from osipi_dagster.lake import LakeTable
 
 POST_TIMEOUT_SECONDS = 10.0
+# Shorter parts of a webhook URL ("services", "api") are not secrets, and removing them would garble answers.
+_SECRET_MIN_LENGTH = 6
 _ALARM_COLUMNS = [
     "web_id",
     "name",
@@ -159,15 +162,26 @@ def post_message(
 
     Raises:
         WebhookError: the webhook was unreachable or answered other than 2xx; the message names the
-            status (and the answer's first 200 characters, with the URL removed), never the URL.
+            status (and the answer's first 200 characters, without any part of the URL), never the URL.
     """
     try:
         answer = session.post(url, json=message, timeout=timeout)
     except requests.RequestException as exc:
         raise WebhookError(f"The alert webhook could not be reached ({type(exc).__name__}).") from None
     if not 200 <= answer.status_code < 300:
-        said = answer.text[:200].replace(url, "<webhook URL>")
-        raise WebhookError(f"The alert webhook answered HTTP {answer.status_code}: {said!r}.")
+        raise WebhookError(
+            f"The alert webhook answered HTTP {answer.status_code}: {_scrub(answer.text[:200], url)!r}."
+        )
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` without any part of ``url`` that may be secret: the URL, its path segments and query
+    values (a server may echo its token alone)."""
+    parts = urlsplit(url)
+    secrets = [url, *parts.path.split("/"), *(value for _, value in parse_qsl(parts.query))]
+    for secret in sorted((s for s in secrets if len(s) >= _SECRET_MIN_LENGTH), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def post_all(
