@@ -8,7 +8,10 @@ from datetime import timedelta
 
 import dagster as dg
 import requests
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+)
 from pydantic import Field, PrivateAttr
 
 from osipi_dagster.defs.pi_server.wiring import LAKEHOUSE, ServerWiring
@@ -24,8 +27,8 @@ from osipi_dagster.ingest.alarms_alerts import (
 from osipi_dagster.lake.schemas import ALARMS
 from osipi_dagster.lake.tables import utc_now
 
-# Executions read per check and tick: a burst beyond it is posted on the next ticks.
-CHECK_EXECUTIONS_PER_TICK = 200
+# Check executions read per request.
+CHECK_EXECUTIONS_PER_PAGE = 500
 
 
 class AlertWebhookResource(dg.ConfigurableResource):
@@ -116,25 +119,46 @@ def _latest_check_execution(instance: dg.DagsterInstance, check_keys: Sequence[d
     return max((records[0].id for records in latest if records), default=0)
 
 
+def _executions_since(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey, after: int
+) -> list[AssetCheckExecutionRecord]:
+    """Every execution of the check with an id above ``after``, paged (Dagster answers newest first), so a
+    backfill of thousands of partitions between two ticks is read whole."""
+    found: list[AssetCheckExecutionRecord] = []
+    before: int | None = None
+    while True:
+        page = instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=CHECK_EXECUTIONS_PER_PAGE, cursor=before
+        )
+        found += [record for record in page if record.id > after]
+        if len(page) < CHECK_EXECUTIONS_PER_PAGE or page[-1].id <= after:
+            return found
+        before = page[-1].id
+
+
+def _run_active(instance: dg.DagsterInstance, run_id: str) -> bool:
+    run = instance.get_run_by_id(run_id) if run_id else None
+    return run is not None and not run.is_finished
+
+
 def _post_check_failures(
     instance: dg.DagsterInstance,
     check_keys: Sequence[dg.AssetCheckKey],
     webhook: AlertWebhookResource,
     cursor: AlertCursor,
 ) -> tuple[WebhookError | None, int]:
-    """Post the failed ERROR checks executed since the cursor, oldest first, advancing it. An execution still
-    running holds ``checks_after`` below it, so its result is seen once it has one."""
-    storage = instance.event_log_storage
+    """Post the failed ERROR checks executed since the cursor, oldest first, advancing it. An execution of a
+    run still in progress holds ``checks_after`` below it, so its result is seen once it has one."""
     executions = sorted(
-        (
-            record
-            for key in check_keys
-            for record in storage.get_asset_check_execution_history(key, limit=CHECK_EXECUTIONS_PER_TICK)
-            if record.id > cursor.checks_after
-        ),
+        (record for key in check_keys for record in _executions_since(instance, key, cursor.checks_after)),
         key=lambda record: record.id,
     )
-    running = [r.id for r in executions if r.status == AssetCheckExecutionRecordStatus.PLANNED]
+    running_runs = {r.run_id for r in executions if r.status == AssetCheckExecutionRecordStatus.PLANNED}
+    active = {run_id for run_id in running_runs if _run_active(instance, run_id)}
+    # A check of a run that ended without evaluating it stays PLANNED forever: it holds nothing back.
+    running = [
+        r.id for r in executions if r.status == AssetCheckExecutionRecordStatus.PLANNED and r.run_id in active
+    ]
     posted = 0
     for record in executions:
         if record.id in cursor.checks_posted or record.status == AssetCheckExecutionRecordStatus.PLANNED:
