@@ -24,7 +24,9 @@ from osipi_dagster.lake.tables import utc_now
 DAYS_PER_RUN = 64  # derived days take well under a second each
 
 # A day's summary counts the alarms still active from the day before (standing alarms).
-WITH_PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=0)
+WITH_PREVIOUS_DAY = dg.TimeWindowPartitionMapping(
+    start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True
+)
 
 
 def notification_rules_asset(server: ServerWiring) -> dg.AssetsDefinition:
