@@ -60,6 +60,17 @@ class CheckSeverity(StrEnum):
     ERROR = "error"
 
 
+class AFSeverity(StrEnum):
+    """AF's event frame severities, lowest first."""
+
+    NONE = "None"
+    INFORMATION = "Information"
+    WARNING = "Warning"
+    MINOR = "Minor"
+    MAJOR = "Major"
+    CRITICAL = "Critical"
+
+
 class ComputeTarget(StrEnum):
     """Where ``pi_timeseries`` and ``pi_event_frames`` run the ingestion core."""
 
@@ -105,6 +116,16 @@ WholeNumber = Annotated[int, BeforeValidator(_ascii_whole_number)]
 Severity = Annotated[CheckSeverity, BeforeValidator(_lower_case)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
+
+
+def _af_severity(value: Any) -> Any:
+    # AF spells severities capitalised; accept any case.
+    if isinstance(value, str):
+        return next((s for s in AFSeverity if s.value.casefold() == value.strip().casefold()), value)
+    return value
+
+
+AlarmSeverity = Annotated[AFSeverity, BeforeValidator(_af_severity)]
 Patterns = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
 
 # ENV_VAR=scope/key: the variable the remote side reads, and the Databricks secret that fills it.
@@ -200,6 +221,29 @@ class PIServerSettings(BaseModel):
     )
     event_frames_lookback_days: WholeNumber = Field(
         default=7, ge=1, description="How far back pi_event_frames_sensor looks for frames that changed."
+    )
+    alarm_webhook_url_env_var: str | None = Field(
+        default=None,
+        description="The environment variable holding the alert webhook URL (Slack-compatible; a secret). "
+        "Unset: no pi_alarm_alerts_sensor.",
+    )
+    alarm_alert_min_severity: AlarmSeverity = Field(
+        default=AFSeverity.MAJOR,
+        description="The lowest AF severity pi_alarm_alerts_sensor posts: None, Information, Warning, Minor, "
+        "Major or Critical.",
+    )
+    alarm_alert_sensor_seconds: WholeNumber = Field(
+        default=60, ge=10, description="How often pi_alarm_alerts_sensor looks for new alarms."
+    )
+    alarm_alert_lookback_hours: WholeNumber = Field(
+        default=24,
+        ge=1,
+        description="Alarms reaching the lake later than this after they started are not posted.",
+    )
+    alarm_operators: WholeNumber = Field(
+        default=1,
+        ge=1,
+        description="Operators sharing this server's alarms (gold.pi_alarm_summary's alarms per operator).",
     )
     new_point_lookback_days: WholeNumber = Field(
         default=30, ge=0, description="How many closed days of history a point new in the catalog is given."
@@ -479,6 +523,10 @@ PI_SERVER_VARIABLES: dict[str, str] = {
     "OSIPI_NEW_POINT_LOOKBACK_DAYS": "new_point_lookback_days",
     "OSIPI_EVENT_FRAMES_SENSOR_MINUTES": "event_frames_sensor_minutes",
     "OSIPI_EVENT_FRAMES_LOOKBACK_DAYS": "event_frames_lookback_days",
+    "OSIPI_ALARM_ALERT_MIN_SEVERITY": "alarm_alert_min_severity",
+    "OSIPI_ALARM_ALERT_SENSOR_SECONDS": "alarm_alert_sensor_seconds",
+    "OSIPI_ALARM_ALERT_LOOKBACK_HOURS": "alarm_alert_lookback_hours",
+    "OSIPI_ALARM_OPERATORS": "alarm_operators",
     "OSIPI_CLOCK_SKEW_TOLERANCE_MINUTES": "clock_skew_tolerance_minutes",
     "OSIPI_RECONCILIATION_DAYS": "reconciliation_days",
     "OSIPI_CHECK_NULL_OR_BAD_MAX_SHARE": "check_null_or_bad_max_share",
@@ -508,6 +556,7 @@ PI_SERVER_SECRETS: dict[str, str] = {
     "OSIPI_PI_TOKEN": "token_env_var",
     "OSIPI_PI_CLIENT_SECRET": "client_secret_env_var",
     "OSIPI_DATABRICKS_TOKEN": "databricks_token_env_var",
+    "OSIPI_ALARM_WEBHOOK_URL": "alarm_webhook_url_env_var",
 }
 LAKE_VARIABLES: dict[str, str] = {"OSIPI_LAKE_ROOT": "root"}
 # Variables delta-rs reads itself that decide whether concurrent commits to S3 are safe: read here only so an

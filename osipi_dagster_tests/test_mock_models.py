@@ -136,6 +136,20 @@ MODELS: dict[str, Model] = {
         Security SecurityEntries Self SummaryData Template Value
         """,
     ),
+    "NotificationRule": _model(
+        """
+        AutoCreated CategoryNames Criteria Description Id MultiTriggerEventOption Name
+        NonrepetitionInterval Path ResendInterval Status TemplateName WebId
+        """,
+        "Self",  # no NotificationRuleLinks in either generation: see EXTRA
+    ),
+    "NotificationRuleSubscriber": _model(
+        """
+        ConfigString ContactTemplateName ContactType DeliveryFormatName Description EscalationTimeout Id
+        MaximumRetries Name NotifyOption Path PlugInName RetryInterval WebId
+        """,
+        "Self",
+    ),
     "Security": _model(
         """
         CanAnnotate CanDelete CanExecute CanRead CanReadData CanSubscribe CanSubscribeOthers CanWrite
@@ -154,8 +168,15 @@ MODELS: dict[str, Model] = {
 PAGINATION_LINKS = frozenset({"First", "Last", "Next", "Previous"})
 
 # Keys the mock emits beyond its model: the reference's recorded example (piwebapi.md 3.1) shows an empty
-# "Links" at the top of /streams/{webId}/recorded|interpolated|plot, which the swagger TimedValues lacks.
-EXTRA: dict[str, frozenset[str]] = {"TimedValues": frozenset({"Links"})}
+# "Links" at the top of /streams/{webId}/recorded|interpolated|plot, which the swagger TimedValues lacks; the
+# swagger models of notification rules and their subscribers have no Links either, while the AVEVA reference
+# samples (NotificationRule Get, Element GetNotificationRules, GetNotificationRuleSubscribers) show
+# "Links": {"Self": ...} on each.
+EXTRA: dict[str, frozenset[str]] = {
+    "TimedValues": frozenset({"Links"}),
+    "NotificationRule": frozenset({"Links"}),
+    "NotificationRuleSubscriber": frozenset({"Links"}),
+}
 
 _SECURITY_LINKS = {"Security", "SecurityEntries"}  # security is not simulated: everyone may do everything
 # Model keys the mock leaves out, because it cannot give them a truthful value.
@@ -182,9 +203,9 @@ OMITTED: dict[str, Model] = {
             | {"TableCategories", "Tables", *_SECURITY_LINKS}
         ),
     ),
-    "Element": Model(  # Errors: only for an element that failed to load; no analyses, notifications, defaults
+    "Element": Model(  # Errors: only for an element that failed to load; no analyses, default attributes
         frozenset({"Errors"}),
-        frozenset({"Analyses", "DefaultAttribute", "NotificationRules", *_SECURITY_LINKS}),
+        frozenset({"Analyses", "DefaultAttribute", *_SECURITY_LINKS}),
     ),
     "ElementTemplate": Model(
         frozenset(),
@@ -234,6 +255,11 @@ def _asset_framework(samples: Samples, landing: dict) -> None:
     one_per_template = {e["TemplateName"]: e for e in elements if not e["HasChildren"]}
     for element in one_per_template.values():
         samples.items("Attribute", element["Links"]["Attributes"], associations="Paths", **every)
+    for element in elements:
+        for rule in samples.items("NotificationRule", element["Links"]["NotificationRules"]):
+            samples.items(
+                "NotificationRuleSubscriber", rule["Links"]["Self"] + "/notificationrulesubscribers"
+            )
     frames = samples.items("EventFrame", database["Links"]["EventFrames"], startTime="*-2d", **every)
     for frame in frames[:30]:
         samples.one("Security", frame["Security"])

@@ -419,3 +419,127 @@ GOLD_HOURLY = TableSpec(
 )
 
 TABLE_SPECS.update({spec.name: spec for spec in (SILVER_TIMESERIES, GOLD_HOURLY)})
+
+# -- alarms and notifications: bronze rules, silver alarms, gold alarm summary ------------------------------
+
+NOTIFICATION_SUBSCRIBER = pa.struct(
+    [
+        pa.field("web_id", pa.string()),
+        pa.field("name", pa.string()),
+        pa.field("contact_type", pa.string()),
+        pa.field("contact_template_name", pa.string()),
+        pa.field("delivery_format_name", pa.string()),
+        pa.field("plug_in_name", pa.string()),
+        pa.field("notify_option", pa.string()),
+        pa.field("escalation_timeout", pa.string()),
+        pa.field("maximum_retries", pa.int32()),
+        pa.field("retry_interval", pa.string()),
+        # No ConfigString: it holds delivery addresses and may hold credentials.
+    ]
+)
+
+NOTIFICATION_RULES = TableSpec(
+    name="bronze.pi_notification_rules",
+    schema=pa.schema(
+        [
+            pa.field("web_id", pa.string(), nullable=False),
+            pa.field("id", pa.string()),
+            pa.field("name", pa.string(), nullable=False),
+            pa.field("description", pa.string()),
+            pa.field("path", pa.string(), nullable=False),
+            # The element that owns the rule (its path before \NotificationRules[...]).
+            pa.field("element_path", pa.string()),
+            pa.field("database_path", pa.string(), nullable=False),
+            # An AF event frame search (Template:='Process Alarm' Severity:>=Major), as AF stores it.
+            pa.field("criteria", pa.string()),
+            pa.field("category_names", STRING_LIST),
+            pa.field("template_name", pa.string()),
+            pa.field("status", pa.string()),
+            pa.field("enabled", pa.bool_(), nullable=False),
+            pa.field("auto_created", pa.bool_()),
+            pa.field("multi_trigger_event_option", pa.string()),
+            pa.field("nonrepetition_interval", pa.string()),
+            pa.field("resend_interval", pa.string()),
+            pa.field("subscribers", pa.list_(NOTIFICATION_SUBSCRIBER)),
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=(),
+    key=("web_id",),
+    description="PI Notifications rules: criteria, status and subscribers; fully refreshed by every run.",
+)
+
+ALARMS = TableSpec(
+    name="silver.pi_alarms",
+    schema=pa.schema(
+        [
+            pa.field("web_id", pa.string(), nullable=False),
+            pa.field("name", pa.string(), nullable=False),
+            pa.field("path", pa.string()),
+            pa.field("template_name", pa.string()),
+            # The rule whose criteria the frame meets (the first by path when several do), and how many do.
+            pa.field("rule_web_id", pa.string(), nullable=False),
+            pa.field("rule_name", pa.string(), nullable=False),
+            pa.field("rule_path", pa.string(), nullable=False),
+            pa.field("rules_matched", pa.int32(), nullable=False),
+            # The frame's primary referenced element (its path from bronze.pi_af_hierarchy).
+            pa.field("element_web_id", pa.string()),
+            pa.field("element_path", pa.string()),
+            pa.field("severity", pa.string()),
+            # None 0, Information 1, Warning 2, Minor 3, Major 4, Critical 5: sorts and compares.
+            pa.field("severity_level", pa.int8(), nullable=False),
+            pa.field("start_time", UTC_US, nullable=False),
+            pa.field("end_time", UTC_US),  # null while the alarm is active
+            pa.field("duration_seconds", pa.float64()),
+            pa.field("can_be_acknowledged", pa.bool_()),
+            pa.field("is_acknowledged", pa.bool_()),
+            pa.field("acknowledged_by", pa.string()),
+            pa.field("acknowledged_at", UTC_US),
+            pa.field("seconds_to_acknowledge", pa.float64()),
+            PARTITION_DATE,  # the UTC date of start_time
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=(),
+    key=("web_id",),
+    description="Alarms and notification event frames, one row per frame a notification rule selects, "
+    "upserted "
+    "by WebId as alarms close and are acknowledged.",
+)
+
+ALARM_SUMMARY = TableSpec(
+    name="gold.pi_alarm_summary",
+    schema=pa.schema(
+        [
+            PARTITION_DATE,
+            pa.field("rule_path", pa.string(), nullable=False),
+            pa.field("rule_name", pa.string(), nullable=False),
+            pa.field("element_path", pa.string()),
+            # Alarms that started this day.
+            pa.field("alarms", pa.int64(), nullable=False),
+            pa.field("acknowledged", pa.int64(), nullable=False),
+            # Seconds of the day (up to the run's now for today) with at least one alarm of the group active.
+            pa.field("seconds_in_alarm", pa.float64(), nullable=False),
+            pa.field("mean_seconds_to_acknowledge", pa.float64()),
+            pa.field("max_severity_level", pa.int8(), nullable=False),
+            # ISA-18.2: alarms per 10-minute interval of the day (mean and peak).
+            pa.field("alarms_per_10_minutes", pa.float64(), nullable=False),
+            pa.field("peak_alarms_per_10_minutes", pa.int64(), nullable=False),
+            # Alarms that started with 2 or more alarms of the group in the 60 s before them.
+            pa.field("chattering_alarms", pa.int64(), nullable=False),
+            # Alarms active during the day that had been active for more than 24 h by its end (or now).
+            pa.field("standing_alarms", pa.int64(), nullable=False),
+            # 1..10 for the day's ten groups with the most alarms; null for the rest.
+            pa.field("bad_actor_rank", pa.int32()),
+            # The whole day's alarms per operator per 10 minutes (ISA-18.2 target ~1, overloaded above 10).
+            pa.field("day_alarms_per_operator_per_10_minutes", pa.float64(), nullable=False),
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=(),
+    key=("partition_date", "rule_path", "element_path"),
+    description="Per rule, element and UTC day: alarm counts, time in alarm, time to acknowledge, ISA-18.2 "
+    "rates, chattering and standing alarms, the day's top-10 bad actors.",
+)
+
+TABLE_SPECS.update({spec.name: spec for spec in (NOTIFICATION_RULES, ALARMS, ALARM_SUMMARY)})

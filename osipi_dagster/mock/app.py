@@ -25,6 +25,7 @@ from osipi_dagster.mock.routes import (
     channels,
     dataservers,
     eventframes,
+    notifications,
     oidc,
     streams,
     streamsets,
@@ -35,7 +36,8 @@ from osipi_dagster.mock.state import MockState
 
 # The updates routes come before the streams routes: /streams/updates/{marker} is not a stream's read.
 ROUTERS = (
-    system, oidc, dataservers, assets, eventframes, updates, streams, streamsets, channels, batch, admin,
+    system, oidc, dataservers, assets, eventframes, notifications, updates, streams, streamsets, channels,
+    batch, admin,
 )  # fmt: skip
 GZIP_MIN_BYTES = 1000
 GZIP_LEVEL = 1  # the fastest level: the mock must not be the bottleneck of a gzip benchmark

@@ -13,7 +13,9 @@ touches. Rules per unit and day:
   alarms carry a "PI Point" attribute ``Process Value`` pointing at one of the equipment's numeric points;
   equipment alarms carry a Fault Code. 90 % last 30 s to 2 h, the rest (standing alarms) 4 to 20 hours.
   Severity Information, Warning, Minor, Major or Critical; three in four are acknowledged 30 s to 2 h after
-  they start (IsAcknowledged once the clock has passed that moment).
+  they start (IsAcknowledged once the clock has passed that moment). The admin API can acknowledge an
+  alarm that is not acknowledged yet at the clock's now (``acknowledge``); that overrides its generated
+  acknowledgement.
 
 Frames exist from midnight UTC on or before ``started - event_frame_days`` (anchored at start-up, so history
 does not vanish as the clock moves) and only once the clock has reached their start. A frame whose end lies
@@ -26,6 +28,7 @@ are partly sequential too), so a WebID is resolved by regenerating one bucket.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 import re
@@ -198,6 +201,7 @@ class EventFrameModel:
         af.attach_event_frames(self)
         # A bucket is a few frames; keeping the recent ones makes paging through a window cheap.
         self._bucket = functools.lru_cache(maxsize=16_384)(self._generate)
+        self._acknowledged: dict[uuid.UUID, tuple[int, str]] = {}  # admin acknowledgements: (when, by)
 
     # -- generation -------------------------------------------------------------------------------------
 
@@ -277,7 +281,28 @@ class EventFrameModel:
             for ordinal in ordinals:
                 for frame in self._bucket(day, ordinal):
                     if frame.start_ns <= now_ns:
-                        yield frame
+                        yield self._with_acknowledgement(frame)
+
+    def _with_acknowledgement(self, frame: EventFrame) -> EventFrame:
+        found = self._acknowledged.get(frame.guid)
+        if found is None:
+            return frame
+        return dataclasses.replace(frame, acknowledged_ns=found[0], acknowledged_by=found[1])
+
+    def acknowledge(self, frame: EventFrame, by: str, now_ns: int) -> EventFrame:
+        """Acknowledge ``frame`` at ``now_ns`` by ``by`` (the admin API), as an operator would in PI.
+
+        400 if its template cannot be acknowledged, 409 if it is acknowledged already at ``now_ns``."""
+        if not frame.template.spec.can_be_acknowledged:
+            raise PIError(
+                400,
+                f"The event frame '{frame.name}' cannot be acknowledged: its template "
+                f"{frame.template.name} does not allow it.",
+            )
+        if frame.is_acknowledged(now_ns):
+            raise PIError(409, f"The event frame '{frame.name}' is already acknowledged.")
+        self._acknowledged[frame.guid] = (now_ns, by)
+        return self._with_acknowledgement(frame)
 
     def frame(self, web: webids.WebId, text: str = "") -> EventFrame:
         """The event frame an ``Fm`` WebID names; 404 if unknown (or not started yet)."""

@@ -1,5 +1,5 @@
-"""Everything one mock server holds: its configuration, clock, data models, stream-updates caches, running
-channels and fault schedule."""
+"""Everything one mock server holds: its configuration, clock, data models (notification rules included),
+stream-updates caches, running channels and fault schedule."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from osipi_dagster.mock.clock import MockClock
 from osipi_dagster.mock.config import MockConfig
 from osipi_dagster.mock.eventframes import EventFrameModel
 from osipi_dagster.mock.faults import FaultInjector
+from osipi_dagster.mock.notifications import NotificationModel
 from osipi_dagster.mock.updates import UpdatesRegistry
 
 
@@ -23,6 +24,7 @@ class MockState:
         self.archive = Archive(config, self.started_ns)
         self.af = AssetModel(config, self.archive)
         self.event_frames = EventFrameModel(config, self.af, self.started_ns, self.clock)
+        self.notifications = NotificationModel(config.seed, self.af)
         self.faults = FaultInjector(config.faults)
         self.updates = UpdatesRegistry(
             config.seed, self.clock, self.archive.data, config.updates_cache_minutes

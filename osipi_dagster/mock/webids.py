@@ -31,6 +31,8 @@ _LAYOUTS: dict[str, tuple[int, int, bool]] = {
     "Ab": (1, 3, False),  # attribute: system guid + owner guid + attribute guid
     "MS": (1, 2, False),  # enumeration set: system/server guid + set guid
     "MV": (1, 3, False),  # enumeration value: system/server guid + set guid + value guid
+    "NR": (0, 2, False),  # notification rule: system guid + rule guid
+    "NS": (1, 3, False),  # notification rule subscriber (owner "L"): system guid + rule guid + its own guid
 }
 WEBID_TYPES = {"Full": "F", "IDOnly": "I", "PathOnly": "P", "LocalIDOnly": "L", "DefaultIDOnly": "D"}
 

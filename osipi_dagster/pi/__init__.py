@@ -1,4 +1,5 @@
-"""A PI Web API client: discovery, exact, resilient, fast bulk time-series reads into Arrow, Stream Updates.
+"""A PI Web API client: discovery, notification rules, exact, resilient, fast bulk time-series reads into
+Arrow, Stream Updates.
 
 No Dagster here: the package only needs requests, msgspec, numpy and pyarrow.
 """
@@ -35,6 +36,7 @@ from osipi_dagster.pi.errors import (
     PIResponseError,
     PIWebAPIError,
 )
+from osipi_dagster.pi.notifications import NotificationRule, NotificationRuleSubscriber
 from osipi_dagster.pi.recorded import ReadCancelledError, StreamFailure, StreamRead
 from osipi_dagster.pi.transport import RetryPolicy
 from osipi_dagster.pi.updates import (
@@ -62,6 +64,8 @@ __all__ = [
     "EventFrame",
     "KerberosAuth",
     "MissingExtraError",
+    "NotificationRule",
+    "NotificationRuleSubscriber",
     "OIDCClientCredentials",
     "PIAuth",
     "PIAuthenticationError",

@@ -1,4 +1,4 @@
-"""``PIWebAPIClient``: discovery and bulk time-series reads against one PI Web API."""
+"""``PIWebAPIClient``: discovery, notification rules and bulk time-series reads against one PI Web API."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from types import TracebackType
 
 from osipi_dagster.contract import TimeLike, format_ns, to_ns, to_pi_time
 from osipi_dagster.pi.auth import Anonymous, PIAuth
-from osipi_dagster.pi.discovery import Discovery
 from osipi_dagster.pi.errors import redact_url
+from osipi_dagster.pi.notifications import Notifications
 from osipi_dagster.pi.options import DEFAULT_CLIENT, DEFAULT_READ, ReadMode, ReadOptions
 from osipi_dagster.pi.recorded import Limits, ReadSpec, StreamRead
 from osipi_dagster.pi.transport import RetryPolicy, Transport, check_count
@@ -18,7 +18,7 @@ from osipi_dagster.pi.updates import Markers, UpdateRegistration, UpdatesRead, r
 WebIds = str | Sequence[str]
 
 
-class PIWebAPIClient(Discovery):
+class PIWebAPIClient(Notifications):
     """A client for one PI Web API, e.g. ``https://pi.example.com/piwebapi``.
 
     One pooled ``requests.Session`` carries every request; use the client as a context manager (or call

@@ -26,6 +26,8 @@ from pydantic import Field
 
 from osipi_dagster.defs.compute import compute_resources
 from osipi_dagster.defs.pi_server.af import af_assets
+from osipi_dagster.defs.pi_server.alarms import alarm_summary_asset, alarms_asset, notification_rules_asset
+from osipi_dagster.defs.pi_server.alarms_sensor import alarm_alerts_sensor, alarm_webhook_resource
 from osipi_dagster.defs.pi_server.catalog_sensor import catalog_sensor
 from osipi_dagster.defs.pi_server.checks import server_checks
 from osipi_dagster.defs.pi_server.event_frames import event_frames_asset
@@ -55,6 +57,9 @@ class ServerAssets:
     reconciliation: dg.AssetsDefinition
     silver: dg.AssetsDefinition
     gold: dg.AssetsDefinition
+    notification_rules: dg.AssetsDefinition
+    alarms: dg.AssetsDefinition
+    alarm_summary: dg.AssetsDefinition
 
     @property
     def all(self) -> list[dg.AssetsDefinition]:
@@ -66,6 +71,9 @@ class ServerAssets:
             self.reconciliation,
             self.silver,
             self.gold,
+            self.notification_rules,
+            self.alarms,
+            self.alarm_summary,
         ]
 
 
@@ -80,6 +88,9 @@ def server_assets(settings: PIServerSettings) -> ServerAssets:
         reconciliation=reconciliation_asset(server),
         silver=silver_asset(server),
         gold=gold_asset(server),
+        notification_rules=notification_rules_asset(server),
+        alarms=alarms_asset(server),
+        alarm_summary=alarm_summary_asset(server),
     )
 
 
@@ -89,9 +100,10 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
     jobs = server_jobs(server)
     assets = server_assets(settings)
     stream = stream_from_env()
+    checks = server_checks(server)
     return dg.Definitions(
         assets=[*assets.all, live_asset(server)],
-        asset_checks=[*server_checks(server), live_check(server, stream)],
+        asset_checks=[*checks, live_check(server, stream)],
         jobs=jobs.all,
         schedules=[*day_schedules(server, jobs), reconciliation_schedule(server, assets.reconciliation)],
         sensors=[
@@ -99,8 +111,13 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
             catalog_sensor(server, jobs),
             event_frames_sensor(server, jobs),
             live_sensor(server, stream),
+            *alarm_alerts_sensor(server, checks),
         ],
-        resources={server.pi_resource_key: pi_resource(settings), **compute_resources(server)},
+        resources={
+            server.pi_resource_key: pi_resource(settings),
+            **compute_resources(server),
+            **alarm_webhook_resource(server),
+        },
     )
 
 

@@ -31,8 +31,9 @@ def server_jobs(server: ServerWiring) -> ServerJobs:
                 server.key("pi_af_hierarchy"),
                 server.key("pi_af_attributes"),
                 server.key("pi_points"),
+                server.key("pi_notification_rules"),
             ],
-            description="The AF hierarchy and attributes, then the tag catalog.",
+            description="The AF hierarchy and attributes, then the tag catalog; the notification rules.",
         ),
         timeseries=dg.define_asset_job(
             name("pi_timeseries_job"),

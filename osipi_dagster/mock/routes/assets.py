@@ -157,6 +157,7 @@ class View:
             "Template": f"{self.base}/elementtemplates/{self.template_id(element.template)}",
             "Categories": f"{url}/categories",
             "EventFrames": f"{url}/eventframes",
+            "NotificationRules": f"{url}/notificationrules",
         }
         if element.parent is not None:
             links["Parent"] = f"{self.base}/elements/{self.element_id(element.parent)}"
