@@ -51,7 +51,10 @@ def refresh_af(client: PIWebAPIClient, hierarchy_table: LakeTable, attributes_ta
     element_prints = RowFingerprints(hierarchy_table, key=["web_id"])
     attribute_prints = RowFingerprints(attributes_table, key=["web_id"])
     databases = 0
-    with StagedRows(_schema(hierarchy_table)) as elements, StagedRows(_schema(attributes_table)) as attributes:
+    with (
+        StagedRows(_schema(hierarchy_table)) as elements,
+        StagedRows(_schema(attributes_table)) as attributes,
+    ):
         for server in client.asset_servers():
             for database in client.asset_databases(server.web_id):
                 databases += 1
@@ -60,7 +63,9 @@ def refresh_af(client: PIWebAPIClient, hierarchy_table: LakeTable, attributes_ta
                 # the attribute's path, whose element part is the element's path.
                 owners = {element.path.upper(): element.web_id for element in found}
                 for chunk in _chunks(found, PAGE_SIZE):
-                    _stage(elements, element_prints, _hierarchy_batch(elements.schema, database.web_id, chunk))
+                    _stage(
+                        elements, element_prints, _hierarchy_batch(elements.schema, database.web_id, chunk)
+                    )
                 del found
                 for page in client.element_attributes(
                     database.web_id, page_size=PAGE_SIZE, selected_fields=ATTRIBUTE_FIELDS

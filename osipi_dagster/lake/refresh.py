@@ -95,7 +95,9 @@ def overwrite_table_batches(
     commit = tagged_commit(
         table,
         delta_table,
-        lambda properties: write_deltalake(delta_table, reader, mode="overwrite", commit_properties=properties),
+        lambda properties: write_deltalake(
+            delta_table, reader, mode="overwrite", commit_properties=properties
+        ),
     )
     return WriteResult.of(table, commit, rows=written, predicate=None, started=started)
 

@@ -470,10 +470,7 @@ class AssetModel:
         :func:`~osipi_dagster.mock.af_search.search_element_attributes`), the last few searches kept."""
         key = (
             database.index,
-            *(
-                (params.get(name) or "").upper()
-                for name in SEARCH_PARAMETERS
-            ),
+            *((params.get(name) or "").upper() for name in SEARCH_PARAMETERS),
         )
         found = self._attribute_searches.get(key)
         if found is None:
