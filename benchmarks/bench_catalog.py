@@ -18,6 +18,7 @@ to that refresh alone.
 
     .venv/bin/python benchmarks/bench_catalog.py --points 100000
     .venv/bin/python benchmarks/bench_catalog.py --points 10000 --keep /tmp/lake   # keep the lake to look at
+    .venv/bin/python benchmarks/bench_catalog.py --points 100000 --max-frame-pages 2   # main before issue 11
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def start_mock(points: int) -> tuple[subprocess.Popen, str, float]:
     return process, api, time.perf_counter() - started
 
 
-def mock_figures(api: str) -> dict[str, object]:
+def mock_figures(api: str, max_frame_pages: int | None) -> dict[str, object]:
     """Time ``/admin/info``, the last day's event frames and a ``summaryDuration`` summary."""
     from osipi_dagster.pi import PIWebAPIClient
 
@@ -81,9 +82,10 @@ def mock_figures(api: str) -> dict[str, object]:
     # Pages read here with a long timeout (not the client's 30 s): the point is to time the mock.
     started = time.perf_counter()
     frames = pages = 0
+    first_page_seconds = None
     for database in databases:
         start = 0
-        while True:
+        while max_frame_pages is None or pages < max_frame_pages:
             params = {
                 "searchMode": "Overlapped", "startTime": (NOW - timedelta(days=1)).isoformat(),
                 "endTime": NOW.isoformat(), "searchFullHierarchy": "true", "startIndex": start,
@@ -91,6 +93,7 @@ def mock_figures(api: str) -> dict[str, object]:
             }  # fmt: skip
             items = requests.get(f"{api}/assetdatabases/{database}/eventframes", params, timeout=900).json()
             start, frames, pages = start + len(items["Items"]), frames + len(items["Items"]), pages + 1
+            first_page_seconds = first_page_seconds or time.perf_counter() - started
             if len(items["Items"]) < 1000:
                 break
     frames_seconds = time.perf_counter() - started
@@ -108,6 +111,10 @@ def mock_figures(api: str) -> dict[str, object]:
         "event_frames_last_day": frames,
         "event_frames_last_day_seconds": round(frames_seconds, 2),
         "event_frame_pages": pages,
+        "event_frame_first_page_seconds": round(first_page_seconds or 0.0, 2),
+        "event_frame_seconds_per_later_page": round(
+            (frames_seconds - (first_page_seconds or 0.0)) / max(pages - 1, 1), 2
+        ),
         "summary_intervals": intervals,
         "summary_ms_per_interval": round(summary_seconds / max(intervals, 1) * 1e3, 3),
     }
@@ -159,7 +166,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     load_before = os.getloadavg()
     mock, api, startup = start_mock(args.points)
     try:
-        mock_side = {"startup_seconds": round(startup, 1), **mock_figures(api)}
+        mock_side = {"startup_seconds": round(startup, 1), **mock_figures(api, args.max_frame_pages)}
         first = run_child(api, root, mock.pid)
         second = run_child(api, root, mock.pid)
         mock_side["peak_rss_mib"] = round(proc_peak_rss_mib(mock.pid))
@@ -185,6 +192,13 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, default=None, help="lake root to keep (default: a temporary one)"
     )
+    parser.add_argument(
+        "--max-frame-pages",
+        type=int,
+        default=None,
+        help="read at most this many pages of event frames (default: the whole day; main's mock at 100,000 "
+        "points searches again for every page)",
+    )
     parser.add_argument("--child", metavar="API", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -196,7 +210,8 @@ def main() -> None:
     print(
         f"{args.points:,} points: mock start-up {mock_side['startup_seconds']} s, /admin/info "
         f"{mock_side['admin_info_seconds']} s, {mock_side['event_frames_last_day']:,} event frames of the "
-        f"last day in {mock_side['event_frames_last_day_seconds']} s, summaries "
+        f"last day in {mock_side['event_frames_last_day_seconds']} s ({mock_side['event_frame_pages']} "
+        "pages), summaries "
         f"{mock_side['summary_ms_per_interval']} ms/interval; pi_af + pi_points first "
         f"{first['wall_seconds']} s (peak {first['peak_rss_mib']} MiB), second {second['wall_seconds']} s "
         f"(peak {second['peak_rss_mib']} MiB), changes on the second: {second['changes']}"
