@@ -45,8 +45,15 @@ class AFResult:
     duration_seconds: float
 
 
-def refresh_af(client: PIWebAPIClient, hierarchy_table: LakeTable, attributes_table: LakeTable) -> AFResult:
-    """Read every AF database's elements and attributes and replace both tables (each only if it changed)."""
+def refresh_af(
+    client: PIWebAPIClient,
+    hierarchy_table: LakeTable,
+    attributes_table: LakeTable,
+    *,
+    page_size: int = PAGE_SIZE,
+) -> AFResult:
+    """Read every AF database's elements and attributes and replace both tables (each only if it changed);
+    ``page_size`` objects per request and per staged page."""
     started = time.perf_counter()
     element_prints = RowFingerprints(hierarchy_table, key=["web_id"])
     attribute_prints = RowFingerprints(attributes_table, key=["web_id"])
@@ -58,17 +65,17 @@ def refresh_af(client: PIWebAPIClient, hierarchy_table: LakeTable, attributes_ta
         for server in client.asset_servers():
             for database in client.asset_databases(server.web_id):
                 databases += 1
-                found = client.elements(database.web_id, page_size=PAGE_SIZE, selected_fields=ELEMENT_FIELDS)
+                found = client.elements(database.web_id, page_size=page_size, selected_fields=ELEMENT_FIELDS)
                 # Attributes name their element by Links.Element; a server that leaves it out still gives
                 # the attribute's path, whose element part is the element's path.
                 owners = {element.path.upper(): element.web_id for element in found}
-                for chunk in _chunks(found, PAGE_SIZE):
+                for chunk in _chunks(found, page_size):
                     _stage(
                         elements, element_prints, _hierarchy_batch(elements.schema, database.web_id, chunk)
                     )
                 del found
                 for page in client.element_attributes(
-                    database.web_id, page_size=PAGE_SIZE, selected_fields=ATTRIBUTE_FIELDS
+                    database.web_id, page_size=page_size, selected_fields=ATTRIBUTE_FIELDS
                 ):
                     _stage(attributes, attribute_prints, _attribute_batch(attributes.schema, page, owners))
         element_diff, attribute_diff = element_prints.diff(), attribute_prints.diff()
