@@ -155,8 +155,10 @@ def run_child(api: str, root: Path, mock_pid: int) -> dict[str, object]:
     """One refresh in a child process, with the mock's CPU seconds over it."""
     mock_cpu = proc_cpu_seconds(mock_pid)
     command = [sys.executable, __file__, "--child", api, "--root", str(root)]
-    output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    figures = json.loads(output.strip().splitlines()[-1])
+    child = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if child.returncode:
+        raise SystemExit(f"the refresh failed (status {child.returncode}):\n{child.stderr[-5000:]}")
+    figures = json.loads(child.stdout.strip().splitlines()[-1])
     figures["mock_cpu_seconds"] = round(proc_cpu_seconds(mock_pid) - mock_cpu, 1)
     return figures
 
@@ -172,7 +174,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         mock_side["peak_rss_mib"] = round(proc_peak_rss_mib(mock.pid))
     finally:
         mock.terminate()
-        mock.wait(10)
+        mock.wait(60)
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
     return {
