@@ -30,7 +30,6 @@ from osipi_dagster.lake import (
     StagedRows,
     WriteResult,
     overwrite_table_batches,
-    read_table,
     scan_table,
 )
 from osipi_dagster.lake.schemas import POINTS
@@ -340,9 +339,9 @@ def _shrink_message(
 
 def active_points(points_table: LakeTable) -> dict[str, str]:
     """Every active point of the catalog: WebId -> tag shard (empty before the first refresh)."""
-    rows = read_table(points_table)
-    if rows is None:
+    if not points_table.exists():
         return {}
+    rows = _read_columns(points_table, ("web_id", "tag_shard", "is_deleted"))
     active = rows.filter(pc.invert(rows["is_deleted"])).select(["web_id", "tag_shard"])
     return dict(zip(active["web_id"].to_pylist(), active["tag_shard"].to_pylist(), strict=True))
 
@@ -350,9 +349,9 @@ def active_points(points_table: LakeTable) -> dict[str, str]:
 def points_first_seen(points_table: LakeTable, after: datetime, until: datetime) -> dict[str, str]:
     """The active points that entered the catalog in ``(after, until]``: WebId -> tag shard. A renamed point
     keeps its ``first_seen``, so a rename is not new."""
-    rows = read_table(points_table)
-    if rows is None:
+    if not points_table.exists():
         return {}
+    rows = _read_columns(points_table, ("web_id", "tag_shard", "is_deleted", "first_seen"))
     first_seen = rows["first_seen"]
     new = rows.filter(
         pc.and_(
@@ -368,32 +367,26 @@ def points_first_seen(points_table: LakeTable, after: datetime, until: datetime)
 
 def shard_points(points_table: LakeTable, tag_shard: str) -> ShardPoints:
     """The points of ``tag_shard`` to read, and the deleted points whose rows every slice keeps."""
-    rows = read_table(points_table)
-    if rows is None:
+    if not points_table.exists():
         raise LookupError(f"{points_table} does not exist yet: materialize the pi_points asset first.")
-    catalog = list(_dicts(rows))
-    active_identities = {
-        (row["data_server_web_id"], row["point_id"]) for row in catalog if not row["is_deleted"]
-    }
+    rows = _read_columns(
+        points_table, ("web_id", "tag_shard", "is_deleted", "future", "data_server_web_id", "point_id")
+    )
+    deleted, in_shard = rows["is_deleted"], pc.equal(rows["tag_shard"], tag_shard)
+    identity = pc.binary_join_element_wise(
+        rows["data_server_web_id"], pc.cast(rows["point_id"], pa.string()), ":", null_handling="replace"
+    )
+    active_identities = identity.filter(pc.invert(deleted))
+    keep = rows.filter(pc.and_(deleted, pc.invert(pc.is_in(identity, value_set=active_identities))))
     return ShardPoints(
-        read=sorted(
-            row["web_id"] for row in catalog if row["tag_shard"] == tag_shard and not row["is_deleted"]
-        ),
-        keep=frozenset(
-            row["web_id"]
-            for row in catalog
-            if row["is_deleted"] and (row["data_server_web_id"], row["point_id"]) not in active_identities
-        ),
-        future=frozenset(row["web_id"] for row in catalog if row["tag_shard"] == tag_shard and row["future"]),
+        read=sorted(rows.filter(pc.and_(in_shard, pc.invert(deleted)))["web_id"].to_pylist()),
+        keep=frozenset(keep["web_id"].to_pylist()),
+        future=frozenset(rows.filter(pc.and_(in_shard, rows["future"]))["web_id"].to_pylist()),
     )
 
 
 def _matches_any(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name.upper(), pattern.upper()) for pattern in patterns)
-
-
-def _dicts(table: pa.Table | None) -> Iterator[dict]:
-    return iter(()) if table is None else iter(table.to_pylist())
 
 
 class _ReferenceIndex:
