@@ -17,7 +17,8 @@ from osipi_dagster.ingest.af import refresh_af
 from osipi_dagster.ingest.rows import table_rows
 from osipi_dagster.lake import Lakehouse, LakeTable, overwrite_table, read_table
 from osipi_dagster.mock.server import RunningMock
-from osipi_dagster.pi import PIWebAPIClient
+from osipi_dagster.pi import ATTRIBUTE_FIELDS, PIWebAPIClient
+from osipi_dagster_tests.answer_proxy import answer_proxy
 
 # The columns of bronze.pi_af_hierarchy that describe an element (ingested_at excluded).
 ELEMENT_COLUMNS = (
@@ -204,7 +205,8 @@ def test_first_run_adds_everything_and_a_second_run_changes_nothing(
     mock_pi: RunningMock, mock_af: RawAF, tmp_path: Path
 ) -> None:
     """Metadata counts: the first refresh reports every element and attribute added; a second refresh of
-    the same AF reports 0 added, removed and changed, leaves identical rows, and commits a new version."""
+    the same AF reports 0 added, removed and changed, leaves identical rows, and commits nothing (both
+    tables keep their version)."""
     tables = af_tables(tmp_path)
     element_count = len(mock_af.elements)
     attribute_count = sum(len(attributes) for attributes in mock_af.attributes.values())
@@ -227,7 +229,10 @@ def test_first_run_adds_everything_and_a_second_run_changes_nothing(
     attribute_diff = second.attribute_diff
     assert (attribute_diff.added, attribute_diff.removed, attribute_diff.changed) == (0, 0, 0)
     assert (stored(tables.hierarchy), stored(tables.attributes)) == before
-    assert second.hierarchy.version == first.hierarchy.version + 1 == tables.hierarchy.version()
+    assert second.hierarchy is None and second.attributes is None
+    assert (second.element_count, second.attribute_count) == (element_count, attribute_count)
+    assert first.hierarchy.version == tables.hierarchy.version()
+    assert first.attributes.version == tables.attributes.version()
 
 
 @pytest.mark.parametrize(
@@ -281,3 +286,46 @@ def test_an_element_edited_since_the_last_run_counts_as_changed(
     diff = result.element_diff
     assert (diff.added, diff.removed, diff.changed, diff.unchanged) == (0, 0, 1, len(rows) - 1)
     assert stored(tables.hierarchy)[original["web_id"]] == original
+
+
+def test_attributes_come_from_one_paged_search_per_database_trimmed_by_selected_fields(
+    mock_pi: RunningMock, tmp_path: Path
+) -> None:
+    """Through a recording proxy: the refresh lists no element's attributes one by one; it pages through
+    the database's FindElementAttributes search (``searchFullHierarchy``, ``selectedFields`` naming the
+    stored fields and ``Links.Element``), and the rows equal those of a refresh with one page for all."""
+    one_page = af_tables(tmp_path / "one_page")
+    run_refresh(mock_pi.api, one_page)
+    tables = af_tables(tmp_path / "paged")
+    with answer_proxy(mock_pi.url) as proxy, PIWebAPIClient(proxy.api) as client:
+        result = refresh_af(client, tables.hierarchy, tables.attributes, page_size=100)
+    paths = [exchange.path for exchange in proxy.exchanges]
+    assert not [path for path in paths if path.endswith("/attributes")]
+    searches = [e for e in proxy.exchanges if e.path.endswith("/elementattributes")]
+    assert len(searches) == result.attribute_count // 100 + 1
+    for search in searches:
+        query = dict(search.query)
+        assert query["searchFullHierarchy"] == "true" and query["maxCount"] == "100"
+        assert set(query["selectedFields"].split(";")) == set(ATTRIBUTE_FIELDS)
+    assert stored(tables.attributes) == stored(one_page.attributes)
+    assert stored(tables.hierarchy) == stored(one_page.hierarchy)
+
+
+def test_attributes_without_an_element_link_find_their_element_by_path(
+    mock_pi: RunningMock, tmp_path: Path
+) -> None:
+    """A server that leaves ``Links.Element`` out of the search's attributes: each row still names its
+    element, found by the element part of the attribute's path."""
+    expected = af_tables(tmp_path / "expected")
+    run_refresh(mock_pi.api, expected)
+
+    def without_element_links(exchange):
+        if exchange.path.endswith("/elementattributes"):
+            for attribute in exchange.answer["Items"]:
+                attribute["Links"].pop("Element", None)
+        return exchange.answer
+
+    tables = af_tables(tmp_path / "stripped")
+    with answer_proxy(mock_pi.url, without_element_links) as proxy:
+        run_refresh(proxy.api, tables)
+    assert stored(tables.attributes) == stored(expected.attributes)

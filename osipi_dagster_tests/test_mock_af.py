@@ -276,6 +276,41 @@ def test_attribute_filters(mock_pi: RunningMock) -> None:
     assert names == sorted(names, key=str.lower, reverse=True)
 
 
+def test_element_attributes_of_a_database_equal_the_per_element_listings(mock_pi: RunningMock) -> None:
+    """``/assetdatabases/{id}/elementattributes`` (FindElementAttributes) with searchFullHierarchy gives,
+    in pages, exactly the attributes the per-element listings give with searchFullHierarchy (the same
+    bodies), sorted by name; each names its element in ``Links.Element``; without searchFullHierarchy only
+    the root elements' attributes; the element and attribute filters narrow it."""
+    url = database(mock_pi)["Links"]["Self"] + "/elementattributes"
+    per_element = {}
+    for element in all_elements(mock_pi):
+        for attribute in get(mock_pi, element["Links"]["Attributes"], searchFullHierarchy="true")["Items"]:
+            per_element[attribute["WebId"]] = (element["Links"]["Self"], attribute)
+    pages, start = [], 0
+    while page := get(mock_pi, url, searchFullHierarchy="true", startIndex=start, maxCount=500)["Items"]:
+        pages.append(page)
+        start += len(page)
+    found = [attribute for page in pages for attribute in page]
+    assert len(pages) > 1 and len(found) == len(per_element)
+    assert {a["WebId"]: a for a in found} == {web_id: a for web_id, (_, a) in per_element.items()}
+    assert all(a["Links"]["Element"] == per_element[a["WebId"]][0] for a in found)
+    names = [(a["Name"].lower(), a["Path"].lower()) for a in found]
+    assert names == sorted(names)
+    roots = get(mock_pi, url)["Items"]
+    assert roots and {a["Path"].split("|")[0].count("\\") for a in roots} == {4}  # \\AF\DB\Root|...
+    pumps = get(
+        mock_pi, url, searchFullHierarchy="true", elementTemplate="Pump", attributeCategory="Measurement"
+    )
+    assert pumps["Items"] and all(a["DataReferencePlugIn"] == "PI Point" for a in pumps["Items"])
+    assert {a["Path"].split("|")[0].rsplit("\\", 1)[1][:1] for a in pumps["Items"]} == {"P"}
+    trimmed = get(
+        mock_pi, url, searchFullHierarchy="true", maxCount=3, selectedFields="Items.WebId;Items.Links.Element"
+    )["Items"]
+    assert [set(a) for a in trimmed] == [{"WebId", "Links"}] * 3 and all(
+        set(a["Links"]) == {"Element"} for a in trimmed
+    )
+
+
 def test_model_entry_points_for_the_streams(mock_pi: RunningMock) -> None:
     af = mock_pi.state.af
     element = element_by_name(mock_pi, "TI0102")

@@ -1,68 +1,123 @@
-"""The AF hierarchy and attributes: a full refresh of two small catalog tables.
+"""The AF hierarchy and attributes: a full refresh of two catalog tables, page by page.
 
-Every element of every asset database is read (flat and paged, never capped at 1,000), then each
-element's attributes with their PI point reference resolved. Both tables are replaced whole, each in one
-commit; the diff against the previous version (added, removed, changed elements) is returned for metadata.
+Every element of every asset database is read (flat and paged, never capped at 1,000), then the attributes
+of all of a database's elements in one paged search (PI's FindElementAttributes), with their PI point
+reference resolved; ``selectedFields`` keeps only what the tables store. Pages are compared with the
+tables' current rows as they come and staged on local disk, so memory holds a page, not the AF model. Each
+table is then replaced in one commit, or left as it is when nothing in it changed; the diff (added,
+removed, changed rows) is returned for metadata.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
-from osipi_dagster.ingest.rows import table_rows
-from osipi_dagster.lake import LakeTable, RowDiff, WriteResult, diff_rows, overwrite_table, read_table
-from osipi_dagster.pi import Attribute, Element, PIWebAPIClient
+import pyarrow as pa
 
-# Attributes are listed one element at a time (PI has no bulk call for them); a few requests in flight
-# hide the round trips without loading the server much.
-ATTRIBUTE_READERS = 4
+from osipi_dagster.lake import (
+    LakeTable,
+    RowDiff,
+    RowFingerprints,
+    StagedRows,
+    WriteResult,
+    overwrite_table_batches,
+)
+from osipi_dagster.pi import ATTRIBUTE_FIELDS, ELEMENT_FIELDS, Attribute, Element, PIWebAPIClient
+
+# Objects per request: 10,000 attributes are a few MB of JSON, and a million attributes take 100 requests.
+PAGE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
 class AFResult:
-    """What one refresh of the AF tables found and wrote."""
+    """What one refresh of the AF tables found and wrote; a write is None when its table was unchanged."""
 
     databases: int
-    hierarchy: WriteResult
-    attributes: WriteResult
+    element_count: int
+    attribute_count: int
+    hierarchy: WriteResult | None
+    attributes: WriteResult | None
     element_diff: RowDiff
     attribute_diff: RowDiff
     duration_seconds: float
 
 
-def refresh_af(client: PIWebAPIClient, hierarchy_table: LakeTable, attributes_table: LakeTable) -> AFResult:
-    """Read every AF database's elements and attributes and replace both tables."""
+def refresh_af(
+    client: PIWebAPIClient,
+    hierarchy_table: LakeTable,
+    attributes_table: LakeTable,
+    *,
+    page_size: int = PAGE_SIZE,
+) -> AFResult:
+    """Read every AF database's elements and attributes and replace both tables (each only if it changed);
+    ``page_size`` objects per request and per staged page."""
     started = time.perf_counter()
-    elements: list[tuple[str, Element]] = []
+    element_prints = RowFingerprints(hierarchy_table, key=["web_id"])
+    attribute_prints = RowFingerprints(attributes_table, key=["web_id"])
     databases = 0
-    for server in client.asset_servers():
-        for database in client.asset_databases(server.web_id):
-            databases += 1
-            elements += [(database.web_id, element) for element in client.elements(database.web_id)]
-    with ThreadPoolExecutor(ATTRIBUTE_READERS, thread_name_prefix="af-attributes") as pool:
-        attribute_lists = list(pool.map(lambda item: client.attributes(item[1].web_id), elements))
-    hierarchy_rows = table_rows(hierarchy_table, _hierarchy_rows(elements))
-    attribute_rows = table_rows(attributes_table, _attribute_rows(elements, attribute_lists))
-    element_diff = diff_rows(read_table(hierarchy_table), hierarchy_rows, key=["web_id"])
-    attribute_diff = diff_rows(read_table(attributes_table), attribute_rows, key=["web_id"])
-    hierarchy = overwrite_table(hierarchy_table, hierarchy_rows)
-    attributes = overwrite_table(attributes_table, attribute_rows)
-    return AFResult(
-        databases=databases,
-        hierarchy=hierarchy,
-        attributes=attributes,
-        element_diff=element_diff,
-        attribute_diff=attribute_diff,
-        duration_seconds=time.perf_counter() - started,
-    )
+    with (
+        StagedRows(_schema(hierarchy_table)) as elements,
+        StagedRows(_schema(attributes_table)) as attributes,
+    ):
+        for server in client.asset_servers():
+            for database in client.asset_databases(server.web_id):
+                databases += 1
+                found = client.elements(database.web_id, page_size=page_size, selected_fields=ELEMENT_FIELDS)
+                # Attributes name their element by Links.Element; a server that leaves it out still gives
+                # the attribute's path, whose element part is the element's path.
+                owners = {element.path.upper(): element.web_id for element in found}
+                for chunk in _chunks(found, page_size):
+                    _stage(
+                        elements, element_prints, _hierarchy_batch(elements.schema, database.web_id, chunk)
+                    )
+                del found
+                for page in client.element_attributes(
+                    database.web_id, page_size=page_size, selected_fields=ATTRIBUTE_FIELDS
+                ):
+                    _stage(attributes, attribute_prints, _attribute_batch(attributes.schema, page, owners))
+        element_diff, attribute_diff = element_prints.diff(), attribute_prints.diff()
+        hierarchy = _write_if_changed(hierarchy_table, elements, element_diff)
+        attributes_write = _write_if_changed(attributes_table, attributes, attribute_diff)
+        return AFResult(
+            databases=databases,
+            element_count=elements.rows,
+            attribute_count=attributes.rows,
+            hierarchy=hierarchy,
+            attributes=attributes_write,
+            element_diff=element_diff,
+            attribute_diff=attribute_diff,
+            duration_seconds=time.perf_counter() - started,
+        )
 
 
-def _hierarchy_rows(elements: list[tuple[str, Element]]) -> Iterator[dict]:
-    for database_web_id, element in elements:
-        yield {
+def _schema(table: LakeTable) -> pa.Schema:
+    assert table.spec is not None  # the AF tables are known tables
+    return pa.schema([field for field in table.spec.schema if field.name != "ingested_at"])
+
+
+def _chunks(items: Sequence[Element], size: int) -> Iterator[Sequence[Element]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _stage(staged: StagedRows, prints: RowFingerprints, batch: pa.RecordBatch) -> None:
+    prints.compare(batch)
+    staged.append(batch)
+
+
+def _write_if_changed(table: LakeTable, staged: StagedRows, diff: RowDiff) -> WriteResult | None:
+    if table.exists() and not (diff.added or diff.removed or diff.changed):
+        return None
+    return overwrite_table_batches(table, staged.batches())
+
+
+def _hierarchy_batch(schema: pa.Schema, database_web_id: str, elements: Sequence[Element]) -> pa.RecordBatch:
+    rows = [
+        {
             "web_id": element.web_id,
             "parent_web_id": element.parent_web_id,
             "name": element.name,
@@ -73,20 +128,27 @@ def _hierarchy_rows(elements: list[tuple[str, Element]]) -> Iterator[dict]:
             "description": element.description,
             "database_web_id": database_web_id,
         }
+        for element in elements
+    ]
+    return pa.RecordBatch.from_pylist(rows, schema=schema)
 
 
-def _attribute_rows(elements: list[tuple[str, Element]], attributes: list[list[Attribute]]) -> Iterator[dict]:
-    for (_, element), element_attributes in zip(elements, attributes, strict=True):
-        for attribute in element_attributes:
-            yield {
-                "web_id": attribute.web_id,
-                "element_web_id": element.web_id,
-                "name": attribute.name,
-                "path": attribute.path,
-                "type": attribute.type,
-                "units": attribute.default_units_name_abbreviation,
-                "data_reference": attribute.data_reference_plug_in,
-                "config_string": attribute.config_string,
-                "point_web_id": attribute.point_web_id,
-                "category_names": list(attribute.category_names),
-            }
+def _attribute_batch(
+    schema: pa.Schema, attributes: list[Attribute], owners: dict[str, str]
+) -> pa.RecordBatch:
+    rows = [
+        {
+            "web_id": attribute.web_id,
+            "element_web_id": attribute.element_web_id or owners.get(attribute.path.split("|", 1)[0].upper()),
+            "name": attribute.name,
+            "path": attribute.path,
+            "type": attribute.type,
+            "units": attribute.default_units_name_abbreviation,
+            "data_reference": attribute.data_reference_plug_in,
+            "config_string": attribute.config_string,
+            "point_web_id": attribute.point_web_id,
+            "category_names": list(attribute.category_names),
+        }
+        for attribute in attributes
+    ]
+    return pa.RecordBatch.from_pylist(rows, schema=schema)

@@ -14,18 +14,26 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain, islice
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from osipi_dagster.ingest.rows import table_rows
 from osipi_dagster.ingest.server_clock import find_data_server
 from osipi_dagster.ingest.shards import shard_of
-from osipi_dagster.lake import LakeTable, WriteResult, overwrite_table, read_table
-from osipi_dagster.pi import PIWebAPIClient, Point
+from osipi_dagster.lake import (
+    LakeTable,
+    StagedRows,
+    WriteResult,
+    overwrite_table_batches,
+    scan_table,
+)
+from osipi_dagster.lake.schemas import POINTS
+from osipi_dagster.pi import POINT_FIELDS, PIWebAPIClient, Point
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,10 @@ class _Reference:
     template: str
 
 
+# Points per request of the point listing, and rows per staged page.
+PAGE_SIZE = 10_000
+
+
 def refresh_point_catalog(
     client: PIWebAPIClient,
     points_table: LakeTable,
@@ -121,93 +133,194 @@ def refresh_point_catalog(
     :class:`CatalogShrinkError` and writes nothing, unless ``confirm_removed`` equals the number of points it
     would mark deleted: an empty or shrunken answer from PI (a filter typo, a permission change, a proxy)
     must not become a mass deletion that the next closed-day run acts on.
+
+    Points are read, matched with the previous catalog and staged on local disk one page at a time; the
+    previous catalog is held as a few compact columns, so memory does not grow with whole rows of either.
     """
     started = time.perf_counter()
     server = find_data_server(client, data_server)
-    discovered = list(client.points(server.web_id))
-    references = _references(af_attributes_table, hierarchy_table)
+    references = _ReferenceIndex(af_attributes_table, hierarchy_table)
     template_elements = _elements_of_templates(client, point_filter.exact_templates)
-    kept = [p for p in discovered if point_filter.keeps(p, _references_of(p, references), template_elements)]
-    previous = {row["web_id"]: row for row in _dicts(read_table(points_table))}
-    # A point renamed more than once has several rows with its identity: the active one wins (listed last).
-    by_identity = {
-        (row["data_server_web_id"], row["point_id"]): row
-        for row in sorted(previous.values(), key=lambda row: not row["is_deleted"])
-    }
-    rows: dict[str, dict] = {}
-    renamed_from: set[str] = set()  # the old WebIds of renamed points: a rename is not also a deletion
-    added = 0
-    for point in kept:
-        before = previous.get(point.web_id)
-        if before is None:
-            before = by_identity.get((server.web_id, point.id))
-            if before is None:
-                added += 1
-            else:
-                renamed_from.add(before["web_id"])
-        rows[point.web_id] = {
-            "web_id": point.web_id,
-            "point_id": point.id,
-            "name": point.name,
-            "path": point.path,
-            "descriptor": point.descriptor,
-            "point_class": point.point_class,
-            "point_type": point.point_type,
-            "digital_set_name": point.digital_set_name,
-            "engineering_units": point.engineering_units,
-            "step": point.step,
-            "future": point.future,
-            "data_server_web_id": server.web_id,
-            "af_attribute_paths": [r.attribute_path for r in _references_of(point, references)],
-            "tag_shard": shard_of(f"{server.id}:{point.id}", shard_count),
-            "first_seen": before["first_seen"] if before else now,
-            "last_seen": now,
-            "is_deleted": False,
-        }
-    gone = [row for web_id, row in previous.items() if web_id not in rows]
-    # Deleted: rows active until now that are gone. A rename's old row is not a deletion; subtracting the
-    # rename count instead would hide a real deletion whenever the old row was already deleted.
-    removed = [row for row in gone if not row["is_deleted"] and row["web_id"] not in renamed_from]
-    deleted = len(removed)
-    previously_active = sum(1 for row in previous.values() if not row["is_deleted"])
-    if (
-        deleted
-        and confirm_removed != deleted
-        and (len(kept) == 0 or deleted > max_removed_share * previously_active)
-    ):
-        raise CatalogShrinkError(
-            _shrink_message(
-                removed, previously_active, len(discovered), len(kept), point_filter, max_removed_share
-            )
-        )
-    for row in gone:
-        rows[row["web_id"]] = {**row, "is_deleted": True}
-    write = overwrite_table(points_table, table_rows(points_table, rows.values()), ingested_at=now)
+    previous = _PreviousCatalog(points_table)
+    schema = pa.schema([field for field in POINTS.schema if field.name != "ingested_at"])
+    discovered = kept = added = 0
     shard_counts: dict[str, int] = {}
-    for row in rows.values():
-        if not row["is_deleted"]:
-            shard_counts[row["tag_shard"]] = shard_counts.get(row["tag_shard"], 0) + 1
+    listing = client.points(server.web_id, page_size=PAGE_SIZE, selected_fields=POINT_FIELDS)
+    with StagedRows(schema) as staged:
+        while page := list(islice(listing, PAGE_SIZE)):
+            discovered += len(page)
+            page_references = references.of(page)
+            rows = []
+            for point in page:
+                point_references = page_references.get(point.web_id, [])
+                if not point_filter.keeps(point, point_references, template_elements):
+                    continue
+                first_seen = previous.first_seen(point.web_id, (server.web_id, point.id))
+                added += first_seen is None
+                shard = shard_of(f"{server.id}:{point.id}", shard_count)
+                shard_counts[shard] = shard_counts.get(shard, 0) + 1
+                rows.append(
+                    {
+                        "web_id": point.web_id,
+                        "point_id": point.id,
+                        "name": point.name,
+                        "path": point.path,
+                        "descriptor": point.descriptor,
+                        "point_class": point.point_class,
+                        "point_type": point.point_type,
+                        "digital_set_name": point.digital_set_name,
+                        "engineering_units": point.engineering_units,
+                        "step": point.step,
+                        "future": point.future,
+                        "data_server_web_id": server.web_id,
+                        "af_attribute_paths": [r.attribute_path for r in point_references],
+                        "tag_shard": shard,
+                        "first_seen": first_seen or now,
+                        "last_seen": now,
+                        "is_deleted": False,
+                    }
+                )
+            kept += len(rows)
+            staged.append(pa.RecordBatch.from_pylist(rows, schema=schema))
+        removed = previous.removed()
+        if (
+            removed
+            and confirm_removed != len(removed)
+            and (kept == 0 or len(removed) > max_removed_share * previous.active)
+        ):
+            raise CatalogShrinkError(
+                _shrink_message(removed, previous.active, discovered, kept, point_filter, max_removed_share)
+            )
+        write = overwrite_table_batches(
+            points_table, chain(staged.batches(), previous.gone_rows(schema)), ingested_at=now
+        )
     return CatalogResult(
-        active=len(kept),
+        active=kept,
         added=added,
-        deleted=deleted,
-        renamed=len(renamed_from),
-        excluded=len(discovered) - len(kept),
+        deleted=len(removed),
+        renamed=previous.renamed,
+        excluded=discovered - kept,
         shard_counts=dict(sorted(shard_counts.items())),
         write=write,
         duration_seconds=time.perf_counter() - started,
     )
 
 
+class _PreviousCatalog:
+    """The catalog before this refresh, as the few columns a refresh matches points with.
+
+    A point is the same point when its WebId is; failing that, when its identity (data server WebId and
+    point id) is: a rename, whose old row stays (deleted) and whose ``first_seen`` carries over. A point
+    renamed more than once has several rows with its identity: the active one wins.
+    """
+
+    COLUMNS = ("web_id", "data_server_web_id", "point_id", "name", "first_seen", "is_deleted")
+
+    def __init__(self, table: LakeTable) -> None:
+        self.table = table
+        self._delta = table.load() if table.exists() else None
+        self.rows = _read_columns(table, self.COLUMNS)
+        self._web_ids = self.rows["web_id"].to_pylist()
+        self._first_seen = self.rows["first_seen"]
+        deleted = self.rows["is_deleted"].to_numpy(zero_copy_only=False)
+        self.active = int((~deleted).sum())
+        self._deleted = deleted
+        self._by_web_id = _HashIndex(self._web_ids)
+        servers, point_ids = self.rows["data_server_web_id"].to_pylist(), self.rows["point_id"].to_pylist()
+        identities = list(zip(servers, point_ids, strict=True))
+        self._by_identity = _HashIndex(identities, prefer=~deleted)
+        self._seen = np.zeros(self.rows.num_rows, bool)
+        self._renamed_from = np.zeros(self.rows.num_rows, bool)
+        self.renamed = 0
+
+    def first_seen(self, web_id: str, identity: tuple[str, int | None]) -> datetime | None:
+        """When the point was first seen (None for a new point); marks its previous row as still there."""
+        at = self._by_web_id.find(web_id)
+        if at is None:
+            at = self._by_identity.find(identity)
+            if at is None:
+                return None
+            if not self._renamed_from[at]:
+                self._renamed_from[at] = True
+                self.renamed += 1
+        else:
+            self._seen[at] = True
+        return self._first_seen[at].as_py()
+
+    def removed(self) -> list[str]:
+        """The names of the points active until now that are gone. A rename's old row is not a deletion;
+        subtracting the rename count instead would hide a real deletion whenever the old row was already
+        deleted."""
+        gone = ~self._seen & ~self._deleted & ~self._renamed_from
+        return self.rows["name"].filter(pa.array(gone)).to_pylist()
+
+    def gone_rows(self, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """Every previous row this refresh did not list again, marked deleted (renames' old rows too)."""
+        gone = self.rows["web_id"].filter(pa.array(~self._seen))
+        if self._delta is None or not len(gone):
+            return iter(())
+        # The dataset is opened here, not inside the generator: the generator runs within delta-rs's write,
+        # which cannot open a table itself.
+        batches = self._delta.to_pyarrow_dataset().to_batches(
+            columns=schema.names, filter=pc.field("web_id").isin(gone)
+        )
+        return (
+            batch.set_column(
+                batch.schema.get_field_index("is_deleted"), "is_deleted", pa.repeat(True, batch.num_rows)
+            ).cast(schema)
+            for batch in batches
+            if batch.num_rows
+        )
+
+
+def _read_columns(
+    table: LakeTable,
+    columns: Sequence[str],
+    keep: Callable[[pa.RecordBatch], pa.ChunkedArray | pa.Array] | None = None,
+) -> pa.Table:
+    """``columns`` of the table's rows (those ``keep`` selects), typed by its spec even when it is empty."""
+    assert table.spec is not None  # the catalog tables are known tables
+    schema = pa.schema([table.spec.schema.field(name) for name in columns])
+    batches = [
+        (batch if keep is None else batch.filter(keep(batch))).cast(schema)
+        for batch in scan_table(table, columns)
+    ]
+    return pa.Table.from_batches(batches, schema=schema).combine_chunks()
+
+
+class _HashIndex:
+    """Positions of values in a list through sorted 64-bit hashes, 16 bytes a value (a dict of the values
+    themselves would hold every string twice)."""
+
+    def __init__(self, values: list, prefer: np.ndarray | None = None) -> None:
+        self._values = values
+        hashes = np.fromiter(map(hash, values), np.int64, len(values))
+        # Among equal values, the preferred (then the last) position is found first.
+        rank = np.zeros(len(values), np.int8) if prefer is None else (~prefer).astype(np.int8)
+        order = np.lexsort((-np.arange(len(values)), rank, hashes))
+        self._hashes, self._positions = hashes[order], order
+
+    def find(self, value: object) -> int | None:
+        """A position of ``value``, or None."""
+        wanted = hash(value)
+        at = int(np.searchsorted(self._hashes, wanted))
+        while at < len(self._hashes) and self._hashes[at] == wanted:
+            position = int(self._positions[at])
+            if self._values[position] == value:
+                return position
+            at += 1
+        return None
+
+
 def _shrink_message(
-    removed: list[dict],
+    removed: list[str],
     previously_active: int,
     discovered: int,
     kept: int,
     point_filter: PointFilter,
     max_removed_share: float,
 ) -> str:
-    examples = ", ".join(row["name"] for row in removed[:5])
+    examples = ", ".join(removed[:5])
     filters = ", ".join(
         f"{name}={list(getattr(point_filter, name))}"
         for name in ("include", "exclude", "af_templates", "af_attribute_names")
@@ -226,9 +339,9 @@ def _shrink_message(
 
 def active_points(points_table: LakeTable) -> dict[str, str]:
     """Every active point of the catalog: WebId -> tag shard (empty before the first refresh)."""
-    rows = read_table(points_table)
-    if rows is None:
+    if not points_table.exists():
         return {}
+    rows = _read_columns(points_table, ("web_id", "tag_shard", "is_deleted"))
     active = rows.filter(pc.invert(rows["is_deleted"])).select(["web_id", "tag_shard"])
     return dict(zip(active["web_id"].to_pylist(), active["tag_shard"].to_pylist(), strict=True))
 
@@ -236,9 +349,9 @@ def active_points(points_table: LakeTable) -> dict[str, str]:
 def points_first_seen(points_table: LakeTable, after: datetime, until: datetime) -> dict[str, str]:
     """The active points that entered the catalog in ``(after, until]``: WebId -> tag shard. A renamed point
     keeps its ``first_seen``, so a rename is not new."""
-    rows = read_table(points_table)
-    if rows is None:
+    if not points_table.exists():
         return {}
+    rows = _read_columns(points_table, ("web_id", "tag_shard", "is_deleted", "first_seen"))
     first_seen = rows["first_seen"]
     new = rows.filter(
         pc.and_(
@@ -254,23 +367,21 @@ def points_first_seen(points_table: LakeTable, after: datetime, until: datetime)
 
 def shard_points(points_table: LakeTable, tag_shard: str) -> ShardPoints:
     """The points of ``tag_shard`` to read, and the deleted points whose rows every slice keeps."""
-    rows = read_table(points_table)
-    if rows is None:
+    if not points_table.exists():
         raise LookupError(f"{points_table} does not exist yet: materialize the pi_points asset first.")
-    catalog = list(_dicts(rows))
-    active_identities = {
-        (row["data_server_web_id"], row["point_id"]) for row in catalog if not row["is_deleted"]
-    }
+    rows = _read_columns(
+        points_table, ("web_id", "tag_shard", "is_deleted", "future", "data_server_web_id", "point_id")
+    )
+    deleted, in_shard = rows["is_deleted"], pc.equal(rows["tag_shard"], tag_shard)
+    identity = pc.binary_join_element_wise(
+        rows["data_server_web_id"], pc.cast(rows["point_id"], pa.string()), ":", null_handling="replace"
+    )
+    active_identities = identity.filter(pc.invert(deleted))
+    keep = rows.filter(pc.and_(deleted, pc.invert(pc.is_in(identity, value_set=active_identities))))
     return ShardPoints(
-        read=sorted(
-            row["web_id"] for row in catalog if row["tag_shard"] == tag_shard and not row["is_deleted"]
-        ),
-        keep=frozenset(
-            row["web_id"]
-            for row in catalog
-            if row["is_deleted"] and (row["data_server_web_id"], row["point_id"]) not in active_identities
-        ),
-        future=frozenset(row["web_id"] for row in catalog if row["tag_shard"] == tag_shard and row["future"]),
+        read=sorted(rows.filter(pc.and_(in_shard, pc.invert(deleted)))["web_id"].to_pylist()),
+        keep=frozenset(keep["web_id"].to_pylist()),
+        future=frozenset(rows.filter(pc.and_(in_shard, rows["future"]))["web_id"].to_pylist()),
     )
 
 
@@ -278,27 +389,42 @@ def _matches_any(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name.upper(), pattern.upper()) for pattern in patterns)
 
 
-def _dicts(table: pa.Table | None) -> Iterator[dict]:
-    return iter(()) if table is None else iter(table.to_pylist())
+class _ReferenceIndex:
+    """The AF attributes that reference points (the "PI Point" rows of the AF attributes table, with their
+    element's template), held as Arrow columns and looked up a page of points at a time."""
 
+    def __init__(self, af_attributes_table: LakeTable, hierarchy_table: LakeTable) -> None:
+        columns = ("path", "name", "element_web_id", "data_reference", "config_string", "point_web_id")
+        attributes = _read_columns(
+            af_attributes_table, columns, lambda batch: pc.equal(batch["data_reference"], "PI Point")
+        )
+        templates = _read_columns(hierarchy_table, ("web_id", "template_name"))
+        point_path = pc.utf8_upper(pc.list_element(pc.split_pattern(attributes["config_string"], ";"), 0))
+        self.references = (
+            attributes.append_column("point_path", point_path)
+            .join(templates, keys="element_web_id", right_keys="web_id", join_type="left outer")
+            .combine_chunks()
+        )
 
-def _references(af_attributes_table: LakeTable, hierarchy_table: LakeTable) -> dict[str, list[_Reference]]:
-    """AF attributes by the point they reference, keyed by point WebId and by upper-case point path."""
-    templates = {row["web_id"]: row["template_name"] or "" for row in _dicts(read_table(hierarchy_table))}
-    found: dict[str, list[_Reference]] = {}
-    for row in _dicts(read_table(af_attributes_table)):
-        if row["data_reference"] != "PI Point":
-            continue
-        element = row["element_web_id"]
-        reference = _Reference(row["path"], row["name"], element, templates.get(element, ""))
-        point_path = (row["config_string"] or "").split(";")[0].upper()
-        for key in {row["point_web_id"], point_path} - {None, ""}:
-            found.setdefault(key, []).append(reference)
-    return found
+    def of(self, points: list[Point]) -> dict[str, list[_Reference]]:
+        """The references of each of ``points`` by point WebId: those naming its WebId, else its path."""
+        by_web_id = self._lookup("point_web_id", [p.web_id for p in points])
+        by_path = self._lookup("point_path", [p.path.upper() for p in points])
+        return {
+            point.web_id: found
+            for point in points
+            if (found := by_web_id.get(point.web_id) or by_path.get(point.path.upper()))
+        }
 
-
-def _references_of(point: Point, references: dict[str, list[_Reference]]) -> list[_Reference]:
-    return references.get(point.web_id) or references.get(point.path.upper(), [])
+    def _lookup(self, column: str, keys: list[str]) -> dict[str, list[_Reference]]:
+        rows = self.references.filter(pc.is_in(self.references[column], value_set=pa.array(keys)))
+        found: dict[str, list[_Reference]] = {}
+        for row in rows.to_pylist():
+            reference = _Reference(
+                row["path"], row["name"], row["element_web_id"], row["template_name"] or ""
+            )
+            found.setdefault(row[column], []).append(reference)
+        return found
 
 
 def _elements_of_templates(client: PIWebAPIClient, templates: Sequence[str]) -> set[str]:
@@ -308,5 +434,7 @@ def _elements_of_templates(client: PIWebAPIClient, templates: Sequence[str]) -> 
         for template in templates
         for server in client.asset_servers()
         for database in client.asset_databases(server.web_id)
-        for element in client.elements(database.web_id, template_name=template)
+        for element in client.elements(
+            database.web_id, template_name=template, selected_fields=("Items.WebId", "Items.Path")
+        )
     }

@@ -7,7 +7,8 @@ Every writer commits once and atomically: readers see a table before or after a 
 * :func:`replace_slice`: one (date, shard) slice, or a time range of it, of ``bronze.pi_timeseries``.
 * :func:`write_watermarks` / :func:`read_watermarks`: ``checkpoints.pi_watermarks``.
 * :func:`merge_event_frames`: ``bronze.pi_event_frames`` (MERGE by WebId); :func:`merge_rows` in general.
-* :func:`overwrite_table` and :func:`diff_rows`: full refreshes of the catalog tables.
+* :func:`overwrite_table` and :func:`diff_rows`: full refreshes of small tables; :class:`StagedRows`,
+  :class:`RowFingerprints` and :func:`overwrite_table_batches` the same page by page for the catalog tables.
 """
 
 from osipi_dagster.lake.errors import (
@@ -21,7 +22,17 @@ from osipi_dagster.lake.errors import (
 )
 from osipi_dagster.lake.eventframes import EVENT_FRAME_INPUT_SCHEMA, merge_event_frames
 from osipi_dagster.lake.merge import MergeResult, merge_rows
-from osipi_dagster.lake.refresh import RowDiff, diff_rows, overwrite_table, read_table, replace_day
+from osipi_dagster.lake.refresh import (
+    RowDiff,
+    RowFingerprints,
+    StagedRows,
+    diff_rows,
+    overwrite_table,
+    overwrite_table_batches,
+    read_table,
+    replace_day,
+    scan_table,
+)
 from osipi_dagster.lake.schemas import TABLE_SPECS, TableSpec
 from osipi_dagster.lake.tables import (
     Lakehouse,
@@ -47,6 +58,8 @@ __all__ = [
     "Lakehouse",
     "MergeResult",
     "RowDiff",
+    "RowFingerprints",
+    "StagedRows",
     "TableSchemaMismatchError",
     "TableSpec",
     "UnwritableLakeRootError",
@@ -57,6 +70,7 @@ __all__ = [
     "merge_event_frames",
     "merge_rows",
     "overwrite_table",
+    "overwrite_table_batches",
     "read_slice",
     "read_table",
     "read_watermarks",
@@ -64,6 +78,7 @@ __all__ = [
     "replace_slice",
     "row_count",
     "row_counts",
+    "scan_table",
     "slice_row_count",
     "stored_table_name",
     "write_watermarks",

@@ -1,19 +1,27 @@
-"""Full refreshes of the small catalog tables, and the row diff reported in Dagster metadata.
+"""Full refreshes of the catalog tables, and the row diff reported in Dagster metadata.
 
-``bronze.pi_points``, ``bronze.pi_af_hierarchy`` and ``bronze.pi_af_attributes`` are small (up to a few
-hundred thousand rows) and read whole on every run, so each run replaces the whole table in one atomic
-commit: readers see the old table or the new one, never a mix.
+``bronze.pi_points``, ``bronze.pi_af_hierarchy`` and ``bronze.pi_af_attributes`` are replaced whole by each
+run, in one atomic commit: readers see the old table or the new one, never a mix. They hold up to a few
+hundred thousand rows (a million attributes on a large AF server), so a refresh works page by page:
+:class:`StagedRows` spills the new rows to a local Parquet file as they arrive, :class:`RowFingerprints`
+compares them with the table's current rows through 16 bytes a row (a hash of the key and one of the row),
+and :func:`overwrite_table_batches` streams the staged rows into the commit. Memory holds one page, not a
+version of the table, let alone two.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from deltalake import write_deltalake
 
 from osipi_dagster.lake.errors import InvalidRowsError
@@ -60,6 +68,149 @@ def overwrite_table(
         lambda properties: write_deltalake(delta_table, data, mode="overwrite", commit_properties=properties),
     )
     return WriteResult.of(table, commit, rows=data.num_rows, predicate=None, started=started)
+
+
+def overwrite_table_batches(
+    table: LakeTable, batches: Iterable[pa.RecordBatch], *, ingested_at: datetime | None = None
+) -> WriteResult:
+    """Replace the whole table with ``batches`` (every spec column but ``ingested_at``) in one commit,
+    streamed: one batch in memory at a time."""
+    started = time.perf_counter()
+    spec = spec_of(table)
+    schema = without_columns(spec.schema, ["ingested_at"])
+    stamp = pa.scalar(require_utc(ingested_at or utc_now(), what="ingested_at"), UTC_US)
+    written = 0
+
+    def stamped() -> Iterator[pa.RecordBatch]:
+        nonlocal written
+        for batch in batches:
+            data = conform(batch, schema, what=f"Rows for {table}")
+            written += data.num_rows
+            yield data.append_column(
+                spec.schema.field("ingested_at"), pa.repeat(stamp, data.num_rows)
+            ).select(spec.schema.names)
+
+    delta_table = ensure_table(table)
+    reader = pa.RecordBatchReader.from_batches(spec.schema, stamped())
+    commit = tagged_commit(
+        table,
+        delta_table,
+        lambda properties: write_deltalake(
+            delta_table, reader, mode="overwrite", commit_properties=properties
+        ),
+    )
+    return WriteResult.of(table, commit, rows=written, predicate=None, started=started)
+
+
+def scan_table(
+    table: LakeTable, columns: Sequence[str] | None = None, *, batch_rows: int = 50_000
+) -> Iterator[pa.RecordBatch]:
+    """The table's rows batch by batch (none if it was never written): memory for a batch, not the table."""
+    if not table.exists():
+        return
+    dataset = table.load().to_pyarrow_dataset()
+    yield from dataset.to_batches(columns=None if columns is None else list(columns), batch_size=batch_rows)
+
+
+class StagedRows:
+    """The rows of a refresh, spilled to a local Parquet file as they arrive (use it as a context manager:
+    the file goes away on exit), so that a refresh can count and check all of them before it writes
+    anything, in the memory of one batch."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.rows = 0
+        self._folder = tempfile.TemporaryDirectory(prefix="osipi-staged-")
+        self._path = Path(self._folder.name) / "rows.parquet"
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self._path, schema)
+
+    def __enter__(self) -> StagedRows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close_writer()
+        self._folder.cleanup()
+
+    def append(self, batch: pa.RecordBatch) -> None:
+        """Stage ``batch`` (``schema``'s columns)."""
+        if self._writer is None:
+            raise RuntimeError("rows cannot be staged once they are read back")
+        self._writer.write_batch(batch.select(self.schema.names).cast(self.schema))
+        self.rows += batch.num_rows
+
+    def batches(self, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
+        """The staged rows, in the order they were staged."""
+        self._close_writer()
+        yield from pq.ParquetFile(self._path).iter_batches(batch_size=batch_rows)
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class RowFingerprints:
+    """A table's rows as a hash of their key and a hash of their other columns, 16 bytes a row: enough to
+    count the rows a refresh adds, removes and changes without holding either version of the table.
+
+    Hashes are Python's (salted per process): both sides must be fingerprinted by one process.
+    """
+
+    def __init__(self, table: LakeTable, *, key: Sequence[str], ignore: Collection[str] = ("ingested_at",)):
+        self.key = list(key)
+        self.ignore = frozenset(ignore)
+        names = [name for name in spec_of(table).schema.names if name not in self.ignore]
+        self.columns = [name for name in names if name not in self.key]
+        keys, rows = [], []
+        for batch in scan_table(table, [*self.key, *self.columns]):
+            batch_keys, batch_rows = self._hash(batch)
+            keys.append(batch_keys)
+            rows.append(batch_rows)
+        key_hashes = np.concatenate(keys) if keys else np.empty(0, np.int64)
+        order = np.argsort(key_hashes, kind="stable")
+        self._keys = key_hashes[order]
+        self._rows = (np.concatenate(rows) if rows else np.empty(0, np.int64))[order]
+        self._seen = np.zeros(len(self._keys), bool)
+        self.added = self.changed = self.unchanged = 0
+
+    def compare(self, batch: pa.RecordBatch) -> None:
+        """Count the rows of ``batch`` (new rows of the table) as added, changed or unchanged."""
+        keys, rows = self._hash(batch)
+        at = np.searchsorted(self._keys, keys)
+        found = at < len(self._keys)
+        found[found] = self._keys[at[found]] == keys[found]
+        self._seen[at[found]] = True
+        same = self._rows[at[found]] == rows[found]
+        self.added += int((~found).sum())
+        self.unchanged += int(same.sum())
+        self.changed += int((~same).sum())
+
+    def diff(self) -> RowDiff:
+        """What the rows compared so far did to the table."""
+        return RowDiff(
+            added=self.added,
+            removed=int((~self._seen).sum()),
+            changed=self.changed,
+            unchanged=self.unchanged,
+        )
+
+    def _hash(self, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+        keys = _row_tuples(batch, self.key)
+        rows = _row_tuples(batch, self.columns)
+        return (
+            np.fromiter(map(hash, keys), np.int64, len(keys)),
+            np.fromiter(map(hash, rows), np.int64, len(rows)),
+        )
+
+
+def _row_tuples(batch: pa.RecordBatch, columns: Sequence[str]) -> list[tuple]:
+    values = []
+    for name in columns:
+        column = batch.column(name).to_pylist()
+        if pa.types.is_list(batch.schema.field(name).type):
+            column = [None if item is None else tuple(item) for item in column]
+        values.append(column)
+    return list(zip(*values, strict=True)) if values else [()] * batch.num_rows
 
 
 def replace_day(

@@ -66,7 +66,7 @@ from osipi_dagster.mock.af_objects import (
     walk_nodes,
     walk_templates,
 )
-from osipi_dagster.mock.af_search import filter_attributes
+from osipi_dagster.mock.af_search import filter_attributes, search_element_attributes
 from osipi_dagster.mock.errors import PIError, not_found
 from osipi_dagster.mock.model import Attribute, Point
 from osipi_dagster.mock.params import Params
@@ -74,6 +74,13 @@ from osipi_dagster.mock.params import Params
 if TYPE_CHECKING:
     from osipi_dagster.mock.config import MockConfig
     from osipi_dagster.mock.eventframes import EventFrame, EventFrameModel
+
+
+KEPT_SEARCHES = 4
+SEARCH_PARAMETERS = (
+    "searchFullHierarchy", "sortOrder", "sortField", "elementNameFilter", "elementDescriptionFilter",
+    "elementCategory", "elementTemplate", "attributeNameFilter", "attributeCategory", "attributeType",
+)  # fmt: skip
 
 
 class ArchiveLike(Protocol):
@@ -101,6 +108,9 @@ class AssetModel:
         self._elements: dict[uuid.UUID, Element] = {}
         self._by_path: dict[str, Element] = {}
         self._attribute_sets: dict[uuid.UUID, AttributeSet] = {}  # element attributes, built on first use
+        # The last element-attribute searches, by database and filters: paging through a few hundred
+        # thousand attributes must not search and sort them again for every page.
+        self._attribute_searches: dict[tuple, list[AttributeNode]] = {}
         self._build()
 
     # -- construction ------------------------------------------------------------------------------------
@@ -454,6 +464,21 @@ class AssetModel:
         )
         object.__setattr__(node, "children", children)
         return node
+
+    def element_attributes(self, database: Database, params: Params) -> list[AttributeNode]:
+        """The attributes ``/assetdatabases/{webId}/elementattributes`` finds (see
+        :func:`~osipi_dagster.mock.af_search.search_element_attributes`), the last few searches kept."""
+        key = (
+            database.index,
+            *((params.get(name) or "").upper() for name in SEARCH_PARAMETERS),
+        )
+        found = self._attribute_searches.get(key)
+        if found is None:
+            found = search_element_attributes(database, params, self.attributes_of)
+            while len(self._attribute_searches) >= KEPT_SEARCHES:
+                del self._attribute_searches[next(iter(self._attribute_searches))]
+            self._attribute_searches[key] = found
+        return found
 
     def owner(self, web: webids.WebId, text: str = "") -> Element | EventFrame:
         """The element (``Em``) or event frame (``Fm``) a WebID names; 404 if unknown."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from osipi_dagster.mock.af_objects import AttributeNode, Database, Element, depth_first
+from osipi_dagster.mock.af_objects import AttributeNode, AttributeSet, Database, Element, depth_first
 from osipi_dagster.mock.params import Params
 
 
@@ -49,6 +49,44 @@ def search_elements(root: Database | Element, params: Params) -> list[Element]:
 
 def _description_key(element: Element) -> tuple[str, str]:
     return element.description.lower(), element.path.lower()
+
+
+def search_element_attributes(
+    database: Database, params: Params, attributes_of: Callable[[Element], AttributeSet]
+) -> list[AttributeNode]:
+    """The attributes ``/assetdatabases/{webId}/elementattributes`` finds: those of the root elements (or,
+    with ``searchFullHierarchy``, of every element) passing the element filters (elementNameFilter,
+    elementDescriptionFilter, elementCategory, elementTemplate incl. derived templates) and the attribute
+    filters (attributeNameFilter, attributeCategory, attributeType), child attributes included, sorted by
+    name (``sortField`` Name only) and ``sortOrder``. Excluded and hidden attributes are left out, as the
+    per-element listing does by default (the search has no showExcluded or showHidden)."""
+    full = params.bool("searchFullHierarchy", False)
+    descending = params.choice("sortOrder", "Ascending", ["Ascending", "Descending"]) == "Descending"
+    params.choice("sortField", "Name", ["Name"])
+    element_name = wildcard(params.get("elementNameFilter"))
+    element_description = wildcard(params.get("elementDescriptionFilter"))
+    element_category = (params.get("elementCategory") or "").upper()
+    element_template = params.get("elementTemplate")
+    name = wildcard(params.get("attributeNameFilter"))
+    category = (params.get("attributeCategory") or "").upper()
+    value_type = (params.get("attributeType") or "").upper()
+    found = [
+        node
+        for element in (database.elements if full else database.roots)
+        if (element_name is None or element_name(element.name))
+        and (element_description is None or element_description(element.description))
+        and (not element_category or any(c.upper() == element_category for c in element.categories))
+        and (not element_template or element.template.derives_from(element_template))
+        for node in attributes_of(element).every
+        if not node.excluded
+        and not node.hidden
+        and (name is None or name(node.attribute.name))
+        and (not category or any(c.upper() == category for c in node.attribute.categories))
+        and (not value_type or node.attribute.type.upper() == value_type)
+    ]
+    return sorted(
+        found, key=lambda n: (n.attribute.name.lower(), n.attribute.path.lower()), reverse=descending
+    )
 
 
 def filter_attributes(nodes: Iterable[AttributeNode], params: Params) -> list[AttributeNode]:

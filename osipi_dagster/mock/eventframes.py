@@ -64,6 +64,9 @@ SEARCH_MODES = (
     "BackwardFromStartTime", "ForwardFromStartTime", "BackwardFromEndTime", "ForwardFromEndTime",
     "BackwardInProgress", "ForwardInProgress",
 )  # fmt: skip
+KEPT_SEARCHES = 4
+# Parameters that page or render a search's answer without changing what it finds.
+PAGING_PARAMETERS = ("startindex", "maxcount", "selectedfields", "webidtype")
 PHASES = (("Charge", 0.15), ("React", 0.65), ("Discharge", 0.20))
 OPERATORS = ("J. Smith", "A. Novak", "M. Tanaka", "R. Okafor", "L. Garcia")
 PRODUCTS = ("Polyol A", "Resin 220", "Solvent Blend", "Additive X7", "Coating Base")
@@ -199,8 +202,11 @@ class EventFrameModel:
         for database in af.databases:
             af.register_templates(database, EVENT_FRAME_TEMPLATES)
         af.attach_event_frames(self)
-        # A bucket is a few frames; keeping the recent ones makes paging through a window cheap.
-        self._bucket = functools.lru_cache(maxsize=16_384)(self._generate)
+        # A bucket is a few frames; keeping the recent ones (a few days of every unit) makes searches cheap.
+        self._bucket = functools.lru_cache(maxsize=max(16_384, 4 * len(af.units)))(self._generate)
+        # The last searches, whole: paging through tens of thousands of frames must not search again for
+        # every page (keyed by the root, the clock and every parameter but the paging and rendering ones).
+        self._searches: dict[tuple, list[EventFrame]] = {}
         self._acknowledged: dict[uuid.UUID, tuple[int, str]] = {}  # admin acknowledgements: (when, by)
 
     # -- generation -------------------------------------------------------------------------------------
@@ -302,6 +308,7 @@ class EventFrameModel:
         if frame.is_acknowledged(now_ns):
             raise PIError(409, f"The event frame '{frame.name}' is already acknowledged.")
         self._acknowledged[frame.guid] = (now_ns, by)
+        self._searches.clear()  # a kept search holds the frame as it was before (the clock may not move)
         return self._with_acknowledgement(frame)
 
     def frame(self, web: webids.WebId, text: str = "") -> EventFrame:
@@ -366,7 +373,17 @@ class EventFrameModel:
         """The frames under ``root`` that ``GET .../eventframes`` returns, filtered and sorted (not paged).
 
         ``root`` is a database (its frames), an element (the frames that reference it) or an event frame (its
-        child frames). See ``SearchWindow`` for the search modes."""
+        child frames). See ``SearchWindow`` for the search modes. The last few searches are kept."""
+        key = (type(root).__name__, root.guid, params.now_ns, params.query_key(PAGING_PARAMETERS))
+        found = self._searches.get(key)
+        if found is None:
+            found = self._search(root, params)
+            while len(self._searches) >= KEPT_SEARCHES:
+                self._searches.pop(next(iter(self._searches)), None)
+            self._searches[key] = found
+        return found
+
+    def _search(self, root: Database | Element | EventFrame, params: Params) -> list[EventFrame]:
         now = params.now_ns
         window = SearchWindow.of(params)
         full = params.bool("searchFullHierarchy", False)

@@ -26,6 +26,12 @@ class Params:
         state = request.app.state.mock
         return cls(request.query_params.multi_items(), state.clock.now_ns(), state.config.server_time_zone)
 
+    def query_key(self, ignore: tuple[str, ...] = ()) -> tuple:
+        """Every parameter but those named in ``ignore`` (lower case), as a hashable key for caches."""
+        return tuple(
+            sorted((name, tuple(values)) for name, values in self._values.items() if name not in ignore)
+        )
+
     def get(self, name: str, default: str | None = None) -> str | None:
         values = self._values.get(name.lower())
         return values[0] if values else default

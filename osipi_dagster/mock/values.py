@@ -618,23 +618,40 @@ class DataSource:
         """Summaries of [start, end] (see ``Summary``). A non-numeric point has only Count and PercentGood;
         each other type it is asked for is a ``SummaryError``, which PI answers as that summary's value
         carrying ``Errors`` while the other types and streams keep their results."""
+        lo, hi = min(start, end), max(start, end)
+        return self.summaries(point, np.array([lo, hi], np.int64), types, now, basis)[0]
+
+    def summaries(
+        self, point: Point, edges: np.ndarray, types: list[str], now: int, basis: str = "TimeWeighted"
+    ) -> list[list[tuple[str, Block | SummaryError]]]:
+        """The summaries of each interval ``[edges[i], edges[i + 1]]`` (ascending edges), as :meth:`summary`
+        gives them one at a time: the values of the whole span are read once, and the interpolated values at
+        every edge in one call, so an interval costs a slice of them, not a read of its own."""
         s = self.schedule(point)
         numeric = s.kind in ("float32", "float64", "int")
-        lo, hi = min(start, end), max(start, end)
-        unsupported = (
-            {} if numeric else {t: SummaryError(lo, t) for t in types if t not in NON_NUMERIC_SUMMARIES}
-        )
+        unsupported = {t for t in types if t not in NON_NUMERIC_SUMMARIES} if not numeric else set()
         if len(unsupported) == len(types):  # nothing to compute: no need to read the values
-            return [(t, unsupported[t]) for t in types]
-        acc = Summary(lo, hi, step=s.shape not in ("analog", "total"), time_weighted=basis == "TimeWeighted")
-        if numeric:
-            acc.add(self.interpolated_at(point, np.array([lo], np.int64), now), boundary=True)
-        for ev in self._chunks(s, lo, hi, now):
-            if len(ev):
-                acc.add(self._materialize(s, ev))
-        if numeric:
-            acc.add(self.interpolated_at(point, np.array([hi], np.int64), now), boundary=True)
-        return [(t, unsupported[t] if t in unsupported else acc.result(t)) for t in types]
+            return [[(t, SummaryError(int(lo), t)) for t in types] for lo in edges[:-1].tolist()]
+        first, last = int(edges[0]), int(edges[-1])
+        events = [ev for ev in self._chunks(s, first, last, now) if len(ev)]
+        block = self._materialize(s, _concat_events(events)) if events else None
+        at_edges = self.interpolated_at(point, edges, now) if numeric else None
+        result = []
+        for i, (lo, hi) in enumerate(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)):
+            acc = Summary(
+                lo, hi, step=s.shape not in ("analog", "total"), time_weighted=basis == "TimeWeighted"
+            )
+            if at_edges is not None:
+                acc.add(at_edges.take(slice(i, i + 1)), boundary=True)
+            if block is not None:
+                inside = slice(
+                    int(np.searchsorted(block.ts, lo, "left")), int(np.searchsorted(block.ts, hi, "right"))
+                )
+                acc.add(block.take(inside))
+            if at_edges is not None:
+                acc.add(at_edges.take(slice(i + 1, i + 2)), boundary=True)
+            result.append([(t, SummaryError(lo, t) if t in unsupported else acc.result(t)) for t in types])
+        return result
 
 
 @dataclass(frozen=True, slots=True)

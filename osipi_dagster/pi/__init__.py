@@ -17,6 +17,9 @@ from osipi_dagster.pi.auth import (
 )
 from osipi_dagster.pi.client import PIWebAPIClient
 from osipi_dagster.pi.discovery import (
+    ATTRIBUTE_FIELDS,
+    ELEMENT_FIELDS,
+    POINT_FIELDS,
     AssetDatabase,
     AssetServer,
     Attribute,
@@ -48,6 +51,9 @@ from osipi_dagster.pi.updates import (
 )
 
 __all__ = [
+    "ATTRIBUTE_FIELDS",
+    "ELEMENT_FIELDS",
+    "POINT_FIELDS",
     "RECORDED_SCHEMA",
     "SUMMARY_SCHEMA",
     "UPDATE_EVENTS_SCHEMA",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from itertools import islice
 from typing import TYPE_CHECKING, Generic, TypeVar
 from urllib.parse import quote, urlencode
 
@@ -103,7 +104,8 @@ class Element(_Object, frozen=True, kw_only=True, rename="pascal"):
 
 class Attribute(_Object, frozen=True, kw_only=True, rename="pascal"):
     """An AF attribute. For a PI Point data reference, ``point_web_id`` and ``point_path`` name the point
-    (from ``Links.Point``, else resolved from the config string); both are None for other attributes."""
+    (from ``Links.Point``, else resolved from the config string); both are None for other attributes.
+    ``element_web_id`` is the owning element's WebId from ``Links.Element`` (None when PI leaves it out)."""
 
     id: str = ""
     description: str = ""
@@ -121,6 +123,36 @@ class Attribute(_Object, frozen=True, kw_only=True, rename="pascal"):
     category_names: list[str] = []
     point_web_id: str | None = None
     point_path: str | None = None
+    element_web_id: str | None = None
+
+
+# What the catalog tables keep of an element, an attribute and a point: ``selectedFields`` trims the rest
+# (stream links, templates, security...), most of each answer's bytes, before it is sent.
+ELEMENT_FIELDS = tuple(
+    f"Items.{name}"
+    for name in (
+        "WebId", "Id", "Name", "Path", "Description", "TemplateName", "HasChildren", "CategoryNames",
+        "Links.Parent",
+    )
+)  # fmt: skip
+ATTRIBUTE_FIELDS = tuple(
+    f"Items.{name}"
+    for name in (
+        "WebId", "Id", "Name", "Path", "Type", "DefaultUnitsNameAbbreviation", "DataReferencePlugIn",
+        "ConfigString", "CategoryNames", "Links.Point", "Links.Element",
+    )
+)  # fmt: skip
+POINT_FIELDS = tuple(
+    f"Items.{name}"
+    for name in (
+        "WebId", "Id", "Name", "Path", "Descriptor", "PointClass", "PointType", "DigitalSetName",
+        "EngineeringUnits", "Step", "Future",
+    )
+)  # fmt: skip
+
+
+def _selected(fields: Sequence[str]) -> list[tuple[str, str]]:
+    return [("selectedFields", ";".join(fields))] if fields else []
 
 
 class EnumerationValue(msgspec.Struct, frozen=True, kw_only=True, rename="pascal"):
@@ -260,11 +292,17 @@ class Discovery:
         return self._get_object("dataservers", DataServer, [("name", name)])
 
     def points(
-        self, data_server_web_id: str, *, name_filter: str = "*", page_size: int = 1000
+        self,
+        data_server_web_id: str,
+        *,
+        name_filter: str = "*",
+        page_size: int = 1000,
+        selected_fields: Sequence[str] = (),
     ) -> Iterator[Point]:
-        """The server's points whose names match ``name_filter`` (``*`` and ``?`` wildcards), paged."""
+        """The server's points whose names match ``name_filter`` (``*`` and ``?`` wildcards), paged;
+        ``selected_fields`` (e.g. :data:`POINT_FIELDS`) trims each answer to those fields."""
         path = f"dataservers/{quote(data_server_web_id, safe='')}/points"
-        return self._paged(path, Point, [("nameFilter", name_filter)], page_size)
+        return self._paged(path, Point, [("nameFilter", name_filter), *_selected(selected_fields)], page_size)
 
     def search_points(self, data_server_web_id: str, query: str, *, page_size: int = 1000) -> Iterator[Point]:
         """Points matching a PI point query such as ``name:=sinus* AND pointsource:=R``, paged."""
@@ -291,12 +329,14 @@ class Discovery:
         template_name: str | None = None,
         category_name: str | None = None,
         page_size: int = 1000,
+        selected_fields: Sequence[str] = (),
     ) -> list[Element]:
         """The database's whole element hierarchy, flat, with each element's parent and depth.
 
         PI answers ``searchFullHierarchy=true`` with a flat, paged list; it is read to the end (never
         capped at 1,000). Parents come from the paths: an element whose parent is filtered out keeps the
-        parent from ``Links.Parent`` when PI gives one.
+        parent from ``Links.Parent`` when PI gives one. ``selected_fields`` (e.g. :data:`ELEMENT_FIELDS`)
+        trims each answer to those fields.
         """
         params: list[tuple[str, str | int | float]] = [("searchFullHierarchy", "true")]
         for name, value in (
@@ -306,6 +346,7 @@ class Discovery:
         ):
             if value is not None:
                 params.append((name, value))
+        params += _selected(selected_fields)
         path = f"assetdatabases/{quote(database_web_id, safe='')}/elements"
         found = list(self._paged(path, Element, params, page_size))
         by_path = {element.path.upper(): element.web_id for element in found}
@@ -334,6 +375,30 @@ class Discovery:
         return self._attributes(
             "elements", element_web_id, search_full_hierarchy, name_filter, category_name, page_size
         )
+
+    def element_attributes(
+        self,
+        database_web_id: str,
+        *,
+        page_size: int = 1000,
+        selected_fields: Sequence[str] = (),
+    ) -> Iterator[list[Attribute]]:
+        """Every attribute of every element of a database (child attributes too), one page at a time.
+
+        One paged search (``GET /assetdatabases/{webId}/elementattributes``, AssetDatabase
+        FindElementAttributes, ``searchFullHierarchy=true``) instead of one listing per element; each page
+        comes with its PI point references resolved and each attribute's element WebId (``Links.Element``).
+        """
+        params = [("searchFullHierarchy", "true"), *_selected(selected_fields)]
+        path = f"assetdatabases/{quote(database_web_id, safe='')}/elementattributes"
+        attributes = self._paged(path, Attribute, params, page_size)
+        while page := list(islice(attributes, page_size)):
+            yield [
+                msgspec.structs.replace(
+                    attribute, element_web_id=_web_id_of_link(attribute.links.get("Element"), "elements")
+                )
+                for attribute in self._resolve_points(page)
+            ]
 
     def event_frame_attributes(
         self, event_frame_web_id: str, *, search_full_hierarchy: bool = True, page_size: int = 1000

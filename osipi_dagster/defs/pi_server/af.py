@@ -2,10 +2,16 @@
 
 import dagster as dg
 
-from osipi_dagster.defs.pi_server.metadata import KINDS, POOL, definition_metadata, write_metadata
+from osipi_dagster.defs.pi_server.metadata import (
+    KINDS,
+    POOL,
+    definition_metadata,
+    table_metadata,
+    write_metadata,
+)
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.ingest.af import refresh_af
-from osipi_dagster.lake import RowDiff
+from osipi_dagster.lake import LakeTable, RowDiff, WriteResult
 from osipi_dagster.lake.schemas import AF_ATTRIBUTES, AF_HIERARCHY
 
 
@@ -38,14 +44,15 @@ def af_assets(server: ServerWiring) -> dg.AssetsDefinition:
         required_resource_keys=server.resource_keys,
     )
     def pi_af(context: dg.AssetExecutionContext):
-        """Read the whole AF hierarchy and its attributes; replace both tables (a full refresh)."""
+        """Read the whole AF hierarchy and its attributes; replace both tables (a full refresh), each only
+        when something in it changed."""
         lake = server.lake(context)
         hierarchy, attributes = lake.table(AF_HIERARCHY.name), lake.table(AF_ATTRIBUTES.name)
         result = refresh_af(server.pi(context).client, hierarchy, attributes)
         yield dg.MaterializeResult(
             asset_key=server.key("pi_af_hierarchy"),
             metadata={
-                **write_metadata(result.hierarchy, hierarchy),
+                **_write(result.hierarchy, hierarchy, result.element_count),
                 **_diff("elements", result.element_diff),
                 "databases": result.databases,
                 "duration_seconds": round(result.duration_seconds, 3),
@@ -54,12 +61,19 @@ def af_assets(server: ServerWiring) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             asset_key=server.key("pi_af_attributes"),
             metadata={
-                **write_metadata(result.attributes, attributes),
+                **_write(result.attributes, attributes, result.attribute_count),
                 **_diff("attributes", result.attribute_diff),
             },
         )
 
     return pi_af
+
+
+def _write(write: WriteResult | None, table: LakeTable, rows: int) -> dict[str, object]:
+    """What the commit did, or, when nothing changed and nothing was committed, the table as it stays."""
+    if write is not None:
+        return write_metadata(write, table)
+    return {**table_metadata(table), "dagster/row_count": dg.MetadataValue.int(rows), "unchanged": True}
 
 
 def _diff(what: str, diff: RowDiff) -> dict[str, int]:

@@ -384,6 +384,17 @@ def list_database_elements(web_id: str, request: Request) -> Response:
     return view.page(search_elements(database, view.params), view.element)
 
 
+@router.get("/assetdatabases/{web_id}/elementattributes")
+def find_element_attributes(web_id: str, request: Request) -> Response:
+    """AssetDatabase FindElementAttributes: the attributes (child attributes too) of the root elements, or
+    with ``searchFullHierarchy`` of every element, filtered by their element (elementNameFilter,
+    elementDescriptionFilter, elementCategory, elementTemplate incl. derived templates) and by themselves
+    (attributeNameFilter, attributeCategory, attributeType), sorted by name (sortOrder) and paged."""
+    view = View(request)
+    database = view.af.database(webids.decode(web_id), web_id)
+    return view.page(view.af.element_attributes(database, view.params), view.attribute)
+
+
 @router.get("/assetdatabases/{web_id}/elementtemplates")
 def list_element_templates(web_id: str, request: Request) -> Response:
     """Element and event-frame templates; ``query`` is a wildcard over the ``field`` values (default Name)."""

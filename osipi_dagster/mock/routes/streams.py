@@ -221,12 +221,12 @@ class Reader:
             raise PIError(
                 400, f"The number of summary intervals is greater than the maximum allowed ({self.limit})."
             )
-        per_interval = []
-        lo = start
-        while lo < end or not per_interval:
-            hi = min(lo + duration, end)
-            per_interval.append(self.data.summary(stream.point, lo, hi, types, self.now, basis))
-            lo = hi
+        edges = (
+            np.r_[np.arange(start, end, duration, dtype=np.int64), end]
+            if end > start
+            else np.array([start, end], np.int64)
+        )
+        per_interval = self.data.summaries(stream.point, edges, types, self.now, basis)
         return [pairs[i] for i in range(len(types)) for pairs in per_interval]
 
     # -- JSON ------------------------------------------------------------------------------------------
