@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from osipi_dagster.contract import TimeLike, format_ns, to_ns, to_pi_time
@@ -127,6 +127,7 @@ class PIWebAPIClient(Discovery):
         boundary_type: str = "Inside",
         filter_expression: str | None = None,
         cancel: threading.Event | None = None,
+        expected_counts: Mapping[str, float] | None = None,
     ) -> StreamRead:
         """Every recorded value of each stream with ``start <= timestamp <= end`` (PI's inclusive bounds).
 
@@ -135,6 +136,12 @@ class PIWebAPIClient(Discovery):
         the number of new values asked per stream and page (default: ``values_per_request`` divided by the
         streams in the request, at most ``max_count_limit``). ``streams_per_request`` and
         ``max_url_length`` bound a request; ``concurrency`` requests are in flight at once.
+
+        Without a ``page_size``, pages are planned from each stream's density so that most requests carry
+        about ``values_per_request`` values (see :mod:`osipi_dagster.pi.recorded`): ``expected_counts``
+        (WebId to the number of values expected between ``start`` and ``end``, e.g. from the previous
+        run) sizes the first pages too; without it, a stream's first page tells its density. A wrong
+        estimate costs requests, never values.
         ``boundary_type`` must be ``Inside``: PI's ``Outside`` and ``Interpolated`` add boundary values to
         every page, which paging cannot keep exact (a ``ValueError`` says so).
 
@@ -166,7 +173,8 @@ class PIWebAPIClient(Discovery):
             max_url_length=max_url_length,
             concurrency=concurrency,
         )
-        return self._read(web_ids, spec, options, cancel)
+        ids = [web_ids] if isinstance(web_ids, str) else list(web_ids)
+        return StreamRead(self._transport, ids, spec, options, self._limits, cancel, expected_counts)
 
     def read_interpolated(
         self,

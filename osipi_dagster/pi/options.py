@@ -43,6 +43,7 @@ class ReadOptions:
     streams_per_request: int = 200
     max_url_length: int = 8000
     concurrency: int = 2  # requests in flight at once
+    slow_answer_s: float = 20.0  # an answer slower than this halves the page size (adaptive page sizes)
 
     def __post_init__(self) -> None:
         try:
@@ -54,6 +55,8 @@ class ReadOptions:
         for name in ("values_per_request", "streams_per_request", "concurrency", "max_url_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not self.slow_answer_s > 0:
+            raise ValueError("slow_answer_s must be above 0")
         if self.page_size is not None and self.page_size < 1:
             raise ValueError("page_size must be at least 1")
 
