@@ -30,7 +30,9 @@ class PIWebAPIClient(Discovery):
     verification, for a lab server only) or the path of a CA bundle. ``max_count_limit`` is the server's
     MaxReturnedItemsPerCall; it is lowered by itself when the server refuses a ``maxCount``. ``compress``
     asks for gzip (the default); turn it off on loopback or a fast LAN, where compressing and decompressing
-    only costs CPU.
+    only costs CPU. ``max_in_flight`` and ``max_requests_per_second`` (0: no limit) are the server's request
+    budget in this process, shared with every other client of the same server and budget (see
+    :class:`~osipi_dagster.pi.transport.RequestBudget`); a read's ``concurrency`` above it just waits.
 
     Settings are checked here, before any request: a base URL that is not an absolute ``http(s)://`` URL
     with a host, one that carries credentials (give them as ``auth``), a CA bundle that does not exist, a
@@ -63,6 +65,8 @@ class PIWebAPIClient(Discovery):
         max_count_limit: int = DEFAULT_CLIENT.max_count_limit,
         user_agent: str = DEFAULT_CLIENT.user_agent,
         compress: bool = DEFAULT_CLIENT.compress,
+        max_in_flight: int = DEFAULT_CLIENT.max_in_flight,
+        max_requests_per_second: float = DEFAULT_CLIENT.max_requests_per_second,
     ):
         check_count("max_count_limit", max_count_limit, 1)
         self.auth = auth if auth is not None else Anonymous()
@@ -79,6 +83,8 @@ class PIWebAPIClient(Discovery):
             pool_size=pool_size,
             user_agent=user_agent,
             compress=compress,
+            max_in_flight=max_in_flight,
+            max_requests_per_second=max_requests_per_second,
         )
         self._limits = Limits(max_count_limit)
 

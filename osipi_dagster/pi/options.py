@@ -31,6 +31,9 @@ class ClientSettings:
     max_count_limit: int = 150_000  # PI Web API's MaxReturnedItemsPerCall (lowered when PI says less)
     user_agent: str = "osipi-dagster"
     compress: bool = True  # ask for gzip; off on loopback or a fast LAN, where it only costs CPU
+    # The server's budget in this process, shared by every client of it (see pi/transport.py).
+    max_in_flight: int = 4  # requests to one server at once
+    max_requests_per_second: float = 0.0  # requests sent to one server per second; 0: no limit
 
 
 @dataclass(frozen=True)
