@@ -306,10 +306,15 @@ def _repeat(values: list[str | None], counts: list[int]) -> pa.Array:
 def _values(raw: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]:
     """value, string_value, state_code, state_name, is_system for the raw ``Value`` fields."""
     n = len(raw)
-    kinds = set(map(type, raw))
-    if kinds <= {float}:
+    try:
+        # Numbers, booleans (1.0/0.0) and nulls convert exactly as the loop below would; anything else
+        # (text, states, lists) makes Arrow refuse, and the loop sorts the values out.
+        numbers_only = pa.array(raw, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        pass
+    else:
         return (
-            pa.array(raw, pa.float64()),
+            numbers_only,
             pa.nulls(n, pa.string()),
             pa.nulls(n, pa.int32()),
             pa.nulls(n, pa.string()),
