@@ -354,8 +354,8 @@ class Transport:
         """urllib3 is about to send a request again (its wait is over): count it, and say why."""
         call: _Call | None = getattr(self._calls, "current", None)
         if call is not None:  # None: a request of the auth (the token endpoint), not one of PI Web API
-            self._count(call.on_send)
             self.budget.pace()
+            self._count(call.on_send)
         if failure.status is not None:
             cause = f"HTTP {failure.status}: {http.client.responses.get(failure.status, 'error')}"
         else:
@@ -381,8 +381,8 @@ class Transport:
         on_send: Callable[[], None] | None,
     ) -> T:
         with self.budget.slot():
-            self._count(on_send)
             self.budget.pace()
+            self._count(on_send)
             return self._send(method, url, params, body, headers, timeout, decode, on_send)
 
     def _send(
