@@ -264,7 +264,7 @@ class _Stream:
     cursor: Cursor
     attempts: int = 0  # failures since the stream last made progress
     rate: float | None = None  # values per nanosecond of PI time, from a hint or the stream's last page
-    planned: int | None = None  # the values the stream is expected to hold after its cursor (with margin)
+    planned: int | None = None  # its next maxCount: the values skipped at the cursor + those expected after
 
 
 @dataclass
@@ -288,7 +288,7 @@ class _Answer:
     outcomes: list[_Outcome] = field(default_factory=list)
     error: PIWebAPIError | None = None  # the whole request failed for good
     limit: int | None = None  # the whole request was refused for its maxCount
-    seconds: float = 0.0  # how long the request took, retries included
+    seconds: float = 0.0  # how long the request's last attempt took (waiting for the budget excluded)
 
 
 class _Engine:
