@@ -13,8 +13,10 @@ for one partition through Dagster (``dg.materialize`` on a ``dg.instance_for_tes
 Prints the values written, the wall time of the ``pi_timeseries`` materialization (Dagster run included),
 values/s end to end, the CPU time per value of this process (and of delta-rs's ``tokio-rt-worker`` threads in
 it: the Rust side of the Delta append) and of the mock, the cores used on average (both processes' CPU
-seconds over the wall time: 2 is the whole machine), and the peak RSS of this process
-(``ru_maxrss``: it includes Dagster and the lake writer) and of the mock (``VmHWM``), then one JSON line.
+seconds over the wall time: 2 is the whole machine), the share of requests that were full (their answer
+carried at least 80 % of ``values_per_request``, from the read's closing log line), and the peak RSS of this
+process (``ru_maxrss``: it includes Dagster and the lake writer) and of the mock (``VmHWM``), then one JSON
+line.
 
     .venv/bin/python benchmarks/bench_ingest.py                                   # quick: 200 points x 6 h
     .venv/bin/python benchmarks/bench_ingest.py --points 1000 --hours 24          # the target case
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import shutil
@@ -108,6 +111,22 @@ def self_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class ReadSummaries(logging.Handler):
+    """Collects the closing line of every multi-stream read (``read N values ... in R requests, F of them
+    full``) that the client logs; a client that does not log it leaves the counts unknown."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.requests = self.full = 0
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("read %d values") and isinstance(record.args, tuple):
+            self.requests += int(record.args[2])
+            self.full += int(record.args[3])
+            self.seen = True
+
+
 def start_mock(points: int, now: datetime) -> tuple[subprocess.Popen, str]:
     """The mock in its own process, every point 1 Hz, the clock fixed at ``now``; returns (process, api)."""
     port = free_port()
@@ -135,6 +154,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     now = DAY + timedelta(hours=args.hours)
     root = args.root or Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     load_before = os.getloadavg()
+    summaries = ReadSummaries()
+    pi_log = logging.getLogger("osipi_dagster.pi")
+    pi_log.addHandler(summaries)
+    pi_log.setLevel(logging.INFO)
     mock, api = start_mock(args.points, now)
     try:
         resources = {
@@ -188,6 +211,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "accept_encoding": "identity" if args.identity else "gzip, deflate",
         "values": values,
         "requests": metadata["requests"].value,
+        "full_request_share": round(summaries.full / summaries.requests, 3) if summaries.seen else None,
+        "values_per_request_filled": round(values / metadata["requests"].value / args.values_per_request, 3),
         "catalog_seconds": round(catalog_seconds, 1),
         "wall_seconds": round(wall, 1),
         "ingest_seconds": metadata["duration_seconds"].value,
@@ -232,7 +257,9 @@ def main() -> None:
         f"{figures['wall_seconds']} s wall = {figures['values_per_second']:,} values/s end to end; "
         f"CPU µs/value: this process {figures['client_cpu_us_per_value']} (of which delta-rs threads "
         f"{figures['delta_rs_cpu_us_per_value']}), mock "
-        f"{figures['mock_cpu_us_per_value']}; peak RSS {figures['peak_rss_mib']:,} MiB "
+        f"{figures['mock_cpu_us_per_value']}; requests {figures['requests']:,}, on average "
+        f"{figures['values_per_request_filled']:.0%} full, share at least 80 % full "
+        f"{figures['full_request_share']}; peak RSS {figures['peak_rss_mib']:,} MiB "
         f"(mock {figures['mock_peak_rss_mib']:,} MiB)"
     )
     print(json.dumps(figures))

@@ -181,6 +181,12 @@ class PIServerSettings(BaseModel):
     ca_bundle: str | None = Field(default=None, description="A CA bundle file to verify TLS with.")
     read_mode: ReadMode = Field(default=ReadMode.STREAMSETS, description="How recorded values are read.")
     compress: Flag = Field(default=True, description="Ask for gzip; turn off on loopback or a fast LAN.")
+    max_in_flight: WholeNumber = Field(
+        default=4, ge=1, description="Requests to the server at once from one step's process."
+    )
+    max_requests_per_second: float = Field(
+        default=0.0, ge=0.0, description="Requests sent to the server per second from one process (0: none)."
+    )
     data_server: str | None = Field(default=None, description="The Data Archive's name; default: the first.")
     start_date: date = Field(
         default=date(2024, 1, 1), description="The first daily partition (UTC) of the time series."
@@ -506,6 +512,8 @@ PI_SERVER_VARIABLES: dict[str, str] = {
     "OSIPI_PI_CA_BUNDLE": "ca_bundle",
     "OSIPI_PI_READ_MODE": "read_mode",
     "OSIPI_PI_COMPRESS": "compress",
+    "OSIPI_PI_MAX_IN_FLIGHT": "max_in_flight",
+    "OSIPI_PI_MAX_REQUESTS_PER_SECOND": "max_requests_per_second",
     "OSIPI_PI_DATA_SERVER": "data_server",
     "OSIPI_START_DATE": "start_date",
     "OSIPI_TAG_SHARDS": "tag_shards",

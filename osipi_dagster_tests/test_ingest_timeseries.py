@@ -20,7 +20,12 @@ import pyarrow as pa
 import pytest
 import requests
 
-from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ingest_partition
+from osipi_dagster.ingest.timeseries import (
+    PartitionResult,
+    PointReadError,
+    _expected_counts,
+    ingest_partition,
+)
 from osipi_dagster.lake import (
     Lakehouse,
     Watermark,
@@ -436,3 +441,20 @@ def test_a_negative_overlap_is_refused_instead_of_skipping_values_after_the_wate
 
     assert client.starts == []
     assert read_watermarks(marks, "s00")["A"].read_until == watermark
+
+
+def test_the_last_window_s_density_plans_the_next_read():
+    """The client sizes its first pages from each point's last window, scaled to the new window; a point
+    without a usable watermark is left to the client to learn."""
+    start = datetime(2025, 1, 6, 10, tzinfo=UTC)
+    known = {
+        "dense": Watermark(
+            "dense", read_until=start, window_start=start - timedelta(hours=2), values_read=7200
+        ),
+        "no_window": Watermark("no_window", read_until=start, values_read=10),
+        "empty_window": Watermark("empty_window", read_until=start, window_start=start, values_read=10),
+    }
+    expected = _expected_counts(
+        known, ["dense", "no_window", "empty_window", "new"], start, start + timedelta(hours=1)
+    )
+    assert expected == {"dense": 3600.0}

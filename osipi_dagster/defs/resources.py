@@ -67,6 +67,17 @@ class PIWebAPIResource(dg.ConfigurableResource):
         default=DEFAULT_CLIENT.max_count_limit, ge=1, description="The server's MaxReturnedItemsPerCall."
     )
     pool_size: int = Field(default=DEFAULT_CLIENT.pool_size, ge=1, description="HTTP connections kept open.")
+    max_in_flight: int = Field(
+        default=DEFAULT_CLIENT.max_in_flight,
+        ge=1,
+        description="Requests to the server at once from one step's process, every read of it together "
+        "(times the pi_webapi pool limit: the bound across runs).",
+    )
+    max_requests_per_second: float = Field(
+        default=DEFAULT_CLIENT.max_requests_per_second,
+        ge=0,
+        description="Requests sent to the server per second from one step's process; 0: no limit.",
+    )
     compress: bool = Field(
         default=DEFAULT_CLIENT.compress, description="Ask for gzip; turn off on loopback or a fast LAN."
     )
@@ -113,6 +124,8 @@ class PIWebAPIResource(dg.ConfigurableResource):
             pool_size=self.pool_size,
             max_count_limit=self.max_count_limit,
             compress=self.compress,
+            max_in_flight=self.max_in_flight,
+            max_requests_per_second=self.max_requests_per_second,
         )
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -211,6 +224,8 @@ def pi_resource(server: PIServerSettings) -> PIWebAPIResource:
         ca_bundle=server.ca_bundle,
         read_mode=server.read_mode,
         compress=server.compress,
+        max_in_flight=server.max_in_flight,
+        max_requests_per_second=server.max_requests_per_second,
         data_server=server.data_server,
         stream_updates=server.stream_updates,
     )

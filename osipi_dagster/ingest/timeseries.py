@@ -199,6 +199,7 @@ def ingest_partition(
                 max_url_length=settings.max_url_length,
                 concurrency=settings.concurrency,
                 cancel=cancel,
+                expected_counts=_expected_counts(known, web_ids, start, end),
             )
         write = replace_slice(
             timeseries,
@@ -299,6 +300,21 @@ def _checked(
         yield batch
     if read.failures:
         raise PointReadError(day, shard, read.failures)
+
+
+def _expected_counts(
+    known: Mapping[str, Watermark], web_ids: Sequence[str], start: datetime, end: datetime
+) -> dict[str, float]:
+    """Each point's expected values in ``[start, end)``, at the density of the window it was last read
+    in (the client plans its requests from them; a wrong guess costs requests, never values)."""
+    expected = {}
+    window = (end - start).total_seconds()
+    for web_id in web_ids:
+        mark = known.get(web_id)
+        if mark is None or mark.window_start is None or mark.read_until <= mark.window_start:
+            continue
+        expected[web_id] = mark.values_read * window / (mark.read_until - mark.window_start).total_seconds()
+    return expected
 
 
 def _incremental_start(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from osipi_dagster.contract import TimeLike, format_ns, to_ns, to_pi_time
@@ -30,7 +30,9 @@ class PIWebAPIClient(Notifications):
     verification, for a lab server only) or the path of a CA bundle. ``max_count_limit`` is the server's
     MaxReturnedItemsPerCall; it is lowered by itself when the server refuses a ``maxCount``. ``compress``
     asks for gzip (the default); turn it off on loopback or a fast LAN, where compressing and decompressing
-    only costs CPU.
+    only costs CPU. ``max_in_flight`` and ``max_requests_per_second`` (0: no limit) are the server's request
+    budget in this process, shared with every other client of the same server and budget (see
+    :class:`~osipi_dagster.pi.transport.RequestBudget`); a read's ``concurrency`` above it just waits.
 
     Settings are checked here, before any request: a base URL that is not an absolute ``http(s)://`` URL
     with a host, one that carries credentials (give them as ``auth``), a CA bundle that does not exist, a
@@ -63,6 +65,8 @@ class PIWebAPIClient(Notifications):
         max_count_limit: int = DEFAULT_CLIENT.max_count_limit,
         user_agent: str = DEFAULT_CLIENT.user_agent,
         compress: bool = DEFAULT_CLIENT.compress,
+        max_in_flight: int = DEFAULT_CLIENT.max_in_flight,
+        max_requests_per_second: float = DEFAULT_CLIENT.max_requests_per_second,
     ):
         check_count("max_count_limit", max_count_limit, 1)
         self.auth = auth if auth is not None else Anonymous()
@@ -79,6 +83,8 @@ class PIWebAPIClient(Notifications):
             pool_size=pool_size,
             user_agent=user_agent,
             compress=compress,
+            max_in_flight=max_in_flight,
+            max_requests_per_second=max_requests_per_second,
         )
         self._limits = Limits(max_count_limit)
 
@@ -136,6 +142,7 @@ class PIWebAPIClient(Notifications):
         boundary_type: str = "Inside",
         filter_expression: str | None = None,
         cancel: threading.Event | None = None,
+        expected_counts: Mapping[str, float] | None = None,
     ) -> StreamRead:
         """Every recorded value of each stream with ``start <= timestamp <= end`` (PI's inclusive bounds).
 
@@ -144,6 +151,12 @@ class PIWebAPIClient(Notifications):
         the number of new values asked per stream and page (default: ``values_per_request`` divided by the
         streams in the request, at most ``max_count_limit``). ``streams_per_request`` and
         ``max_url_length`` bound a request; ``concurrency`` requests are in flight at once.
+
+        Without a ``page_size``, pages are planned from each stream's density so that most requests carry
+        about ``values_per_request`` values (see :mod:`osipi_dagster.pi.recorded`): ``expected_counts``
+        (WebId to the number of values expected between ``start`` and ``end``, e.g. from the previous
+        run) sizes the first pages too; without it, a stream's first page tells its density. A wrong
+        estimate costs requests, never values.
         ``boundary_type`` must be ``Inside``: PI's ``Outside`` and ``Interpolated`` add boundary values to
         every page, which paging cannot keep exact (a ``ValueError`` says so).
 
@@ -175,7 +188,8 @@ class PIWebAPIClient(Notifications):
             max_url_length=max_url_length,
             concurrency=concurrency,
         )
-        return self._read(web_ids, spec, options, cancel)
+        ids = [web_ids] if isinstance(web_ids, str) else list(web_ids)
+        return StreamRead(self._transport, ids, spec, options, self._limits, cancel, expected_counts)
 
     def read_interpolated(
         self,

@@ -233,16 +233,20 @@ def stream_problem(stream: Any) -> str | None:
 
 
 def first_error(items: list[TimedValue]) -> tuple[int, str] | None:
-    """The index and message of the first value carrying ``Errors`` (PI's handled per-value error)."""
-    if any([item.Errors for item in items]):
-        index = next(i for i, item in enumerate(items) if item.Errors)
-        return index, "; ".join(error_messages({"Errors": items[index].Errors})) or "per-value Errors"
-    # A bad value may be an object holding only Errors, decoded as a State: look only if there are States.
-    if State in {type(item.Value) for item in items}:
-        for index, item in enumerate(items):
-            value = item.Value
-            if type(value) is State and value.Errors is not None:
-                return index, "; ".join(error_messages({"Errors": value.Errors})) or "per-value Errors"
+    """The index and message of the first value carrying ``Errors`` (PI's handled per-value error), or
+    whose ``Value`` is an object holding ``Errors`` (decoded as a :class:`State`)."""
+    # One pass over the page; the loop that finds the index only runs when an error or a state is there.
+    if not any([item.Errors or type(item.Value) is State for item in items]):
+        return None
+    for index, item in enumerate(items):
+        value = item.Value
+        if item.Errors:
+            errors = item.Errors
+        elif type(value) is State and value.Errors is not None:
+            errors = value.Errors
+        else:
+            continue
+        return index, "; ".join(error_messages({"Errors": errors})) or "per-value Errors"
     return None
 
 
@@ -302,10 +306,15 @@ def _repeat(values: list[str | None], counts: list[int]) -> pa.Array:
 def _values(raw: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]:
     """value, string_value, state_code, state_name, is_system for the raw ``Value`` fields."""
     n = len(raw)
-    kinds = set(map(type, raw))
-    if kinds <= {float}:
+    try:
+        # Numbers, booleans (1.0/0.0) and nulls convert exactly as the loop below would; anything else
+        # (text, states, lists) makes Arrow refuse, and the loop sorts the values out.
+        numbers_only = pa.array(raw, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        pass
+    else:
         return (
-            pa.array(raw, pa.float64()),
+            numbers_only,
             pa.nulls(n, pa.string()),
             pa.nulls(n, pa.int32()),
             pa.nulls(n, pa.string()),
@@ -388,6 +397,30 @@ def _timestamp_problem(raw: str) -> str:
     return f"timestamp {raw!r} cannot be read as a time"
 
 
+def _quality(items: list[TimedValue], is_system: pa.Array) -> tuple[pa.Array, list[pa.Array]]:
+    """The good, questionable, substituted and annotated columns.
+
+    Nearly every value is good and none of the other three: one pass over the values tells, and the
+    columns are then constants (building four columns from Python objects costs more than decoding them).
+    """
+    n = len(items)
+    if not any(
+        [item.Good is not True or item.Questionable or item.Substituted or item.Annotated for item in items]
+    ):
+        return pa.repeat(pa.scalar(True), n), [pa.repeat(pa.scalar(False), n)] * 3
+    good = _flag([item.Good for item in items])
+    if good.null_count:
+        # A value without a Good flag is good unless it is a system state.
+        good = pc.if_else(pc.is_null(good), pc.invert(is_system), good)
+    # One comprehension per flag: attribute access in a comprehension is several times faster than getattr.
+    flags = [
+        _flag([item.Questionable for item in items]).fill_null(False),
+        _flag([item.Substituted for item in items]).fill_null(False),
+        _flag([item.Annotated for item in items]).fill_null(False),
+    ]
+    return good, flags
+
+
 def build_batch(segments: list[Segment], *, summary: bool = False) -> pa.RecordBatch:
     """One record batch (``RECORDED_SCHEMA``, or ``SUMMARY_SCHEMA`` when ``summary``) from ``segments``.
 
@@ -404,16 +437,7 @@ def build_batch(segments: list[Segment], *, summary: bool = False) -> pa.RecordB
         return pa.RecordBatch.from_pylist([], schema=schema)
     timestamps = _timestamps(segments, items)
     value, string_value, state_code, state_name, is_system = _values([item.Value for item in items])
-    good = _flag([item.Good for item in items])
-    if good.null_count:
-        # A value without a Good flag is good unless it is a system state.
-        good = pc.if_else(pc.is_null(good), pc.invert(is_system), good)
-    # One comprehension per flag: attribute access in a comprehension is several times faster than getattr.
-    flags = [
-        _flag([item.Questionable for item in items]).fill_null(False),
-        _flag([item.Substituted for item in items]).fill_null(False),
-        _flag([item.Annotated for item in items]).fill_null(False),
-    ]
+    good, flags = _quality(items, is_system)
     columns = [_repeat([s.web_id for s in segments], counts)]
     if summary:
         columns.append(_repeat([s.summary_type for s in segments], counts))

@@ -31,6 +31,9 @@ class ClientSettings:
     max_count_limit: int = 150_000  # PI Web API's MaxReturnedItemsPerCall (lowered when PI says less)
     user_agent: str = "osipi-dagster"
     compress: bool = True  # ask for gzip; off on loopback or a fast LAN, where it only costs CPU
+    # The server's budget in this process, shared by every client of it (see pi/transport.py).
+    max_in_flight: int = 4  # requests to one server at once
+    max_requests_per_second: float = 0.0  # requests sent to one server per second; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class ReadOptions:
     streams_per_request: int = 200
     max_url_length: int = 8000
     concurrency: int = 2  # requests in flight at once
+    slow_answer_s: float = 20.0  # an answer slower than this halves the page size (adaptive page sizes)
 
     def __post_init__(self) -> None:
         try:
@@ -54,6 +58,8 @@ class ReadOptions:
         for name in ("values_per_request", "streams_per_request", "concurrency", "max_url_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not self.slow_answer_s > 0:
+            raise ValueError("slow_answer_s must be above 0")
         if self.page_size is not None and self.page_size < 1:
             raise ValueError("page_size must be at least 1")
 

@@ -5,10 +5,23 @@ accumulated per stream) and look at ``failures`` for the streams that failed for
 the server in one of three ways (``mode``):
 
 - ``"streamsets"``: ``GET /streamsets/{action}?webId=…&webId=…`` with the URL length bounded. One request
-  has one ``startTime``, so after the first page only streams whose cursors coincide share a request;
+  has one ``startTime``: streams whose cursors coincide share one; once the streams' cursors differ
+  (after their first page), those that cannot fill a streamset request travel as ``/batch`` sub-requests;
 - ``"batch"``: ``POST /batch`` in the real format, one ``GET /streams/{id}/{action}`` sub-request per
   stream, each with its own cursor; answers are mapped by request id, never by position;
 - ``"streams"``: one ``GET /streams/{id}/{action}`` per stream.
+
+Density-aware planning (recorded reads without a fixed ``page_size``): each stream's density (values per
+second of PI time) is known from a hint (``expected_counts``, e.g. the previous run's count) or learnt
+from its first page; a stream's next page then asks for what the stream is expected to still hold (plus
+a margin), and requests are packed so that their expected values add up to ``values_per_request``. Most
+streams thus finish in their second page and most requests are full. The planning only sizes
+``maxCount``: paging stays exact whatever the estimate (a stream that holds more is simply paged again).
+
+Adaptive page sizes: an answer slower than ``slow_answer_s``, or a request refused with 413 or failing
+with 502/503 after the transport's retries, halves the values asked per request for the rest of the read
+(down to 1/64 of ``values_per_request``; the streams of a failed request are read again, up to
+``max_retries`` times); fast answers bring it back up step by step.
 
 Failure isolation: a request refused with a 4xx is split in halves until the refused streams stand alone,
 so one bad WebId never sinks the others. A failed batch sub-request, a stream-level error or a value
@@ -34,11 +47,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -174,7 +188,8 @@ class StreamRead:
 
     ``failures`` (a list of :class:`StreamFailure`) fills up while the read runs and is complete once the
     iteration ends; ``completed`` lists the WebIds read to the end. ``requests`` counts this read's HTTP
-    requests, retries included, and ``rows`` the rows yielded. Every batch has the schema ``schema``.
+    requests, retries included, ``full_requests`` those whose answer carried at least :data:`FULL_SHARE`
+    of ``values_per_request``, and ``rows`` the rows yielded. Every batch has the schema ``schema``.
     Once ``cancel`` is set, iterating raises :class:`ReadCancelledError`.
     """
 
@@ -186,8 +201,9 @@ class StreamRead:
         options: ReadOptions,
         limits: Limits,
         cancel: threading.Event | None = None,
+        expected_counts: Mapping[str, float] | None = None,
     ):
-        self._engine = _Engine(transport, web_ids, spec, options, limits, cancel)
+        self._engine = _Engine(transport, web_ids, spec, options, limits, cancel, expected_counts)
         self._batches = self._engine.run()
         self.schema: pa.Schema = spec.schema
         self.failures: list[StreamFailure] = self._engine.failures
@@ -203,6 +219,10 @@ class StreamRead:
     @property
     def requests(self) -> int:
         return self._engine.requests
+
+    @property
+    def full_requests(self) -> int:
+        return self._engine.full_requests
 
     @property
     def rows(self) -> int:
@@ -229,11 +249,22 @@ class Limits:
             self.max_count = value
 
 
+# A planned page asks for this much more than the stream is expected to hold, so that most streams end in
+# it; a stream holding more than planned is just paged again.
+_PLAN_SLACK = 1.1
+_PLAN_MARGIN = 16
+FULL_SHARE = 0.8  # a request carrying this share of values_per_request counts as full in the read's stats
+_OVERLOAD_STATUSES = frozenset({413, 502, 503})  # the server asks for smaller or fewer requests
+_SMALLEST_SCALE = 1 / 64  # adaptive page sizes never go below this share of values_per_request
+
+
 @dataclass(slots=True)
 class _Stream:
     web_id: str
     cursor: Cursor
     attempts: int = 0  # failures since the stream last made progress
+    rate: float | None = None  # values per nanosecond of PI time, from a hint or the stream's last page
+    planned: int | None = None  # its next maxCount: the values skipped at the cursor + those expected after
 
 
 @dataclass
@@ -243,6 +274,7 @@ class _Outcome:
     stream: _Stream
     segments: list[dec.Segment] = field(default_factory=list)
     next: Cursor | None = None  # success: None = complete; error: the cursor after the yielded rows, if any
+    rate: float | None = None  # the density the page showed (values per nanosecond), when it can tell
     error: str | None = None  # the stream failed in this answer: retry it, then report it
     status: int | None = None
     fatal: bool = False  # report at once: no retry can help
@@ -256,6 +288,7 @@ class _Answer:
     outcomes: list[_Outcome] = field(default_factory=list)
     error: PIWebAPIError | None = None  # the whole request failed for good
     limit: int | None = None  # the whole request was refused for its maxCount
+    seconds: float = 0.0  # how long the request's last attempt took (waiting for the budget excluded)
 
 
 class _Engine:
@@ -269,6 +302,7 @@ class _Engine:
         options: ReadOptions,
         limits: Limits,
         cancel: threading.Event | None = None,
+        expected_counts: Mapping[str, float] | None = None,
     ):
         self.transport = transport
         self.spec = spec
@@ -278,18 +312,29 @@ class _Engine:
         self.failures: list[StreamFailure] = []
         self.completed: list[str] = []
         self.rows = 0
+        self.full_requests = 0
         self._end_ns = to_ns(spec.end) if spec.paged else 0
+        # Density planning sizes the pages of paged reads whose page size is not fixed by the caller.
+        self._planning = spec.paged and options.page_size is None
+        self._scale = 1.0  # the share of values_per_request asked per request (adaptive page sizes)
         self._tiebreak = itertools.count()
         self._requests = 0
         self._requests_lock = threading.Lock()  # worker threads count their sends
+        self._sends = threading.local()  # when this worker thread last sent (the budget's wait excluded)
         self._stopped = threading.Event()  # the iteration ended: worker threads send nothing more
         # Streams waiting, keyed by cursor start (streamset requests share one startTime).
         self._waiting: dict[str, deque[_Stream]] = {}
         self._isolated: deque[list[_Stream]] = deque()  # groups split after a 4xx
         self._delayed: list[tuple[float, int, _Stream]] = []  # (not before, tie-breaker, stream) heap
         # Duplicates in the caller's list would be read twice: keep the first of each.
+        span_ns = self._end_ns - to_ns(spec.start) + 1 if self._planning else 0
         for web_id in dict.fromkeys(web_ids):
-            self._enqueue(_Stream(web_id, Cursor(spec.start)))
+            stream = _Stream(web_id, Cursor(spec.start))
+            expected = expected_counts.get(web_id) if expected_counts and self._planning else None
+            if expected is not None and expected >= 0:
+                stream.rate = expected / span_ns
+                stream.planned = self._plan(expected)
+            self._enqueue(stream)
 
     @property
     def requests(self) -> int:
@@ -310,6 +355,7 @@ class _Engine:
         self.check_cancel()
         with self._requests_lock:
             self._requests += 1
+        self._sends.at = time.monotonic()
 
     # -- scheduling, in the caller's thread -------------------------------------------------------------
 
@@ -337,7 +383,18 @@ class _Engine:
                     self._apply(group, answer)
                     if answer.batch is not None and answer.batch.num_rows:
                         self.rows += answer.batch.num_rows
+                        if answer.batch.num_rows >= FULL_SHARE * self.options.values_per_request:
+                            self.full_requests += 1
                         yield answer.batch
+            log.info(
+                "read %d values of %d streams in %d requests, %d of them full (at least %d%% of %d values)",
+                self.rows,
+                len(self.completed) + len(self.failures),
+                self.requests,
+                self.full_requests,
+                round(FULL_SHARE * 100),
+                self.options.values_per_request,
+            )
         finally:
             # Never wait for requests in flight (a cancelled read must end now): they finish in their
             # threads, their answers are dropped, and their retries are not sent (see _before_send).
@@ -378,25 +435,71 @@ class _Engine:
         queue = self._waiting[key]
         if self.options.mode is ReadMode.STREAMS:
             group = [queue.popleft()]
-        elif self.options.mode is ReadMode.BATCH:
-            group = [queue.popleft() for _ in range(min(len(queue), self.options.streams_per_request))]
+        elif self.options.mode is ReadMode.BATCH or not self._fills_streamset(queue):
+            return self._pack_batch()
         else:
             group = self._pack_streamset(queue)
         if not queue:
             del self._waiting[key]
         return group
 
+    def _budget(self) -> int:
+        """The values one request asks for now: ``values_per_request`` scaled by the adaptive page size."""
+        return max(1, int(self.options.values_per_request * self._scale))
+
+    def _plan(self, expected: float) -> int:
+        """The page for a stream expected to hold ``expected`` more values: all of them, with a margin."""
+        return math.ceil(expected * _PLAN_SLACK) + _PLAN_MARGIN
+
+    def _weight(self, stream: _Stream) -> int:
+        """The values ``stream`` is expected to add to a request."""
+        if stream.planned is not None and self._planning:
+            return min(stream.planned, self._budget())
+        return max(1, self._budget() // self.options.streams_per_request)
+
+    def _fills_streamset(self, queue: deque[_Stream]) -> bool:
+        """Whether the streams at one cursor make a good streamset request: first pages (density not yet
+        known, every stream at the read's start) always do; later, only enough of them to fill one."""
+        if not self._planning or queue[0].planned is None or len(queue) >= self.options.streams_per_request:
+            return True
+        wanted, total = FULL_SHARE * self._budget(), 0
+        for stream in queue:
+            total += self._weight(stream)
+            if total >= wanted:
+                return True
+        return False
+
     def _pack_streamset(self, queue: deque[_Stream]) -> list[_Stream]:
         # Measured with the largest maxCount a request can carry: its digits never push a URL past the bound.
         base = len(self._streamset_url([queue[0]], self.limits.max_count)) - self._id_cost(queue[0])
         room = self.options.max_url_length - base
+        values = self._budget()
         group: list[_Stream] = []
         while queue and len(group) < self.options.streams_per_request:
-            cost = self._id_cost(queue[0])
-            if group and cost > room:
+            cost, weight = self._id_cost(queue[0]), self._weight(queue[0])
+            if group and (cost > room or weight > values):
                 break
             room -= cost
+            values -= weight
             group.append(queue.popleft())
+        return group
+
+    def _pack_batch(self) -> list[_Stream]:
+        """Streams of any cursors, oldest first, whose expected values fill one request."""
+        values = self._budget()
+        group: list[_Stream] = []
+        while self._waiting and len(group) < self.options.streams_per_request:
+            key = next(iter(self._waiting))
+            queue = self._waiting[key]
+            while queue and len(group) < self.options.streams_per_request:
+                weight = self._weight(queue[0])
+                if group and weight > values:
+                    break
+                values -= weight
+                group.append(queue.popleft())
+            if queue:
+                return group
+            del self._waiting[key]
         return group
 
     @staticmethod
@@ -404,6 +507,7 @@ class _Engine:
         return len("&webId=") + len(quote(stream.web_id, safe=""))
 
     def _apply(self, group: list[_Stream], answer: _Answer) -> None:
+        self._adapt(answer)
         if answer.limit is not None:
             self.limits.lower(answer.limit)
             for stream in group:
@@ -423,6 +527,11 @@ class _Engine:
                     self.completed.append(stream.web_id)
                 else:
                     stream.cursor = outcome.next
+                    if outcome.rate is not None and self._planning:
+                        stream.rate = outcome.rate
+                    if stream.rate is not None and self._planning:
+                        left_ns = max(0, self._end_ns - to_ns(stream.cursor.start))
+                        stream.planned = stream.cursor.taken + self._plan(stream.rate * left_ns)
                     self._enqueue(stream)
             else:
                 if outcome.next is not None and outcome.next != stream.cursor:
@@ -434,9 +543,34 @@ class _Engine:
                 else:
                     self._delay(stream)
 
+    def _adapt(self, answer: _Answer) -> None:
+        """Halve the page size after a slow answer or an overloaded server; grow it back on fast answers."""
+        overloaded = answer.error is not None and answer.error.status in _OVERLOAD_STATUSES
+        if overloaded or answer.seconds > self.options.slow_answer_s:
+            scale = max(_SMALLEST_SCALE, self._scale / 2)
+            if scale < self._scale:
+                log.warning(
+                    "PI Web API is %s; asking %d values per request instead of %d",
+                    f"answering {answer.error.status}" if overloaded and answer.error else "slow",
+                    int(self.options.values_per_request * scale),
+                    self._budget(),
+                )
+            self._scale = scale
+        elif answer.error is None and answer.seconds < self.options.slow_answer_s / 4:
+            self._scale = min(1.0, self._scale * 1.25)
+
     def _request_failed(self, group: list[_Stream], error: PIWebAPIError) -> None:
         if isinstance(error, PIAuthenticationError):
             raise error
+        if error.status in _OVERLOAD_STATUSES and self._scale > _SMALLEST_SCALE:
+            # Smaller requests may pass (see _adapt): read these streams again, as after a stream's error.
+            for stream in group:
+                stream.attempts += 1
+                if stream.attempts > self.transport.retry.max_retries:
+                    self._fail(stream, error.status, str(error))
+                else:
+                    self._delay(stream)
+            return
         refused = error.status is not None and 400 <= error.status < 500 and error.status != 429
         if refused and len(group) > 1:
             half = len(group) // 2
@@ -452,16 +586,33 @@ class _Engine:
     # -- requests, in worker threads --------------------------------------------------------------------
 
     def _fetch(self, group: list[_Stream]) -> _Answer:
+        self._sends.at = time.monotonic()
+        answer = self._fetch_group(group)
+        # From the last attempt's send: waiting for the server's request budget is not a slow answer.
+        answer.seconds = time.monotonic() - self._sends.at
+        return answer
+
+    def _fetch_group(self, group: list[_Stream]) -> _Answer:
         counts = self._max_counts(group)  # read once: another answer may lower the limit meanwhile
         try:
-            if self.options.mode is ReadMode.STREAMSETS:
+            if self.options.mode is ReadMode.STREAMS or self._single(group):
+                return self._fetch_stream(group[0], counts[0])
+            if self.options.mode is ReadMode.STREAMSETS and _same_cursor(group):
                 return self._fetch_streamset(group, counts)
-            if self.options.mode is ReadMode.BATCH:
-                return self._fetch_batch(group, counts)
-            return self._fetch_stream(group[0], counts[0])
+            return self._fetch_batch(group, counts)
         except PIWebAPIError as error:
             limit = self._refused_limit(error, max(counts))
             return _Answer(limit=limit) if limit is not None else _Answer(error=error)
+
+    def _single(self, group: list[_Stream]) -> bool:
+        """Whether a streamset read sends ``group`` as a plain stream request: one stream's planned
+        follow-up page, where a batch or a streamset of one would only add its envelope."""
+        return (
+            self.options.mode is ReadMode.STREAMSETS
+            and len(group) == 1
+            and self._planning
+            and group[0].planned is not None
+        )
 
     def _refused_limit(self, error: PIWebAPIError, sent: int) -> int | None:
         """A lower maxCount when ``error`` refused the ``sent`` maxCount as above MaxReturnedItemsPerCall."""
@@ -479,11 +630,17 @@ class _Engine:
         """Each stream's maxCount (0: cannot be paged further); 1 for reads that do not page."""
         if not self.spec.paged:
             return [1] * len(group)
+        share = max(1, self._budget() // len(group))
+        return [request_count(s.cursor.taken, self._page(s, share), self.limits.max_count) for s in group]
+
+    def _page(self, stream: _Stream, share: int) -> int:
+        """The new values to ask of ``stream``: the caller's page size, else its planned page (at most a
+        request's budget), else its ``share`` of the request."""
         if self.options.page_size is not None:
-            page = self.options.page_size
-        else:
-            page = max(1, self.options.values_per_request // len(group))
-        return [request_count(s.cursor.taken, page, self.limits.max_count) for s in group]
+            return self.options.page_size
+        if stream.planned is None:
+            return share
+        return min(stream.planned - stream.cursor.taken, self._budget())
 
     def _streamset_url(self, group: list[_Stream], max_count: int) -> str:
         params = self.spec.query(group[0].cursor, max_count, streamset=True)
@@ -650,7 +807,10 @@ class _Engine:
         if failed is not None:
             error = f"value at {items[failed[0]].Timestamp}: {failed[1]}"
             return _Outcome(stream, segments, step.next, error=error, where=where)
-        return _Outcome(stream, segments, step.next, where=where)
+        rate = None
+        if step.next is not None and last_ns > cursor_ns:
+            rate = (step.end - step.begin) / (last_ns - cursor_ns)
+        return _Outcome(stream, segments, step.next, rate=rate, where=where)
 
     def _summary_outcome(self, stream: _Stream, item: dec.StreamSummaries, where: str) -> _Outcome:
         for summary in item.Items:
@@ -672,6 +832,11 @@ class _Engine:
             segments = [segment for outcome in outcomes for segment in outcome.segments]
             batch = dec.build_batch(segments, summary=self.spec.summary) if segments else None
         return _Answer(batch=batch, outcomes=outcomes)
+
+
+def _same_cursor(group: list[_Stream]) -> bool:
+    start = group[0].cursor.start
+    return all(stream.cursor.start == start for stream in group)
 
 
 def _request_name(method: str, url: str) -> str:

@@ -6,6 +6,12 @@ urllib3 cannot see: a 2xx body that does not decode (cut short, not JSON, a top-
 with PI Web API that is a transient failure of that one answer. Bodies are read with ``stream=True`` and
 ``raw.read()`` (two to three times cheaper than ``.content``) and handed to a decode function.
 
+A PI Web API is finite: every request to one server from this process, retries included, goes through
+that server's :class:`RequestBudget` (at most ``max_in_flight`` requests at once, at most
+``max_per_second`` sent per second), shared by every client of the process for that server and budget.
+Across processes (Dagster steps, concurrent runs) the concurrency pool of the PI assets bounds how many
+steps call the server at once (see ``docs/CONFIGURATION.md``).
+
 Settings are checked when the transport is made: a malformed base URL, credentials in it, a missing CA
 bundle or a nonsensical number raise :class:`PIConfigurationError` before any request.
 """
@@ -19,6 +25,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -154,6 +161,61 @@ class _Retry(Retry):
             self.on_retry(self.history[-1], len(self.history), wait)
 
 
+class RequestBudget:
+    """At most ``max_in_flight`` requests at once and ``max_per_second`` sent per second (0: no rate limit)
+    to one PI Web API; thread-safe. Get the process's budget of a server with :func:`request_budget`."""
+
+    def __init__(self, max_in_flight: int, max_per_second: float = 0.0):
+        check_count("max_in_flight", max_in_flight, 1)
+        if isinstance(max_per_second, bool) or not isinstance(max_per_second, int | float):
+            raise PIConfigurationError(f"max_requests_per_second must be a number, got {max_per_second!r}")
+        if not 0 <= max_per_second < math.inf:
+            raise PIConfigurationError(
+                f"max_requests_per_second must be 0 (no limit) or more, got {max_per_second!r}"
+            )
+        self.max_in_flight = max_in_flight
+        self.max_per_second = max_per_second
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._interval = 1 / max_per_second if max_per_second else 0.0
+        self._lock = threading.Lock()
+        self._next_send = 0.0  # time.monotonic() before which no request may be sent
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one of the in-flight slots (waiting for one) while the block sends and reads a request."""
+        self._slots.acquire()
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def pace(self) -> None:
+        """Wait until the rate limit lets one more request go (call right before each send)."""
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            at = max(now, self._next_send)
+            self._next_send = at + self._interval
+        if at > now:
+            time.sleep(at - now)
+
+
+_BUDGETS: dict[tuple[str, int, float], RequestBudget] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def request_budget(base_url: str, max_in_flight: int, max_per_second: float = 0.0) -> RequestBudget:
+    """The budget this process shares among every client of the PI Web API at ``base_url`` that asks for
+    the same limits (a client asking for other limits gets a budget of its own)."""
+    key = (base_url.lower(), max_in_flight, float(max_per_second))
+    with _BUDGETS_LOCK:
+        budget = _BUDGETS.get(key)
+        if budget is None:
+            budget = _BUDGETS[key] = RequestBudget(max_in_flight, max_per_second)
+        return budget
+
+
 class _Call(NamedTuple):
     """The request a thread is sending, for the retries urllib3 sends on its behalf."""
 
@@ -181,8 +243,11 @@ class Transport:
         pool_size: int,
         user_agent: str,
         compress: bool = True,
+        max_in_flight: int = DEFAULT_CLIENT.max_in_flight,
+        max_requests_per_second: float = DEFAULT_CLIENT.max_requests_per_second,
     ):
         self.base_url = checked_base_url(base_url)
+        self.budget = request_budget(self.base_url, max_in_flight, max_requests_per_second)
         _check_seconds("timeout", timeout)
         _check_seconds("post_timeout", post_timeout)
         check_count("pool_size", pool_size, 1)
@@ -289,6 +354,7 @@ class Transport:
         """urllib3 is about to send a request again (its wait is over): count it, and say why."""
         call: _Call | None = getattr(self._calls, "current", None)
         if call is not None:  # None: a request of the auth (the token endpoint), not one of PI Web API
+            self.budget.pace()
             self._count(call.on_send)
         if failure.status is not None:
             cause = f"HTTP {failure.status}: {http.client.responses.get(failure.status, 'error')}"
@@ -314,7 +380,22 @@ class Transport:
         decode: Callable[[bytes], T],
         on_send: Callable[[], None] | None,
     ) -> T:
-        self._count(on_send)
+        with self.budget.slot():
+            self.budget.pace()
+            self._count(on_send)
+            return self._send(method, url, params, body, headers, timeout, decode, on_send)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        params: Params,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout: float,
+        decode: Callable[[bytes], T],
+        on_send: Callable[[], None] | None,
+    ) -> T:
         try:
             # Prepared apart from the send (as Session.request does), so that a token request the auth
             # makes while preparing is not counted as a retry of this request.
