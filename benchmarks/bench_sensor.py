@@ -174,7 +174,9 @@ def main() -> None:
             edits, expected = [], set()
             for i, point in enumerate(changed):
                 day = YESTERDAY if i % 2 else TODAY
-                moment = datetime.combine(day, datetime.min.time(), UTC) + timedelta(seconds=30 + (i // 2) % 60)  # before the clock (00:02)
+                # Within the first two minutes of the day: today's edits must stay before the mock's clock.
+                offset = timedelta(seconds=30 + (i // 2) % 60)
+                moment = datetime.combine(day, datetime.min.time(), UTC) + offset
                 edits.append({"WebId": point["web_id"], "Timestamp": moment.isoformat(), "Value": 1234.5})
                 expected.add((day.isoformat(), point["tag_shard"]))
             requests.post(f"{admin}/edits", json={"Edits": edits}, timeout=120).raise_for_status()
