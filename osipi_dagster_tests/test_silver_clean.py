@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from osipi_dagster.lake import Lakehouse, read_table, replace_slice
+from osipi_dagster.lake import Lakehouse, overwrite_table, read_table, replace_slice
 from osipi_dagster.lake.partitions import read_partition
 from osipi_dagster.lake.schemas import SILVER_TIMESERIES
 from osipi_dagster.mock.server import serve_in_thread
@@ -191,15 +191,13 @@ def test_duplicates_in_bronze_are_removed(day_lake: DayLake, tmp_path: Path) -> 
     )
     # Points with one value per timestamp: a copy of a multi-value timestamp (A, B, A, B) is not a repeat.
     pairs = Counter(
-        zip(batch.column("web_id").to_pylist(), batch.column("timestamp_ns").to_pylist(), strict=True)
+        zip(bronze.column("web_id").to_pylist(), bronze.column("timestamp_ns").to_pylist(), strict=True)
     )
     multi = {web_id for (web_id, _), count in pairs.items() if count > 1}
     doubled_ids = sorted(set(batch.column("web_id").to_pylist()) - multi)[:5]
     doubled = batch.filter(pa.compute.is_in(batch.column("web_id"), pa.array(doubled_ids)))
     lake = Lakehouse(str(tmp_path))
     for name in ("bronze.pi_points", "bronze.pi_af_hierarchy", "bronze.pi_af_attributes"):
-        from osipi_dagster.lake import overwrite_table
-
         overwrite_table(lake.table(name), read_table(day_lake.table(name)).drop_columns(["ingested_at"]))
     replace_slice(
         lake.table("bronze.pi_timeseries"),

@@ -18,21 +18,43 @@ PARTITIONS_PER_RUN = 64
 
 
 def follows_upstream(catalog: dg.AssetSelection) -> dg.AutomationCondition:
-    """Materialize a partition whenever a partition it depends on was updated, old days included.
+    """Materialize a partition after a partition it depends on was updated, old days included, once every
+    blocking check of those partitions passed.
 
-    ``AutomationCondition.eager()`` without its ``in_latest_time_window()`` part (Dagster's documented way to
-    update older time partitions): a re-materialized or late-corrected bronze day flows through, not only
-    today. The catalog assets in ``catalog`` (unpartitioned, refreshed often) are ignored, so a catalog
-    refresh does not rewrite every partition of history.
+    Dagster's ``AutomationCondition.eager()`` with three changes:
+
+    * no ``in_latest_time_window()``: a re-materialized or late-corrected bronze day flows through, not
+      only today (Dagster's documented way to follow older time partitions);
+    * an update of a dependency stays pending until the partition is *requested* again, not merely
+      materialized (``eager()`` forgets it when the partition is materialized): an update that lands while
+      the partition's run is in progress, which that run may not have read, is followed by one more run
+      after it instead of being lost. The price: a run that materializes a dependency and the partition
+      together (by hand) is followed by one automatic run of the partition;
+    * ``all_deps_blocking_checks_passed()``: a partition whose dependency failed a blocking check (the
+      bronze checks of severity error) waits until that check passes for the dependency's latest
+      materialization; a check that has not run yet for it blocks too.
+
+    The catalog assets in ``catalog`` (unpartitioned, refreshed often) are ignored for updates, missing
+    partitions and checks: a catalog refresh does not rewrite every partition of history (re-materialize
+    silver to apply a changed AF model to past days), and a catalog check does not hold up the time series.
+
+    The first evaluation requests nothing, however much history exists (Dagster's ``initial_evaluation``
+    and the ``newly_*`` conditions only see changes after it): partitions older than the automation are
+    filled by a backfill, ``PARTITIONS_PER_RUN`` a run.
     """
+    updated = (
+        dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated())
+        .ignore(catalog)
+        .since(dg.AutomationCondition.newly_requested())
+        .with_label("dependency_updated_since_requested")
+    )
     return (
-        (
-            dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated().ignore(catalog)
-        ).since_last_handled()
+        (dg.AutomationCondition.newly_missing().since_last_handled() | updated)
         & ~dg.AutomationCondition.any_deps_missing().ignore(catalog)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
-    ).with_label("eager_all_partitions")
+        & dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(catalog)
+    ).with_label("follows_upstream")
 
 
 def silver_asset(server: ServerWiring) -> dg.AssetsDefinition:
