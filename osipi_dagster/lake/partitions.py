@@ -4,6 +4,10 @@ A derived partition is a pure function of its upstream partitions, so each run r
 in one atomic Delta commit (an overwrite with the predicate ``partition_date = D AND tag_shard = S``), the
 rows streamed into the commit batch by batch. Running it twice gives the same rows; readers see the old
 partition or the new one, never a mix, and nothing outside the partition is touched.
+
+Reading is streamed too, so memory does not grow with the partition: :func:`scan_partition` yields a
+partition's rows batch by batch in the order its files hold them, and :func:`read_sorted` yields a partition
+written sorted by point (each point one run) in that order, checking it.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import date, datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
-from deltalake import CommitProperties, WriterProperties, write_deltalake
+from deltalake import ColumnProperties, CommitProperties, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from osipi_dagster.lake.errors import ConcurrentWriteError, LakeError
-from osipi_dagster.lake.schemas import UTC_US
+from osipi_dagster.lake.schemas import SILVER_TIMESERIES, UTC_US
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
@@ -39,6 +44,45 @@ from osipi_dagster.lake.timeseries import (
 
 PARTITION_COLUMNS = ("partition_date", "tag_shard")
 WRITER_COLUMNS = (*PARTITION_COLUMNS, "ingested_at")  # what replace_partition adds to every row
+SCAN_BATCH_ROWS = 256 * 1024
+
+# How a table's columns are encoded where Parquet's defaults cost more than they give (measured with
+# benchmarks/bench_silver_gold.py: the writer's CPU a silver value 0.56 -> 0.42 µs, files 21 -> 9 bytes a
+# row). Times increase within a point: delta encoding stores them in about a byte instead of eight and
+# spares the writer a dictionary it abandons. Values rarely repeat: no dictionary either. The AF context
+# and names repeat one value a point: nobody filters on them by range, so no min/max statistics (web_id
+# keeps its statistics: readers prune row groups by point).
+_SORTED_TIMES = ColumnProperties(dictionary_enabled=False, encoding="DELTA_BINARY_PACKED")
+_UNFILTERED = ColumnProperties(statistics_enabled="NONE")
+_COLUMN_PROPERTIES: dict[str, dict[str, ColumnProperties]] = {
+    SILVER_TIMESERIES.name: {
+        "timestamp": _SORTED_TIMES,
+        "timestamp_ns": _SORTED_TIMES,
+        "value": ColumnProperties(dictionary_enabled=False),
+        **dict.fromkeys(
+            (
+                "point_name",
+                "point_type",
+                "engineering_units",
+                "string_value",
+                "digital_state_name",
+                "system_state_name",
+                "af_attribute_path",
+                "af_attribute_name",
+                "af_element_path",
+                "af_element_template",
+                "site",
+                "area",
+                "unit",
+            ),
+            _UNFILTERED,
+        ),
+    },
+}
+
+
+class UnsortedPartitionError(LakeError):
+    """A partition that should hold each point's rows in one run, in order, does not."""
 
 
 def partition_predicate(partition_date: date, tag_shard: str) -> str:
@@ -64,12 +108,158 @@ def read_partition(
     """
     if not table.exists():
         return None
-    expression = (ds.field("partition_date") == pa.scalar(partition_date, pa.date32())) & (
+    return _dataset(table, dictionary_columns).to_table(
+        columns=list(columns), filter=_partition_filter(partition_date, tag_shard)
+    )
+
+
+def partition_written_at(table: LakeTable, partition_date: date, tag_shard: str) -> datetime | None:
+    """When the partition was last replaced (the ``ingested_at`` :func:`replace_partition` gives all its
+    rows), or None when it holds no rows; read from one row of one file."""
+    if not table.exists():
+        return None
+    fragments = _dataset(table, ()).get_fragments(filter=_partition_filter(partition_date, tag_shard))
+    for fragment in fragments:
+        rows = fragment.head(1, columns=["ingested_at"]).column(0).to_pylist()
+        if rows:
+            return rows[0]
+    return None
+
+
+def scan_partition(
+    table: LakeTable,
+    partition_date: date,
+    tag_shard: str,
+    columns: Sequence[str],
+    *,
+    dictionary_columns: Collection[str] = (),
+    batch_rows: int = SCAN_BATCH_ROWS,
+) -> Iterator[pa.RecordBatch]:
+    """The rows of one partition (``columns`` only) batch by batch, in the order :func:`read_partition`
+    returns them; nothing when the table does not exist yet.
+
+    The table is opened here, not when the iterator is first read, so the iterator can be read inside a
+    delta-rs write (which cannot open a table from its own threads). Memory holds a few batches at a time
+    (one file read ahead), whatever the size of the partition.
+    """
+    if not table.exists():
+        return iter(())
+    return _dataset(table, dictionary_columns).to_batches(
+        columns=list(columns),
+        filter=_partition_filter(partition_date, tag_shard),
+        batch_size=batch_rows,
+        batch_readahead=2,
+        fragment_readahead=1,
+    )
+
+
+def read_sorted(
+    table: LakeTable,
+    partition_date: date,
+    tag_shard: str,
+    columns: Sequence[str],
+    *,
+    point: str,
+    order: Sequence[str],
+    dictionary_columns: Collection[str] = (),
+    batch_rows: int = SCAN_BATCH_ROWS,
+) -> Iterator[pa.RecordBatch]:
+    """The rows of a partition that was written sorted by ``point`` then ``order``, batch by batch in that
+    order; nothing when the table does not exist yet.
+
+    A writer that streams sorted rows fills its files one after the other, each with a contiguous run of
+    the rows, but a table's files come back in no particular order: they are read here ordered by their
+    first row. ``point`` must be a dictionary-encoded string column (in ``dictionary_columns``) and
+    ``order`` integer columns. Each point's rows must form one run, ``order`` non-decreasing within it (the
+    order of the points themselves does not matter).
+
+    Raises:
+        UnsortedPartitionError: the partition is not sorted that way (rewrite it with its writer).
+    """
+    if not table.exists():
+        return iter(())
+    key = [point, *order]
+    fragments = _dataset(table, dictionary_columns).get_fragments(
+        filter=_partition_filter(partition_date, tag_shard)
+    )
+    firsts = [(first, fragment) for fragment in fragments if (first := _first_key(fragment, key)) is not None]
+    check = _SortCheck(f"{table} partition {partition_date.isoformat()}|{tag_shard}", point, list(order))
+    return _checked(
+        (fragment for _, fragment in sorted(firsts, key=lambda pair: pair[0])), columns, batch_rows, check
+    )
+
+
+def _checked(
+    fragments: Iterator[ds.Fragment], columns: Sequence[str], batch_rows: int, check: _SortCheck
+) -> Iterator[pa.RecordBatch]:
+    for fragment in fragments:
+        for batch in fragment.to_batches(columns=list(columns), batch_size=batch_rows, batch_readahead=2):
+            check.batch(batch)
+            yield batch
+
+
+def _first_key(fragment: ds.Fragment, key: list[str]) -> tuple | None:
+    """The first row's ``key`` values, or None for a file without rows."""
+    rows = fragment.head(1, columns=key).to_pylist()
+    return tuple(rows[0].values()) if rows else None
+
+
+class _SortCheck:
+    """Checks that a stream of batches holds each point's rows in one run, ``order`` non-decreasing in it."""
+
+    def __init__(self, where: str, point: str, order: list[str]) -> None:
+        self._where, self._point, self._order = where, point, order
+        self._finished: set[str] = set()
+        self._last: tuple | None = None  # (point, *order) of the previous batch's last row
+
+    def batch(self, batch: pa.RecordBatch) -> None:
+        if not batch.num_rows:
+            return
+        column = batch.column(self._point)
+        indices = column.indices.to_numpy(zero_copy_only=False)
+        keys = [batch.column(name).to_numpy(zero_copy_only=False) for name in self._order]
+        same = indices[1:] == indices[:-1]
+        if not _ordered_within_points(keys, same):
+            self._fail("values of a point out of order")
+        runs = column.dictionary.take(pa.array(indices[np.flatnonzero(np.r_[True, ~same])])).to_pylist()
+        starting = runs
+        if self._last is not None and runs[0] == self._last[0]:
+            if tuple(int(k[0]) for k in keys) < self._last[1:]:
+                self._fail(f"values of {runs[0]} out of order from one file to the next")
+            starting = runs[1:]
+        elif self._last is not None:
+            self._finished.add(self._last[0])
+        if len(set(runs)) < len(runs) or self._finished.intersection(starting):
+            self._fail("a point's values in several runs")
+        self._finished.update(runs[:-1])
+        self._last = (runs[-1], *(int(k[-1]) for k in keys))
+
+    def _fail(self, what: str) -> None:
+        raise UnsortedPartitionError(
+            f"{self._where} is not sorted by {self._point} then {', '.join(self._order)} ({what}), as its "
+            "writer leaves it. Materialize that partition again, then re-run."
+        )
+
+
+def _ordered_within_points(keys: list[np.ndarray], same_point: np.ndarray) -> bool:
+    """Whether consecutive rows of one point have non-decreasing ``keys`` (compared in order)."""
+    tied = same_point.copy()
+    for key in keys:
+        if np.any(tied & (key[1:] < key[:-1])):
+            return False
+        tied &= key[1:] == key[:-1]
+    return True
+
+
+def _dataset(table: LakeTable, dictionary_columns: Collection[str]) -> ds.Dataset:
+    options = ds.ParquetReadOptions(dictionary_columns=set(dictionary_columns))
+    return table.load().to_pyarrow_dataset(parquet_read_options=options)
+
+
+def _partition_filter(partition_date: date, tag_shard: str) -> ds.Expression:
+    return (ds.field("partition_date") == pa.scalar(partition_date, pa.date32())) & (
         ds.field("tag_shard") == tag_shard
     )
-    options = ds.ParquetReadOptions(dictionary_columns=set(dictionary_columns))
-    dataset = table.load().to_pyarrow_dataset(parquet_read_options=options)
-    return dataset.to_table(columns=list(columns), filter=expression)
 
 
 def replace_partition(
@@ -122,7 +312,9 @@ def replace_partition(
                 mode="overwrite",
                 predicate=predicate,
                 target_file_size=TARGET_FILE_SIZE,
-                writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS),
+                writer_properties=WriterProperties(
+                    max_row_group_size=ROW_GROUP_ROWS, column_properties=_COLUMN_PROPERTIES.get(spec.name)
+                ),
                 commit_properties=properties,
             )
 
@@ -172,8 +364,15 @@ class _PartitionStream(Iterator[pa.RecordBatch]):
             "tag_shard": pa.scalar(tag_shard, pa.string()),
             "ingested_at": pa.scalar(ingested_at, UTC_US),
         }
+        self._constant_columns: tuple[int, dict[str, pa.Array]] = (0, {})
         self.rows = 0
         self.error: BaseException | None = None
+
+    def _repeated(self, rows: int) -> dict[str, pa.Array]:
+        """The constant columns for a batch of ``rows``, kept for the next batch (most have one size)."""
+        if self._constant_columns[0] != rows:
+            self._constant_columns = (rows, {name: pa.repeat(v, rows) for name, v in self._constants.items()})
+        return self._constant_columns[1]
 
     def __next__(self) -> pa.RecordBatch:
         try:
@@ -184,6 +383,6 @@ class _PartitionStream(Iterator[pa.RecordBatch]):
             self.error = exc
             raise
         columns = {name: batch.column(name) for name in self._input_schema.names}
-        columns.update({name: pa.repeat(value, batch.num_rows) for name, value in self._constants.items()})
+        columns.update(self._repeated(batch.num_rows))
         self.rows += batch.num_rows
         return pa.RecordBatch.from_arrays([columns[name] for name in self._schema.names], schema=self._schema)

@@ -10,7 +10,7 @@ from osipi_dagster.defs.pi_server.silver import DERIVED_KINDS, PARTITIONS_PER_RU
 from osipi_dagster.defs.pi_server.wiring import LAKEHOUSE, ServerWiring
 from osipi_dagster.ingest.gold import GoldResult, aggregate_partition
 from osipi_dagster.lake import LakeTable
-from osipi_dagster.lake.schemas import GOLD_HOURLY, SILVER_TIMESERIES
+from osipi_dagster.lake.schemas import GOLD_HOURLY, SILVER_EDGES, SILVER_TIMESERIES
 
 # Day D needs the last value of D-1 (carried into its first hour) and the first values of D+1 (closing its
 # last hour), of the same shard. The day after the newest partition does not exist yet: not a dependency.
@@ -63,6 +63,7 @@ def gold_asset(server: ServerWiring) -> dg.AssetsDefinition:
             day, shard = split_partition_key(key)
             result = aggregate_partition(
                 silver=lake.table(SILVER_TIMESERIES.name),
+                edges=lake.table(SILVER_EDGES.name),
                 gold=table,
                 day=date.fromisoformat(day),
                 shard=shard,
@@ -83,6 +84,7 @@ def _metadata(result: GoldResult) -> dict[str, object]:
         "silver_values": dg.MetadataValue.int(result.values),
         "points": dg.MetadataValue.int(result.points),
         "hours_incomplete": dg.MetadataValue.int(result.hours_incomplete),
+        "neighbour_days_read_whole": dg.MetadataValue.int(result.neighbours_read_whole),
         "delta_table_version": dg.MetadataValue.int(result.write.version),
         "duration_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
         "values_per_second": dg.MetadataValue.int(round(result.values_per_second)),

@@ -9,7 +9,14 @@ from osipi_dagster.defs.pi_server.partitions import split_partition_key
 from osipi_dagster.defs.pi_server.wiring import LAKEHOUSE, ServerWiring
 from osipi_dagster.ingest.silver import SilverResult, clean_partition
 from osipi_dagster.lake import LakeTable
-from osipi_dagster.lake.schemas import AF_ATTRIBUTES, AF_HIERARCHY, POINTS, SILVER_TIMESERIES, TIMESERIES
+from osipi_dagster.lake.schemas import (
+    AF_ATTRIBUTES,
+    AF_HIERARCHY,
+    POINTS,
+    SILVER_EDGES,
+    SILVER_TIMESERIES,
+    TIMESERIES,
+)
 
 # Computed from the lake, never from PI: no `pi_webapi` pool, no PI resource.
 DERIVED_KINDS = {"deltalake", "numpy"}
@@ -98,6 +105,7 @@ def silver_asset(server: ServerWiring) -> dg.AssetsDefinition:
             result = clean_partition(
                 bronze=lake.table(TIMESERIES.name),
                 silver=table,
+                edges=lake.table(SILVER_EDGES.name),
                 points=lake.table(POINTS.name),
                 af_hierarchy=lake.table(AF_HIERARCHY.name),
                 af_attributes=lake.table(AF_ATTRIBUTES.name),
@@ -123,6 +131,8 @@ def _metadata(result: SilverResult) -> dict[str, object]:
         "system_states": dg.MetadataValue.int(result.system_states),
         "points": dg.MetadataValue.int(result.points),
         "points_without_af": dg.MetadataValue.int(result.points_without_af),
+        "buckets": dg.MetadataValue.int(result.buckets),
+        "edge_rows": dg.MetadataValue.int(result.edges.rows_written),
         "delta_table_version": dg.MetadataValue.int(result.write.version),
         "files_added": dg.MetadataValue.int(result.write.files_added),
         "duration_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
