@@ -250,5 +250,10 @@ def test_a_rerun_gives_identical_tables(day_lake: DayLake) -> None:
 
 
 def _stable(rows: pa.Table) -> pa.Table:
-    """The rows without the run's ``ingested_at``, in file order (silver's order is part of its contract)."""
-    return rows.drop_columns(["ingested_at"]).combine_chunks()
+    """The rows without the run's ``ingested_at``, in silver's order (point, time, PI's order: files need not
+    keep the order rows were written in, so it is ``sequence`` that carries PI's order)."""
+    keys = [("web_id", "ascending"), ("timestamp_ns", "ascending"), ("sequence", "ascending")]
+    rows = rows.drop_columns(["ingested_at"])
+    if "hour" in rows.column_names:
+        keys = [("web_id", "ascending"), ("hour", "ascending")]
+    return rows.sort_by(keys).combine_chunks()

@@ -41,15 +41,14 @@ silver partition, written with it), checked to be from the same write as the sil
 ``ingested_at``); a partition written without its edges (before the table existed, or by a run that stopped
 between the two commits) is read whole instead.
 
-Memory does not grow with the partition: silver ``D`` is read in its sorted order (:func:`read_sorted`) and
-summarized ``CHUNK_ROWS`` values at a time, a chunk holding whole points. Within a chunk the computation is
-vectorised numpy: boundary rows inserted at every hour, per-(point, hour) reductions with ``bincount`` and
-``reduceat``; no Python step per value.
+Memory does not grow with the partition: silver ``D`` is read in buckets of whole points
+(:mod:`osipi_dagster.ingest.buckets`), about ``CHUNK_ROWS`` values each, and summarized bucket by bucket.
+Within a bucket the computation is vectorised numpy: boundary rows inserted at every hour, per-(point,
+hour) reductions with ``bincount`` and ``reduceat``; no Python step per value.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,13 +60,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from osipi_dagster.contract import day_bounds, to_ns
+from osipi_dagster.ingest.buckets import Census, buckets, census, gather, point_order
 from osipi_dagster.ingest.silver import edge_rows
 from osipi_dagster.lake import LakeTable, WriteResult
 from osipi_dagster.lake.partitions import (
     WRITER_COLUMNS,
     partition_written_at,
     read_partition,
-    read_sorted,
     replace_partition,
 )
 from osipi_dagster.lake.schemas import GOLD_HOURLY, SILVER_EDGES, UTC_US
@@ -80,8 +79,8 @@ CHUNK_ROWS = 2_000_000  # silver values summarized at once (whole points): memor
 CARRY_IN_DAYS = 31  # how far back a point silent the day before has its last value looked for
 NUMERIC_POINT_TYPES = frozenset({"Float16", "Float32", "Float64", "Int16", "Int32"})
 _INTEGER_POINT_TYPES = frozenset({"Int16", "Int32"})
-_COLUMNS = ["web_id", "point_name", "point_type", "step", "timestamp_ns", "sequence", "value", "is_good"]
-_DICTIONARY_COLUMNS = ("web_id", "point_name", "point_type")
+_POINT_ATTRIBUTES = ("point_name", "point_type", "step")
+_VALUE_COLUMNS = ["timestamp_ns", "sequence", "value", "is_good"]
 _EDGE_SCHEMA = without_columns(SILVER_EDGES.schema, WRITER_COLUMNS)
 _EDGE_COLUMNS = _EDGE_SCHEMA.names
 # Point and time share one sortable int64 key: the point in the high bits, the time since the start of the
@@ -150,41 +149,51 @@ def aggregate_partition(
     started = time.perf_counter()
     day_start = to_ns(day_bounds(day)[0])
     around = _Around(silver, edges, day, shard)
-    rows = read_sorted(
-        silver,
-        day,
-        shard,
-        _COLUMNS,
-        point="web_id",
-        order=("timestamp_ns", "sequence"),
-        dictionary_columns=_DICTIONARY_COLUMNS,
-    )
     summaries: list[pa.RecordBatch] = []
-    values = points = 0
-    seen: set[str] = set()
-    for chunk in _whole_points(rows):
-        ids = _run_ids(chunk)
-        web_ids = chunk.column("web_id").chunk(0).dictionary.take(pa.array(ids[_run_starts(ids)])).to_pylist()
-        seen.update(web_ids)
-        summaries.append(_summarize_chunk(chunk, web_ids, around, day_start))
+    values = 0
+    points_of = _census(silver, day, shard)
+    for chunk, web_ids in _sorted_buckets(silver, day, shard, points_of):
+        summaries.append(_summarize_chunk(chunk, web_ids, _attributes(points_of, chunk), around, day_start))
         values += chunk.num_rows
-        points += len(web_ids)
-    quiet = around.points_outside(seen)  # points without a value on the day, known around it
+    quiet = around.points_outside(set(points_of.web_ids.to_pylist()))  # no value on the day, known around it
     for start in range(0, len(quiet), _MAX_POINTS):
-        summaries.append(_summarize_chunk(None, quiet[start : start + _MAX_POINTS], around, day_start))
-    points += len(quiet)
+        web_ids = quiet[start : start + _MAX_POINTS]
+        summaries.append(_summarize_chunk(None, web_ids, {}, around, day_start))
     summary = _sorted_rows(summaries)
     write = replace_partition(gold, summary.to_batches(), partition_date=day, tag_shard=shard)
     return GoldResult(
         day=day,
         shard=shard,
         values=values,
-        points=points,
+        points=len(points_of.web_ids) + len(quiet),
         hours_incomplete=int(pc.sum(pc.invert(summary.column("complete"))).as_py() or 0),
         neighbours_read_whole=around.read_whole,
         write=write,
         duration_seconds=time.perf_counter() - started,
     )
+
+
+def _census(silver: LakeTable, day: date, shard: str) -> Census:
+    return census(silver, day, shard, CHUNK_ROWS, max_points=_MAX_POINTS, attributes=_POINT_ATTRIBUTES)
+
+
+def _sorted_buckets(
+    silver: LakeTable, day: date, shard: str, points_of: Census
+) -> Iterator[tuple[pa.Table, list[str]]]:
+    """Each bucket of the silver partition sorted by point, time and PI's order, with its points' WebIds."""
+    for rows in buckets(silver, day, shard, _VALUE_COLUMNS, points_of):
+        points = rows.column("point").to_numpy()
+        order = point_order(points, [rows.column(name).to_numpy() for name in ("timestamp_ns", "sequence")])
+        low, high = int(points.min()), int(points.max())  # a bucket holds consecutive points, all of them
+        yield gather(rows, order), points_of.web_ids.slice(low, high - low + 1).to_pylist()
+
+
+def _attributes(points_of: Census, chunk: pa.Table) -> dict[str, tuple]:
+    """Name, type and step of the chunk's points, by WebId."""
+    points = chunk.column("point").to_numpy()
+    present = range(int(points.min()), int(points.max()) + 1)
+    names, types, steps = (points_of.attributes[name] for name in _POINT_ATTRIBUTES)
+    return {points_of.web_ids[p].as_py(): (names[p], types[p], steps[p]) for p in present}
 
 
 def _sorted_rows(summaries: list[pa.RecordBatch]) -> pa.Table:
@@ -269,19 +278,25 @@ class _Around:
 
 
 def _edges_from_silver(silver: LakeTable, day: date, shard: str) -> pa.Table:
-    """The edges of a silver partition computed from its rows (streamed, whole points at a time)."""
-    rows = read_sorted(
-        silver, day, shard, _COLUMNS, point="web_id", order=("timestamp_ns", "sequence"),
-        dictionary_columns=_DICTIONARY_COLUMNS,
-    )  # fmt: skip
+    """The edges of a silver partition computed from its rows (bucket by bucket)."""
+    points_of = _census(silver, day, shard)
     found = [_empty_edges()]
-    for chunk in _whole_points(rows):
-        first, last = edge_rows(_run_ids(chunk), chunk.column("timestamp_ns").to_numpy())
+    for chunk, _ in _sorted_buckets(silver, day, shard, points_of):
+        point = chunk.column("point").to_numpy()
+        first, last = edge_rows(point, chunk.column("timestamp_ns").to_numpy())
         for edge, index in (("first", first), ("last", last)):
             taken = chunk.take(pa.array(index))
-            columns = {name: taken.column(name) for name in _EDGE_COLUMNS if name != "edge"}
-            columns["edge"] = pa.chunked_array([pa.array([edge] * len(index), pa.string())])
-            found.append(pa.table({n: columns[n] for n in _EDGE_COLUMNS}).cast(_EDGE_SCHEMA))
+            at = taken.column("point").to_numpy()
+            columns = {
+                "web_id": points_of.web_ids.take(pa.array(at)),
+                **{
+                    name: pa.array([points_of.attributes[name][p] for p in at.tolist()])
+                    for name in _POINT_ATTRIBUTES
+                },
+                "edge": pa.array([edge] * len(index), pa.string()),
+                **{name: taken.column(name) for name in ("timestamp_ns", "sequence", "value", "is_good")},
+            }
+            found.append(pa.table({name: columns[name] for name in _EDGE_COLUMNS}).cast(_EDGE_SCHEMA))
     return pa.concat_tables(found)
 
 
@@ -293,86 +308,36 @@ def _rows_of(edges: pa.Table, web_ids: list[str]) -> pa.Table:
     return edges.filter(pc.is_in(edges.column("web_id"), value_set=pa.array(web_ids, pa.string())))
 
 
-# -- chunks of whole points -------------------------------------------------------------------------------
-
-
-def _whole_points(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
-    """Tables of whole points, about ``CHUNK_ROWS`` values and at most ``_MAX_POINTS`` points each, from
-    batches sorted by point (a point with more values than a chunk is read whole into one)."""
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    last_point: str | None = None
-    for batch in batches:
-        if not batch.num_rows:
-            continue
-        column = batch.column("web_id")
-        ends_run = last_point is not None and column[0].as_py() != last_point
-        pending.append(batch)
-        rows += batch.num_rows
-        last_point = column[batch.num_rows - 1].as_py()
-        if rows < CHUNK_ROWS or not (ends_run or column[0].as_py() != last_point):
-            continue  # under a chunk, or one point going on: nothing to cut yet
-        table = _combined(pending)
-        ids = _run_ids(table)
-        last_start = int(np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])[-1])
-        yield from _by_points(table.slice(0, last_start))
-        pending = table.slice(last_start).to_batches()
-        rows = table.num_rows - last_start
-    if pending:
-        yield from _by_points(_combined(pending))
-
-
-def _combined(batches: list[pa.RecordBatch]) -> pa.Table:
-    """The batches as one table, one dictionary a column (so equal indices are equal strings)."""
-    return pa.Table.from_batches(batches).unify_dictionaries().combine_chunks()
-
-
-def _by_points(table: pa.Table) -> Iterator[pa.Table]:
-    """``table`` in slices of at most ``_MAX_POINTS`` whole points."""
-    ids = _run_ids(table)
-    if not len(ids):
-        return
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    bounds = [*starts[::_MAX_POINTS].tolist(), len(ids)]
-    for lo, hi in itertools.pairwise(bounds):
-        yield table.slice(lo, hi - lo)
-
-
-def _run_ids(table: pa.Table) -> np.ndarray:
-    """Per row of a combined table, its WebId's dictionary index (equal for equal points)."""
-    column = table.column("web_id")
-    if not column.num_chunks:
-        return np.zeros(0, np.int32)
-    return column.chunk(0).indices.to_numpy(zero_copy_only=False)
-
-
 # -- one chunk --------------------------------------------------------------------------------------------
 
 
 def _summarize_chunk(
-    chunk: pa.Table | None, web_ids: list[str], around: _Around, day_start: int
+    chunk: pa.Table | None,
+    web_ids: list[str],
+    attributes: dict[str, tuple],
+    around: _Around,
+    day_start: int,
 ) -> pa.RecordBatch:
-    """The gold rows of ``web_ids``: the points of ``chunk`` (the day's rows of whole points, in order) or,
+    """The gold rows of ``web_ids``: the points of ``chunk`` (the day's rows of those points, sorted) or,
     without it, points with no value on the day."""
     before = around.last_before(web_ids)
     after = around.first_after(web_ids).sort_by(
         [("web_id", "ascending"), ("timestamp_ns", "ascending"), ("sequence", "ascending")]
     )
-    points = _chunk_points(chunk, web_ids, before, after)
+    points = _chunk_points(web_ids, attributes, before, after)
     return _summarize(_chunk_values(chunk, points, before, after), points, day_start)
 
 
-def _chunk_points(chunk: pa.Table | None, web_ids: list[str], before: pa.Table, after: pa.Table) -> _Points:
-    """The chunk's points with their name, type and step: the day's rows first, then the day before's, then
+def _chunk_points(
+    web_ids: list[str], attributes: dict[str, tuple], before: pa.Table, after: pa.Table
+) -> _Points:
+    """The chunk's points with their name, type and step: the day's first, then the day before's, then
     the day after's."""
     found: dict[str, tuple] = {}
-    sources = [after, before]
-    if chunk is not None:
-        ids = _run_ids(chunk)
-        sources.append(chunk.take(pa.array(np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]))))
-    for table in sources:
-        for row in table.select(["web_id", "point_name", "point_type", "step"]).to_pylist():
-            found[row["web_id"]] = (row["point_name"], row["point_type"], row["step"])
+    for table in (after, before):
+        for row in table.select(["web_id", *_POINT_ATTRIBUTES]).to_pylist():
+            found[row["web_id"]] = tuple(row[name] for name in _POINT_ATTRIBUTES)
+    found.update(attributes)
     return _Points(
         web_ids=pa.array(web_ids, pa.string()),
         names=pa.array([found[w][0] for w in web_ids], pa.string()),
@@ -389,8 +354,8 @@ def _chunk_values(chunk: pa.Table | None, points: _Points, before: pa.Table, aft
         if table is None or not table.num_rows:
             continue
         if part == 0:
-            ids = _run_ids(table)
-            point = np.cumsum(np.r_[True, ids[1:] != ids[:-1]]) - 1
+            point = table.column("point").to_numpy()
+            point = point - point.min()  # the chunk's points are consecutive, in the order of ``points``
         else:
             point = pc.index_in(table.column("web_id"), value_set=points.web_ids).to_numpy(
                 zero_copy_only=False

@@ -20,38 +20,36 @@ What a silver partition is, as a function of its bronze partition and the catalo
   (case-insensitively), and ``af_attribute_count`` says how many reference it; a point none references has
   null context and a count of 0. The context is the catalog's when silver runs: re-materialize silver to
   apply a changed AF model to past days.
-* **PI's order** of several values at one timestamp is the column ``sequence`` (0, 1, ...): Delta files need
-  not keep the order rows were written in. Rows are written sorted by point (WebId), time and ``sequence``,
-  and each partition is replaced whole in one commit
+* **PI's order** of several values at one timestamp is the column ``sequence`` (0, 1, ...). Rows are handed
+  to the writer sorted by point (WebId), time and ``sequence``, but Delta files need not keep that order
+  (delta-rs may store the batches of one write in another order): read them sorted by ``web_id``,
+  ``timestamp_ns``, ``sequence``. Each partition is replaced whole in one commit
   (:func:`osipi_dagster.lake.partitions.replace_partition`): a re-run gives the same rows.
 
 With each partition, ``silver.pi_timeseries_edges`` gets the partition's first values (every value at each
 point's first timestamp) and last value of each point, stamped with the same ``ingested_at``: gold carries
 values from one day into the next with them instead of reading whole days.
 
-Memory does not grow with the partition. The partition's points are counted first (its WebId column
-only); then its rows are cleaned ``BUCKET_ROWS`` at a time, a bucket being the rows of consecutive points
-(in WebId order); a partition larger than one bucket is first split into its buckets in a temporary folder
-(Arrow IPC files, LZ4: about 15 bytes a value, removed at the end; ``TMPDIR`` chooses the disk). Each step
-is vectorised over a bucket (numpy, Arrow), never a Python step per value.
+Memory does not grow with the partition: bronze is cleaned in buckets of whole points of about
+``BUCKET_ROWS`` values (:mod:`osipi_dagster.ingest.buckets`: a partition larger than one bucket is split
+into temporary files first), each step vectorised over a bucket (numpy, Arrow), never a Python step per
+value.
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from osipi_dagster.ingest.buckets import buckets, census, gather, point_order
 from osipi_dagster.lake import LakeTable, WriteResult, read_table
-from osipi_dagster.lake.partitions import WRITER_COLUMNS, replace_partition, scan_partition
+from osipi_dagster.lake.partitions import WRITER_COLUMNS, replace_partition
 from osipi_dagster.lake.schemas import SILVER_EDGES, SILVER_TIMESERIES, UTC_US
 from osipi_dagster.lake.tables import utc_now, without_columns
 
@@ -70,7 +68,8 @@ _VALUE_COLUMNS = [
     "annotated",
     "units",
 ]
-_BRONZE_DICTIONARIES = ("web_id", "state_name", "units")
+_BRONZE_DICTIONARIES = ("state_name", "units")
+_READ = ["timestamp_ns", *_VALUE_COLUMNS]
 _CONTEXT_COLUMNS = [
     "point_name",
     "point_type",
@@ -112,29 +111,6 @@ _SILVER_INPUT = pa.schema(
     ]
 )
 _EDGES_INPUT = without_columns(SILVER_EDGES.schema, WRITER_COLUMNS)
-# A bucket's rows: the bronze value columns with the point as its index among the partition's WebIds.
-_BUCKET_SCHEMA = pa.schema(
-    [
-        pa.field("point", pa.int32()),
-        pa.field("timestamp_ns", pa.int64()),
-        *(
-            pa.field(name, _DICTIONARY if name in _BRONZE_DICTIONARIES else t)
-            for name, t in (
-                ("value", pa.float64()),
-                ("string_value", pa.string()),
-                ("state_code", pa.int32()),
-                ("state_name", None),
-                ("is_system", pa.bool_()),
-                ("good", pa.bool_()),
-                ("questionable", pa.bool_()),
-                ("substituted", pa.bool_()),
-                ("annotated", pa.bool_()),
-                ("units", None),
-            )
-        ),
-    ]
-)
-_SPILL_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
 @dataclass(frozen=True)
@@ -179,17 +155,17 @@ def clean_partition(
     A bronze partition that is empty or missing gives an empty silver partition: silver mirrors bronze.
     """
     started = time.perf_counter()
-    census = _census(bronze, day, shard)
+    points_of = census(bronze, day, shard, BUCKET_ROWS)
     context = _PointContext.of(
-        census.web_ids, point_context(read_table(points), read_table(af_hierarchy), read_table(af_attributes))
+        points_of.web_ids,
+        point_context(read_table(points), read_table(af_hierarchy), read_table(af_attributes)),
     )
     tally = _Tally()
     stamp = utc_now()  # the silver partition and its edges carry one ingested_at
-    columns = ["web_id", "timestamp_ns", *_VALUE_COLUMNS]
-    rows = scan_partition(bronze, day, shard, columns, dictionary_columns=_BRONZE_DICTIONARIES)
+    rows = buckets(bronze, day, shard, _READ, points_of, dictionary_columns=_BRONZE_DICTIONARIES)
     write = replace_partition(
         silver,
-        _silver_batches(_buckets(rows, census), context, tally),
+        _silver_batches(rows, context, tally),
         partition_date=day,
         tag_shard=shard,
         dictionary_columns=_SILVER_DICTIONARIES,
@@ -204,9 +180,9 @@ def clean_partition(
         rows_read=tally.rows_read,
         duplicates_removed=tally.duplicates,
         system_states=tally.system_states,
-        points=len(census.web_ids),
+        points=len(points_of.web_ids),
         points_without_af=context.without_af,
-        buckets=census.buckets,
+        buckets=points_of.buckets,
         write=write,
         edges=edges_write,
         duration_seconds=time.perf_counter() - started,
@@ -223,74 +199,6 @@ class _Tally:
     edges: list[pa.RecordBatch] = field(default_factory=list)
 
 
-# -- the partition's points and buckets ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Census:
-    """The partition's points, sorted by WebId; the bucket of each; how many buckets."""
-
-    web_ids: pa.Array
-    bucket: np.ndarray
-    buckets: int
-
-
-def _census(bronze: LakeTable, day: date, shard: str) -> _Census:
-    """Count the partition's values per point (its WebId column only) and group consecutive points into
-    buckets of about ``BUCKET_ROWS`` values (a point with more is a bucket of its own)."""
-    counts: dict[str, int] = {}
-    for batch in scan_partition(bronze, day, shard, ["web_id"], dictionary_columns=("web_id",)):
-        column = batch.column(0)
-        found = np.bincount(column.indices.to_numpy(zero_copy_only=False), minlength=len(column.dictionary))
-        for web_id, count in zip(column.dictionary.to_pylist(), found.tolist(), strict=True):
-            if count:
-                counts[web_id] = counts.get(web_id, 0) + count
-    web_ids = sorted(counts)
-    rows = np.array([counts[w] for w in web_ids], np.int64)
-    windows = (np.cumsum(rows) - rows) // BUCKET_ROWS  # the bucket-sized window each point starts in
-    buckets, bucket = np.unique(windows, return_inverse=True)
-    return _Census(pa.array(web_ids, pa.string()), bucket.astype(np.int32), len(buckets))
-
-
-def _buckets(batches: Iterator[pa.RecordBatch], census: _Census) -> Iterator[pa.Table]:
-    """Each bucket's rows (``_BUCKET_SCHEMA``) from the bronze ``batches``, in the order bronze holds them,
-    bucket after bucket."""
-    if census.buckets <= 1:
-        coded = [_coded(batch, census.web_ids) for batch in batches]
-        if coded:
-            yield pa.Table.from_batches(coded, _BUCKET_SCHEMA)
-        return
-    with tempfile.TemporaryDirectory(prefix="osipi-silver-") as folder, ExitStack() as open_files:
-        paths = [Path(folder) / f"bucket-{b:05d}.arrows" for b in range(census.buckets)]
-        writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
-        for batch in batches:
-            coded = _coded(batch, census.web_ids)
-            bucket = census.bucket[coded.column(0).to_numpy()]
-            order = np.argsort(bucket, kind="stable")
-            by_bucket, present = coded.take(pa.array(order)), np.unique(bucket)
-            bounds = [*np.searchsorted(bucket[order], present, side="left").tolist(), len(order)]
-            for b, lo, hi in zip(present.tolist(), bounds[:-1], bounds[1:], strict=True):
-                if b not in writers:
-                    sink = open_files.enter_context(pa.OSFile(str(paths[b]), "wb"))
-                    writers[b] = open_files.enter_context(
-                        pa.ipc.new_stream(sink, _BUCKET_SCHEMA, options=_SPILL_OPTIONS)
-                    )
-                writers[b].write_batch(by_bucket.slice(lo, hi - lo))
-        open_files.close()
-        for path in paths:
-            with pa.OSFile(str(path), "rb") as source:
-                yield pa.ipc.open_stream(source).read_all()
-            path.unlink()
-
-
-def _coded(batch: pa.RecordBatch, web_ids: pa.Array) -> pa.RecordBatch:
-    """``batch`` with its WebId replaced by the point's index in ``web_ids`` (``_BUCKET_SCHEMA``)."""
-    column = batch.column(0)
-    to_point = pc.index_in(column.dictionary, value_set=web_ids).to_numpy(zero_copy_only=False)
-    point = to_point[column.indices.to_numpy(zero_copy_only=False)].astype(np.int32)
-    return pa.RecordBatch.from_arrays([pa.array(point), *batch.columns[1:]], schema=_BUCKET_SCHEMA)
-
-
 # -- cleaning one bucket ----------------------------------------------------------------------------------
 
 
@@ -304,7 +212,7 @@ def _silver_batches(
         tally.system_states += int(pc.sum(rows.column("is_system")).as_py() or 0)
         order, duplicates = _clean_order(rows)
         tally.duplicates += duplicates
-        cleaned = rows.take(pa.array(order))
+        cleaned = gather(rows, order)
         points = cleaned.column("point").to_numpy()
         stamps = cleaned.column("timestamp_ns").to_numpy()
         sequence = _sequence(points, stamps)
@@ -321,7 +229,7 @@ def _clean_order(rows: pa.Table) -> tuple[np.ndarray, int]:
     duplicates there were. A duplicate is a row identical to the row before it at the same timestamp."""
     points = rows.column("point").to_numpy()
     stamps = rows.column("timestamp_ns").to_numpy()
-    order = _point_time_order(points, stamps)
+    order = point_order(points, [stamps])
     if len(order) < 2:
         return order, 0
     sorted_points, sorted_stamps = points[order], stamps[order]
@@ -341,22 +249,6 @@ def _clean_order(rows: pa.Table) -> tuple[np.ndarray, int]:
     keep = np.ones(len(order), bool)
     keep[same_stamp[repeated] + 1] = False
     return order[keep], int(np.count_nonzero(repeated))
-
-
-def _point_time_order(points: np.ndarray, stamps: np.ndarray) -> np.ndarray:
-    """The stable order by point then time (values at one time keep the order bronze holds them in).
-
-    Bronze holds each point's values in time order, in runs of a page each: a stable sort by point alone
-    (radix on small integers) is enough then, and checked; otherwise both keys are sorted."""
-    if not len(points):
-        return np.zeros(0, np.int64)
-    low = int(points.min())
-    narrow = (points - low).astype(np.uint16) if int(points.max()) - low < 1 << 16 else points
-    order = np.argsort(narrow, kind="stable")
-    sorted_points, sorted_stamps = points[order], stamps[order]
-    if np.any((sorted_points[1:] == sorted_points[:-1]) & (sorted_stamps[1:] < sorted_stamps[:-1])):
-        order = np.lexsort((stamps, points))
-    return order
 
 
 def _decoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -398,7 +290,7 @@ def _silver_batch(
         "substituted": rows.column("substituted").chunk(0),
         "annotated": rows.column("annotated").chunk(0),
         "engineering_units": rows.column("units").chunk(0),
-        **{name: values.take(point) for name, values in context.columns.items()},
+        **context.columns(point),
     }
     return pa.RecordBatch.from_arrays([columns[name] for name in _SILVER_INPUT.names], schema=_SILVER_INPUT)
 
@@ -419,9 +311,11 @@ def _edges(
     point = pa.array(points[taken], pa.int32())
     columns = {
         "web_id": context.web_ids.take(point),
-        "point_name": context.columns["point_name"].take(point).cast(pa.string()),
-        "point_type": context.columns["point_type"].take(point).cast(pa.string()),
-        "step": context.columns["step"].take(point),
+        **{
+            name: column.cast(pa.string()) if name != "step" else column
+            for name, column in context.columns(point).items()
+            if name in ("point_name", "point_type", "step")
+        },
         "edge": pa.array(["first"] * len(first) + ["last"] * len(last), pa.string()),
         "timestamp_ns": pa.array(stamps[taken], pa.int64()),
         "sequence": pa.array(sequence[taken], pa.int32()),
@@ -455,11 +349,14 @@ _CONTEXT_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class _PointContext:
-    """Per point of the partition (by index), its context columns as silver writes them, so a batch's
-    columns are one ``take`` each."""
+    """Per point of the partition (by index), its context as silver writes it, so that a batch's context
+    columns cost one index array per distinct pattern of missing values (points without AF share one),
+    not a gather per column."""
 
     web_ids: pa.Array
-    columns: dict[str, pa.Array]
+    values: dict[str, pa.Array]  # per context column, its value for each point (anything where missing)
+    pattern: dict[str, int]  # per context string column, the index of its pattern of missing values
+    present: list[np.ndarray]  # per pattern, whether each point has a value
     without_af: int
 
     @classmethod
@@ -467,19 +364,39 @@ class _PointContext:
         """The context of ``web_ids`` (null, and a count of 0, for a point the catalog does not know)."""
         unknown = len(context)  # the index of a row of nulls appended to every context column
         at = pc.index_in(web_ids, value_set=context.column("web_id")).fill_null(unknown)
-        columns: dict[str, pa.Array] = {}
+        values: dict[str, pa.Array] = {}
+        pattern: dict[str, int] = {}
+        present: list[np.ndarray] = []
         for name in _CONTEXT_COLUMNS:
-            values = pa.concat_arrays(
+            column = pa.concat_arrays(
                 [*context.column(name).chunks, pa.nulls(1, _CONTEXT_SCHEMA.field(name).type)]
-            )
-            taken = values.take(at)
-            if name in _CONTEXT_STRINGS:
-                taken = taken.dictionary_encode()
-            elif name == "af_attribute_count":
-                taken = taken.fill_null(0)
-            columns[name] = taken
-        without_af = int(pc.sum(pc.is_null(columns["af_attribute_path"])).as_py() or 0)
-        return cls(web_ids, columns, without_af)
+            ).take(at)
+            if name == "af_attribute_count":
+                column = column.fill_null(0)
+            elif name in _CONTEXT_STRINGS:
+                valid = column.is_valid().to_numpy(zero_copy_only=False)
+                same = [i for i, seen in enumerate(present) if np.array_equal(seen, valid)]
+                pattern[name] = same[0] if same else len(present)
+                if not same:
+                    present.append(valid)
+                column = column.fill_null("")
+            values[name] = column
+        without_af = int(np.count_nonzero(~present[pattern["af_attribute_path"]])) if len(web_ids) else 0
+        return cls(web_ids, values, pattern, present, without_af)
+
+    def columns(self, point: pa.Array) -> dict[str, pa.Array]:
+        """The context columns of rows whose points are ``point`` (indices of ``web_ids``)."""
+        points = point.to_numpy(zero_copy_only=False)
+        indices = [
+            point if valid.all() else pa.array(points, pa.int32(), mask=~valid[points])
+            for valid in self.present
+        ]
+        return {
+            name: pa.DictionaryArray.from_arrays(indices[self.pattern[name]], values)
+            if name in self.pattern
+            else values.take(point)
+            for name, values in self.values.items()
+        }
 
 
 def point_context(

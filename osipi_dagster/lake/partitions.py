@@ -6,8 +6,10 @@ rows streamed into the commit batch by batch. Running it twice gives the same ro
 partition or the new one, never a mix, and nothing outside the partition is touched.
 
 Reading is streamed too, so memory does not grow with the partition: :func:`scan_partition` yields a
-partition's rows batch by batch in the order its files hold them, and :func:`read_sorted` yields a partition
-written sorted by point (each point one run) in that order, checking it.
+partition's rows batch by batch, file after file, in the order each file holds them. The order of a table's
+files is not the order they were written in, and delta-rs may hand the batches of one write to its files in
+another order than they were given (its plan can split the input stream): rows written sorted may be read
+back sorted only by runs, so readers sort.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import date, datetime
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from deltalake import ColumnProperties, CommitProperties, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
@@ -81,10 +83,6 @@ _COLUMN_PROPERTIES: dict[str, dict[str, ColumnProperties]] = {
 }
 
 
-class UnsortedPartitionError(LakeError):
-    """A partition that should hold each point's rows in one run, in order, does not."""
-
-
 def partition_predicate(partition_date: date, tag_shard: str) -> str:
     """The Delta predicate selecting one (date, shard) partition."""
     return (
@@ -118,11 +116,9 @@ def partition_written_at(table: LakeTable, partition_date: date, tag_shard: str)
     rows), or None when it holds no rows; read from one row of one file."""
     if not table.exists():
         return None
-    fragments = _dataset(table, ()).get_fragments(filter=_partition_filter(partition_date, tag_shard))
-    for fragment in fragments:
-        rows = fragment.head(1, columns=["ingested_at"]).column(0).to_pylist()
-        if rows:
-            return rows[0]
+    for file in _partition_files(table, partition_date, tag_shard, (), ()):
+        if file.metadata.num_rows:
+            return next(file.iter_batches(batch_size=1, columns=["ingested_at"])).column(0)[0].as_py()
     return None
 
 
@@ -135,120 +131,37 @@ def scan_partition(
     dictionary_columns: Collection[str] = (),
     batch_rows: int = SCAN_BATCH_ROWS,
 ) -> Iterator[pa.RecordBatch]:
-    """The rows of one partition (``columns`` only) batch by batch, in the order :func:`read_partition`
-    returns them; nothing when the table does not exist yet.
+    """The rows of one partition (``columns`` only) batch by batch: file after file, each file's rows in
+    the order they were written; nothing when the table does not exist yet.
 
     The table is opened here, not when the iterator is first read, so the iterator can be read inside a
-    delta-rs write (which cannot open a table from its own threads). Memory holds a few batches at a time
-    (one file read ahead), whatever the size of the partition.
+    delta-rs write (which cannot open a table from its own threads). Files are read sequentially (Arrow's
+    dataset scanner may hand batches over out of order), so memory holds about one batch.
     """
     if not table.exists():
         return iter(())
-    return _dataset(table, dictionary_columns).to_batches(
-        columns=list(columns),
-        filter=_partition_filter(partition_date, tag_shard),
-        batch_size=batch_rows,
-        batch_readahead=2,
-        fragment_readahead=1,
-    )
+    files = _partition_files(table, partition_date, tag_shard, columns, dictionary_columns)
+    return (batch for file in files for batch in _file_batches(file, columns, batch_rows))
 
 
-def read_sorted(
+def _partition_files(
     table: LakeTable,
     partition_date: date,
     tag_shard: str,
     columns: Sequence[str],
-    *,
-    point: str,
-    order: Sequence[str],
-    dictionary_columns: Collection[str] = (),
-    batch_rows: int = SCAN_BATCH_ROWS,
-) -> Iterator[pa.RecordBatch]:
-    """The rows of a partition that was written sorted by ``point`` then ``order``, batch by batch in that
-    order; nothing when the table does not exist yet.
-
-    A writer that streams sorted rows fills its files one after the other, each with a contiguous run of
-    the rows, but a table's files come back in no particular order: they are read here ordered by their
-    first row. ``point`` must be a dictionary-encoded string column (in ``dictionary_columns``) and
-    ``order`` integer columns. Each point's rows must form one run, ``order`` non-decreasing within it (the
-    order of the points themselves does not matter).
-
-    Raises:
-        UnsortedPartitionError: the partition is not sorted that way (rewrite it with its writer).
-    """
-    if not table.exists():
-        return iter(())
-    key = [point, *order]
-    fragments = _dataset(table, dictionary_columns).get_fragments(
-        filter=_partition_filter(partition_date, tag_shard)
-    )
-    firsts = [(first, fragment) for fragment in fragments if (first := _first_key(fragment, key)) is not None]
-    check = _SortCheck(f"{table} partition {partition_date.isoformat()}|{tag_shard}", point, list(order))
-    return _checked(
-        (fragment for _, fragment in sorted(firsts, key=lambda pair: pair[0])), columns, batch_rows, check
-    )
+    dictionary_columns: Collection[str],
+) -> list[pq.ParquetFile]:
+    """The partition's data files, in the table's order, opened to read ``dictionary_columns`` as such."""
+    fragments = _dataset(table, ()).get_fragments(filter=_partition_filter(partition_date, tag_shard))
+    wanted = [name for name in columns if name in dictionary_columns]
+    return [
+        pq.ParquetFile(fragment.path, filesystem=fragment.filesystem, read_dictionary=wanted)
+        for fragment in fragments
+    ]
 
 
-def _checked(
-    fragments: Iterator[ds.Fragment], columns: Sequence[str], batch_rows: int, check: _SortCheck
-) -> Iterator[pa.RecordBatch]:
-    for fragment in fragments:
-        for batch in fragment.to_batches(columns=list(columns), batch_size=batch_rows, batch_readahead=2):
-            check.batch(batch)
-            yield batch
-
-
-def _first_key(fragment: ds.Fragment, key: list[str]) -> tuple | None:
-    """The first row's ``key`` values, or None for a file without rows."""
-    rows = fragment.head(1, columns=key).to_pylist()
-    return tuple(rows[0].values()) if rows else None
-
-
-class _SortCheck:
-    """Checks that a stream of batches holds each point's rows in one run, ``order`` non-decreasing in it."""
-
-    def __init__(self, where: str, point: str, order: list[str]) -> None:
-        self._where, self._point, self._order = where, point, order
-        self._finished: set[str] = set()
-        self._last: tuple | None = None  # (point, *order) of the previous batch's last row
-
-    def batch(self, batch: pa.RecordBatch) -> None:
-        if not batch.num_rows:
-            return
-        column = batch.column(self._point)
-        indices = column.indices.to_numpy(zero_copy_only=False)
-        keys = [batch.column(name).to_numpy(zero_copy_only=False) for name in self._order]
-        same = indices[1:] == indices[:-1]
-        if not _ordered_within_points(keys, same):
-            self._fail("values of a point out of order")
-        runs = column.dictionary.take(pa.array(indices[np.flatnonzero(np.r_[True, ~same])])).to_pylist()
-        starting = runs
-        if self._last is not None and runs[0] == self._last[0]:
-            if tuple(int(k[0]) for k in keys) < self._last[1:]:
-                self._fail(f"values of {runs[0]} out of order from one file to the next")
-            starting = runs[1:]
-        elif self._last is not None:
-            self._finished.add(self._last[0])
-        if len(set(runs)) < len(runs) or self._finished.intersection(starting):
-            self._fail("a point's values in several runs")
-        self._finished.update(runs[:-1])
-        self._last = (runs[-1], *(int(k[-1]) for k in keys))
-
-    def _fail(self, what: str) -> None:
-        raise UnsortedPartitionError(
-            f"{self._where} is not sorted by {self._point} then {', '.join(self._order)} ({what}), as its "
-            "writer leaves it. Materialize that partition again, then re-run."
-        )
-
-
-def _ordered_within_points(keys: list[np.ndarray], same_point: np.ndarray) -> bool:
-    """Whether consecutive rows of one point have non-decreasing ``keys`` (compared in order)."""
-    tied = same_point.copy()
-    for key in keys:
-        if np.any(tied & (key[1:] < key[:-1])):
-            return False
-        tied &= key[1:] == key[:-1]
-    return True
+def _file_batches(file: pq.ParquetFile, columns: Sequence[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    return file.iter_batches(batch_size=batch_rows, columns=list(columns))
 
 
 def _dataset(table: LakeTable, dictionary_columns: Collection[str]) -> ds.Dataset:
