@@ -12,8 +12,9 @@ $(BIN)/python:
 	$(shell command -v $(PYTHON) || command -v python3) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The databricks extra too, so the Databricks compute target is always tested (against a local stand-in).
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,databricks]'
 	touch $(STAMP)
 
 # The Dagster instance of the embedded default: SQLite under DAGSTER_HOME, configured by dagster.yaml.

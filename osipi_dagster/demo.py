@@ -18,18 +18,36 @@ from contextlib import ExitStack
 from datetime import date, timedelta
 
 import dagster as dg
+import requests
 
 from osipi_dagster.definitions import build_definitions
 from osipi_dagster.defs.pi_server.partitions import server_partitions
+from osipi_dagster.defs.pi_server.runs import RANGE_END, RANGE_START
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
-from osipi_dagster.lake import Lakehouse, row_count
-from osipi_dagster.lake.schemas import TABLE_SPECS
+from osipi_dagster.lake import Lakehouse, read_table, row_count
+from osipi_dagster.lake.schemas import (
+    AF_ATTRIBUTES,
+    AF_HIERARCHY,
+    EVENT_FRAMES,
+    POINTS,
+    TIMESERIES,
+    WATERMARKS,
+)
 from osipi_dagster.mock.config import MockConfig
 from osipi_dagster.mock.server import serve_in_thread
 from osipi_dagster.settings import PIServerSettings, demo_from_env, lake_from_env, pi_server_from_env
 
 DEMO_NOW = "2025-01-06T12:00:00Z"
 SECOND_SITE = "site_b"
+# The tables the main job replaces (a second demo leaves their row counts unchanged).
+MAIN_JOB_TABLES = (
+    AF_HIERARCHY.name,
+    AF_ATTRIBUTES.name,
+    POINTS.name,
+    TIMESERIES.name,
+    EVENT_FRAMES.name,
+    WATERMARKS.name,
+)
 
 
 def demo_mock(points: int | None = None, port: int = 0) -> MockConfig:
@@ -54,7 +72,8 @@ def main() -> int:
         ),
     }
     with ExitStack() as stack:
-        apis = {name: stack.enter_context(serve_in_thread(config)).api for name, config in mocks.items()}
+        running = {name: stack.enter_context(serve_in_thread(config)) for name, config in mocks.items()}
+        apis = {name: mock.api for name, mock in running.items()}
         # The mock is on loopback: gzip would only cost CPU.
         default = pi_server_from_env(base_url=apis["default"], compress=False)
         servers = [
@@ -69,6 +88,7 @@ def main() -> int:
             print(f"\n{server.name}: mock PI Web API on {server.base_url}, clock fixed at {DEMO_NOW}")
             run_values, run_seconds = _main_job(defs, instance, server)
             values, seconds = values + run_values, seconds + run_seconds
+        _follow_pi(defs, instance, default, running["default"].url)
     _summary(lake.root, servers, int(values), seconds, time.perf_counter() - started, instance)
     return 0
 
@@ -94,6 +114,59 @@ def _main_job(
         values, seconds = values + run_values, seconds + run_seconds
         _run(defs, instance, [key("pi_event_frames")], partition_key=day.isoformat())
     return values, seconds
+
+
+def _follow_pi(
+    defs: dg.Definitions, instance: dg.DagsterInstance, server: PIServerSettings, mock: str
+) -> None:
+    """One tick of ``pi_timeseries_sensor`` after PI changed (its clock moved 10 minutes: new and late
+    values; a value of yesterday edited), the runs it requests, and the reconciliation of yesterday."""
+    wiring = ServerWiring(server)
+    today = date.fromisoformat(DEMO_NOW[:10])
+    yesterday = today - timedelta(days=1)
+    print(f"\n{server.name}: following PI by its stream updates ({server.qualified('pi_timeseries_sensor')})")
+    cursor = _sensor_tick(defs, instance, wiring, None)  # registers every point
+    points = read_table(Lakehouse(lake_from_env().root, table_prefix=server.table_prefix).table(POINTS.name))
+    web_id = min(row["web_id"] for row in points.to_pylist() if row["point_type"].startswith("Float"))
+    stamp = requests.get(
+        f"{server.base_url}/streams/{web_id}/recorded",
+        params={"startTime": f"{yesterday.isoformat()}T08:00:00Z", "endTime": "*", "maxCount": 1},
+        timeout=30,
+    ).json()["Items"][0]["Timestamp"]
+    requests.post(f"{mock}/admin/clock", json={"advance": "10m"}, timeout=30).raise_for_status()
+    requests.post(
+        f"{mock}/admin/edits",
+        json={"Edits": [{"WebId": web_id, "Timestamp": stamp, "Value": 4242.5}]},
+        timeout=30,
+    ).raise_for_status()
+    print(f"  PI: clock +10 min (new and late values arrive); {web_id[:16]}... at {stamp} edited to 4242.5")
+    _sensor_tick(defs, instance, wiring, cursor)
+    print("  reconciliation of yesterday:")
+    _run(defs, instance, [wiring.key("pi_reconciliation")], partition_key=yesterday.isoformat())
+
+
+def _sensor_tick(
+    defs: dg.Definitions, instance: dg.DagsterInstance, wiring: ServerWiring, cursor: str | None
+) -> str | None:
+    """One evaluation of the sensor as the daemon makes it, and the runs it requests, run here."""
+    sensor = defs.resolve_sensor_def(wiring.settings.qualified("pi_timeseries_sensor"))
+    resources = {key: defs.resources[key] for key in wiring.resource_keys}
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        tick = sensor.evaluate_tick(context)
+    job = defs.resolve_job_def(wiring.settings.qualified("pi_timeseries_job"))
+    for request in tick.run_requests or []:
+        covers = f"{request.tags[RANGE_START]} .. {request.tags[RANGE_END].split('|')[1]}"
+        result = job.execute_in_process(
+            instance=instance,
+            tags={**request.tags, "dagster/from": "make demo"},
+            run_config=request.run_config,
+        )
+        late = sum(
+            getattr(event.materialization.metadata.get("late_values"), "value", 0)
+            for event in result.get_asset_materialization_events()
+        )
+        print(f"  sensor run {result.run_id[:8]} for {covers}: {late} late value(s) picked up")
+    return tick.cursor
 
 
 def _run(
@@ -122,6 +195,13 @@ def _run(
     names = ", ".join(a.to_user_string() for a in assets)
     print(f"  {names:<40} {label:<33} run {result.run_id[:8]} {seconds:6.1f} s")
     events = result.get_asset_materialization_events()
+    for event in events:
+        metadata = event.materialization.metadata
+        if "points_matched" in metadata:
+            print(
+                f"    {event.partition}: {metadata['points_matched'].value} points match PI, "
+                f"{metadata['points_differ'].value} differ"
+            )
     values = events[0].materialization.metadata.get("run_values") if events else None
     return (values.value if values else 0), seconds
 
@@ -137,7 +217,7 @@ def _summary(
     print("\nTables (Delta Lake):")
     for server in servers:
         lake = Lakehouse(root, table_prefix=server.table_prefix)
-        for name in TABLE_SPECS:
+        for name in MAIN_JOB_TABLES:
             table = lake.table(name)
             print(f"  {table.name:<36} {row_count(table) if table.exists() else 0:>12,} rows   {table.uri}")
     rate = values / values_seconds if values_seconds else 0

@@ -21,7 +21,15 @@ from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from osipi_dagster.pi.options import ReadMode
 
@@ -40,6 +48,22 @@ class AuthMode(StrEnum):
     BEARER = "bearer"
     OIDC = "oidc"  # OAuth client credentials against the identity provider PI Web API announces
     KERBEROS = "kerberos"  # the optional extra `kerberos`
+
+
+class CheckSeverity(StrEnum):
+    """What a failed asset check means: ``error`` blocks the partition's downstream assets (their automation
+    waits for the check to pass), ``warn`` only shows it."""
+
+    WARN = "warn"
+    ERROR = "error"
+
+
+class ComputeTarget(StrEnum):
+    """Where ``pi_timeseries`` and ``pi_event_frames`` run the ingestion core."""
+
+    IN_PROCESS = "in_process"  # the Dagster step itself (the default)
+    SUBPROCESS = "subprocess"  # a separate Python process on the same machine, through Dagster Pipes
+    DATABRICKS = "databricks"  # a one-time job run on a new Databricks cluster, through Dagster Pipes
 
 
 class SettingsError(ValueError):
@@ -71,9 +95,35 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
+def _lower_case(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 WholeNumber = Annotated[int, BeforeValidator(_ascii_whole_number)]
+Severity = Annotated[CheckSeverity, BeforeValidator(_lower_case)]
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Patterns = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
+
+# ENV_VAR=scope/key: the variable the remote side reads, and the Databricks secret that fills it.
+_SECRET_REFERENCE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=([A-Za-z0-9_.-]{1,128})/([A-Za-z0-9_.-]{1,128})$")
+
+
+def _secret_references(value: Any) -> Any:
+    items = _comma_list(value)
+    if isinstance(items, list | tuple):
+        for item in items:
+            if not isinstance(item, str) or not _SECRET_REFERENCE.match(item.strip()):
+                # Never echo the item: a value pasted here by mistake may be the secret itself.
+                raise ValueError(
+                    "every item must be ENV_VAR=scope/key (a Databricks secret scope and key, e.g. "
+                    "OSIPI_PI_PASSWORD=osipi/pi-password), never a secret's value"
+                )
+        return tuple(item.strip() for item in items)
+    return items
+
+
+SecretReferences = Annotated[tuple[str, ...], BeforeValidator(_secret_references)]
 
 
 class PIServerSettings(BaseModel):
@@ -166,10 +216,126 @@ class PIServerSettings(BaseModel):
         "(or all of them) fails unless the removal is confirmed in the run config.",
     )
 
+    # Asset checks of pi_timeseries (docs/OPERATIONS.md, "Checks"). ERROR for what means the lake itself is
+    # wrong (duplicated rows, a changed table layout): downstream must not read it. WARN for what the lake
+    # faithfully holds of the source (bad values, quiet interfaces, odd volumes, a source clock ahead): a
+    # fact worth seeing, which re-reading would not change.
+    check_null_or_bad_max_share: Share = Field(
+        default=0.05, description="Check null_or_bad_values: the most values that may be null or bad."
+    )
+    check_null_or_bad_severity: Severity = Field(default=CheckSeverity.WARN, description="warn or error.")
+    check_freshness_minutes: WholeNumber = Field(
+        default=60,
+        ge=1,
+        description="Check freshness: today, a point is late when its newest value is older than this or "
+        "than three of its typical intervals, whichever is longer.",
+    )
+    check_freshness_severity: Severity = Field(default=CheckSeverity.WARN, description="warn or error.")
+    check_volume_max_z: float = Field(
+        default=3.0,
+        gt=0,
+        description="Check volume: the largest |z-score| of a partition's row count against the same "
+        "shard's 14 previous days.",
+    )
+    check_volume_severity: Severity = Field(default=CheckSeverity.WARN, description="warn or error.")
+    check_good_quality_min_share: Share = Field(
+        default=0.90,
+        description="Check good_quality: the least share of values PI flags Good, not Questionable.",
+    )
+    check_good_quality_severity: Severity = Field(default=CheckSeverity.WARN, description="warn or error.")
+    check_duplicates_max_share: Share = Field(
+        default=0.01, description="Check duplicates: the most rows that may repeat an identical row."
+    )
+    check_duplicates_severity: Severity = Field(default=CheckSeverity.ERROR, description="warn or error.")
+    check_schema_severity: Severity = Field(default=CheckSeverity.ERROR, description="warn or error.")
+    check_clock_skew_severity: Severity = Field(default=CheckSeverity.WARN, description="warn or error.")
+    compute: ComputeTarget = Field(
+        default=ComputeTarget.IN_PROCESS,
+        description="Where pi_timeseries and pi_event_frames run: in_process (the Dagster step), subprocess "
+        "(a separate process on this machine) or databricks (a job run on a new Databricks cluster), the "
+        "last two through Dagster Pipes.",
+    )
+    databricks_host: str | None = Field(
+        default=None, description="The Databricks workspace URL, https://<workspace>.cloud.databricks.com."
+    )
+    databricks_token_env_var: str | None = Field(
+        default=None,
+        description="The environment variable holding the Databricks token Dagster submits job runs with "
+        "(never sent to the cluster).",
+    )
+    databricks_catalog: str = Field(
+        default="main",
+        pattern=r"^[a-z][a-z0-9_]{0,254}$",
+        description="The Unity Catalog catalog the tables are registered in, as <catalog>.<schema>.<table>.",
+    )
+    databricks_spark_version: str = Field(
+        default="15.4.x-scala2.12", min_length=1, description="The Databricks Runtime of the job cluster."
+    )
+    databricks_node_type: str | None = Field(
+        default=None, description="The job cluster's node type (e.g. Standard_D4ds_v5, m6i.xlarge)."
+    )
+    databricks_num_workers: WholeNumber = Field(
+        default=0, ge=0, description="Workers of the job cluster; 0: a single node, where the ingestion runs."
+    )
+    databricks_library: str | None = Field(
+        default=None,
+        description="The connector installed on the cluster: a wheel (dbfs:/..., /Workspace/..., "
+        "/Volumes/... ending in .whl) or a PyPI requirement (osipi-dagster==0.1.0).",
+    )
+    databricks_secrets: SecretReferences = Field(
+        default=(),
+        description="The environment of the job cluster that holds secrets, as ENV_VAR=scope/key Databricks "
+        "secret references: every secret variable the PI server and the lake need there.",
+    )
+    databricks_poll_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="How often Dagster polls the Databricks job run."
+    )
+
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
         return check_base_url(value)
+
+    @field_validator("databricks_host")
+    @classmethod
+    def _check_databricks_host(cls, value: str | None) -> str | None:
+        return None if value is None else check_base_url(value)
+
+    @model_validator(mode="after")
+    def _check_databricks_target(self) -> PIServerSettings:
+        if self.compute != ComputeTarget.DATABRICKS:
+            return self
+        needed = {
+            "databricks_host": "OSIPI_DATABRICKS_HOST",
+            "databricks_token_env_var": "OSIPI_DATABRICKS_TOKEN",
+            "databricks_node_type": "OSIPI_DATABRICKS_NODE_TYPE",
+            "databricks_library": "OSIPI_DATABRICKS_LIBRARY",
+        }
+        missing = [f"{name} ({variable})" for name, variable in needed.items() if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"compute=databricks needs {', '.join(missing)}: set them (docs/DEPLOYMENT.md)")
+        return self
+
+    @property
+    def databricks_secret_references(self) -> dict[str, str]:
+        """Environment variable -> the Databricks secret reference ``{{secrets/scope/key}}`` that fills it."""
+        references = {}
+        for item in self.databricks_secrets:
+            match = _SECRET_REFERENCE.match(item)
+            assert match is not None, item  # checked when the settings were built
+            variable, scope, key = match.groups()
+            references[variable] = f"{{{{secrets/{scope}/{key}}}}}"
+        return references
+
+    @property
+    def secret_env_vars(self) -> dict[str, str]:
+        """The PI secrets this server reads: setting -> the environment variable that holds it."""
+        names = {
+            "password": self.password_env_var,
+            "token": self.token_env_var,
+            "client_secret": self.client_secret_env_var,
+        }
+        return {setting: name for setting, name in names.items() if name}
 
     @property
     def is_default(self) -> bool:
@@ -222,6 +388,26 @@ class LakeSettings(BaseModel):
     )
 
 
+class PipesTransport(StrEnum):
+    """How the Pipes entry point finds its context and sends its messages."""
+
+    LOCAL = "local"  # Dagster's defaults: a temporary file for each (the subprocess target)
+    DBFS = "dbfs"  # files on DBFS, through the cluster's DBFS mount (the databricks target)
+
+
+class RemoteSettings(BaseModel):
+    """The environment of the Pipes entry point (``python -m osipi_dagster.pipes``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    transport: PipesTransport = Field(
+        default=PipesTransport.LOCAL, description="local (a subprocess) or dbfs (a Databricks job run)."
+    )
+    dbfs_mount: str = Field(
+        default="/dbfs", min_length=1, description="Where the cluster mounts DBFS (Databricks: /dbfs)."
+    )
+
+
 class DemoSettings(BaseModel):
     """`make demo`'s size (the tests run it smaller)."""
 
@@ -260,14 +446,41 @@ PI_SERVER_VARIABLES: dict[str, str] = {
     "OSIPI_EVENT_FRAMES_LOOKBACK_DAYS": "event_frames_lookback_days",
     "OSIPI_CLOCK_SKEW_TOLERANCE_MINUTES": "clock_skew_tolerance_minutes",
     "OSIPI_RECONCILIATION_DAYS": "reconciliation_days",
+    "OSIPI_CHECK_NULL_OR_BAD_MAX_SHARE": "check_null_or_bad_max_share",
+    "OSIPI_CHECK_NULL_OR_BAD_SEVERITY": "check_null_or_bad_severity",
+    "OSIPI_CHECK_FRESHNESS_MINUTES": "check_freshness_minutes",
+    "OSIPI_CHECK_FRESHNESS_SEVERITY": "check_freshness_severity",
+    "OSIPI_CHECK_VOLUME_MAX_Z": "check_volume_max_z",
+    "OSIPI_CHECK_VOLUME_SEVERITY": "check_volume_severity",
+    "OSIPI_CHECK_GOOD_QUALITY_MIN_SHARE": "check_good_quality_min_share",
+    "OSIPI_CHECK_GOOD_QUALITY_SEVERITY": "check_good_quality_severity",
+    "OSIPI_CHECK_DUPLICATES_MAX_SHARE": "check_duplicates_max_share",
+    "OSIPI_CHECK_DUPLICATES_SEVERITY": "check_duplicates_severity",
+    "OSIPI_CHECK_SCHEMA_SEVERITY": "check_schema_severity",
+    "OSIPI_CHECK_CLOCK_SKEW_SEVERITY": "check_clock_skew_severity",
+    "OSIPI_COMPUTE": "compute",
+    "OSIPI_DATABRICKS_HOST": "databricks_host",
+    "OSIPI_DATABRICKS_CATALOG": "databricks_catalog",
+    "OSIPI_DATABRICKS_SPARK_VERSION": "databricks_spark_version",
+    "OSIPI_DATABRICKS_NODE_TYPE": "databricks_node_type",
+    "OSIPI_DATABRICKS_NUM_WORKERS": "databricks_num_workers",
+    "OSIPI_DATABRICKS_LIBRARY": "databricks_library",
+    "OSIPI_DATABRICKS_SECRETS": "databricks_secrets",
+    "OSIPI_DATABRICKS_POLL_SECONDS": "databricks_poll_seconds",
 }
 PI_SERVER_SECRETS: dict[str, str] = {
     "OSIPI_PI_PASSWORD": "password_env_var",
     "OSIPI_PI_TOKEN": "token_env_var",
     "OSIPI_PI_CLIENT_SECRET": "client_secret_env_var",
+    "OSIPI_DATABRICKS_TOKEN": "databricks_token_env_var",
 }
 LAKE_VARIABLES: dict[str, str] = {"OSIPI_LAKE_ROOT": "root"}
 DEMO_VARIABLES: dict[str, str] = {"OSIPI_DEMO_POINTS": "points"}
+# Read by the Pipes entry point (python -m osipi_dagster.pipes) on the side that runs the ingestion.
+REMOTE_VARIABLES: dict[str, str] = {
+    "OSIPI_PIPES_TRANSPORT": "transport",
+    "OSIPI_PIPES_DBFS_MOUNT": "dbfs_mount",
+}
 
 
 def pi_server_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> PIServerSettings:
@@ -291,6 +504,26 @@ def demo_from_env(environ: Mapping[str, str] | None = None) -> DemoSettings:
     return _build(DemoSettings, _values(env, DEMO_VARIABLES), DEMO_VARIABLES, set())
 
 
+def remote_from_env(environ: Mapping[str, str] | None = None) -> RemoteSettings:
+    """The Pipes entry point's settings from ``OSIPI_PIPES_*``."""
+    env = os.environ if environ is None else environ
+    return _build(RemoteSettings, _values(env, REMOTE_VARIABLES), REMOTE_VARIABLES, set())
+
+
+def secret_from_env(variable: str, environ: Mapping[str, str] | None = None) -> str:
+    """The value of the secret held by ``variable`` (on the side that runs the ingestion remotely, where
+    Dagster does not resolve ``dg.EnvVar``); a clear error, never a value, when it is unset."""
+    env = os.environ if environ is None else environ
+    value = env.get(variable, "")
+    if not value:
+        raise SettingsError(
+            f"The environment variable {variable} is not set where the ingestion runs: the PI server's "
+            "settings name it for a secret. On Databricks, map it to a secret in OSIPI_DATABRICKS_SECRETS "
+            "(docs/DEPLOYMENT.md)."
+        )
+    return value
+
+
 def dagster_home() -> str | None:
     """``DAGSTER_HOME``, where the Dagster instance lives (``make`` sets it to ./.dagster_home)."""
     return os.environ.get("DAGSTER_HOME") or None
@@ -306,6 +539,10 @@ def _values(env: Mapping[str, str], variables: Mapping[str, str]) -> dict[str, s
     return {setting: env[name] for name, setting in variables.items() if env.get(name, "").strip()}
 
 
+# Settings whose wrong value is not repeated in an error: it may hold a credential pasted by mistake.
+_UNQUOTED = frozenset({"base_url", "databricks_host", "databricks_secrets"})
+
+
 def _build(model: type[M], values: dict[str, Any], variables: Mapping[str, str], explicit: set[str]) -> M:
     try:
         return model.model_validate(values)
@@ -316,8 +553,10 @@ def _build(model: type[M], values: dict[str, Any], variables: Mapping[str, str],
             setting = str(error["loc"][0]) if error["loc"] else "?"
             source = setting if setting in explicit else by_setting.get(setting, setting)
             shown = values.get(setting)
-            quoted = "" if shown is None or setting == "base_url" else f"={shown!r}"
-            lines.append(f"{source}{quoted}: {error['msg'].removeprefix('Value error, ')}")
+            quoted = "" if shown is None or setting in _UNQUOTED else f"={shown!r}"
+            message = error["msg"].removeprefix("Value error, ")
+            # A check of several settings together (no location) names them in its message.
+            lines.append(f"{source}{quoted}: {message}" if error["loc"] else message)
         raise SettingsError(
             f"Invalid {model.__name__} (see docs/CONFIGURATION.md): " + "; ".join(lines)
         ) from None

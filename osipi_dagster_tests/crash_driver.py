@@ -29,6 +29,7 @@ import osipi_dagster.lake.timeseries as lake_timeseries
 from osipi_dagster.ingest.server_clock import server_now
 from osipi_dagster.lake import Lakehouse
 from osipi_dagster.pi import PIWebAPIClient
+from osipi_dagster.pi.options import ReadOptions
 
 
 def say(text: str) -> None:
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         shard=args.shard,
         now=server_now(client),
         overlap=timedelta(minutes=args.overlap_minutes),
-        settings=ingest.ReadSettings(values_per_request=args.values_per_request),
+        settings=ReadOptions(values_per_request=args.values_per_request),
         run_id="crash-driver",
     )
     say(f"done {result.rows} rows, version {result.write.version if result.write else None}")

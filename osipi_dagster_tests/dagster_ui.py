@@ -46,6 +46,21 @@ BACKFILL_STATUS = """query BackfillStatus($backfillId: String!) {
     ... on PartitionBackfill { id status numPartitions partitionNames
       runs(limit: 1000) { runId status tags { key value } } error { message } }
     ... on PythonError { message } ... on BackfillNotFoundError { message } } }"""
+START_SENSOR = """mutation StartSensor($sensorSelector: SensorSelector!) {
+  startSensor(sensorSelector: $sensorSelector) { __typename
+    ... on Sensor { id sensorState { id selectorId status } }
+    ... on PythonError { message } ... on UnauthorizedError { message } } }"""
+STOP_SENSOR = """mutation StopSensor($id: String!) { stopSensor(id: $id) { __typename
+    ... on StopSensorMutationResult { instigationState { status } }
+    ... on PythonError { message } ... on UnauthorizedError { message } } }"""
+SENSOR_STATE = """query SensorState($sensorSelector: SensorSelector!) {
+  sensorOrError(sensorSelector: $sensorSelector) { __typename
+    ... on Sensor { name sensorState { status ticks(limit: 200) { status runIds skipReason timestamp
+      error { message } } } }
+    ... on PythonError { message } } }"""
+RUNS = """query Runs($filter: RunsFilter) { runsOrError(filter: $filter, limit: 500) { __typename
+  ... on Runs { results { runId status jobName startTime endTime tags { key value } } }
+  ... on PythonError { message } } }"""
 MATERIALIZATIONS = """query Materializations($assetKey: AssetKeyInput!, $partitions: [String!]) {
   assetOrError(assetKey: $assetKey) { __typename
     ... on Asset { assetMaterializations(partitions: $partitions) { partition runId } }
@@ -83,13 +98,14 @@ class DagsterUI:
             )
         return entry["name"]
 
-    def materialize(self, location: str, assets: list[str]) -> str:
-        """Launch one run of ``assets`` as the Materialize button does; the run id."""
+    def materialize(self, location: str, assets: list[str], tags: dict[str, str] | None = None) -> str:
+        """Launch one run of ``assets`` as the Materialize button does (a partition range through the
+        range tags, as the launchpad sets them); the run id."""
         selector = {"repositoryLocationName": location, "repositoryName": REPOSITORY, "jobName": ASSET_JOB}
         params = {
             "selector": {**selector, "assetSelection": [{"path": [name]} for name in assets]},
             "mode": "default",
-            "executionMetadata": {"tags": []},
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
             "runConfigData": {},
         }
         launched = self.gql(LAUNCH_RUN, {"executionParams": params})["launchRun"]
@@ -133,6 +149,36 @@ class DagsterUI:
             return self.gql(BACKFILL_STATUS, {"backfillId": backfill_id})["partitionBackfillOrError"]
 
         return _poll(fetch, _backfill_done, timeout_s)
+
+    def start_sensor(self, location: str, name: str) -> str:
+        """Turn a sensor on, as its toggle in the UI does; its id (for :meth:`stop_sensor`)."""
+        selector = {"repositoryLocationName": location, "repositoryName": REPOSITORY, "sensorName": name}
+        started = self.gql(START_SENSOR, {"sensorSelector": selector})["startSensor"]
+        if started["__typename"] != "Sensor" or started["sensorState"]["status"] != "RUNNING":
+            raise RuntimeError(f"startSensor failed: {started}")
+        return started["id"]
+
+    def stop_sensor(self, sensor_id: str) -> None:
+        """Turn a sensor off, as its toggle in the UI does."""
+        stopped = self.gql(STOP_SENSOR, {"id": sensor_id})["stopSensor"]
+        if stopped["__typename"] != "StopSensorMutationResult":
+            raise RuntimeError(f"stopSensor failed: {stopped}")
+
+    def sensor_ticks(self, location: str, name: str) -> list[dict[str, Any]]:
+        """The sensor's ticks, newest first (status, runIds, skipReason, timestamp, error)."""
+        selector = {"repositoryLocationName": location, "repositoryName": REPOSITORY, "sensorName": name}
+        sensor = self.gql(SENSOR_STATE, {"sensorSelector": selector})["sensorOrError"]
+        if sensor["__typename"] != "Sensor":
+            raise RuntimeError(f"sensorOrError failed: {sensor}")
+        return sensor["sensorState"]["ticks"]
+
+    def runs(self, job_name: str | None = None) -> list[dict[str, Any]]:
+        """Every run (of ``job_name``), newest first, with status, start/end times and tags."""
+        runs_filter = {"pipelineName": job_name} if job_name else {}
+        answer = self.gql(RUNS, {"filter": runs_filter})["runsOrError"]
+        if answer["__typename"] != "Runs":
+            raise RuntimeError(f"runsOrError failed: {answer}")
+        return answer["results"]
 
     def materializations(self, asset: str, partitions: list[str]) -> list[dict[str, str]]:
         """Every materialization (``partition``, ``runId``) of ``partitions`` of ``asset``."""

@@ -9,15 +9,7 @@ instance, the runs and the Delta table against counts read independently from th
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -27,8 +19,7 @@ import requests
 from deltalake import DeltaTable
 
 from osipi_dagster.ingest.shards import shard_of
-from osipi_dagster.mock.server import free_port
-from osipi_dagster_tests.dagster_ui import DagsterUI
+from osipi_dagster_tests.processes import dagster_dev, mock_pi
 
 T = TypeVar("T")
 SliceCounts = dict[tuple[str, str, str], int]  # (partition date, tag shard, point WebId) -> values
@@ -48,7 +39,13 @@ def test_backfill_through_the_daemon_writes_exactly_the_selected_slices(tmp_path
     """2 dates x 4 shards launched as one backfill: every partition materialized by backfill runs, and
     the Delta table holds exactly those slices with the mock's value count for every point."""
     lake = tmp_path / "lake"
-    with _mock_pi(tmp_path) as pi_api, _dagster_dev(tmp_path, pi_api, lake) as ui:
+    with (
+        mock_pi(tmp_path, "--tags", str(MOCK_TAGS), "--now", MOCK_NOW) as pi_api,
+        dagster_dev(
+            tmp_path,
+            {"OSIPI_PI_BASE_URL": pi_api, "OSIPI_LAKE_ROOT": str(lake), "OSIPI_TAG_SHARDS": str(len(SHARDS))},
+        ) as ui,
+    ):
         location = ui.location()  # fails with Dagster's own error if the code location did not load
         ui.wait_run(ui.materialize(location, ["pi_af_hierarchy", "pi_af_attributes", "pi_points"]), 120)
 
@@ -116,99 +113,3 @@ def _mock_counts(api: str) -> SliceCounts:
                 if in_day:
                     counts[(day, shard, point["WebId"])] = in_day
     return counts
-
-
-@contextmanager
-def _mock_pi(tmp_path: Path) -> Iterator[str]:
-    """The mock PI Web API as a subprocess on a free loopback port; its API root URL."""
-    log = tmp_path / "mock.log"
-    args = [sys.executable, "-m", "osipi_dagster.mock", "--host", "127.0.0.1", "--port", "0"]
-    args += ["--tags", str(MOCK_TAGS), "--now", MOCK_NOW]
-    with _subprocess(args, dict(os.environ), log) as process:
-
-        def announced() -> str | None:
-            found = re.search(r"listening on (http://\S+/piwebapi)", log.read_text())
-            return found.group(1) if found else None
-
-        yield _wait_for(announced, "the mock PI Web API", process, log, timeout_s=60)
-
-
-@contextmanager
-def _dagster_dev(tmp_path: Path, pi_api: str, lake: Path) -> Iterator[DagsterUI]:
-    """``dagster dev -w workspace.yaml`` on a free loopback port with a fresh instance; its client."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("OSIPI_", "DAGSTER_"))}
-    env |= {
-        "DAGSTER_HOME": str(home),
-        "OSIPI_PI_BASE_URL": pi_api,
-        "OSIPI_LAKE_ROOT": str(lake),
-        "OSIPI_TAG_SHARDS": str(len(SHARDS)),
-    }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "dagster_dev.log"
-    args = [DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
-    with _subprocess(args, env, log) as process:
-
-        def serving() -> bool:
-            with suppress(requests.ConnectionError):
-                return requests.get(f"{url}/server_info", timeout=5).ok
-            return False
-
-        _wait_for(serving, "dagster dev", process, log, timeout_s=120)
-        yield DagsterUI(url)
-
-
-@contextmanager
-def _subprocess(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """Run ``args`` from the repository root in its own process group, output to ``log``; on exit, stop
-    the whole group: SIGINT (``dagster dev`` then shuts its children down), then SIGKILL stragglers.
-
-    If pytest itself ignores SIGINT (a shell's background job), the child would inherit that and ignore
-    SIGINT and SIGTERM; a handler held while it starts gives it the default disposition instead."""
-    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-    finally:
-        signal.signal(signal.SIGINT, inherited)
-    try:
-        yield process
-    finally:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _group_alive(process):
-            time.sleep(0.2)
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _group_alive(process: subprocess.Popen) -> bool:
-    """Whether any process of ``process``'s group is still alive (the leader is reaped once it exits)."""
-    process.poll()
-    try:
-        os.killpg(process.pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _wait_for(
-    check: Callable[[], T | None], what: str, process: subprocess.Popen, log: Path, timeout_s: float
-) -> T:
-    """The first truthy ``check()``; fails with the log's tail if ``process`` exits or time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{what} exited with status {process.returncode}:\n{log.read_text()[-5000:]}")
-        result = check()
-        if result:
-            return result
-        time.sleep(0.25)
-    pytest.fail(f"{what} was not ready after {timeout_s:.0f} s:\n{log.read_text()[-5000:]}")

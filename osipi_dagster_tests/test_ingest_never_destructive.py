@@ -23,10 +23,11 @@ from osipi_dagster.ingest.catalog import (
     refresh_point_catalog,
     shard_points,
 )
-from osipi_dagster.ingest.timeseries import EmptyShardError, PartitionResult, ReadSettings, ingest_partition
+from osipi_dagster.ingest.timeseries import EmptyShardError, PartitionResult, ingest_partition
 from osipi_dagster.lake import Lakehouse, read_table
 from osipi_dagster.mock.server import RunningMock
 from osipi_dagster.pi import PIWebAPIClient
+from osipi_dagster.pi.options import ReadOptions
 from osipi_dagster_tests.conftest import TEST_NOW
 from osipi_dagster_tests.timeseries_helpers import SECOND_NS, assert_same_rows, day_start_ns, lake_rows, truth
 from osipi_dagster_tests.untrusted_server import Answer, Exchange, Proxy
@@ -64,7 +65,7 @@ def ingest(api: str, lake: Lakehouse, *, prune: bool = False) -> PartitionResult
             day=DAY,
             shard=SHARD,
             now=NOW,
-            settings=ReadSettings(values_per_request=50_000),
+            settings=ReadOptions(values_per_request=50_000),
         )
 
 

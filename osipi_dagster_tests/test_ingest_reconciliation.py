@@ -11,10 +11,11 @@ import pytest
 
 from osipi_dagster.ingest.catalog import shard_points
 from osipi_dagster.ingest.reconciliation import CatalogPoint, differing_partitions, reconcile_day
-from osipi_dagster.ingest.timeseries import ReadSettings, ingest_partition
+from osipi_dagster.ingest.timeseries import ingest_partition
 from osipi_dagster.lake import Lakehouse, read_table
 from osipi_dagster.mock.server import RunningMock
 from osipi_dagster.pi import PIWebAPIClient
+from osipi_dagster.pi.options import ReadOptions
 from osipi_dagster_tests.conftest import TEST_NOW
 from osipi_dagster_tests.timeseries_helpers import build_catalog
 
@@ -50,7 +51,7 @@ def ingest(client: PIWebAPIClient, lake: Lakehouse) -> None:
         day=DAY,
         shard=SHARD,
         now=NOW,
-        settings=ReadSettings(values_per_request=50_000),
+        settings=ReadOptions(values_per_request=50_000),
     )
 
 

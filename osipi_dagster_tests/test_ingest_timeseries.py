@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 import requests
 
-from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ReadSettings, ingest_partition
+from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ingest_partition
 from osipi_dagster.lake import (
     Lakehouse,
     Watermark,
@@ -32,6 +32,7 @@ from osipi_dagster.lake import (
 )
 from osipi_dagster.mock.server import RunningMock
 from osipi_dagster.pi import PIWebAPIClient
+from osipi_dagster.pi.options import ReadOptions
 from osipi_dagster_tests.conftest import TEST_NOW
 from osipi_dagster_tests.lake_helpers import hourly
 from osipi_dagster_tests.pi_helpers import Row
@@ -60,7 +61,7 @@ OPEN_DAY = date(2025, 1, 6)
 SHARD = "s02"
 OVERLAP = timedelta(hours=1)
 HOUR_NS = 3600 * SECOND_NS
-FAST = ReadSettings(values_per_request=50_000)
+FAST = ReadOptions(values_per_request=50_000)
 NEIGHBOURS = ((CLOSED_DAY - timedelta(days=1), SHARD), (CLOSED_DAY, "s00"))
 
 
@@ -90,7 +91,7 @@ def run(
     day: date,
     shard: str,
     now: datetime,
-    settings: ReadSettings = FAST,
+    settings: ReadOptions = FAST,
 ) -> PartitionResult:
     return ingest_partition(
         client,
@@ -169,7 +170,7 @@ def test_the_same_closed_partition_twice_gives_identical_contents(
     first = run(client, lake, CLOSED_DAY, SHARD, NOW)
     once = sorted_slice(table, CLOSED_DAY, SHARD)
     # Smaller requests cut the stream into other batches: the contents must not depend on that.
-    second = run(client, lake, CLOSED_DAY, SHARD, NOW, settings=ReadSettings(values_per_request=20_000))
+    second = run(client, lake, CLOSED_DAY, SHARD, NOW, settings=ReadOptions(values_per_request=20_000))
     twice = sorted_slice(table, CLOSED_DAY, SHARD)
 
     assert twice == once

@@ -12,7 +12,7 @@ from osipi_dagster.mock.archive import Archive
 from osipi_dagster.mock.config import MockConfig
 from osipi_dagster.mock.model import Point
 from osipi_dagster.mock.responses import parse_selected_fields
-from osipi_dagster.mock.serialize import timed_values, timestamps
+from osipi_dagster.mock.serialize import timed_values, timestamps, vectorised_timestamps
 from osipi_dagster.mock.timeparse import NS, format_time
 from osipi_dagster.mock.values import DAY_NS, HOUR_NS, NO_DATA, PT_CREATED, Block, DataSource
 
@@ -171,6 +171,7 @@ def test_interpolated_and_plot_and_summary(data: DataSource, archive: Archive) -
 @given(st.lists(st.integers(-(10**18), 4 * 10**18).map(lambda n: n - n % 100), min_size=1, max_size=50))
 def test_vectorised_timestamps_match_format_time(ns: list[int]) -> None:
     expected = [f'"{format_time(n)}"'.encode() for n in ns]
+    assert vectorised_timestamps(np.array(ns, np.int64)) == expected
     assert timestamps(np.array(ns, np.int64)) == expected
 
 

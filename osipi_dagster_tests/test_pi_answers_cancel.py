@@ -99,11 +99,6 @@ def test_cancel_while_a_failed_stream_waits_for_its_retry(mock_pi, web_ids):
         assert proxy.count() == sent
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pi/transport.py: urllib3's status retries call on_send before their backoff wait, not after, "
-    "so one retry per request in flight is still sent once the read is cancelled",
-)
 def test_cancel_during_a_transport_retry_wait_sends_no_retry(mock_pi, web_ids):
     """The server is busy (503): urllib3 waits to send the request again; cancelled meanwhile, the read
     ends at once and the retry is not sent."""

@@ -22,7 +22,7 @@ from osipi_dagster.pi import (
     PIAuth,
     PIWebAPIClient,
 )
-from osipi_dagster.pi.options import ReadMode
+from osipi_dagster.pi.options import DEFAULT_CLIENT, DEFAULT_READ, ReadMode, ReadOptions
 from osipi_dagster.settings import AuthMode, PIServerSettings, check_base_url
 
 SECRET_FIELDS = frozenset({"password", "token", "client_secret"})
@@ -46,20 +46,40 @@ class PIWebAPIResource(dg.ConfigurableResource):
     client_secret: str | None = Field(default=None, description="OIDC client secret: use an EnvVar.")
     verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate.")
     ca_bundle: str | None = Field(default=None, description="A CA bundle file to verify TLS with.")
-    timeout_s: float = Field(default=30.0, gt=0, description="Timeout of GET requests.")
-    post_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of POST (batch) requests.")
-    max_retries: int = Field(default=3, ge=0, description="Retries of transient failures (5xx, 429, drops).")
-    backoff_base_s: float = Field(
-        default=0.5, ge=0, description="First retry delay; doubles per retry, jittered."
+    timeout_s: float = Field(default=DEFAULT_CLIENT.timeout, gt=0, description="Timeout of GET requests.")
+    post_timeout_s: float = Field(
+        default=DEFAULT_CLIENT.post_timeout, gt=0, description="Timeout of POST (batch) requests."
     )
-    backoff_max_s: float = Field(default=30.0, ge=0, description="Longest retry delay.")
-    max_count_limit: int = Field(default=150_000, ge=1, description="The server's MaxReturnedItemsPerCall.")
-    pool_size: int = Field(default=20, ge=1, description="HTTP connections kept open.")
-    compress: bool = Field(default=True, description="Ask for gzip; turn off on loopback or a fast LAN.")
-    read_mode: ReadMode = Field(default=ReadMode.STREAMSETS, description="How recorded values are read.")
-    values_per_request: int = Field(default=100_000, ge=1, description="Values asked per HTTP request.")
-    streams_per_request: int = Field(default=200, ge=1, description="Streams per streamset or batch request.")
-    concurrency: int = Field(default=2, ge=1, description="Requests in flight at once per read.")
+    max_retries: int = Field(
+        default=DEFAULT_CLIENT.max_retries,
+        ge=0,
+        description="Retries of transient failures (5xx, 429, drops).",
+    )
+    backoff_base_s: float = Field(
+        default=DEFAULT_CLIENT.backoff_base_s,
+        ge=0,
+        description="The retries' backoff factor: waits double per retry, jittered.",
+    )
+    backoff_max_s: float = Field(
+        default=DEFAULT_CLIENT.backoff_max_s, ge=0, description="Longest retry delay."
+    )
+    max_count_limit: int = Field(
+        default=DEFAULT_CLIENT.max_count_limit, ge=1, description="The server's MaxReturnedItemsPerCall."
+    )
+    pool_size: int = Field(default=DEFAULT_CLIENT.pool_size, ge=1, description="HTTP connections kept open.")
+    compress: bool = Field(
+        default=DEFAULT_CLIENT.compress, description="Ask for gzip; turn off on loopback or a fast LAN."
+    )
+    read_mode: ReadMode = Field(default=DEFAULT_READ.mode, description="How recorded values are read.")
+    values_per_request: int = Field(
+        default=DEFAULT_READ.values_per_request, ge=1, description="Values asked per HTTP request."
+    )
+    streams_per_request: int = Field(
+        default=DEFAULT_READ.streams_per_request, ge=1, description="Streams per streamset or batch request."
+    )
+    concurrency: int = Field(
+        default=DEFAULT_READ.concurrency, ge=1, description="Requests in flight at once per read."
+    )
     data_server: str | None = Field(default=None, description="The Data Archive's name; default: the first.")
     stream_updates: bool = Field(
         default=True,
@@ -108,6 +128,15 @@ class PIWebAPIResource(dg.ConfigurableResource):
                 "PIWebAPIResource.client is only available inside a step: Dagster opens it for the step."
             )
         return self._client
+
+    def read_options(self) -> ReadOptions:
+        """How this server's recorded values are read."""
+        return ReadOptions(
+            mode=self.read_mode,
+            values_per_request=self.values_per_request,
+            streams_per_request=self.streams_per_request,
+            concurrency=self.concurrency,
+        )
 
     def _auth(self) -> PIAuth:
         required = {

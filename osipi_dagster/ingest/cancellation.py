@@ -23,10 +23,6 @@ STOP_TIMEOUT_S = 30.0
 _POLL_S = 0.2
 
 
-class ReadCancelledError(Exception):
-    """The read was cancelled (the run was interrupted); nothing of it was committed."""
-
-
 def run_interruptibly(work: Callable[[threading.Event], T]) -> T:
     """``work(cancel)``, run so that an interrupt of the calling (main) thread sets ``cancel`` and is
     re-raised once the work has stopped (or after ``STOP_TIMEOUT_S``).

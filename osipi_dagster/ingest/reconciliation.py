@@ -118,7 +118,7 @@ def reconcile_day(
         if row["status"] == "matches" and previous.get(web_id) in ("differs", "repaired"):
             row["status"], row["repaired_by_run"] = "repaired", (repaired_by or {}).get(point.tag_shard)
         rows.append({**row, "checked_at": now, "partition_date": day})
-    write = replace_day(reconciliation, pa.Table.from_pylist(rows, schema=_INPUT), day, ingested_at=now)
+    write = replace_day(reconciliation, pa.Table.from_pylist(rows, schema=_INPUT), day)
     status = [row["status"] for row in rows]
     return ReconciliationResult(
         day=day,

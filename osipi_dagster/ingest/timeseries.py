@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from osipi_dagster.contract import TICK_NS, day_bounds, to_ns
-from osipi_dagster.ingest.cancellation import ReadCancelledError, run_interruptibly
+from osipi_dagster.ingest.cancellation import run_interruptibly
 from osipi_dagster.ingest.lateness import Lateness, LatenessProbe
 from osipi_dagster.lake import (
     LakeTable,
@@ -40,19 +40,10 @@ from osipi_dagster.lake import (
 )
 from osipi_dagster.lake.schemas import DATA_LATENCY
 from osipi_dagster.pi import PIWebAPIClient, StreamFailure, StreamRead
+from osipi_dagster.pi.options import DEFAULT_READ, ReadOptions
 
 DEFAULT_OVERLAP = timedelta(hours=1)
 DEFAULT_SKEW_TOLERANCE = timedelta(minutes=5)
-
-
-@dataclass(frozen=True)
-class ReadSettings:
-    """How the PI client reads recorded values (see ``PIWebAPIClient.read_recorded``)."""
-
-    mode: str = "streamsets"
-    values_per_request: int = 100_000
-    streams_per_request: int = 200
-    concurrency: int = 2
 
 
 @dataclass(frozen=True)
@@ -118,7 +109,7 @@ def ingest_partition(
     shard: str,
     now: datetime,
     overlap: timedelta = DEFAULT_OVERLAP,
-    settings: ReadSettings = ReadSettings(),
+    settings: ReadOptions = DEFAULT_READ,
     run_id: str | None = None,
     kept_web_ids: Collection[str] = (),
     prune: bool = False,
@@ -202,13 +193,16 @@ def ingest_partition(
                 start,
                 to_ns(end) - TICK_NS,
                 mode=settings.mode,
+                page_size=settings.page_size,
                 values_per_request=settings.values_per_request,
                 streams_per_request=settings.streams_per_request,
+                max_url_length=settings.max_url_length,
                 concurrency=settings.concurrency,
+                cancel=cancel,
             )
         write = replace_slice(
             timeseries,
-            _checked(read, tally, probe, day, shard, cancel),
+            _checked(read, tally, probe, day, shard),
             partition_date=day,
             tag_shard=shard,
             time_range=(start, end) if incremental else None,
@@ -293,21 +287,13 @@ def _future_values(
 
 
 def _checked(
-    read: StreamRead | None,
-    tally: _Tally,
-    probe: LatenessProbe,
-    day: date,
-    shard: str,
-    cancel: threading.Event,
+    read: StreamRead | None, tally: _Tally, probe: LatenessProbe, day: date, shard: str
 ) -> Iterator[pa.RecordBatch]:
-    """The read's batches; raises before the stream ends (so before the commit) if any point failed or the
-    read was cancelled."""
+    """The read's batches; raises before the stream ends (so before the commit) if any point failed (a
+    cancelled read raises by itself, within a fraction of a second)."""
     if read is None:
         return
     for batch in read:
-        if cancel.is_set():
-            read.close()
-            raise ReadCancelledError(f"Reading {day.isoformat()}|{shard} was cancelled; nothing was written.")
         tally.add(batch)
         probe.add(batch)
         yield batch

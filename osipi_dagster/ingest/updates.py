@@ -49,8 +49,9 @@ _INPUT = without_columns(UPDATE_MARKERS.schema, ["ingested_at"])
 
 @dataclass(frozen=True)
 class Work:
-    """A partition to materialize again: for events seen up to ``since``, the earliest stamped
-    ``reread_from`` (what the open day must read again from)."""
+    """A partition to materialize again: for events seen up to ``since`` (this host's clock, like the
+    start times of Dagster's runs it is compared with), the earliest stamped ``reread_from`` (the PI
+    server's time: what the open day must read again from)."""
 
     since: datetime
     reread_from: datetime
@@ -114,6 +115,7 @@ def poll_updates(
     in_lake: Callable[[Partition], bool],
     completed: Mapping[Partition, datetime],
     skew_tolerance: timedelta = DEFAULT_SKEW_TOLERANCE,
+    seen_at: datetime | None = None,
 ) -> UpdatesTick:
     """Read every change PI made to ``points`` since their stored markers; store the new markers and the
     pending work in one commit; return every partition still owed.
@@ -124,8 +126,11 @@ def poll_updates(
         in_lake: whether a (day, shard) partition was ever materialized (events of other days are ignored:
             they are before the lake's history; today always counts).
         completed: per partition, the start time of the latest run that materialized it successfully.
+        seen_at: this host's now (default: the local clock): when the work was seen, compared with the
+            start times of runs (the PI server's clock may differ from ours).
     """
     started = time.perf_counter()
+    seen = seen_at or datetime.now(UTC)
     tick = UpdatesTick(points=len(points))
     today = now.date()
     state = _load(markers)
@@ -143,12 +148,12 @@ def poll_updates(
         if point.web_id not in points:
             point.marker = None  # deleted or filtered out: not followed any more; its pending work stays
 
-    _register(client, state, points, watermarks, now, today, tick)
+    _register(client, state, points, watermarks, now, seen, today, tick)
     readable = {web_id: state[web_id].marker for web_id in points if state[web_id].marker}
     if readable:
         read = client.read_updates(readable)
         tick.requests += read.requests
-        _apply_events(state, read.events, now, today, in_lake, skew_tolerance, tick)
+        _apply_events(state, read.events, now, seen, today, in_lake, skew_tolerance, tick)
         for web_id, marker in read.markers.items():
             state[web_id].marker, state[web_id].read_at, state[web_id].problem = marker, now, None
         for web_id, error in read.failures.items():
@@ -159,7 +164,7 @@ def poll_updates(
             state[web_id].marker, state[web_id].problem = None, reason[:_PROBLEM_CHARS]
         if lost:
             # Registered again at once; the time without a registration is read again from the watermark.
-            _register(client, state, {w: points[w] for w in lost}, watermarks, now, today, tick)
+            _register(client, state, {w: points[w] for w in lost}, watermarks, now, seen, today, tick)
 
     rows = {web_id: point.row() for web_id, point in state.items()}
     if rows != before:
@@ -179,6 +184,7 @@ def _register(
     points: Mapping[str, str],
     watermarks: LakeTable,
     now: datetime,
+    seen: datetime,
     today: date,
     tick: UpdatesTick,
 ) -> None:
@@ -202,7 +208,7 @@ def _register(
         # A point never read has no watermark: today's run reads it from the start of the day.
         start = marks.get(web_id, day_bounds(today)[0])
         for day in _days(start.date(), today):
-            point.owe(day, Work(since=now, reread_from=max(start, day_bounds(day)[0])))
+            point.owe(day, Work(since=seen, reread_from=max(start, day_bounds(day)[0])))
     for web_id, error in registration.failures.items():
         state[web_id].problem = str(error)[:_PROBLEM_CHARS]
         tick.failed[web_id] = str(error)
@@ -212,6 +218,7 @@ def _apply_events(
     state: dict[str, _Point],
     events: pa.Table,
     now: datetime,
+    seen: datetime,
     today: date,
     in_lake: Callable[[Partition], bool],
     skew_tolerance: timedelta,
@@ -241,7 +248,7 @@ def _apply_events(
     ):
         point = state[web_id]
         if day == today or in_lake((day, point.tag_shard)):
-            point.owe(day, Work(since=now, reread_from=start))
+            point.owe(day, Work(since=seen, reread_from=start))
 
 
 def _days(first: date, last: date) -> Iterable[date]:

@@ -29,6 +29,7 @@ from osipi_dagster.lake.tables import (
     WriteResult,
     ensure_table,
     row_count,
+    row_counts,
     stored_table_name,
 )
 from osipi_dagster.lake.timeseries import read_slice, replace_slice, slice_row_count
@@ -62,6 +63,7 @@ __all__ = [
     "replace_day",
     "replace_slice",
     "row_count",
+    "row_counts",
     "slice_row_count",
     "stored_table_name",
     "write_watermarks",

@@ -12,7 +12,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -359,18 +359,38 @@ def row_count(table: LakeTable, partitions: Mapping[str, object] | None = None) 
     Counted from the per-file statistics of the Delta log, without reading any data file; if some file
     has no statistics (written by another engine), the matching rows are counted by a scan instead.
     """
+    wanted = dict(partitions or {})
+    return row_counts(table, tuple(wanted)).get(tuple(wanted.values()), 0)
+
+
+def row_counts(table: LakeTable, by: Sequence[str] = ()) -> dict[tuple[object, ...], int]:
+    """Rows per distinct value of the partition columns ``by`` (a tuple of their values, in ``by``'s order;
+    ``()`` for the whole table), for every partition that holds files.
+
+    One read of the Delta log: the per-file statistics are summed, so no data file is read; a partition
+    with a file that has no statistics (written by another engine) is counted by a scan of that partition.
+    """
     delta_table = table.load()
     files = pa.table(delta_table.get_add_actions(flatten=True))
-    for column, value in (partitions or {}).items():
-        files = files.filter(pc.equal(files.column(f"partition.{column}"), value))
-    counts = files.column("num_records")
-    if counts.null_count == 0:
-        return int(pc.sum(counts).as_py() or 0)
-    expression = None
-    for column, value in (partitions or {}).items():
-        term = ds.field(column) == value
-        expression = term if expression is None else expression & term
-    return delta_table.to_pyarrow_dataset().count_rows(filter=expression)
+    keys = {column: files.column(f"partition.{column}") for column in by}
+    grouped = (
+        pa.table({**keys, "rows": files.column("num_records"), "unknown": pc.is_null(files["num_records"])})
+        .group_by(list(by))
+        .aggregate([("rows", "sum"), ("unknown", "any")])
+    )
+    counts: dict[tuple[object, ...], int] = {}
+    for group in grouped.to_pylist():
+        key = tuple(group[column] for column in by)
+        counts[key] = int(group["rows_sum"] or 0)
+        if group["unknown_any"]:
+            expression = None
+            for column, value in zip(by, key, strict=True):
+                term = ds.field(column) == value
+                expression = term if expression is None else expression & term
+            counts[key] = delta_table.to_pyarrow_dataset().count_rows(filter=expression)
+    if not by:
+        counts.setdefault((), 0)
+    return counts
 
 
 def without_columns(schema: pa.Schema, computed: Collection[str]) -> pa.Schema:

@@ -28,10 +28,12 @@ from osipi_dagster.mock.routes import (
     streams,
     streamsets,
     system,
+    updates,
 )
 from osipi_dagster.mock.state import MockState
 
-ROUTERS = (system, oidc, dataservers, assets, eventframes, streams, streamsets, batch, admin)
+# The updates routes come before the streams routes: /streams/updates/{marker} is not a stream's read.
+ROUTERS = (system, oidc, dataservers, assets, eventframes, updates, streams, streamsets, batch, admin)
 GZIP_MIN_BYTES = 1000
 GZIP_LEVEL = 1  # the fastest level: the mock must not be the bottleneck of a gzip benchmark
 

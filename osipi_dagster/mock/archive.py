@@ -43,9 +43,10 @@ import numpy as np
 from osipi_dagster.mock import webids
 from osipi_dagster.mock.config import MockConfig
 from osipi_dagster.mock.errors import PIError, not_found
+from osipi_dagster.mock.hashing import key, uniform
 from osipi_dagster.mock.model import Point
 from osipi_dagster.mock.timeparse import NS
-from osipi_dagster.mock.values import DataSource, key, uniform
+from osipi_dagster.mock.values import DataSource
 
 SERVER_VERSION = "3.4.440.477"
 _NAMESPACE = uuid.UUID("6f1d3c5e-8a47-4f0e-9b1c-2d7e5a9f0c31")  # the mock's own uuid5 namespace

@@ -66,6 +66,7 @@ class MockConfig:
     now: str | None = None  # ISO 8601; None = the real clock
     archive_days: float = 730.0  # data exist from now - archive_days (at start-up) onwards
     late_share: Rate = 0.05  # share of points that receive some values late
+    edit_share: Rate = 0.001  # share of points whose past values get one generated edit or delete per hour
     sampling: Sampling = "mixed"  # mixed: the unit template's 1 s/5 s/60 s/irregular; 1s: all 1 Hz numeric
     af_databases: int = 1
     event_frame_days: float = 30.0  # event frames exist for this many days before now
@@ -83,6 +84,7 @@ class MockConfig:
     csrf_status: ClientErrorStatus = 400  # the status of a CSRF rejection (undocumented by AVEVA: 400 or 403)
     rate_limit_max: NotNegativeInt = 0  # RateLimitMaxRequests per IP per rate_limit_duration_s; 0 = off
     rate_limit_duration_s: Positive = 1.0
+    updates_cache_minutes: Positive = 15.0  # a stream-updates cache unused this long (mock clock) expires
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     @field_validator("now")

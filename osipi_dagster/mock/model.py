@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+QUESTIONABLE, SUBSTITUTED, ANNOTATED = 1, 2, 4  # bits of a value's flags (``values.Block.flags``)
+
 
 @dataclass(frozen=True, slots=True)
 class Point:
@@ -42,3 +44,19 @@ class Attribute:
     categories: tuple[str, ...]
     point_id: int | None  # the PI point of a "PI Point" data reference, None for static attributes
     static_value: object  # the value of an attribute without a data reference
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """What a stream WebId names: a point, or an attribute (over a point, or static)."""
+
+    name: str
+    path: str
+    units: str
+    point: Point | None
+    attribute: Attribute | None
+    context: tuple[int, int] | None  # an event frame's time range
+
+    @property
+    def static(self) -> bool:
+        return self.point is None

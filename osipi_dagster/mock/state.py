@@ -1,4 +1,5 @@
-"""Everything one mock server holds: its configuration, clock, data models and fault schedule."""
+"""Everything one mock server holds: its configuration, clock, data models, stream-updates caches and fault
+schedule."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from osipi_dagster.mock.clock import MockClock
 from osipi_dagster.mock.config import MockConfig
 from osipi_dagster.mock.eventframes import EventFrameModel
 from osipi_dagster.mock.faults import FaultInjector
+from osipi_dagster.mock.updates import UpdatesRegistry
 
 
 class MockState:
@@ -21,3 +23,6 @@ class MockState:
         self.af = AssetModel(config, self.archive)
         self.event_frames = EventFrameModel(config, self.af, self.started_ns, self.clock)
         self.faults = FaultInjector(config.faults)
+        self.updates = UpdatesRegistry(
+            config.seed, self.clock, self.archive.data, config.updates_cache_minutes
+        )

@@ -1,5 +1,6 @@
-"""Deterministic stream data: a value, and whether a timestamp holds one, is a pure function of
-(seed, point, timestamp), never of the query window, so overlapping windows agree byte for byte.
+"""Deterministic stream data: a stored value, and whether a timestamp holds one, is a pure function of
+(seed, point, timestamp), never of the query window, so overlapping windows agree byte for byte. What a read
+sees also depends on the clock (late arrivals) and on the edits that happened by then (``edits.py``).
 
 Generation is vectorised numpy (splitmix64 hashes on uint64, then only + * floor on float64, which are
 exact IEEE operations and give the same bits whatever the array length or alignment).
@@ -26,6 +27,11 @@ Questionable (0.3 %), Substituted (0.1 %) or Annotated (0.05 %).
 
 **Late arrivals.** On a ``late`` point, 35 % of 6 h blocks hold a buffering outage of 5 min to 2 h; values
 stamped inside it become visible together, 1 to 30 min after the outage ends (lags of minutes to hours).
+``arrivals`` lists what becomes visible as the clock moves (stream updates read it).
+
+**Edits.** Every read goes through ``_chunks``, which applies the edits of each chunk's timestamps
+(``EditStore.latest``): the values at an edited timestamp give way to one event whose slot (at or below
+``EDITED_SLOT``) names the edit's value, which ``_materialize`` puts in place; a delete leaves nothing.
 """
 
 from __future__ import annotations
@@ -36,15 +42,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from osipi_dagster.mock.edits import EDITED_SLOT, EditStore
 from osipi_dagster.mock.errors import PIError
-from osipi_dagster.mock.model import Point
+from osipi_dagster.mock.hashing import hash64, key, uniform
+from osipi_dagster.mock.model import ANNOTATED, QUESTIONABLE, SUBSTITUTED, Point
 from osipi_dagster.mock.timeparse import NS, TICK_NS
 
 if TYPE_CHECKING:
     from osipi_dagster.mock.archive import Archive
 
-_M64 = 0xFFFFFFFFFFFFFFFF
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MINUTE_NS = 60 * NS
 HOUR_NS = 3600 * NS
 DAY_NS = 86_400 * NS
@@ -59,7 +65,6 @@ OUTAGE_BLOCK_NS, OUTAGE_SHARE = 2 * HOUR_NS, 0.01
 LATE_BLOCK_NS, LATE_SHARE = 6 * HOUR_NS, 0.35
 SPIKE_SHARE, QUESTIONABLE_SHARE, SUBSTITUTED_SHARE, ANNOTATED_SHARE = 0.0005, 0.003, 0.001, 0.0005
 MULTI_SLOT_SHARE = 0.08
-QUESTIONABLE, SUBSTITUTED, ANNOTATED = 1, 2, 4  # bits of Block.flags
 
 # Salts: one independent hash stream per purpose.
 _S_KEEP, _S_JITTER, _S_MULTI, _S_KNOT, _S_FAST, _S_WHITE, _S_STATE = range(1, 8)
@@ -67,39 +72,6 @@ _S_OUTAGE, _S_LATE, _S_SPIKE, _S_FLAGS, _S_PHASE, _S_SHAPE = range(8, 14)
 
 # The dominant state of each user digital set (the others share what is left).
 _DOMINANT = {"Modes": (1, 0.8), "OnOff": (1, 0.85), "AlarmStates": (0, 0.9), "ValveState": (1, 0.7)}
-
-
-def _mix(x: int) -> int:
-    """splitmix64 finalizer on a Python int."""
-    x &= _M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
-    return x ^ (x >> 31)
-
-
-def key(*parts: int) -> int:
-    """A 64-bit hash key of integers (seed, point id, salt...)."""
-    h = 0
-    for part in parts:
-        h = _mix(h ^ ((part * 0x9E3779B97F4A7C15) & _M64))
-    return h
-
-
-def hash64(values: np.ndarray, salt_key: int) -> np.ndarray:
-    """splitmix64 of ``values`` (any integer dtype) under ``salt_key``: uint64."""
-    x = values.astype(np.uint64) * _GOLDEN
-    x ^= np.uint64(salt_key)
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return x
-
-
-def uniform(values: np.ndarray, salt_key: int) -> np.ndarray:
-    """Uniform float64 in [0, 1) per value."""
-    return (hash64(values, salt_key) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +151,7 @@ class Schedule:
     shape: str  # analog | hold | counter | total | digital | string
     kind: str  # float32 | float64 | int | digital | string
     seed: int
+    shape_u: float  # the point's own uniform draw for its shape (knot spacing, hold time)
 
     def k(self, salt: int) -> int:
         return key(self.seed, self.point.id, salt)
@@ -205,14 +178,15 @@ def make_schedule(seed: int, point: Point) -> Schedule:
     kind = kind or point.point_type.lower()
     shape = _shape(point)
     u = uniform(np.array([point.id]), key(seed, _S_PHASE))[0]
+    shape_u = float(uniform(np.array([point.id]), key(seed, point.id, _S_SHAPE))[0])
     if point.sampling == "irregular":
         period, keep = {"digital": (300, 0.1), "string": (3600, 0.25)}.get(shape, (30, 0.35))
-        return Schedule(point, period * NS, keep, -1, TICK_NS if u < 0.5 else NS, shape, kind, seed)
+        return Schedule(point, period * NS, keep, -1, TICK_NS if u < 0.5 else NS, shape, kind, seed, shape_u)
     period = {"1s": 1, "5s": 5, "60s": 60}[point.sampling] * NS
     phase = 0
     if period <= 5 * NS and u < 0.15:  # a sub-second phase with 7 significant fractional digits
         phase = (int(u / 0.15 * (period // TICK_NS - 1)) + 1) * TICK_NS
-    return Schedule(point, period, 1.0, phase, TICK_NS, shape, kind, seed)
+    return Schedule(point, period, 1.0, phase, TICK_NS, shape, kind, seed, shape_u)
 
 
 class DataSource:
@@ -222,6 +196,7 @@ class DataSource:
         self.archive = archive
         self.start_ns = archive.start_ns
         self._schedules: dict[int, Schedule] = {}
+        self.edits = EditStore(self, archive.config.edit_share)
 
     def schedule(self, point: Point) -> Schedule:
         found = self._schedules.get(point.id)
@@ -251,7 +226,8 @@ class DataSource:
         ts = slots * s.period + offsets
         inside = (ts >= a) & (ts <= b) & (ts > self.start_ns)
         slots, ts = slots[inside], ts[inside]
-        ts, slots = self._drop_outages(s, ts, slots)
+        outages = self._outages(s, np.arange(a // OUTAGE_BLOCK_NS, b // OUTAGE_BLOCK_NS + 1, dtype=np.int64))
+        ts, slots = _drop_outages(outages, ts, slots)
         dup = np.zeros(len(ts), np.int8)
         if s.point.multi:
             u = uniform(slots, s.k(_S_MULTI))
@@ -259,7 +235,7 @@ class DataSource:
             ts, slots = np.repeat(ts, count), np.repeat(slots, count)
             dup = (np.arange(len(ts)) - np.repeat(np.cumsum(count) - count, count)).astype(np.int8)
         events = _Events(ts, slots, dup, np.zeros(len(ts), np.int16))
-        synthetic = self._state_events(s, a, b)
+        synthetic = self._state_events(outages, a, b)
         if not len(synthetic):
             return events
         merged = _concat_events([synthetic, events])
@@ -274,21 +250,9 @@ class DataSource:
         states = np.array(OUTAGE_STATES, np.int16)[((h >> np.uint64(40)) % np.uint64(len(OUTAGE_STATES)))]
         return start, start + length, states
 
-    def _drop_outages(self, s: Schedule, ts: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not len(ts):
-            return ts, slots
-        blocks = np.arange(ts[0] // OUTAGE_BLOCK_NS, ts[-1] // OUTAGE_BLOCK_NS + 1, dtype=np.int64)
-        start, end, _ = self._outages(s, blocks)
-        if not len(start):
-            return ts, slots
-        i = np.searchsorted(start, ts, side="right") - 1
-        inside = (i >= 0) & (ts < end[np.maximum(i, 0)])
-        return ts[~inside], slots[~inside]
-
-    def _state_events(self, s: Schedule, a: int, b: int) -> _Events:
+    def _state_events(self, outages: tuple[np.ndarray, ...], a: int, b: int) -> _Events:
         """Pt Created at the archive start and one system-state event per outage, within [a, b]."""
-        blocks = np.arange(a // OUTAGE_BLOCK_NS, b // OUTAGE_BLOCK_NS + 1, dtype=np.int64)
-        start, _, states = self._outages(s, blocks)
+        start, _, states = outages
         keep = (start >= a) & (start <= b) & (start > self.start_ns)
         ts, states = start[keep], states[keep]
         if a <= self.start_ns <= b:
@@ -307,25 +271,39 @@ class DataSource:
 
     def _arrival(self, s: Schedule, ts: np.ndarray) -> np.ndarray:
         """When each value reaches the archive: its timestamp, or the end of a buffering outage + flush."""
-        blocks = ts // LATE_BLOCK_NS
+        late, start, end, arrival = self._late_windows(s, ts // LATE_BLOCK_NS)
+        return np.where(late & (ts >= start) & (ts < end), arrival, ts)
+
+    def _late_windows(self, s: Schedule, blocks: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per 6 h block: whether it holds a buffering outage, the outage's start and end, and when the
+        values stamped inside it arrive."""
         u = uniform(blocks, s.k(_S_LATE))
         h = hash64(blocks, s.k(_S_LATE + 100))
         start = blocks * LATE_BLOCK_NS + (h % np.uint64(180)).astype(np.int64) * MINUTE_NS
         end = start + (5 + (h >> np.uint64(16)) % np.uint64(116)).astype(np.int64) * MINUTE_NS
         flush = (1 + (h >> np.uint64(32)) % np.uint64(30)).astype(np.int64) * MINUTE_NS
-        late = (u < LATE_SHARE) & (ts >= start) & (ts < end)
-        return np.where(late, end + flush, ts)
+        return u < LATE_SHARE, start, end, end + flush
 
     def _chunks(
-        self, s: Schedule, a: int, b: int, now: int, descending: bool = False, want: int = 1 << 20
+        self,
+        s: Schedule,
+        a: int,
+        b: int,
+        now: int,
+        descending: bool = False,
+        want: int = 1 << 20,
+        edited: bool = True,
     ) -> Iterator[_Events]:
-        """Visible events in [a, b] chunk by chunk, each chunk sized for about ``want`` events."""
+        """Visible events in [a, b] chunk by chunk, each chunk sized for about ``want`` events, with the
+        edits that happened by ``now`` applied (the stored events alone when not ``edited``)."""
         a, b = max(a, self.start_ns), min(b, self.horizon(s.point, now))
         span = max(int(want / s.density * 1.2), 64 * s.period)
         while a <= b:
             lo, hi = (max(a, b - span + 1), b) if descending else (a, min(b, a + span - 1))
             ev = self._events(s, lo, hi)
             ev = ev.take(self._visible(s, ev, now))
+            if edited:
+                ev = self._edited(s, ev, lo, hi, now)
             yield ev.take(slice(None, None, -1)) if descending else ev
             if descending:
                 b = lo - 1
@@ -333,21 +311,39 @@ class DataSource:
                 a = hi + 1
             span = min(span * 2, max(span, int((1 << 21) / s.density)))
 
-    def _scan(self, s: Schedule, a: int, b: int, now: int, need: int, descending: bool = False) -> _Events:
+    def _scan(
+        self, s: Schedule, a: int, b: int, now: int, need: int, descending: bool = False, edited: bool = True
+    ) -> _Events:
         """The first ``need`` visible events of [a, b] in the requested direction."""
         parts, got = [], 0
-        for ev in self._chunks(s, a, b, now, descending, want=need):
+        for ev in self._chunks(s, a, b, now, descending, want=need, edited=edited):
             parts.append(ev)
             got += len(ev)
             if got >= need:
                 break
         return _concat_events(parts).take(slice(0, need)) if parts else _EMPTY
 
+    def _edited(self, s: Schedule, ev: _Events, lo: int, hi: int, now: int) -> _Events:
+        """Visible events of [lo, hi] with the edits of their timestamps applied: the values at an edited
+        timestamp give way to the edit's value (one event whose slot names it), or to nothing."""
+        edits = self.edits.latest(s.point, lo, hi, now)
+        if not edits:
+            return ev
+        kept = ev.take(~np.isin(ev.ts, np.array([e.ts for e in edits], np.int64)))
+        written = [e for e in edits if e.slot is not None]
+        n = len(written)
+        ts = np.array([e.ts for e in written], np.int64)
+        slots = np.array([e.slot for e in written], np.int64)
+        merged = _concat_events([kept, _Events(ts, slots, np.zeros(n, np.int8), np.zeros(n, np.int16))])
+        return merged.take(np.argsort(merged.ts, kind="stable"))
+
     # -- values -------------------------------------------------------------------------------------
 
     def _materialize(self, s: Schedule, ev: _Events) -> Block:
         """Compute the values, bad states and flags of stored events."""
         n = len(ev)
+        if not n:  # about a hundred numpy operations saved, for nothing
+            return self.no_data(s.point, ev.ts)
         hk = ev.slot * 4 + ev.dup  # one hash input per stored value
         values = self._shape_values(s, ev.ts, hk)
         states = ev.state.copy()
@@ -362,6 +358,9 @@ class DataSource:
         flags[good & (f < QUESTIONABLE_SHARE)] |= QUESTIONABLE
         flags[good & (f >= 0.5) & (f < 0.5 + SUBSTITUTED_SHARE)] |= SUBSTITUTED
         flags[good & (f >= 0.9) & (f < 0.9 + ANNOTATED_SHARE)] |= ANNOTATED
+        for i in np.flatnonzero(ev.slot <= EDITED_SLOT).tolist():
+            edit = self.edits.value(int(ev.slot[i]))
+            values[i], states[i], flags[i] = edit.value, edit.state, edit.flags
         return Block(ev.ts, values, states, flags, s.kind, s.point.digital_set)
 
     def _shape_values(self, s: Schedule, ts: np.ndarray, hk: np.ndarray) -> np.ndarray:
@@ -376,7 +375,7 @@ class DataSource:
         if s.shape == "total":  # a daily total: a ramp from midnight UTC
             norm = np.mod(sec, 86_400.0) / 86_400.0 * (0.6 + 0.2 * self._noise(s, sec, 3600.0, _S_KNOT))
         elif s.shape == "hold":  # a setpoint held for 1-4 h
-            hold = 3600.0 * (1 + int(uniform(np.array([p.id]), s.k(_S_SHAPE))[0] * 4))
+            hold = 3600.0 * (1 + int(s.shape_u * 4))
             level = uniform(np.floor(sec / hold).astype(np.int64), s.k(_S_KNOT))
             norm = 0.2 + 0.6 * np.floor(level * 20.0) / 20.0
         else:
@@ -389,7 +388,7 @@ class DataSource:
         return value
 
     def _analog(self, s: Schedule, sec: np.ndarray, hk: np.ndarray) -> np.ndarray:
-        knot = 600.0 + 3000.0 * uniform(np.array([s.point.id]), s.k(_S_SHAPE))[0]
+        knot = 600.0 + 3000.0 * s.shape_u
         slow = self._noise(s, sec, knot, _S_KNOT)
         fast = self._noise(s, sec, 60.0, _S_FAST)
         day = np.mod(sec, 86_400.0) / 86_400.0
@@ -416,6 +415,52 @@ class DataSource:
         others = np.minimum(np.maximum(others, 0), n_states - 2)
         others += others >= dominant
         return np.where(u < share, dominant, others).astype(np.int64)
+
+    # -- what changes -------------------------------------------------------------------------------
+
+    def arrivals(self, point: Point, after: int, until: int) -> tuple[Block, np.ndarray]:
+        """Every stored value (before edits) that becomes visible as the clock moves from ``after`` to
+        ``until``, and the moment each does, by (moment, timestamp): a value arrives at its timestamp, a
+        Future point's value ``FUTURE_HORIZON_NS`` before it, a late value when its buffering outage
+        flushes."""
+        s = self.schedule(point)
+        lead = FUTURE_HORIZON_NS if point.future else 0
+        ev = self._events(s, after + lead + 1, until + lead)
+        moment = ev.ts - lead
+        if point.late:
+            on_time = self._arrival(s, ev.ts) == ev.ts
+            parts, moments = [ev.take(on_time)], [moment[on_time]]
+            blocks = np.arange(after // LATE_BLOCK_NS - 1, until // LATE_BLOCK_NS + 1, dtype=np.int64)
+            late, start, end, arrival = self._late_windows(s, blocks)
+            pick = late & (arrival > after) & (arrival <= until)
+            for lo, hi, at in zip(
+                start[pick].tolist(), end[pick].tolist(), arrival[pick].tolist(), strict=True
+            ):
+                inside = self._events(s, lo, hi - 1)
+                parts.append(inside)
+                moments.append(np.full(len(inside), at, np.int64))
+            ev, moment = _concat_events(parts), np.concatenate(moments)
+            order = np.lexsort((ev.ts, moment))
+            ev, moment = ev.take(order), moment[order]
+        return self._materialize(s, ev), moment
+
+    def stored_at(self, point: Point, t: int, now: int) -> Block:
+        """The values stored at ``t`` (before edits) that are visible at ``now``."""
+        s = self.schedule(point)
+        ev = self._events(s, t, t)
+        return self._materialize(s, ev.take(self._visible(s, ev, now)))
+
+    def last_stored(self, point: Point, at: int, since: int, now: int) -> Block:
+        """The last value stored in [since, at] (before edits) that is visible at ``now``; empty if none."""
+        s = self.schedule(point)
+        return self._materialize(s, self._scan(s, since, at, now, 1, descending=True, edited=False))
+
+    def edited_value(self, point: Point, ts: int, slot: int) -> Block:
+        """The value an edit stored at ``ts`` (its event ``slot``), as a one-value block."""
+        one = _Events(
+            np.array([ts], np.int64), np.array([slot], np.int64), np.zeros(1, np.int8), np.zeros(1, np.int16)
+        )
+        return self._materialize(self.schedule(point), one)
 
     # -- reads --------------------------------------------------------------------------------------
 
@@ -606,6 +651,18 @@ class SummaryError:
             f"The summary type '{self.kind}' is not supported on a non-numeric stream: only "
             f"{' and '.join(NON_NUMERIC_SUMMARIES)} are."
         )
+
+
+def _drop_outages(
+    outages: tuple[np.ndarray, ...], ts: np.ndarray, slots: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The events outside every outage (an outage never reaches into the next block)."""
+    start, end, _ = outages
+    if not len(ts) or not len(start):
+        return ts, slots
+    i = np.searchsorted(start, ts, side="right") - 1
+    inside = (i >= 0) & (ts < end[np.maximum(i, 0)])
+    return ts[~inside], slots[~inside]
 
 
 def _plot_pick(block: Block, lo: int, width: int) -> np.ndarray:

@@ -35,7 +35,7 @@ from osipi_dagster.pi.errors import (
     PIResponseError,
     PIWebAPIError,
 )
-from osipi_dagster.pi.recorded import StreamFailure, StreamRead
+from osipi_dagster.pi.recorded import ReadCancelledError, StreamFailure, StreamRead
 from osipi_dagster.pi.transport import RetryPolicy
 from osipi_dagster.pi.updates import (
     UPDATE_EVENTS_SCHEMA,
@@ -72,6 +72,7 @@ __all__ = [
     "PIWebAPIClient",
     "PIWebAPIError",
     "Point",
+    "ReadCancelledError",
     "RegistrationRefusedError",
     "RetryPolicy",
     "StreamFailure",

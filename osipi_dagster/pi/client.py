@@ -10,7 +10,8 @@ from osipi_dagster.contract import TimeLike, format_ns, to_ns, to_pi_time
 from osipi_dagster.pi.auth import Anonymous, PIAuth
 from osipi_dagster.pi.discovery import Discovery
 from osipi_dagster.pi.errors import redact_url
-from osipi_dagster.pi.recorded import Limits, ReadOptions, ReadSpec, StreamRead
+from osipi_dagster.pi.options import DEFAULT_CLIENT, DEFAULT_READ, ReadMode, ReadOptions
+from osipi_dagster.pi.recorded import Limits, ReadSpec, StreamRead
 from osipi_dagster.pi.transport import RetryPolicy, Transport, check_count
 from osipi_dagster.pi.updates import Markers, UpdateRegistration, UpdatesRead, read_updates, register_updates
 
@@ -53,15 +54,15 @@ class PIWebAPIClient(Discovery):
         *,
         auth: PIAuth | None = None,
         verify: bool | str = True,
-        timeout: float = 30.0,
-        post_timeout: float = 60.0,
-        max_retries: int = 3,
-        backoff_base_s: float = 0.5,
-        backoff_max_s: float = 30.0,
-        pool_size: int = 20,
-        max_count_limit: int = 150_000,
-        user_agent: str = "osipi-dagster",
-        compress: bool = True,
+        timeout: float = DEFAULT_CLIENT.timeout,
+        post_timeout: float = DEFAULT_CLIENT.post_timeout,
+        max_retries: int = DEFAULT_CLIENT.max_retries,
+        backoff_base_s: float = DEFAULT_CLIENT.backoff_base_s,
+        backoff_max_s: float = DEFAULT_CLIENT.backoff_max_s,
+        pool_size: int = DEFAULT_CLIENT.pool_size,
+        max_count_limit: int = DEFAULT_CLIENT.max_count_limit,
+        user_agent: str = DEFAULT_CLIENT.user_agent,
+        compress: bool = DEFAULT_CLIENT.compress,
     ):
         check_count("max_count_limit", max_count_limit, 1)
         self.auth = auth if auth is not None else Anonymous()
@@ -117,12 +118,12 @@ class PIWebAPIClient(Discovery):
         start: TimeLike,
         end: TimeLike,
         *,
-        mode: str = "streamsets",
+        mode: ReadMode | str = DEFAULT_READ.mode,
         page_size: int | None = None,
-        values_per_request: int = 100_000,
-        streams_per_request: int = 200,
-        max_url_length: int = 8000,
-        concurrency: int = 2,
+        values_per_request: int = DEFAULT_READ.values_per_request,
+        streams_per_request: int = DEFAULT_READ.streams_per_request,
+        max_url_length: int = DEFAULT_READ.max_url_length,
+        concurrency: int = DEFAULT_READ.concurrency,
         boundary_type: str = "Inside",
         filter_expression: str | None = None,
         cancel: threading.Event | None = None,
@@ -175,9 +176,9 @@ class PIWebAPIClient(Discovery):
         interval: str,
         *,
         sync_time: TimeLike | None = None,
-        mode: str = "streamsets",
-        streams_per_request: int = 200,
-        concurrency: int = 2,
+        mode: ReadMode | str = DEFAULT_READ.mode,
+        streams_per_request: int = DEFAULT_READ.streams_per_request,
+        concurrency: int = DEFAULT_READ.concurrency,
         cancel: threading.Event | None = None,
     ) -> StreamRead:
         """Values interpolated every ``interval`` (a PI time span such as ``1h`` or ``30s``)."""
@@ -195,9 +196,9 @@ class PIWebAPIClient(Discovery):
         end: TimeLike,
         intervals: int = 24,
         *,
-        mode: str = "streamsets",
-        streams_per_request: int = 200,
-        concurrency: int = 2,
+        mode: ReadMode | str = DEFAULT_READ.mode,
+        streams_per_request: int = DEFAULT_READ.streams_per_request,
+        concurrency: int = DEFAULT_READ.concurrency,
         cancel: threading.Event | None = None,
     ) -> StreamRead:
         """PI's plot values: per interval the first, last, minimum, maximum and exceptional values."""
@@ -217,9 +218,9 @@ class PIWebAPIClient(Discovery):
         *,
         duration: str | None = None,
         calculation_basis: str = "TimeWeighted",
-        mode: str = "streamsets",
-        streams_per_request: int = 200,
-        concurrency: int = 2,
+        mode: ReadMode | str = DEFAULT_READ.mode,
+        streams_per_request: int = DEFAULT_READ.streams_per_request,
+        concurrency: int = DEFAULT_READ.concurrency,
         cancel: threading.Event | None = None,
     ) -> StreamRead:
         """Summaries (``Average``, ``Minimum``, ``Maximum``, ``Total``, ``Count``, …) over the window, or
@@ -236,9 +237,9 @@ class PIWebAPIClient(Discovery):
         web_ids: WebIds,
         time: TimeLike | None = None,
         *,
-        mode: str = "streamsets",
-        streams_per_request: int = 200,
-        concurrency: int = 2,
+        mode: ReadMode | str = DEFAULT_READ.mode,
+        streams_per_request: int = DEFAULT_READ.streams_per_request,
+        concurrency: int = DEFAULT_READ.concurrency,
         cancel: threading.Event | None = None,
     ) -> StreamRead:
         """Each stream's value at ``time`` (interpolated or PI's rule for the stream), or its snapshot."""
@@ -249,9 +250,9 @@ class PIWebAPIClient(Discovery):
         self,
         web_ids: WebIds,
         *,
-        mode: str = "streamsets",
-        streams_per_request: int = 200,
-        concurrency: int = 2,
+        mode: ReadMode | str = DEFAULT_READ.mode,
+        streams_per_request: int = DEFAULT_READ.streams_per_request,
+        concurrency: int = DEFAULT_READ.concurrency,
         cancel: threading.Event | None = None,
     ) -> StreamRead:
         """Each stream's last recorded value (which can lie in the future for future-data points)."""
@@ -279,13 +280,13 @@ class PIWebAPIClient(Discovery):
         return StreamRead(self._transport, ids, spec, options, self._limits, cancel)
 
     @staticmethod
-    def _mode(web_ids: WebIds, mode: str) -> str:
-        return "streams" if isinstance(web_ids, str) else mode
+    def _mode(web_ids: WebIds, mode: ReadMode | str) -> ReadMode:
+        return ReadMode.STREAMS if isinstance(web_ids, str) else ReadMode(mode)
 
     # -- stream updates --------------------------------------------------------------------------------
 
     def register_updates(
-        self, web_ids: WebIds, *, max_url_length: int = 8000, concurrency: int = 2
+        self, web_ids: WebIds, *, max_url_length: int = DEFAULT_READ.max_url_length, concurrency: int = 2
     ) -> UpdateRegistration:
         """Register streams for PI Web API's Stream Updates and return one marker per stream.
 
@@ -306,7 +307,7 @@ class PIWebAPIClient(Discovery):
         )
 
     def read_updates(
-        self, markers: Markers, *, max_url_length: int = 8000, concurrency: int = 2
+        self, markers: Markers, *, max_url_length: int = DEFAULT_READ.max_url_length, concurrency: int = 2
     ) -> UpdatesRead:
         """Every change to each stream since its marker: new, late, edited and deleted values.
 

@@ -56,6 +56,7 @@ from osipi_dagster.pi.errors import (
     redact_url,
     scrub,
 )
+from osipi_dagster.pi.options import ReadMode, ReadOptions
 from osipi_dagster.pi.paging import Cursor, advances, page_problem, plan_page, request_count
 from osipi_dagster.pi.webids import pair_streams
 
@@ -64,7 +65,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("osipi_dagster.pi")
 
-MODES = ("streamsets", "batch", "streams")
 CANCEL_POLL_S = 0.1  # how often a read waiting for answers looks at its cancel event
 
 _RECORDED_FIELDS = ("Timestamp", "Value", "Good", "Questionable", "Substituted", "Annotated", "Errors")
@@ -107,27 +107,6 @@ class StreamFailure:
     @property
     def resume_from_ns(self) -> int:
         return to_ns(self.resume_from)
-
-
-@dataclass
-class ReadOptions:
-    """How a multi-stream read is cut into requests (see :meth:`PIWebAPIClient.read_recorded`)."""
-
-    mode: str = "streamsets"
-    page_size: int | None = None
-    values_per_request: int = 100_000
-    streams_per_request: int = 200
-    max_url_length: int = 8000
-    concurrency: int = 2
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)} (got {self.mode!r})")
-        for name in ("values_per_request", "streams_per_request", "concurrency"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.page_size is not None and self.page_size < 1:
-            raise ValueError("page_size must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -378,7 +357,7 @@ class _Engine:
         return CANCEL_POLL_S if timeout is None else min(timeout, CANCEL_POLL_S)
 
     def _enqueue(self, stream: _Stream) -> None:
-        key = stream.cursor.start if self.options.mode == "streamsets" else ""
+        key = stream.cursor.start if self.options.mode is ReadMode.STREAMSETS else ""
         self._waiting.setdefault(key, deque()).append(stream)
 
     def _delay(self, stream: _Stream) -> None:
@@ -397,9 +376,9 @@ class _Engine:
             return []
         key = next(iter(self._waiting))
         queue = self._waiting[key]
-        if self.options.mode == "streams":
+        if self.options.mode is ReadMode.STREAMS:
             group = [queue.popleft()]
-        elif self.options.mode == "batch":
+        elif self.options.mode is ReadMode.BATCH:
             group = [queue.popleft() for _ in range(min(len(queue), self.options.streams_per_request))]
         else:
             group = self._pack_streamset(queue)
@@ -475,9 +454,9 @@ class _Engine:
     def _fetch(self, group: list[_Stream]) -> _Answer:
         counts = self._max_counts(group)  # read once: another answer may lower the limit meanwhile
         try:
-            if self.options.mode == "streamsets":
+            if self.options.mode is ReadMode.STREAMSETS:
                 return self._fetch_streamset(group, counts)
-            if self.options.mode == "batch":
+            if self.options.mode is ReadMode.BATCH:
                 return self._fetch_batch(group, counts)
             return self._fetch_stream(group[0], counts[0])
         except PIWebAPIError as error:

@@ -42,6 +42,7 @@ from osipi_dagster.pi.errors import (
     error_messages,
     redact_url,
 )
+from osipi_dagster.pi.options import DEFAULT_CLIENT
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -76,9 +77,9 @@ class RetryPolicy:
     unusable body and a stream that failed inside an answer with the same waits (:meth:`delay`).
     """
 
-    max_retries: int = 3
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
+    max_retries: int = DEFAULT_CLIENT.max_retries
+    backoff_base_s: float = DEFAULT_CLIENT.backoff_base_s
+    backoff_max_s: float = DEFAULT_CLIENT.backoff_max_s
     retry_after_max_s: float = 300.0
     statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
@@ -110,7 +111,7 @@ class RetryPolicy:
 
 
 class _Retry(Retry):
-    """urllib3's ``Retry`` that reports each retry before waiting for it, gives up at once on a certificate
+    """urllib3's ``Retry`` that reports each retry right before sending it, gives up at once on a certificate
     that failed verification, and waits the backoff when a ``Retry-After`` cannot be read."""
 
     def __init__(
@@ -146,9 +147,11 @@ class _Retry(Retry):
         if response is not None and self.respect_retry_after_header:
             retry_after = self.get_retry_after(response)
         wait = retry_after or self.get_backoff_time()
+        time.sleep(wait)
+        # Reported after the wait, right before the request is sent again: a read cancelled meanwhile
+        # refuses the retry there (its hook raises), so nothing is sent after a cancel.
         if self.on_retry is not None:
             self.on_retry(self.history[-1], len(self.history), wait)
-        time.sleep(wait)
 
 
 class _Call(NamedTuple):
@@ -283,7 +286,7 @@ class Transport:
             on_send()
 
     def _retrying(self, failure: RequestHistory, number: int, wait: float) -> None:
-        """urllib3 is about to send a request again: count it, and say why."""
+        """urllib3 is about to send a request again (its wait is over): count it, and say why."""
         call: _Call | None = getattr(self._calls, "current", None)
         if call is not None:  # None: a request of the auth (the token endpoint), not one of PI Web API
             self._count(call.on_send)
@@ -292,7 +295,7 @@ class Transport:
         else:
             cause = _failure_text(failure.error, self.timeout) if failure.error else "failed"
         log.warning(
-            "PI Web API request failed (%s); retry %d of %d in %.2f s [%s]",
+            "PI Web API request failed (%s); retry %d of %d after %.2f s [%s]",
             cause,
             number,
             self.retry.max_retries,

@@ -49,6 +49,7 @@ from osipi_dagster.pi.errors import (
     PIWebAPIError,
     error_messages,
 )
+from osipi_dagster.pi.options import DEFAULT_READ
 from osipi_dagster.pi.transport import check_count
 
 if TYPE_CHECKING:
@@ -385,8 +386,8 @@ def register_updates(
     transport: Transport,
     web_ids: str | Iterable[str],
     *,
-    max_url_length: int = 8000,
-    concurrency: int = 2,
+    max_url_length: int = DEFAULT_READ.max_url_length,
+    concurrency: int = DEFAULT_READ.concurrency,
 ) -> UpdateRegistration:
     """Register streams for updates (``POST /streamsets/updates?webId=…``); see
     :meth:`~osipi_dagster.pi.client.PIWebAPIClient.register_updates`."""
@@ -510,8 +511,8 @@ def read_updates(
     transport: Transport,
     markers: Markers,
     *,
-    max_url_length: int = 8000,
-    concurrency: int = 2,
+    max_url_length: int = DEFAULT_READ.max_url_length,
+    concurrency: int = DEFAULT_READ.concurrency,
 ) -> UpdatesRead:
     """Read the events of each stream since its marker (``GET /streamsets/updates?marker=…``); see
     :meth:`~osipi_dagster.pi.client.PIWebAPIClient.read_updates`."""

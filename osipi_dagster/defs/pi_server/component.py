@@ -24,8 +24,10 @@ from dataclasses import dataclass
 import dagster as dg
 from pydantic import Field
 
+from osipi_dagster.defs.compute import compute_resources
 from osipi_dagster.defs.pi_server.af import af_assets
 from osipi_dagster.defs.pi_server.catalog_sensor import catalog_sensor
+from osipi_dagster.defs.pi_server.checks import server_checks
 from osipi_dagster.defs.pi_server.event_frames import event_frames_asset
 from osipi_dagster.defs.pi_server.event_frames_sensor import event_frames_sensor
 from osipi_dagster.defs.pi_server.gold import gold_asset
@@ -87,6 +89,7 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
     assets = server_assets(settings)
     return dg.Definitions(
         assets=assets.all,
+        asset_checks=server_checks(server),
         jobs=jobs.all,
         schedules=[*day_schedules(server, jobs), reconciliation_schedule(server, assets.reconciliation)],
         sensors=[
@@ -94,7 +97,7 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
             catalog_sensor(server, jobs),
             event_frames_sensor(server, jobs),
         ],
-        resources={server.pi_resource_key: pi_resource(settings)},
+        resources={server.pi_resource_key: pi_resource(settings), **compute_resources(server)},
     )
 
 

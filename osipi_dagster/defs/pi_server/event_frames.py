@@ -4,12 +4,14 @@ from datetime import date
 
 import dagster as dg
 
+from osipi_dagster.defs.compute import run_elsewhere
 from osipi_dagster.defs.pi_server.metadata import KINDS, POOL, definition_metadata, merge_metadata
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.ingest.event_frames import EventFrameResult, ingest_event_frames
 from osipi_dagster.ingest.server_clock import server_now
 from osipi_dagster.lake import LakeTable
 from osipi_dagster.lake.schemas import EVENT_FRAMES
+from osipi_dagster.pipes.request import RemoteJob
 
 DAYS_PER_RUN = 31  # a backfill launches one run per month of days, not one per day
 
@@ -37,6 +39,8 @@ def event_frames_asset(server: ServerWiring) -> dg.AssetsDefinition:
         acknowledged or changes is updated in place, never duplicated. Re-materialize today's partition to
         follow open frames, and an old day to pick up frames back-dated into it.
         """
+        if not server.runs_in_process:  # a subprocess or Databricks runs the same loop: defs/compute.py
+            return run_elsewhere(context, server, RemoteJob.EVENT_FRAMES, EVENT_FRAMES, {}, _metadata)
         pi = server.pi(context)
         client = pi.client
         table = server.lake(context).table(EVENT_FRAMES.name)

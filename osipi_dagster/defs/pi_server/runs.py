@@ -81,12 +81,13 @@ def busy_runs(instance: dg.DagsterInstance, job_name: str) -> bool:
     return bool(instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=IN_PROGRESS), limit=1))
 
 
-def busy_partitions(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> set[Partition]:
-    """The (day, shard) partitions of ``asset_key`` that a queued or running run covers."""
+def busy_partitions(instance: dg.DagsterInstance, asset_key: dg.AssetKey, job_name: str) -> set[Partition]:
+    """The (day, shard) partitions of ``asset_key`` that a queued or running run covers: a run of the
+    asset's job, or any run selecting the asset (a backfill from the UI)."""
     runs = instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS))
     busy: set[Partition] = set()
     for run in runs:
-        if asset_key not in (run.asset_selection or set()):
+        if run.job_name != job_name and asset_key not in (run.asset_selection or set()):
             continue
         tags = run.tags
         first, last = tags.get(RANGE_START), tags.get(RANGE_END)

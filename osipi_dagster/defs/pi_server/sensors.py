@@ -113,7 +113,7 @@ def timeseries_sensor(server: ServerWiring, job: dg.UnresolvedAssetJobDefinition
         }
         for partition, work in [*closing.items(), *repairs.items()]:
             owed[partition] = work if partition not in owed else owed[partition].merge(work)
-        busy = busy_partitions(context.instance, asset_key)
+        busy = busy_partitions(context.instance, asset_key, job.name)
         requests = []
         for planned in plan_runs(owed, server.partitions.shard_keys, busy, settings.sensor_max_runs_per_tick):
             run_config = {}
@@ -140,22 +140,23 @@ def _closing_days(
 ) -> tuple[dict[Partition, Work], dict]:
     """The final reads owed for days that closed (at the PI server's midnight), and the next cursor.
 
-    A day stays in the cursor's ``closing`` list until every shard has a successful run that started after
-    the day ended (such a run read the day whole), so a busy or failed partition is owed again on the next
-    tick; the work's ``since`` is the day's end, so its run key is the same on every tick. The first tick of
-    a sensor closes nothing: it starts counting from yesterday.
+    A day stays in the cursor's ``closing`` map (day -> when this sensor saw it closed, this host's clock)
+    until every shard has a successful run that started after that (such a run read the day whole), so a
+    busy or failed partition is owed again on the next tick, under the same run key. The first tick of a
+    sensor closes nothing: it starts counting from yesterday.
     """
     yesterday = now.date() - timedelta(days=1)
-    closing = {date.fromisoformat(day) for day in cursor.get("closing", [])}
+    seen = datetime.now(UTC).isoformat()
+    closing = dict(cursor.get("closing", {}))
     day = date.fromisoformat(cursor.get("closed_through", yesterday.isoformat())) + timedelta(days=1)
     while day <= yesterday:
-        closing.add(day)
+        closing.setdefault(day.isoformat(), seen)
         day += timedelta(days=1)
     owed: dict[Partition, Work] = {}
-    for day in closing:
-        start, end = day_bounds(day)
+    for text, noticed in closing.items():
+        day, since = date.fromisoformat(text), datetime.fromisoformat(noticed)
         for shard in shards:
-            if completed.get((day, shard), start) <= end:
-                owed[(day, shard)] = Work(since=end, reread_from=start)
-    still = sorted({day.isoformat() for day, _ in owed})
+            if completed.get((day, shard), since) <= since:
+                owed[(day, shard)] = Work(since=since, reread_from=day_bounds(day)[0])
+    still = {day.isoformat(): closing[day.isoformat()] for day in sorted({day for day, _ in owed})}
     return owed, {"closed_through": yesterday.isoformat(), "closing": still}

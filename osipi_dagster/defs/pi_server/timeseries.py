@@ -6,14 +6,16 @@ import dagster as dg
 from pydantic import Field
 
 from osipi_dagster.contract import from_ns, to_ns
+from osipi_dagster.defs.compute import run_elsewhere
 from osipi_dagster.defs.pi_server.metadata import KINDS, POOL, definition_metadata, table_metadata
 from osipi_dagster.defs.pi_server.partitions import split_partition_key
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.ingest.catalog import points_first_seen, shard_points
 from osipi_dagster.ingest.server_clock import server_now
-from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ReadSettings, ingest_partition
+from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ingest_partition
 from osipi_dagster.lake import LakeTable
 from osipi_dagster.lake.schemas import DATA_LATENCY, POINTS, TIMESERIES, WATERMARKS
+from osipi_dagster.pipes.request import RemoteJob
 
 # A backfill launches one run per this many partitions: Dagster costs seconds per run, so one run per
 # partition would spend most of a backfill starting runs.
@@ -73,8 +75,18 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
         Today's partition holds values up to its last run only: materialize it once more after the UTC
         day has closed (and late values have arrived), which reads the closed day whole; the schedule
         `pi_timeseries_close_day` does that every night."""
+        if not server.runs_in_process:  # a subprocess or Databricks runs the same loop: defs/compute.py
+            return run_elsewhere(
+                context,
+                server,
+                RemoteJob.TIMESERIES,
+                TIMESERIES,
+                config.model_dump(),
+                lambda result, _table: _metadata(result),
+                _run_metadata,
+            )
         pi, lake = server.pi(context), server.lake(context)
-        settings = ReadSettings(pi.read_mode, pi.values_per_request, pi.streams_per_request, pi.concurrency)
+        settings = pi.read_options()
         overlap = timedelta(minutes=_or(config.overlap_minutes, server.settings.overlap_minutes))
         table = lake.table(TIMESERIES.name)
         now = server_now(pi.client, pi.data_server)

@@ -17,7 +17,8 @@ import dagster as dg
 from osipi_dagster.defs.pi_server.partitions import ServerPartitions, server_partitions
 from osipi_dagster.defs.resources import DeltaLakehouseResource, PIWebAPIResource
 from osipi_dagster.lake import Lakehouse, stored_table_name
-from osipi_dagster.settings import PIServerSettings
+from osipi_dagster.settings import ComputeTarget, PIServerSettings
+from osipi_dagster.unity_catalog import uc_table_name
 
 LAKEHOUSE = "lakehouse"  # the resource key of the lakehouse every server shares
 
@@ -40,9 +41,19 @@ class ServerWiring:
         return self.settings.qualified("pi")
 
     @property
+    def compute_resource_key(self) -> str:
+        """Where the server's ingestion runs, when not in the Dagster step (defs/compute.py)."""
+        return self.settings.qualified("compute")
+
+    @property
+    def runs_in_process(self) -> bool:
+        return self.settings.compute == ComputeTarget.IN_PROCESS
+
+    @property
     def resource_keys(self) -> set[str]:
         """What an asset of this server that reads PI and writes the lake requires."""
-        return {self.pi_resource_key, LAKEHOUSE}
+        keys = {self.pi_resource_key, LAKEHOUSE}
+        return keys if self.runs_in_process else keys | {self.compute_resource_key}
 
     @property
     def group(self) -> str:
@@ -54,8 +65,12 @@ class ServerWiring:
         return dg.AssetKey([*self.settings.key_prefix, name])
 
     def table_name(self, name: str) -> str:
-        """The name the table ``<schema>.<table>`` takes for this server in the lakehouse."""
-        return stored_table_name(name, self.settings.table_prefix)
+        """The name the table ``<schema>.<table>`` takes for this server in the lakehouse; on Databricks, its
+        Unity Catalog name ``<catalog>.<schema>.<table>``."""
+        stored = stored_table_name(name, self.settings.table_prefix)
+        if self.settings.compute == ComputeTarget.DATABRICKS:
+            return uc_table_name(self.settings.databricks_catalog, stored)
+        return stored
 
     def pi(self, context: WithResources) -> PIWebAPIResource:
         """The server's PI Web API resource, opened for the running step (or sensor tick)."""

@@ -5,6 +5,10 @@
 - ``GET /admin/faults`` -> the fault configuration (snake_case fields); ``PUT /admin/faults`` with a JSON
   object of fields replaces it (omitted fields take their defaults) and restarts the fault schedule.
 - ``GET /admin/info`` -> what the server serves: data server, points, AF databases, event frames, URLs.
+- ``POST /admin/edits`` with ``{"Edits": [{"WebId", "Timestamp", "Value"} | {"WebId", "Timestamp",
+  "Delete": true}, ...]}`` edits or deletes stored values now (on the mock's clock), in order, all or none
+  -> ``{"Now", "Edits": [{"WebId", "Timestamp", "Action"}]}`` (the stream-updates action each made).
+- ``POST /admin/updates/expire`` expires every stream-updates cache at once -> ``{"Expired": count}``.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from osipi_dagster.mock.config import FaultConfig, problem
+from osipi_dagster.mock.edits import EditValue
 from osipi_dagster.mock.errors import PIError
 from osipi_dagster.mock.faults import FaultInjector
 from osipi_dagster.mock.links import api_base
+from osipi_dagster.mock.model import Point
 from osipi_dagster.mock.params import Params
 from osipi_dagster.mock.responses import json_response
+from osipi_dagster.mock.routes.streams import resolve_stream
 from osipi_dagster.mock.state import MockState
 from osipi_dagster.mock.timeparse import format_time, parse_time
 
@@ -148,3 +155,68 @@ async def info(request: Request) -> Response:
         ],
     }
     return json_response(body)
+
+
+_EDIT_FIELDS = {"webid": "WebId", "timestamp": "Timestamp", "value": "Value", "delete": "Delete"}
+
+
+def _edit_request(state: MockState, item: object, now_ns: int) -> tuple[str, Point, int, EditValue | None]:
+    """(WebId, point, timestamp, value or None for a delete) of one edit; PIError 400 when it is not one."""
+    if not isinstance(item, dict):
+        raise PIError(400, 'must be an object such as {"WebId": ..., "Timestamp": ..., "Value": ...}.')
+    fields = {key.lower(): value for key, value in item.items()}
+    unknown = sorted(key for key in item if key.lower() not in _EDIT_FIELDS)
+    if unknown:
+        raise PIError(
+            400, f"has unknown fields {', '.join(unknown)}; known: {', '.join(_EDIT_FIELDS.values())}."
+        )
+    web, stamp = fields.get("webid"), fields.get("timestamp")
+    if not isinstance(web, str) or not isinstance(stamp, str):
+        raise PIError(400, "needs a WebId and a Timestamp, both strings.")
+    deletes = fields.get("delete", False)
+    if not isinstance(deletes, bool) or deletes == ("value" in fields):
+        raise PIError(400, 'needs either a "Value" or "Delete": true.')
+    stream = resolve_stream(state, web)
+    if stream.point is None:
+        raise PIError(400, f"names a static attribute ('{stream.path}'): it stores no values to edit.")
+    point, data = stream.point, state.archive.data
+    ts = parse_time(stamp, now_ns, _UTC)
+    if not data.start_ns < ts <= data.horizon(point, now_ns):
+        raise PIError(
+            400,
+            f"has Timestamp {format_time(ts)}, outside the stream's values: after the archive start "
+            f"{format_time(data.start_ns)} and up to {format_time(data.horizon(point, now_ns))}.",
+        )
+    if deletes and not len(data.recorded(point, ts, ts, now_ns, 1)):
+        raise PIError(400, f"deletes the values at {format_time(ts)}, but {point.name} has none there.")
+    return web, point, ts, None if deletes else data.edits.admin_value(point, fields["value"])
+
+
+@router.post("/edits")
+async def post_edits(request: Request) -> Response:
+    """Edit or delete stored values now, in order; a bad item fails the request and changes nothing."""
+    state: MockState = request.app.state.mock
+    body = {key.lower(): value for key, value in (await _json_object(request)).items()}
+    items = body.get("edits")
+    if not isinstance(items, list) or not items:
+        raise PIError(400, 'Send {"Edits": [{"WebId": "...", "Timestamp": "...", "Value": ...}, ...]}.')
+    now_ns = state.clock.now_ns()
+    store, feed = state.archive.data.edits, state.updates.feed
+    posted, answers = store.posted, []
+    for index, item in enumerate(items):
+        try:
+            web, point, ts, value = _edit_request(state, item, now_ns)
+        except PIError as error:
+            store.withdraw(posted)
+            raise PIError(
+                error.status, *(f"Edits[{index}] {message}" for message in error.messages)
+            ) from None
+        event = feed.edit_event(point, store.post(point, ts, value, now_ns))
+        answers.append({"WebId": web, "Timestamp": format_time(ts), "Action": event and event["Action"]})
+    return json_response({"Now": format_time(now_ns), "Edits": answers})
+
+
+@router.post("/updates/expire")
+async def expire_updates(request: Request) -> Response:
+    """Expire every stream-updates cache: their markers answer 404 until the streams register again."""
+    return json_response({"Expired": request.app.state.mock.updates.expire_all()})

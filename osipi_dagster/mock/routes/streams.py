@@ -17,7 +17,6 @@ is not simulated (400). The reading logic here is shared with the stream sets (`
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import numpy as np
 import orjson
@@ -28,7 +27,7 @@ from starlette.responses import Response
 from osipi_dagster.mock import webids
 from osipi_dagster.mock.errors import JSON_MEDIA_TYPE, PIError
 from osipi_dagster.mock.links import api_base
-from osipi_dagster.mock.model import Attribute, Point
+from osipi_dagster.mock.model import Attribute, Stream
 from osipi_dagster.mock.params import Params
 from osipi_dagster.mock.responses import FieldTree, parse_selected_fields, select
 from osipi_dagster.mock.serialize import failed_value, included, timed_value, timed_values
@@ -53,22 +52,6 @@ _STATIC_ERROR = "The data reference of this attribute does not support the reque
 # range (nothing is recorded beyond it); other reads that would stamp a time beyond it, and longer time
 # spans, are a 400.
 MAX_STREAM_NS = 1 << 62
-
-
-@dataclass(frozen=True, slots=True)
-class Stream:
-    """What a stream WebId names: a point, or an attribute (over a point, or static)."""
-
-    name: str
-    path: str
-    units: str
-    point: Point | None
-    attribute: Attribute | None
-    context: tuple[int, int] | None  # an event frame's time range
-
-    @property
-    def static(self) -> bool:
-        return self.point is None
 
 
 def resolve_stream(state: MockState, text: str) -> Stream:
