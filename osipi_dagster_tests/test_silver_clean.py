@@ -27,7 +27,7 @@ from osipi_dagster_tests.silver_gold_helpers import (
     run_gold,
     run_silver,
 )
-from osipi_dagster_tests.timeseries_helpers import assert_same_rows, day_start_ns, pi_time
+from osipi_dagster_tests.timeseries_helpers import ROW_COLUMNS, assert_same_rows, day_start_ns, pi_time
 
 pytestmark = pytest.mark.slow
 DAY_NS = 86_400_000_000_000
@@ -212,23 +212,12 @@ def test_duplicates_in_bronze_are_removed(day_lake: DayLake, tmp_path: Path) -> 
     assert _without_run_columns(silver_day(lake)) == _without_run_columns(silver_day(day_lake.lake))
 
 
-_RECORDED_TAIL = [
-    "value",
-    "string_value",
-    "state_code",
-    "state_name",
-    "is_system",
-    "good",
-    "questionable",
-    "substituted",
-    "annotated",
-    "units",
-]
+_RECORDED_TAIL = ROW_COLUMNS[2:]  # the value columns after the point and the time
 
 
 def _without_run_columns(rows: pa.Table) -> pa.Table:
     rows = rows.drop_columns([c for c in ("ingested_at",) if c in rows.column_names])
-    return rows.sort_by([("web_id", "ascending"), ("timestamp_ns", "ascending")])
+    return rows.sort_by([("web_id", "ascending"), ("timestamp_ns", "ascending"), ("sequence", "ascending")])
 
 
 def test_a_rerun_gives_identical_tables(day_lake: DayLake) -> None:

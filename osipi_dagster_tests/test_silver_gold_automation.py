@@ -1,5 +1,5 @@
 """Silver and gold follow bronze on their own: the automation conditions of ``pi_timeseries_clean`` and
-``pi_timeseries_hourly`` (``defs/pi_server/silver.py``, ``follows_upstream``) evaluated tick by tick with
+``pi_timeseries_hourly`` (``defs/pi_server/derived.py``, ``follows_upstream``) evaluated tick by tick with
 ``dg.evaluate_automation_conditions`` on a real instance (``dg.instance_for_test``), after real
 materializations of ``pi_timeseries`` against the mock over HTTP into real Delta tables. What a tick requests
 is then materialized as the automation sensor's runs would, one partition a run.

@@ -47,6 +47,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from osipi_dagster.contract import RECORDED_SCHEMA
 from osipi_dagster.ingest.buckets import buckets, census, gather, point_order
 from osipi_dagster.lake import LakeTable, WriteResult, read_table
 from osipi_dagster.lake.partitions import WRITER_COLUMNS, replace_partition
@@ -55,19 +56,8 @@ from osipi_dagster.lake.tables import utc_now, without_columns
 
 BUCKET_ROWS = 2_000_000  # bronze rows cleaned at once: memory is about 150 bytes a row of this
 BATCH_ROWS = 256 * 1024  # rows a batch handed to the writer
-# The bronze columns silver reads, and the ones that make two rows the same value.
-_VALUE_COLUMNS = [
-    "value",
-    "string_value",
-    "state_code",
-    "state_name",
-    "is_system",
-    "good",
-    "questionable",
-    "substituted",
-    "annotated",
-    "units",
-]
+# The bronze columns silver reads besides the point and time: the ones that make two rows the same value.
+_VALUE_COLUMNS = [name for name in RECORDED_SCHEMA.names if name not in ("web_id", "timestamp")]
 _BRONZE_DICTIONARIES = ("state_name", "units")
 _READ = ["timestamp_ns", *_VALUE_COLUMNS]
 _CONTEXT_COLUMNS = [

@@ -21,11 +21,11 @@ from datetime import date, datetime
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from deltalake import ColumnProperties, CommitProperties, WriterProperties, write_deltalake
-from deltalake.exceptions import CommitFailedError
+from deltalake import ColumnProperties, WriterProperties
 
-from osipi_dagster.lake.errors import ConcurrentWriteError, LakeError
+from osipi_dagster.lake.errors import LakeError
 from osipi_dagster.lake.schemas import SILVER_TIMESERIES, UTC_US
+from osipi_dagster.lake.streaming import BatchStream, overwrite_streamed
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
@@ -34,15 +34,10 @@ from osipi_dagster.lake.tables import (
     require_utc,
     spec_of,
     sql_literal,
-    tagged_commit,
     utc_now,
     without_columns,
 )
-from osipi_dagster.lake.timeseries import (
-    ROW_GROUP_ROWS,
-    TARGET_FILE_SIZE,
-    _single_writer_partition,
-)
+from osipi_dagster.lake.timeseries import ROW_GROUP_ROWS, TARGET_FILE_SIZE
 
 PARTITION_COLUMNS = ("partition_date", "tag_shard")
 WRITER_COLUMNS = (*PARTITION_COLUMNS, "ingested_at")  # what replace_partition adds to every row
@@ -51,9 +46,11 @@ SCAN_BATCH_ROWS = 256 * 1024
 # How a table's columns are encoded where Parquet's defaults cost more than they give (measured with
 # benchmarks/bench_silver_gold.py: the writer's CPU a silver value 0.56 -> 0.42 µs, files 21 -> 9 bytes a
 # row). Times increase within a point: delta encoding stores them in about a byte instead of eight and
-# spares the writer a dictionary it abandons. Values rarely repeat: no dictionary either. The AF context
-# and names repeat one value a point: nobody filters on them by range, so no min/max statistics (web_id
-# keeps its statistics: readers prune row groups by point).
+# spares the writer a dictionary it abandons. Values rarely repeat: no dictionary either. The strings (AF
+# context, names, units, states) repeat one value a point or so: nobody filters on them by range, so no
+# min/max statistics; web_id keeps its statistics (readers prune row groups by point), and tag_shard is a
+# partition column, not in the files.
+_PRUNED = ("web_id", "tag_shard")
 _SORTED_TIMES = ColumnProperties(dictionary_enabled=False, encoding="DELTA_BINARY_PACKED")
 _UNFILTERED = ColumnProperties(statistics_enabled="NONE")
 _COLUMN_PROPERTIES: dict[str, dict[str, ColumnProperties]] = {
@@ -62,21 +59,7 @@ _COLUMN_PROPERTIES: dict[str, dict[str, ColumnProperties]] = {
         "timestamp_ns": _SORTED_TIMES,
         "value": ColumnProperties(dictionary_enabled=False),
         **dict.fromkeys(
-            (
-                "point_name",
-                "point_type",
-                "engineering_units",
-                "string_value",
-                "digital_state_name",
-                "system_state_name",
-                "af_attribute_path",
-                "af_attribute_name",
-                "af_element_path",
-                "af_element_template",
-                "site",
-                "area",
-                "unit",
-            ),
+            (f.name for f in SILVER_TIMESERIES.schema if f.type == pa.string() and f.name not in _PRUNED),
             _UNFILTERED,
         ),
     },
@@ -204,9 +187,6 @@ def replace_partition(
         raise LakeError(
             f"{table} is not partitioned by {PARTITION_COLUMNS}: replace_partition cannot write it."
         )
-    delta_table = ensure_table(table)
-    version_before = delta_table.version()
-    predicate = partition_predicate(partition_date, tag_shard)
     schema = _with_dictionaries(spec.schema, dictionary_columns)
     stream = _PartitionStream(
         batches,
@@ -216,34 +196,20 @@ def replace_partition(
         tag_shard,
         require_utc(ingested_at or utc_now(), what="ingested_at"),
     )
-
-    def write(properties: CommitProperties) -> None:
-        with _single_writer_partition():
-            write_deltalake(
-                delta_table,
-                pa.RecordBatchReader.from_batches(schema, stream),
-                mode="overwrite",
-                predicate=predicate,
-                target_file_size=TARGET_FILE_SIZE,
-                writer_properties=WriterProperties(
-                    max_row_group_size=ROW_GROUP_ROWS, column_properties=_COLUMN_PROPERTIES.get(spec.name)
-                ),
-                commit_properties=properties,
-            )
-
-    try:
-        commit = tagged_commit(table, delta_table, write)
-    except Exception as exc:
-        if stream.error is not None:
-            stream.error.add_note(f"Nothing was committed: {table} stays at version {version_before}.")
-            raise stream.error from None
-        if isinstance(exc, CommitFailedError):
-            raise ConcurrentWriteError(
-                f"Another writer changed {table} partition {partition_date.isoformat()}|{tag_shard} at the "
-                f"same time, so this write was not committed ({exc}). Run one materialization of a partition "
-                "at a time, then re-run."
-            ) from exc
-        raise
+    predicate = partition_predicate(partition_date, tag_shard)
+    commit = overwrite_streamed(
+        table,
+        ensure_table(table),
+        stream,
+        schema,
+        predicate=predicate,
+        target_file_size=TARGET_FILE_SIZE,
+        writer_properties=WriterProperties(
+            max_row_group_size=ROW_GROUP_ROWS, column_properties=_COLUMN_PROPERTIES.get(spec.name)
+        ),
+        rows_named=f"{table} partition {partition_date.isoformat()}|{tag_shard}",
+        advice="Run one materialization of a partition at a time, then re-run.",
+    )
     return WriteResult.of(table, commit, rows=stream.rows, predicate=predicate, started=started)
 
 
@@ -255,9 +221,8 @@ def _with_dictionaries(schema: pa.Schema, names: Collection[str]) -> pa.Schema:
     return pa.schema([f.with_type(dictionary) if f.name in names else f for f in schema])
 
 
-class _PartitionStream(Iterator[pa.RecordBatch]):
-    """Conforms the caller's batches to the table's spec and adds the partition columns, remembering any
-    failure (delta-rs wraps an error raised by the stream in a generic one)."""
+class _PartitionStream(BatchStream):
+    """Conforms the caller's batches to the table's spec and adds the partition columns."""
 
     def __init__(
         self,
@@ -268,7 +233,7 @@ class _PartitionStream(Iterator[pa.RecordBatch]):
         tag_shard: str,
         ingested_at: datetime,
     ) -> None:
-        self._batches = iter(batches)
+        super().__init__(batches)
         self._schema = schema
         self._input_schema = without_columns(schema, WRITER_COLUMNS)
         self._what = f"A batch for {table}"
@@ -278,8 +243,6 @@ class _PartitionStream(Iterator[pa.RecordBatch]):
             "ingested_at": pa.scalar(ingested_at, UTC_US),
         }
         self._constant_columns: tuple[int, dict[str, pa.Array]] = (0, {})
-        self.rows = 0
-        self.error: BaseException | None = None
 
     def _repeated(self, rows: int) -> dict[str, pa.Array]:
         """The constant columns for a batch of ``rows``, kept for the next batch (most have one size)."""
@@ -287,15 +250,8 @@ class _PartitionStream(Iterator[pa.RecordBatch]):
             self._constant_columns = (rows, {name: pa.repeat(v, rows) for name, v in self._constants.items()})
         return self._constant_columns[1]
 
-    def __next__(self) -> pa.RecordBatch:
-        try:
-            batch = conform(next(self._batches), self._input_schema, what=self._what)
-        except StopIteration:
-            raise
-        except BaseException as exc:
-            self.error = exc
-            raise
+    def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        batch = conform(batch, self._input_schema, what=self._what)
         columns = {name: batch.column(name) for name in self._input_schema.names}
         columns.update(self._repeated(batch.num_rows))
-        self.rows += batch.num_rows
         return pa.RecordBatch.from_arrays([columns[name] for name in self._schema.names], schema=self._schema)

@@ -4,11 +4,15 @@ from datetime import date
 
 import dagster as dg
 
-from osipi_dagster.defs.pi_server.metadata import definition_metadata, table_metadata
-from osipi_dagster.defs.pi_server.partitions import split_partition_key
+from osipi_dagster.defs.pi_server.derived import (
+    DERIVED_KINDS,
+    PARTITIONS_PER_RUN,
+    follows_upstream,
+    materialize_partitions,
+)
+from osipi_dagster.defs.pi_server.metadata import definition_metadata
 from osipi_dagster.defs.pi_server.wiring import LAKEHOUSE, ServerWiring
 from osipi_dagster.ingest.silver import SilverResult, clean_partition
-from osipi_dagster.lake import LakeTable
 from osipi_dagster.lake.schemas import (
     AF_ATTRIBUTES,
     AF_HIERARCHY,
@@ -17,51 +21,6 @@ from osipi_dagster.lake.schemas import (
     SILVER_TIMESERIES,
     TIMESERIES,
 )
-
-# Computed from the lake, never from PI: no `pi_webapi` pool, no PI resource.
-DERIVED_KINDS = {"deltalake", "numpy"}
-# Derived partitions are fast (seconds each): a backfill runs many per run.
-PARTITIONS_PER_RUN = 64
-
-
-def follows_upstream(catalog: dg.AssetSelection) -> dg.AutomationCondition:
-    """Materialize a partition after a partition it depends on was updated, old days included, once every
-    blocking check of those partitions passed.
-
-    Dagster's ``AutomationCondition.eager()`` with three changes:
-
-    * no ``in_latest_time_window()``: a re-materialized or late-corrected bronze day flows through, not
-      only today (Dagster's documented way to follow older time partitions);
-    * an update of a dependency stays pending until the partition is *requested* again, not merely
-      materialized (``eager()`` forgets it when the partition is materialized): an update that lands while
-      the partition's run is in progress, which that run may not have read, is followed by one more run
-      after it instead of being lost. The price: a run that materializes a dependency and the partition
-      together (by hand) is followed by one automatic run of the partition;
-    * ``all_deps_blocking_checks_passed()``: a partition whose dependency failed a blocking check (the
-      bronze checks of severity error) waits until that check passes for the dependency's latest
-      materialization; a check that has not run yet for it blocks too.
-
-    The catalog assets in ``catalog`` (unpartitioned, refreshed often) are ignored for updates, missing
-    partitions and checks: a catalog refresh does not rewrite every partition of history (re-materialize
-    silver to apply a changed AF model to past days), and a catalog check does not hold up the time series.
-
-    The first evaluation requests nothing, however much history exists (Dagster's ``initial_evaluation``
-    and the ``newly_*`` conditions only see changes after it): partitions older than the automation are
-    filled by a backfill, ``PARTITIONS_PER_RUN`` a run.
-    """
-    updated = (
-        dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated())
-        .ignore(catalog)
-        .since(dg.AutomationCondition.newly_requested())
-        .with_label("dependency_updated_since_requested")
-    )
-    return (
-        (dg.AutomationCondition.newly_missing().since_last_handled() | updated)
-        & ~dg.AutomationCondition.any_deps_missing().ignore(catalog)
-        & ~dg.AutomationCondition.any_deps_in_progress()
-        & ~dg.AutomationCondition.in_progress()
-        & dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(catalog)
-    ).with_label("follows_upstream")
 
 
 def silver_asset(server: ServerWiring) -> dg.AssetsDefinition:
@@ -99,26 +58,33 @@ def silver_asset(server: ServerWiring) -> dg.AssetsDefinition:
         * sorted by point, then time."""
         lake = server.lake(context)
         table = lake.table(SILVER_TIMESERIES.name)
-        results: list[SilverResult] = []
-        for key in context.partition_keys:
-            day, shard = split_partition_key(key)
-            result = clean_partition(
+
+        def clean(day: date, shard: str) -> SilverResult:
+            return clean_partition(
                 bronze=lake.table(TIMESERIES.name),
                 silver=table,
                 edges=lake.table(SILVER_EDGES.name),
                 points=lake.table(POINTS.name),
                 af_hierarchy=lake.table(AF_HIERARCHY.name),
                 af_attributes=lake.table(AF_ATTRIBUTES.name),
-                day=date.fromisoformat(day),
+                day=day,
                 shard=shard,
             )
-            context.log.info(
-                f"{key}: {result.rows} values of {result.points} points, {result.duplicates_removed} "
-                f"duplicates removed, {result.system_states} system states"
-            )
-            context.add_asset_metadata(_metadata(result), partition_key=key)
-            results.append(result)
-        return dg.MaterializeResult(metadata=_run_metadata(results, table))
+
+        return materialize_partitions(
+            context,
+            table,
+            clean,
+            values=lambda result: result.rows_read,
+            describe=lambda result: (
+                f"{result.rows} values of {result.points} points, {result.duplicates_removed} duplicates "
+                f"removed, {result.system_states} system states"
+            ),
+            metadata=_metadata,
+            run_metadata=lambda results: {
+                "run_duplicates_removed": dg.MetadataValue.int(sum(r.duplicates_removed for r in results))
+            },
+        )
 
     return pi_timeseries_clean
 
@@ -137,16 +103,4 @@ def _metadata(result: SilverResult) -> dict[str, object]:
         "files_added": dg.MetadataValue.int(result.write.files_added),
         "duration_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
         "values_per_second": dg.MetadataValue.int(round(result.values_per_second)),
-    }
-
-
-def _run_metadata(results: list[SilverResult], table: LakeTable) -> dict[str, object]:
-    """What the whole run did (a backfill run covers several partitions)."""
-    values = sum(r.rows_read for r in results)
-    seconds = sum(r.duration_seconds for r in results)
-    return {
-        **table_metadata(table),
-        "run_partitions": dg.MetadataValue.int(len(results)),
-        "run_duplicates_removed": dg.MetadataValue.int(sum(r.duplicates_removed for r in results)),
-        "run_values_per_second": dg.MetadataValue.int(round(values / seconds) if seconds else 0),
     }
