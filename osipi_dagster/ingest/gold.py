@@ -42,7 +42,7 @@ silver partition, written with it), checked to be from the same write as the sil
 between the two commits) is read whole instead.
 
 Memory does not grow with the partition: silver ``D`` is read in buckets of whole points
-(:mod:`osipi_dagster.ingest.buckets`), about ``CHUNK_ROWS`` values each, and summarized bucket by bucket.
+(:mod:`osipi_dagster.ingest.buckets`), about ``BUCKET_ROWS`` values each, and summarized bucket by bucket.
 Within a bucket the computation is vectorised numpy: boundary rows inserted at every hour, per-(point,
 hour) reductions with ``bincount`` and ``reduceat``; no Python step per value.
 """
@@ -75,7 +75,7 @@ from osipi_dagster.lake.tables import without_columns
 HOUR_NS = 3_600_000_000_000
 DAY_NS = 24 * HOUR_NS
 HOURS = 24
-CHUNK_ROWS = 2_000_000  # silver values summarized at once (whole points): memory is about 250 bytes a value
+BUCKET_ROWS = 2_000_000  # silver values summarized at once (whole points): memory is about 250 bytes a value
 CARRY_IN_DAYS = 31  # how far back a point silent the day before has its last value looked for
 NUMERIC_POINT_TYPES = frozenset({"Float16", "Float32", "Float64", "Int16", "Int32"})
 _INTEGER_POINT_TYPES = frozenset({"Int16", "Int32"})
@@ -143,15 +143,22 @@ class _Points:
 
 
 def aggregate_partition(
-    *, silver: LakeTable, edges: LakeTable, gold: LakeTable, day: date, shard: str
+    *,
+    silver: LakeTable,
+    edges: LakeTable,
+    gold: LakeTable,
+    day: date,
+    shard: str,
+    bucket_rows: int = BUCKET_ROWS,
 ) -> GoldResult:
-    """Replace the gold partition (``day``, ``shard``) with the hourly summaries of its silver values."""
+    """Replace the gold partition (``day``, ``shard``) with the hourly summaries of its silver values, read
+    in buckets of whole points of about ``bucket_rows`` values."""
     started = time.perf_counter()
     day_start = to_ns(day_bounds(day)[0])
     around = _Around(silver, edges, day, shard)
     summaries: list[pa.RecordBatch] = []
     values = 0
-    points_of = _census(silver, day, shard)
+    points_of = _census(silver, day, shard, bucket_rows)
     for chunk, web_ids in _sorted_buckets(silver, day, shard, points_of):
         summaries.append(_summarize_chunk(chunk, web_ids, _attributes(points_of, chunk), around, day_start))
         values += chunk.num_rows
@@ -173,8 +180,8 @@ def aggregate_partition(
     )
 
 
-def _census(silver: LakeTable, day: date, shard: str) -> Census:
-    return census(silver, day, shard, CHUNK_ROWS, max_points=_MAX_POINTS, attributes=_POINT_ATTRIBUTES)
+def _census(silver: LakeTable, day: date, shard: str, bucket_rows: int = BUCKET_ROWS) -> Census:
+    return census(silver, day, shard, bucket_rows, max_points=_MAX_POINTS, attributes=_POINT_ATTRIBUTES)
 
 
 def _sorted_buckets(

@@ -138,14 +138,15 @@ def clean_partition(
     af_attributes: LakeTable,
     day: date,
     shard: str,
+    bucket_rows: int = BUCKET_ROWS,
 ) -> SilverResult:
     """Replace the silver partition (``day``, ``shard``) with its bronze partition cleaned (module docstring),
-    then the partition's edges in ``edges``.
+    in buckets of whole points of about ``bucket_rows`` values, then the partition's edges in ``edges``.
 
     A bronze partition that is empty or missing gives an empty silver partition: silver mirrors bronze.
     """
     started = time.perf_counter()
-    points_of = census(bronze, day, shard, BUCKET_ROWS)
+    points_of = census(bronze, day, shard, bucket_rows)
     context = _PointContext.of(
         points_of.web_ids,
         point_context(read_table(points), read_table(af_hierarchy), read_table(af_attributes)),
