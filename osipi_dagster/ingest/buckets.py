@@ -98,22 +98,35 @@ def buckets(
     """Each bucket's rows: ``point`` (int32, the index of the row's WebId in ``the_census.web_ids``) then
     ``columns`` (``web_id`` not among them), in the order the table's files hold them.
 
-    The partition is opened here, so the iterator can be read inside a delta-rs write."""
+    The partition is opened here, and a partition of several buckets split into its bucket files here, in
+    the calling thread: the iterator can be read inside a delta-rs write, which pulls it from its own
+    threads (spilling from there, the allocator kept freed memory: a 1,000-point day's silver grew past
+    1 GiB)."""
     batches = scan_partition(
         table, day, shard, ["web_id", *columns], dictionary_columns=("web_id", *dictionary_columns)
     )
-    return _buckets(batches, the_census)
-
-
-def _buckets(batches: Iterator[pa.RecordBatch], the_census: Census) -> Iterator[pa.Table]:
     if the_census.buckets <= 1:
-        coded = [_coded(batch, the_census.web_ids) for batch in batches]
-        if coded:
-            yield pa.Table.from_batches(coded)
-        return
-    with tempfile.TemporaryDirectory(prefix="osipi-buckets-") as folder, ExitStack() as open_files:
-        paths = [Path(folder) / f"bucket-{b:05d}.arrows" for b in range(the_census.buckets)]
-        writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        return _one_bucket(batches, the_census)
+    folder = tempfile.TemporaryDirectory(prefix="osipi-buckets-")
+    try:
+        paths = _spill(batches, the_census, Path(folder.name))
+    except BaseException:
+        folder.cleanup()
+        raise
+    return _read_back(folder, paths)
+
+
+def _one_bucket(batches: Iterator[pa.RecordBatch], the_census: Census) -> Iterator[pa.Table]:
+    coded = [_coded(batch, the_census.web_ids) for batch in batches]
+    if coded:
+        yield pa.Table.from_batches(coded)
+
+
+def _spill(batches: Iterator[pa.RecordBatch], the_census: Census, folder: Path) -> list[Path]:
+    """Write each bucket's rows into a file of its own in ``folder``; the files, bucket by bucket."""
+    paths = [folder / f"bucket-{b:05d}.arrows" for b in range(the_census.buckets)]
+    writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+    with ExitStack() as open_files:
         for batch in batches:
             coded = _coded(batch, the_census.web_ids)
             bucket = the_census.bucket[coded.column(0).to_numpy()]
@@ -131,7 +144,12 @@ def _buckets(batches: Iterator[pa.RecordBatch], the_census: Census) -> Iterator[
                     )
                 for piece in by_bucket.slice(start, size).to_batches():
                     writers[b].write_batch(piece)
-        open_files.close()
+    return paths
+
+
+def _read_back(folder: tempfile.TemporaryDirectory, paths: list[Path]) -> Iterator[pa.Table]:
+    """The buckets read back one by one, each file removed once read, the folder at the end."""
+    with folder:
         for path in paths:
             with pa.OSFile(str(path), "rb") as source:
                 yield pa.ipc.open_stream(source).read_all()
