@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test mock ui lint format bench clean
+.PHONY: install services demo test mock ui lint format bench clean
 
 $(BIN)/python:
 	$(shell command -v $(PYTHON) || command -v python3) -m venv $(VENV)
@@ -23,6 +23,18 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+
+# Real services the tests start themselves: PostgreSQL (test_postgres_*.py, benchmarks/bench_backfill.py)
+# from Debian's postgresql package, installed here when missing (CI runs as root on a clean machine); the S3
+# stand-in, moto's server (test_s3_*.py), comes with the dev extra.
+services:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	else \
+		echo "PostgreSQL is missing: install Debian's postgresql package (apt-get install postgresql) as root." >&2; \
+		exit 1; \
+	fi
 
 demo: install
 	$(BIN)/python -m osipi_dagster.demo
@@ -43,7 +55,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install lint
+test: install services lint
 	$(BIN)/lint-imports
 	$(BIN)/dagster definitions validate -w workspace.yaml
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import ExitStack
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 import requests
@@ -133,16 +133,39 @@ def _follow_pi(
         params={"startTime": f"{yesterday.isoformat()}T08:00:00Z", "endTime": "*", "maxCount": 1},
         timeout=30,
     ).json()["Items"][0]["Timestamp"]
+    # A value of this morning that reaches PI only now (a buffered interface): half a second off every
+    # sampling grid of the mock, so it is a new value, not an edit.
+    late_stamp = f"{today.isoformat()}T09:30:00.5Z"
     requests.post(f"{mock}/admin/clock", json={"advance": "10m"}, timeout=30).raise_for_status()
     requests.post(
         f"{mock}/admin/edits",
-        json={"Edits": [{"WebId": web_id, "Timestamp": stamp, "Value": 4242.5}]},
+        json={
+            "Edits": [
+                {"WebId": web_id, "Timestamp": stamp, "Value": 4242.5},
+                {"WebId": web_id, "Timestamp": late_stamp, "Value": 17.25},
+            ]
+        },
         timeout=30,
     ).raise_for_status()
-    print(f"  PI: clock +10 min (new and late values arrive); {web_id[:16]}... at {stamp} edited to 4242.5")
+    print(
+        f"  PI: clock +10 min; {web_id[:16]}... edited at {stamp} (to 4242.5) and a late value arrived "
+        f"for {late_stamp}"
+    )
     _sensor_tick(defs, instance, wiring, cursor)
+    print(f"  the lake holds {_stored_value(server, web_id, stamp)} at {stamp} (PI's edit followed)")
     print("  reconciliation of yesterday:")
     _run(defs, instance, [wiring.key("pi_reconciliation")], partition_key=yesterday.isoformat())
+
+
+def _stored_value(server: PIServerSettings, web_id: str, stamp: str) -> object:
+    """The value the lake holds for ``web_id`` at ``stamp`` (an ISO time)."""
+    timeseries = Lakehouse(lake_from_env().root, table_prefix=server.table_prefix).table(TIMESERIES.name)
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    rows = timeseries.load().to_pyarrow_table(
+        filters=[("partition_date", "=", moment.date()), ("web_id", "=", web_id), ("timestamp", "=", moment)],
+        columns=["value"],
+    )
+    return rows.column("value").to_pylist()[0] if rows.num_rows else "no value"
 
 
 def _sensor_tick(
@@ -161,11 +184,17 @@ def _sensor_tick(
             tags={**request.tags, "dagster/from": "make demo"},
             run_config=request.run_config,
         )
-        late = sum(
-            getattr(event.materialization.metadata.get("late_values"), "value", 0)
-            for event in result.get_asset_materialization_events()
+        figures = {
+            name: sum(
+                getattr(event.materialization.metadata.get(name), "value", 0)
+                for event in result.get_asset_materialization_events()
+            )
+            for name in ("dagster/row_count", "late_values", "removed_values")
+        }
+        print(
+            f"  sensor run {result.run_id[:8]} for {covers}: {figures['dagster/row_count']:,} values "
+            f"written, {figures['late_values']} late, {figures['removed_values']} removed in PI"
         )
-        print(f"  sensor run {result.run_id[:8]} for {covers}: {late} late value(s) picked up")
     return tick.cursor
 
 

@@ -31,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from osipi_dagster.lake.errors import UnsafeStorageOptionsError
+from osipi_dagster.lake.tables import commit_safe_options
 from osipi_dagster.pi.options import ReadMode
 
 DEFAULT_PI_BASE_URL = "http://127.0.0.1:8010/piwebapi"  # the embedded mock (`make mock`)
@@ -475,6 +477,13 @@ PI_SERVER_SECRETS: dict[str, str] = {
     "OSIPI_DATABRICKS_TOKEN": "databricks_token_env_var",
 }
 LAKE_VARIABLES: dict[str, str] = {"OSIPI_LAKE_ROOT": "root"}
+# Variables delta-rs reads itself that decide whether concurrent commits to S3 are safe: read here only so an
+# unsafe value is refused, naming it, when the code location loads rather than trusted at the first commit.
+LAKE_COMMIT_SAFETY_VARIABLES = (
+    "AWS_S3_ALLOW_UNSAFE_RENAME",
+    "AWS_CONDITIONAL_PUT",
+    "AWS_S3_LOCKING_PROVIDER",
+)
 DEMO_VARIABLES: dict[str, str] = {"OSIPI_DEMO_POINTS": "points"}
 # Read by the Pipes entry point (python -m osipi_dagster.pipes) on the side that runs the ingestion.
 REMOTE_VARIABLES: dict[str, str] = {
@@ -493,9 +502,17 @@ def pi_server_from_env(environ: Mapping[str, str] | None = None, **overrides: An
 
 
 def lake_from_env(environ: Mapping[str, str] | None = None) -> LakeSettings:
-    """The lakehouse from ``OSIPI_LAKE_ROOT``."""
+    """The lakehouse from ``OSIPI_LAKE_ROOT``; an object-store root is refused when the environment holds a
+    delta-rs setting that makes concurrent commits unsafe (``LAKE_COMMIT_SAFETY_VARIABLES``)."""
     env = os.environ if environ is None else environ
-    return _build(LakeSettings, _values(env, LAKE_VARIABLES), LAKE_VARIABLES, set())
+    settings = _build(LakeSettings, _values(env, LAKE_VARIABLES), LAKE_VARIABLES, set())
+    try:
+        commit_safe_options(
+            settings.root, {name: env[name] for name in LAKE_COMMIT_SAFETY_VARIABLES if name in env}
+        )
+    except UnsafeStorageOptionsError as error:
+        raise SettingsError(f"Invalid LakeSettings (see docs/CONFIGURATION.md): {error}") from None
+    return settings
 
 
 def demo_from_env(environ: Mapping[str, str] | None = None) -> DemoSettings:

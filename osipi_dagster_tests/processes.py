@@ -38,7 +38,7 @@ def mock_pi(tmp_path: Path, *options: str) -> Iterator[str]:
             found = re.search(r"listening on (http://\S+/piwebapi)", log.read_text())
             return found.group(1) if found else None
 
-        yield wait_for(announced, "the mock PI Web API", process, log, timeout_s=60)
+        yield wait_for(announced, "the mock PI Web API", process, log, timeout_s=180)
 
 
 @contextmanager
@@ -61,7 +61,7 @@ def dagster_dev(tmp_path: Path, settings: Mapping[str, str]) -> Iterator[Dagster
                 return requests.get(f"{url}/server_info", timeout=5).ok
             return False
 
-        wait_for(serving, "dagster dev", process, log, timeout_s=120)
+        wait_for(serving, "dagster dev", process, log, timeout_s=300)
         yield DagsterUI(url)
 
 

@@ -75,7 +75,7 @@ def _newest(lake: Lakehouse, web_id: str) -> datetime | None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(1800)
 def test_the_sensors_keep_the_lake_equal_to_pi(tmp_path: Path) -> None:
     today = datetime.now(UTC).date()
     yesterday = today - timedelta(days=1)
@@ -94,13 +94,13 @@ def test_the_sensors_keep_the_lake_equal_to_pi(tmp_path: Path) -> None:
     ):
         admin = api.removesuffix("/piwebapi") + "/admin"
         location = ui.location()
-        ui.wait_run(ui.materialize(location, ["pi_af_hierarchy", "pi_af_attributes", "pi_points"]), 180)
+        ui.wait_run(ui.materialize(location, ["pi_af_hierarchy", "pi_af_attributes", "pi_points"]), 600)
         for day in (yesterday, today):
             tags = {
                 "dagster/asset_partition_range_start": f"{day.isoformat()}|{SHARDS[0]}",
                 "dagster/asset_partition_range_end": f"{day.isoformat()}|{SHARDS[-1]}",
             }
-            ui.wait_run(ui.materialize(location, ["pi_timeseries"], tags), 240)
+            ui.wait_run(ui.materialize(location, ["pi_timeseries"], tags), 600)
         points = _catalog_points(lake)
         numeric = sorted(p["web_id"] for p in points if p["point_type"].startswith("Float"))
         fast = max(numeric, key=lambda web_id: _recent_count(api, web_id))
@@ -145,7 +145,7 @@ def test_the_sensors_keep_the_lake_equal_to_pi(tmp_path: Path) -> None:
         ui.stop_sensor(sensor_id)
         for run in ui.runs(JOB):
             if run["status"] not in ("SUCCESS", "FAILURE", "CANCELED"):
-                ui.wait_run(run["runId"], 300)
+                ui.wait_run(run["runId"], 600)
         runs = ui.runs(JOB)
         ticks = ui.sensor_ticks(location, "pi_timeseries_sensor")
         failed = {
@@ -153,29 +153,30 @@ def test_the_sensors_keep_the_lake_equal_to_pi(tmp_path: Path) -> None:
             for run in runs
             if run["status"] != "SUCCESS"
         }
+        # The checks read PI while the mock still runs: a value reaching it after the sensor stopped is
+        # legitimately not in the lake yet, so nothing is read later than needed.
+        assert not failed, failed
+        assert not [tick for tick in ticks if tick["status"] == "FAILURE"], ticks[:3]
+        # No run storm: at most one run per tick (most ticks request one run for every shard of today).
+        sensor_runs = [run for run in runs if _by_sensor(run)]
+        assert 0 < len(sensor_runs) <= len(ticks) + 2
 
-    assert not failed, failed
-    assert not [tick for tick in ticks if tick["status"] == "FAILURE"], ticks[:3]
-    # No run storm: at most one run per tick (most ticks request one run for every shard of today).
-    sensor_runs = [run for run in runs if _by_sensor(run)]
-    assert 0 < len(sensor_runs) <= len(ticks) + 2
-
-    # Yesterday (closed) equals PI whole: the edit is there, the deleted value is gone, nothing else moved.
-    start = day_start_ns(yesterday)
-    for shard in SHARDS:
-        web_ids = sorted(p["web_id"] for p in points if p["tag_shard"] == shard)
-        assert_same_rows(
-            lake_rows(lake.table("bronze.pi_timeseries"), yesterday, shard),
-            truth(api, web_ids, start, start + 86_400 * SECOND_NS),
-        )
-        # Today up to the last read of every point of the shard equals PI over the same range.
-        marks = read_watermarks(lake.table("checkpoints.pi_watermarks"), shard)
-        until = min(to_ns(marks[w].read_until) for w in web_ids)
-        rows = lake_rows(lake.table("bronze.pi_timeseries"), today, shard)
-        assert_same_rows(
-            Counter({row: n for row, n in rows.items() if row[1] < until}),
-            truth(api, web_ids, day_start_ns(today), until),
-        )
-    p95 = float(np.percentile(lags, 95))
-    print(f"freshness: {len(lags)} samples, p50 {np.percentile(lags, 50):.0f} s, p95 {p95:.0f} s")
-    assert p95 <= FRESHNESS_P95_S, lags
+        # Yesterday (closed) equals PI whole: the edit is there, the deleted value gone, nothing else moved.
+        start = day_start_ns(yesterday)
+        for shard in SHARDS:
+            web_ids = sorted(p["web_id"] for p in points if p["tag_shard"] == shard)
+            assert_same_rows(
+                lake_rows(lake.table("bronze.pi_timeseries"), yesterday, shard),
+                truth(api, web_ids, start, start + 86_400 * SECOND_NS),
+            )
+            # Today up to the last read of every point of the shard equals PI over the same range.
+            marks = read_watermarks(lake.table("checkpoints.pi_watermarks"), shard)
+            until = min(to_ns(marks[w].read_until) for w in web_ids)
+            rows = lake_rows(lake.table("bronze.pi_timeseries"), today, shard)
+            assert_same_rows(
+                Counter({row: n for row, n in rows.items() if row[1] < until}),
+                truth(api, web_ids, day_start_ns(today), until),
+            )
+        p95 = float(np.percentile(lags, 95))
+        print(f"freshness: {len(lags)} samples, p50 {np.percentile(lags, 50):.0f} s, p95 {p95:.0f} s")
+        assert p95 <= FRESHNESS_P95_S, lags

@@ -167,7 +167,10 @@ class DeltaLakehouseResource(dg.ConfigurableResource):
     """The Delta Lake table root: a local folder (the embedded default) or an object store.
 
     Tables are addressed as ``<schema>.<table>``: ``bronze.pi_timeseries`` lives under
-    ``<root>/bronze/pi_timeseries``. Object stores take dagster-deltalake's storage config classes.
+    ``<root>/bronze/pi_timeseries``. Object stores take dagster-deltalake's storage config classes, or
+    delta-rs's own environment variables (``AWS_*``, ``AZURE_*``, ``GOOGLE_*``). On S3 every commit is a
+    conditional write; a config that would make concurrent commits unsafe (``S3Config(allow_unsafe_rename=
+    True)``) fails the step before anything is read (``osipi_dagster.lake.tables.commit_safe_options``).
     """
 
     root: str = Field(default="data/lakehouse", description="A folder, or s3://, abfss://, gs:// URI.")

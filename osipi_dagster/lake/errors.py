@@ -29,3 +29,7 @@ class ConcurrentWriteError(LakeError):
 
 class UnwritableLakeRootError(LakeError):
     """The lakehouse root is a local folder this process cannot create or write."""
+
+
+class UnsafeStorageOptionsError(LakeError, ValueError):
+    """Object-store settings with which two concurrent writers could both commit the same table version."""

@@ -4,6 +4,11 @@ A :class:`Lakehouse` is a table root: a local folder (the default, ``./data/lake
 URI (``s3://``, ``abfss://``, ``gs://``, ...) with the ``storage_options`` delta-rs passes to object_store.
 Tables are addressed as ``<schema>.<table>``: ``bronze.pi_timeseries`` lives under
 ``<root>/bronze/pi_timeseries``.
+
+Concurrent writers are safe on every store because delta-rs (1.x) writes a commit file with put-if-absent:
+the second writer of a version is refused and retries at the next one. Azure and Google Cloud Storage do
+that natively; S3 does it with conditional writes (``If-None-Match``), which :func:`commit_safe_options`
+turns on explicitly and never lets a setting turn off.
 """
 
 from __future__ import annotations
@@ -30,12 +35,18 @@ from osipi_dagster.lake.errors import (
     InvalidTableNameError,
     LakeError,
     TableSchemaMismatchError,
+    UnsafeStorageOptionsError,
     UnwritableLakeRootError,
 )
 from osipi_dagster.lake.schemas import TABLE_SPECS, TableSpec
 
 DEFAULT_ROOT = "./data/lakehouse"
 OBJECT_STORE_SCHEMES = frozenset({"s3", "s3a", "gs", "az", "abfs", "abfss", "file"})
+S3_SCHEMES = frozenset({"s3", "s3a"})
+# Given explicitly, so they win over delta-rs's own reading of the environment: commit with a conditional
+# write (PUT If-None-Match: *), never with a rename that does not check the version is free.
+S3_COMMIT_SAFE_OPTIONS = {"aws_conditional_put": "etag", "AWS_S3_ALLOW_UNSAFE_RENAME": "false"}
+_FALSE_WORDS = frozenset({"", "false", "0", "no", "off", "n", "f"})
 # The custom commit-info key that lets a writer find its own commit among concurrent ones.
 WRITE_ID_KEY = "osipi.write_id"
 # How many recent commits to search for our own: concurrent writers of other slices commit in between.
@@ -108,13 +119,19 @@ class LakeTable:
     # Object-store credentials: kept out of repr (tracebacks, logs).
     storage_options: Mapping[str, str] = field(default_factory=dict, repr=False)
 
+    @property
+    def delta_options(self) -> dict[str, str]:
+        """The storage options delta-rs gets: ``storage_options`` with the safe commit settings of the
+        table's store (see :func:`commit_safe_options`)."""
+        return commit_safe_options(self.uri, self.storage_options)
+
     def exists(self) -> bool:
-        return DeltaTable.is_deltatable(self.uri, storage_options=dict(self.storage_options))
+        return DeltaTable.is_deltatable(self.uri, storage_options=self.delta_options)
 
     def load(self) -> DeltaTable:
         """The table's latest version; raises :class:`LakeError` if it was never written."""
         try:
-            return DeltaTable(self.uri, storage_options=dict(self.storage_options))
+            return DeltaTable(self.uri, storage_options=self.delta_options)
         except TableNotFoundError as exc:
             raise LakeError(
                 f"Table {self.name} does not exist yet at {self.uri}: materialize the asset that writes "
@@ -137,7 +154,8 @@ class Lakehouse:
         root: a local folder (relative paths are resolved against the working directory) or an
             object-store URI: ``s3://bucket/prefix``, ``abfss://container@account.dfs.core.windows.net/prefix``,
             ``gs://bucket/prefix``.
-        storage_options: passed unchanged to delta-rs (credentials, region, ``aws_conditional_put``...).
+        storage_options: passed to delta-rs (credentials, region, endpoint...); on S3 with the safe commit
+            settings added (:func:`commit_safe_options`), and refused if they would make commits unsafe.
         table_prefix: put before every table name, so several PI servers share one root without sharing a
             table: with ``site_b__``, ``bronze.pi_timeseries`` is ``bronze.site_b__pi_timeseries``. Empty
             (the default) or lower-case ASCII letters, digits and underscores ending in ``__``.
@@ -150,6 +168,7 @@ class Lakehouse:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", _normalize_root(self.root))
+        commit_safe_options(self.root, self.storage_options)  # unsafe settings fail here, before any write
         if self.table_prefix and not _TABLE_PREFIX.match(self.table_prefix):
             raise InvalidTableNameError(
                 f"Table prefix {self.table_prefix!r} is not valid: use lower-case ASCII letters, digits and "
@@ -190,6 +209,64 @@ def stored_table_name(name: str, table_prefix: str) -> str:
     return f"{schema}.{table_prefix}{table}"
 
 
+def commit_safe_options(uri: str, storage_options: Mapping[str, str]) -> dict[str, str]:
+    """The storage options delta-rs gets for the table or root at ``uri``.
+
+    On S3 (``s3://``, ``s3a://``) that is ``storage_options`` plus :data:`S3_COMMIT_SAFE_OPTIONS` for the
+    settings they do not give: commits are conditional writes, which AWS S3 has supported since August
+    2024 (as do MinIO, Cloudflare R2 and other S3-compatible stores), so of two writers committing the same
+    version one is refused and retries. Other stores are returned unchanged: their put-if-absent is native.
+
+    Raises:
+        UnsafeStorageOptionsError: an S3 setting that lets two writers commit the same version (one commit
+            would silently replace the other), or that deltalake 1.x no longer honours.
+    """
+    options = dict(storage_options)
+    match = _URI.match(str(uri))
+    if match is None or match.group(1) not in S3_SCHEMES:
+        return options
+    for key, value in options.items():
+        problem = _unsafe_s3_setting(_s3_setting_name(key), str(value).strip().lower())
+        if problem:
+            raise UnsafeStorageOptionsError(
+                f"The storage setting {key}={value!r} for {uri} is refused: {problem} Concurrent runs "
+                "commit to the same tables, so a lost commit would silently drop data. S3 commits are "
+                "conditional writes by default (aws_conditional_put=etag); see docs/CONFIGURATION.md, "
+                '"Object stores".'
+            )
+    given = {_s3_setting_name(key) for key in options}
+    defaults = {
+        key: value for key, value in S3_COMMIT_SAFE_OPTIONS.items() if _s3_setting_name(key) not in given
+    }
+    return {**defaults, **options}
+
+
+def _s3_setting_name(key: str) -> str:
+    # delta-rs and object_store accept a setting with or without its AWS_ / AWS_S3_ prefix, in any case.
+    name = key.strip().lower()
+    for prefix in ("aws_s3_", "aws_"):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def _unsafe_s3_setting(name: str, value: str) -> str | None:
+    """Why the S3 setting ``name`` (without prefix, lower case) set to ``value`` is unsafe, or None."""
+    if name == "allow_unsafe_rename" and value not in _FALSE_WORDS:
+        return (
+            "it lets a writer rename its commit into place without checking that the version is free, so two "
+            "writers can both commit version N and one commit is lost. Remove it."
+        )
+    if name == "conditional_put" and value != "etag":
+        return "only 'etag' (conditional writes) keeps concurrent commits apart. Remove it or set it to etag."
+    if name == "locking_provider" and value:
+        return (
+            "deltalake 1.x no longer supports a DynamoDB locking provider (it logs an error and ignores it), "
+            "so the lock it promises does not exist. Remove it: conditional writes replace it."
+        )
+    return None
+
+
 def _normalize_root(root: str | Path) -> str:
     text = str(root).strip()
     if not text:
@@ -225,7 +302,7 @@ def ensure_table(table: LakeTable) -> DeltaTable:
                 partition_by=list(spec.partition_by) or None,
                 name=spec.name,
                 description=spec.description,
-                storage_options=dict(table.storage_options),
+                storage_options=table.delta_options,
                 # By default delta-rs retries a lost version-0 commit as version 1: a second CREATE whose
                 # metadata action makes every writer that read version 0 fail with "Metadata changed".
                 commit_properties=CommitProperties(max_commit_retries=0),
