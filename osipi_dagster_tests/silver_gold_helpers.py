@@ -83,6 +83,7 @@ def run_silver(lake: Lakehouse, day: date):
     return clean_partition(
         bronze=lake.table("bronze.pi_timeseries"),
         silver=lake.table("silver.pi_timeseries_clean"),
+        edges=lake.table("silver.pi_timeseries_edges"),
         points=lake.table("bronze.pi_points"),
         af_hierarchy=lake.table("bronze.pi_af_hierarchy"),
         af_attributes=lake.table("bronze.pi_af_attributes"),
@@ -94,6 +95,7 @@ def run_silver(lake: Lakehouse, day: date):
 def run_gold(lake: Lakehouse, day: date = DAY):
     return aggregate_partition(
         silver=lake.table("silver.pi_timeseries_clean"),
+        edges=lake.table("silver.pi_timeseries_edges"),
         gold=lake.table("gold.pi_timeseries_hourly"),
         day=day,
         shard=SHARD,

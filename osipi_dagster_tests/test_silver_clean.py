@@ -11,7 +11,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from osipi_dagster.lake import Lakehouse, read_table, replace_slice
+from osipi_dagster.ingest.gold import aggregate_partition
+from osipi_dagster.ingest.silver import clean_partition
+from osipi_dagster.lake import Lakehouse, overwrite_table, read_table, replace_slice
 from osipi_dagster.lake.partitions import read_partition
 from osipi_dagster.lake.schemas import SILVER_TIMESERIES
 from osipi_dagster.mock.server import serve_in_thread
@@ -27,7 +29,7 @@ from osipi_dagster_tests.silver_gold_helpers import (
     run_gold,
     run_silver,
 )
-from osipi_dagster_tests.timeseries_helpers import assert_same_rows, day_start_ns, pi_time
+from osipi_dagster_tests.timeseries_helpers import ROW_COLUMNS, assert_same_rows, day_start_ns, pi_time
 
 pytestmark = pytest.mark.slow
 DAY_NS = 86_400_000_000_000
@@ -44,10 +46,27 @@ def silver_day(lake: Lakehouse) -> pa.Table:
     return read_partition(lake.table("silver.pi_timeseries_clean"), DAY, SHARD, SILVER_COLUMNS)
 
 
+RECORDED_SHAPE = [
+    "web_id",
+    "timestamp_ns",
+    "value",
+    "string_value",
+    "system_state_code",
+    "system_state_name",
+    "digital_state_code",
+    "digital_state_name",
+    "is_good",
+    "questionable",
+    "substituted",
+    "annotated",
+    "engineering_units",
+]
+
+
 def as_recorded(rows: pa.Table) -> Counter:
     """Silver rows in the shape of the mock's truth rows (states merged back into one code and name)."""
     found: Counter = Counter()
-    for row in rows.to_pylist():
+    for row in rows.select(RECORDED_SHAPE).to_pylist():
         system = row["system_state_code"] is not None
         found[
             (
@@ -87,20 +106,18 @@ def test_every_value_of_the_day_once_in_pi_order(day_lake: DayLake) -> None:
         want.update(kept)
     assert_same_rows(as_recorded(silver), want)
     assert repeats > 0, "the test day must hold repeated values"
-    in_order = silver.sort_by(
+    in_order = silver.select(["web_id", "timestamp_ns", "sequence", "value"]).sort_by(
         [("web_id", "ascending"), ("timestamp_ns", "ascending"), ("sequence", "ascending")]
     )
+    found: dict[str, list[tuple]] = {web_id: [] for web_id in web_ids}
+    for row in zip(
+        *(in_order.column(name).to_pylist() for name in ("web_id", "timestamp_ns", "value")), strict=True
+    ):
+        found[row[0]].append(row)
     for web_id in web_ids:
-        mine = in_order.filter(pa.compute.equal(in_order.column("web_id"), web_id))
-        assert [row[:2] + row[2:3] for row in as_recorded_list(mine)] == [
-            row[:3] for row in kept_of[web_id]
-        ], f"{web_id}: PI's order of values at one timestamp"
+        assert found[web_id] == [row[:3] for row in kept_of[web_id]], f"{web_id}: PI's order at one timestamp"
     stamps = silver.column("timestamp_ns").to_pylist()
     assert silver.column("timestamp").cast(pa.int64()).to_pylist() == [s // 1000 for s in stamps]
-
-
-def as_recorded_list(rows: pa.Table) -> list[tuple]:
-    return [(r["web_id"], r["timestamp_ns"], r["value"]) for r in rows.to_pylist()]
 
 
 def test_states_are_never_numbers(day_lake: DayLake) -> None:
@@ -191,15 +208,13 @@ def test_duplicates_in_bronze_are_removed(day_lake: DayLake, tmp_path: Path) -> 
     )
     # Points with one value per timestamp: a copy of a multi-value timestamp (A, B, A, B) is not a repeat.
     pairs = Counter(
-        zip(batch.column("web_id").to_pylist(), batch.column("timestamp_ns").to_pylist(), strict=True)
+        zip(bronze.column("web_id").to_pylist(), bronze.column("timestamp_ns").to_pylist(), strict=True)
     )
     multi = {web_id for (web_id, _), count in pairs.items() if count > 1}
     doubled_ids = sorted(set(batch.column("web_id").to_pylist()) - multi)[:5]
     doubled = batch.filter(pa.compute.is_in(batch.column("web_id"), pa.array(doubled_ids)))
     lake = Lakehouse(str(tmp_path))
     for name in ("bronze.pi_points", "bronze.pi_af_hierarchy", "bronze.pi_af_attributes"):
-        from osipi_dagster.lake import overwrite_table
-
         overwrite_table(lake.table(name), read_table(day_lake.table(name)).drop_columns(["ingested_at"]))
     replace_slice(
         lake.table("bronze.pi_timeseries"),
@@ -214,23 +229,12 @@ def test_duplicates_in_bronze_are_removed(day_lake: DayLake, tmp_path: Path) -> 
     assert _without_run_columns(silver_day(lake)) == _without_run_columns(silver_day(day_lake.lake))
 
 
-_RECORDED_TAIL = [
-    "value",
-    "string_value",
-    "state_code",
-    "state_name",
-    "is_system",
-    "good",
-    "questionable",
-    "substituted",
-    "annotated",
-    "units",
-]
+_RECORDED_TAIL = ROW_COLUMNS[2:]  # the value columns after the point and the time
 
 
 def _without_run_columns(rows: pa.Table) -> pa.Table:
     rows = rows.drop_columns([c for c in ("ingested_at",) if c in rows.column_names])
-    return rows.sort_by([("web_id", "ascending"), ("timestamp_ns", "ascending")])
+    return rows.sort_by([("web_id", "ascending"), ("timestamp_ns", "ascending"), ("sequence", "ascending")])
 
 
 def test_a_rerun_gives_identical_tables(day_lake: DayLake) -> None:
@@ -252,5 +256,49 @@ def test_a_rerun_gives_identical_tables(day_lake: DayLake) -> None:
 
 
 def _stable(rows: pa.Table) -> pa.Table:
-    """The rows without the run's ``ingested_at``, in file order (silver's order is part of its contract)."""
-    return rows.drop_columns(["ingested_at"]).combine_chunks()
+    """The rows without the run's ``ingested_at``, in silver's order (point, time, PI's order: files need not
+    keep the order rows were written in, so it is ``sequence`` that carries PI's order)."""
+    keys = [("web_id", "ascending"), ("timestamp_ns", "ascending"), ("sequence", "ascending")]
+    rows = rows.drop_columns(["ingested_at"])
+    if "hour" in rows.column_names:
+        keys = [("web_id", "ascending"), ("hour", "ascending")]
+    return rows.sort_by(keys).combine_chunks()
+
+
+def test_a_partition_in_many_buckets_gives_the_same_tables(day_lake: DayLake, tmp_path: Path) -> None:
+    """Silver and gold reading the day in buckets of a few points each (spilled to temporary files, sorted
+    one by one) write what they write from one bucket."""
+    lake, split = day_lake.lake, Lakehouse(str(tmp_path))
+    silver = clean_partition(
+        bronze=lake.table("bronze.pi_timeseries"),
+        silver=split.table("silver.pi_timeseries_clean"),
+        edges=split.table("silver.pi_timeseries_edges"),
+        points=lake.table("bronze.pi_points"),
+        af_hierarchy=lake.table("bronze.pi_af_hierarchy"),
+        af_attributes=lake.table("bronze.pi_af_attributes"),
+        day=DAY,
+        shard=SHARD,
+        bucket_rows=SMALL_BUCKET,
+    )
+    assert silver.buckets > 5
+    assert _stable(silver_day(split)) == _stable(silver_day(lake))
+    assert _edges_of(split) == _edges_of(lake)
+    aggregate_partition(
+        silver=lake.table("silver.pi_timeseries_clean"),
+        edges=lake.table("silver.pi_timeseries_edges"),
+        gold=split.table("gold.pi_timeseries_hourly"),
+        day=DAY,
+        shard=SHARD,
+        bucket_rows=SMALL_BUCKET,
+    )
+    gold = [_stable(read_table(x.table("gold.pi_timeseries_hourly"))) for x in (split, lake)]
+    assert gold[0] == gold[1]
+
+
+SMALL_BUCKET = 20_000
+EDGE_KEY = ["web_id", "edge", "timestamp_ns", "sequence", "value", "is_good"]
+
+
+def _edges_of(lake: Lakehouse) -> pa.Table:
+    rows = read_partition(lake.table("silver.pi_timeseries_edges"), DAY, SHARD, EDGE_KEY)
+    return rows.sort_by([(name, "ascending") for name in EDGE_KEY]).combine_chunks()

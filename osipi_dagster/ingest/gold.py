@@ -1,8 +1,8 @@
 """``gold.pi_timeseries_hourly``: per point and UTC hour, PI's own summaries computed from silver.
 
 A gold partition (day ``D``, shard ``S``) is a function of the silver partitions ``D-1``, ``D`` and ``D+1`` of
-``S``: the value before the day (the last value of ``D-1``) carries into its first hour, and the first
-values of ``D+1`` close its last hour. The rules are PI's, as the mock PI Web API implements its
+``S``: the value before the day (each point's last value of ``D-1``) carries into its first hour, and the
+first values of ``D+1`` close its last hour. The rules are PI's, as the mock PI Web API implements its
 ``/summary`` (``osipi_dagster/mock/values.py``), computed here independently:
 
 * ``events``, ``count``: the values stamped in ``[hour, hour + 1 h)``, all of them and the good ones (PI's
@@ -19,54 +19,76 @@ values of ``D+1`` close its last hour. The rules are PI's, as the mock PI Web AP
   boundary and the first value after it; with several values at one timestamp the last one carries on.
 * ``minimum``, ``maximum``: PI's time-weighted Minimum and Maximum: the extremes of the good values the
   signal takes over the closed hour ``[hour, hour + 1 h]``: every good value stamped in it, the hour's end
-  included, and the good boundary values.
+  included, and the good boundary values (interpolated there, as PI's TimeWeighted calculation basis
+  generates them; PI's EventWeighted extremes would take the values stamped in the hour only).
 * ``first_value``, ``last_value``: the first and last good values stamped in the hour.
 * Float32 values are computed as PI stores them: the value read (the shortest decimal of the Float32) is
   rounded back to Float32, so figures equal PI's to the bit.
 * Digital and String points have events, count and good_share only (PI refuses the other summaries).
-* ``complete`` is false for an hour whose end has no known value after it (the open day, or a day whose next
-  day is not in silver yet): its time-weighted figures then stop at its last value instead of guessing,
-  and the run that follows the next values fills them in. Hours are written when they hold a value or the
-  signal is known across them (a quiet hour between known values has ``count`` 0 and a time-weighted mean).
-* A point without a value in ``D-1`` starts the day unknown: the time before its first value of ``D`` is not
-  weighed (PI would carry an older value in).
+* ``complete`` is false for an hour whose end has no known value after it (the open day, a day whose next
+  day is not in silver yet, or a point with no value on the next day): its time-weighted figures then stop
+  at its last value instead of guessing, and the run that follows the next values fills them in. Hours are
+  written when they hold a value or the signal is known across them (a quiet hour between known values has
+  ``count`` 0 and a time-weighted mean).
+* The value carried into the day is the point's last value of ``D-1``, or, for a point without a value on
+  ``D-1``, its last value of the ``CARRY_IN_DAYS`` days before (PI carries in the last value however old).
+  A point with no value in that window starts the day unknown: the time before its first value is not
+  weighed. Dagster re-runs gold ``D`` when silver ``D-1``, ``D`` or ``D+1`` changes, not an older day: a
+  corrected older day reaches ``D`` through a point silent since only when gold ``D`` runs again.
 
-The computation is vectorised numpy over the partition (no Python step per value): one stable sort by point
-and time, boundary rows inserted at every hour, and per-(point, hour) reductions with ``bincount`` and
-``reduceat``.
+The values around the day come from ``silver.pi_timeseries_edges`` (the first and last values of each
+silver partition, written with it), checked to be from the same write as the silver partition (their
+``ingested_at``); a partition written without its edges (before the table existed, or by a run that stopped
+between the two commits) is read whole instead.
+
+Memory does not grow with the partition: silver ``D`` is read in buckets of whole points
+(:mod:`osipi_dagster.ingest.buckets`), about ``BUCKET_ROWS`` values each, and summarized bucket by bucket.
+Within a bucket the computation is vectorised numpy: boundary rows inserted at every hour, per-(point,
+hour) reductions with ``bincount`` and ``reduceat``; no Python step per value.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from osipi_dagster.contract import day_bounds, to_ns
+from osipi_dagster.ingest.buckets import Census, buckets, census, gather, point_order
+from osipi_dagster.ingest.silver import edge_rows
 from osipi_dagster.lake import LakeTable, WriteResult
-from osipi_dagster.lake.partitions import WRITER_COLUMNS, read_partition, replace_partition
-from osipi_dagster.lake.schemas import GOLD_HOURLY, UTC_US
+from osipi_dagster.lake.partitions import (
+    WRITER_COLUMNS,
+    partition_written_at,
+    read_partition,
+    replace_partition,
+)
+from osipi_dagster.lake.schemas import GOLD_HOURLY, SILVER_EDGES, UTC_US
 from osipi_dagster.lake.tables import without_columns
 
 HOUR_NS = 3_600_000_000_000
+DAY_NS = 24 * HOUR_NS
 HOURS = 24
+BUCKET_ROWS = 2_000_000  # silver values summarized at once (whole points): memory is about 250 bytes a value
+CARRY_IN_DAYS = 31  # how far back a point silent the day before has its last value looked for
 NUMERIC_POINT_TYPES = frozenset({"Float16", "Float32", "Float64", "Int16", "Int32"})
 _INTEGER_POINT_TYPES = frozenset({"Int16", "Int32"})
-_COLUMNS = ["web_id", "point_name", "point_type", "step", "timestamp_ns", "sequence", "value", "is_good"]
-_DICTIONARY_COLUMNS = ("web_id", "point_name", "point_type")
+_POINT_ATTRIBUTES = ("point_name", "point_type", "step")
+_VALUE_COLUMNS = ["timestamp_ns", "sequence", "value", "is_good"]
+_EDGE_SCHEMA = without_columns(SILVER_EDGES.schema, WRITER_COLUMNS)
+_EDGE_COLUMNS = _EDGE_SCHEMA.names
 # Point and time share one sortable int64 key: the point in the high bits, the time since the start of the
-# day before in the low 48 bits (2.8e14 ns, 3.2 days: the three days read).
+# day before in the low 48 bits (2.8e14 ns, 3.2 days: the day before, the day and the day after). A chunk
+# holds fewer points than the high bits can count.
 _TIME_BITS = 48
-_MAX_POINTS = 1 << (63 - _TIME_BITS)
+_MAX_POINTS = (1 << (63 - _TIME_BITS)) - 1
 _GOLD_INPUT = without_columns(GOLD_HOURLY.schema, WRITER_COLUMNS)
-
-
-class TooManyPointsError(ValueError):
-    """A partition holds more points than one gold run can key; use more tag shards."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +100,7 @@ class GoldResult:
     values: int
     points: int
     hours_incomplete: int
+    neighbours_read_whole: int
     write: WriteResult
     duration_seconds: float
 
@@ -92,7 +115,8 @@ class GoldResult:
 
 @dataclass(frozen=True)
 class _Values:
-    """Values of several points sorted by point, time and PI's order; ``part`` -1, 0, 1 for D-1, D, D+1."""
+    """Values of several points sorted by point, time and PI's order; ``part`` -1, 0, 1 for before the day,
+    the day and the day after."""
 
     point: np.ndarray
     stamp: np.ndarray
@@ -106,7 +130,7 @@ class _Values:
 
 @dataclass(frozen=True)
 class _Points:
-    """The points of the partition, by index: WebId, name, type, step."""
+    """The points of a chunk, by index: WebId, name, type, step."""
 
     web_ids: pa.Array
     names: pa.Array
@@ -118,53 +142,209 @@ class _Points:
         return np.array([t in NUMERIC_POINT_TYPES for t in self.types], bool)
 
 
-def aggregate_partition(*, silver: LakeTable, gold: LakeTable, day: date, shard: str) -> GoldResult:
-    """Replace the gold partition (``day``, ``shard``) with the hourly summaries of its silver values."""
+def aggregate_partition(
+    *,
+    silver: LakeTable,
+    edges: LakeTable,
+    gold: LakeTable,
+    day: date,
+    shard: str,
+    bucket_rows: int = BUCKET_ROWS,
+) -> GoldResult:
+    """Replace the gold partition (``day``, ``shard``) with the hourly summaries of its silver values, read
+    in buckets of whole points of about ``bucket_rows`` values."""
     started = time.perf_counter()
     day_start = to_ns(day_bounds(day)[0])
-    tables = {
-        offset: read_partition(
-            silver, day + timedelta(days=offset), shard, _COLUMNS, dictionary_columns=_DICTIONARY_COLUMNS
-        )
-        for offset in (0, -1, 1)
-    }
-    present = {
-        offset: table.unify_dictionaries().combine_chunks()
-        for offset, table in tables.items()
-        if table is not None and table.num_rows
-    }
-    points = _points(list(present.values()))  # the day's own rows first: its names and types win
-    values = _day_values(present, points, day_start)
-    summary = _summarize(values, points, day_start)
-    write = replace_partition(gold, [summary], partition_date=day, tag_shard=shard)
+    around = _Around(silver, edges, day, shard)
+    summaries: list[pa.RecordBatch] = []
+    values = 0
+    points_of = _census(silver, day, shard, bucket_rows)
+    for chunk, web_ids in _sorted_buckets(silver, day, shard, points_of):
+        summaries.append(_summarize_chunk(chunk, web_ids, _attributes(points_of, chunk), around, day_start))
+        values += chunk.num_rows
+    quiet = around.points_outside(set(points_of.web_ids.to_pylist()))  # no value on the day, known around it
+    for start in range(0, len(quiet), _MAX_POINTS):
+        web_ids = quiet[start : start + _MAX_POINTS]
+        summaries.append(_summarize_chunk(None, web_ids, {}, around, day_start))
+    summary = _sorted_rows(summaries)
+    write = replace_partition(gold, summary.to_batches(), partition_date=day, tag_shard=shard)
     return GoldResult(
         day=day,
         shard=shard,
-        values=int(np.count_nonzero(values.part == 0)),
-        points=len(points.types),
+        values=values,
+        points=len(points_of.web_ids) + len(quiet),
         hours_incomplete=int(pc.sum(pc.invert(summary.column("complete"))).as_py() or 0),
+        neighbours_read_whole=around.read_whole,
         write=write,
         duration_seconds=time.perf_counter() - started,
     )
 
 
-def _points(tables: list[pa.Table]) -> _Points:
-    """Every point of the three days, sorted by WebId, with the first name, type and step seen."""
+def _census(silver: LakeTable, day: date, shard: str, bucket_rows: int = BUCKET_ROWS) -> Census:
+    return census(silver, day, shard, bucket_rows, max_points=_MAX_POINTS, attributes=_POINT_ATTRIBUTES)
+
+
+def _sorted_buckets(
+    silver: LakeTable, day: date, shard: str, points_of: Census
+) -> Iterator[tuple[pa.Table, list[str]]]:
+    """Each bucket of the silver partition sorted by point, time and PI's order, with its points' WebIds."""
+    for rows in buckets(silver, day, shard, _VALUE_COLUMNS, points_of):
+        points = rows.column("point").to_numpy()
+        order = point_order(points, [rows.column(name).to_numpy() for name in ("timestamp_ns", "sequence")])
+        low, high = int(points.min()), int(points.max())  # a bucket holds consecutive points, all of them
+        yield gather(rows, order), points_of.web_ids.slice(low, high - low + 1).to_pylist()
+
+
+def _attributes(points_of: Census, chunk: pa.Table) -> dict[str, tuple]:
+    """Name, type and step of the chunk's points, by WebId."""
+    points = chunk.column("point").to_numpy()
+    present = range(int(points.min()), int(points.max()) + 1)
+    names, types, steps = (points_of.attributes[name] for name in _POINT_ATTRIBUTES)
+    return {points_of.web_ids[p].as_py(): (names[p], types[p], steps[p]) for p in present}
+
+
+def _sorted_rows(summaries: list[pa.RecordBatch]) -> pa.Table:
+    """The gold rows by WebId and hour (a few rows a point: the whole day's fit in memory)."""
+    table = pa.Table.from_batches(summaries, _GOLD_INPUT)
+    return table.sort_by([("web_id", "ascending"), ("hour", "ascending")]).combine_chunks()
+
+
+# -- the values around the day ----------------------------------------------------------------------------
+
+
+class _Around:
+    """The values around the day: each point's last value before it and first values after it."""
+
+    def __init__(self, silver: LakeTable, edges: LakeTable, day: date, shard: str) -> None:
+        self._silver, self._edges, self._day, self._shard = silver, edges, day, shard
+        self.read_whole = 0
+        before = self._edges_of(day - timedelta(days=1))
+        self.before = before.filter(pc.equal(before.column("edge"), "last"))
+        after = self._edges_of(day + timedelta(days=1))
+        self.after = after.filter(pc.equal(after.column("edge"), "first"))
+        self._older: pa.Table | None = None
+
+    def points_outside(self, seen: set[str]) -> list[str]:
+        """The points known before or after the day but not in ``seen``, sorted."""
+        known = set(self.before.column("web_id").to_pylist()) | set(self.after.column("web_id").to_pylist())
+        return sorted(known - seen)
+
+    def last_before(self, web_ids: list[str]) -> pa.Table:
+        """The last value before the day of each of ``web_ids`` that has one (``CARRY_IN_DAYS`` at most)."""
+        found = _rows_of(self.before, web_ids)
+        missing = sorted(set(web_ids) - set(found.column("web_id").to_pylist()))
+        if not missing:
+            return found
+        older = _rows_of(self._older_last_values(), missing)
+        return pa.concat_tables([found, older]) if older.num_rows else found
+
+    def first_after(self, web_ids: list[str]) -> pa.Table:
+        return _rows_of(self.after, web_ids)
+
+    def _older_last_values(self) -> pa.Table:
+        """Each point's latest last value of the ``CARRY_IN_DAYS`` days before the day before (read once, as
+        the edges hold them)."""
+        if self._older is None:
+            self._older = _empty_edges()
+            if self._edges.exists():
+                first = self._day - timedelta(days=CARRY_IN_DAYS)
+                rows = (
+                    self._edges.load()
+                    .to_pyarrow_dataset()
+                    .to_table(
+                        columns=[*_EDGE_COLUMNS, "partition_date"],
+                        filter=(ds.field("tag_shard") == self._shard)
+                        & (ds.field("edge") == "last")
+                        & (ds.field("partition_date") >= pa.scalar(first, pa.date32()))
+                        & (
+                            ds.field("partition_date") < pa.scalar(self._day - timedelta(days=1), pa.date32())
+                        ),
+                    )
+                )
+                latest = rows.sort_by([("web_id", "ascending"), ("partition_date", "descending")])
+                ids = latest.column("web_id").to_numpy(zero_copy_only=False)
+                heads = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
+                self._older = latest.take(pa.array(heads)).select(_EDGE_COLUMNS)
+        return self._older
+
+    def _edges_of(self, day: date) -> pa.Table:
+        """The edges of the silver partition ``day``: from the edges table when they were written with the
+        partition (same ``ingested_at``), otherwise computed from the partition itself."""
+        written = partition_written_at(self._silver, day, self._shard)
+        if written is None:
+            return _empty_edges()
+        stored = read_partition(self._edges, day, self._shard, [*_EDGE_COLUMNS, "ingested_at"])
+        if (
+            stored is not None
+            and stored.num_rows
+            and pc.all(pc.equal(stored.column("ingested_at"), written)).as_py()
+        ):
+            return stored.select(_EDGE_COLUMNS).cast(_EDGE_SCHEMA)
+        self.read_whole += 1
+        return _edges_from_silver(self._silver, day, self._shard)
+
+
+def _edges_from_silver(silver: LakeTable, day: date, shard: str) -> pa.Table:
+    """The edges of a silver partition computed from its rows (bucket by bucket)."""
+    points_of = _census(silver, day, shard)
+    found = [_empty_edges()]
+    for chunk, _ in _sorted_buckets(silver, day, shard, points_of):
+        point = chunk.column("point").to_numpy()
+        first, last = edge_rows(point, chunk.column("timestamp_ns").to_numpy())
+        for edge, index in (("first", first), ("last", last)):
+            taken = chunk.take(pa.array(index))
+            at = taken.column("point").to_numpy()
+            columns = {
+                "web_id": points_of.web_ids.take(pa.array(at)),
+                **{
+                    name: pa.array([points_of.attributes[name][p] for p in at.tolist()])
+                    for name in _POINT_ATTRIBUTES
+                },
+                "edge": pa.array([edge] * len(index), pa.string()),
+                **{name: taken.column(name) for name in ("timestamp_ns", "sequence", "value", "is_good")},
+            }
+            found.append(pa.table({name: columns[name] for name in _EDGE_COLUMNS}).cast(_EDGE_SCHEMA))
+    return pa.concat_tables(found)
+
+
+def _empty_edges() -> pa.Table:
+    return _EDGE_SCHEMA.empty_table()
+
+
+def _rows_of(edges: pa.Table, web_ids: list[str]) -> pa.Table:
+    return edges.filter(pc.is_in(edges.column("web_id"), value_set=pa.array(web_ids, pa.string())))
+
+
+# -- one chunk --------------------------------------------------------------------------------------------
+
+
+def _summarize_chunk(
+    chunk: pa.Table | None,
+    web_ids: list[str],
+    attributes: dict[str, tuple],
+    around: _Around,
+    day_start: int,
+) -> pa.RecordBatch:
+    """The gold rows of ``web_ids``: the points of ``chunk`` (the day's rows of those points, sorted) or,
+    without it, points with no value on the day."""
+    before = around.last_before(web_ids)
+    after = around.first_after(web_ids).sort_by(
+        [("web_id", "ascending"), ("timestamp_ns", "ascending"), ("sequence", "ascending")]
+    )
+    points = _chunk_points(web_ids, attributes, before, after)
+    return _summarize(_chunk_values(chunk, points, before, after), points, day_start)
+
+
+def _chunk_points(
+    web_ids: list[str], attributes: dict[str, tuple], before: pa.Table, after: pa.Table
+) -> _Points:
+    """The chunk's points with their name, type and step: the day's first, then the day before's, then
+    the day after's."""
     found: dict[str, tuple] = {}
-    for table in tables:
-        web_id = table.column("web_id").chunk(0) if table.num_rows else None
-        if web_id is None:
-            continue
-        first = np.unique(web_id.indices.to_numpy(zero_copy_only=False), return_index=True)[1]
-        rows = table.take(pa.array(first)).select(["web_id", "point_name", "point_type", "step"]).to_pylist()
-        for row in rows:
-            found.setdefault(row["web_id"], (row["point_name"], row["point_type"], row["step"]))
-    if len(found) >= _MAX_POINTS:
-        raise TooManyPointsError(
-            f"A tag shard holds {len(found)} points; gold computes at most {_MAX_POINTS - 1} per partition. "
-            "Use more tag shards (OSIPI_TAG_SHARDS)."
-        )
-    web_ids = sorted(found)
+    for table in (after, before):
+        for row in table.select(["web_id", *_POINT_ATTRIBUTES]).to_pylist():
+            found[row["web_id"]] = tuple(row[name] for name in _POINT_ATTRIBUTES)
+    found.update(attributes)
     return _Points(
         web_ids=pa.array(web_ids, pa.string()),
         names=pa.array([found[w][0] for w in web_ids], pa.string()),
@@ -173,45 +353,37 @@ def _points(tables: list[pa.Table]) -> _Points:
     )
 
 
-def _day_values(present: dict[int, pa.Table], points: _Points, day_start: int) -> _Values:
-    """The values of D, the last value of each point in D-1 and each point's values at its first time in
-    D+1, sorted by point, time and PI's order."""
+def _chunk_values(chunk: pa.Table | None, points: _Points, before: pa.Table, after: pa.Table) -> _Values:
+    """The chunk's values with the values around the day, as indices of ``points``, sorted by point, time and
+    PI's order."""
     parts = []
-    for offset, table in sorted(present.items()):
-        values = _sorted_values(table, points, offset)
-        if offset == -1:
-            values = values.take(_run_ends(values.point) - 1)
-        elif offset == 1:
-            first = _run_starts(values.point)
-            first_stamp = np.repeat(values.stamp[first], np.diff(np.r_[first, len(values.point)]))
-            values = values.take(np.flatnonzero(values.stamp == first_stamp))
-        parts.append(values)
+    for table, part in ((before, -1), (chunk, 0), (after, 1)):
+        if table is None or not table.num_rows:
+            continue
+        if part == 0:
+            point = table.column("point").to_numpy()
+            point = point - point.min()  # the chunk's points are consecutive, in the order of ``points``
+        else:
+            point = pc.index_in(table.column("web_id"), value_set=points.web_ids).to_numpy(
+                zero_copy_only=False
+            )
+        value = table.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
+        float32 = np.array([t == "Float32" for t in points.types], bool)[point]
+        value[float32] = value[float32].astype(np.float32)
+        parts.append(
+            _Values(
+                point.astype(np.int64),
+                table.column("timestamp_ns").to_numpy(),
+                value,
+                table.column("is_good").to_numpy(zero_copy_only=False),
+                np.full(len(point), part, np.int8),
+            )
+        )
     if not parts:
         return _Values(*(np.zeros(0, t) for t in (np.int64, np.int64, np.float64, bool, np.int8)))
     merged = _Values(*(np.concatenate([getattr(p, f) for p in parts]) for f in _Values.__dataclass_fields__))
-    # D-1 before D before D+1 within a point, by construction: a stable sort by point keeps time order.
+    # Before the day, the day, after it, by construction: a stable sort by point keeps each point's order.
     return merged.take(np.argsort(merged.point, kind="stable"))
-
-
-def _sorted_values(table: pa.Table, points: _Points, offset: int) -> _Values:
-    """One day's values as indices of ``points``, sorted by point, time and ``sequence`` (PI's order)."""
-    web_id = table.column("web_id").chunk(0)
-    to_point = pc.index_in(web_id.dictionary, value_set=points.web_ids).to_numpy(zero_copy_only=False)
-    point = to_point[web_id.indices.to_numpy(zero_copy_only=False)].astype(np.int64)
-    stamp = table.column("timestamp_ns").to_numpy()
-    value = table.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
-    float32 = np.array([t == "Float32" for t in points.types], bool)[point]
-    value[float32] = value[float32].astype(np.float32)
-    good = table.column("is_good").to_numpy(zero_copy_only=False)
-    sequence = table.column("sequence").to_numpy()
-    values = _Values(point, stamp, value, good, np.full(len(point), offset, np.int8))
-    same_point, same_stamp = point[1:] == point[:-1], stamp[1:] == stamp[:-1]
-    key_sorted = np.all(
-        (point[1:] > point[:-1])
-        | (same_point & (stamp[1:] > stamp[:-1]))
-        | (same_point & same_stamp & (sequence[1:] > sequence[:-1]))
-    )
-    return values if key_sorted else values.take(np.lexsort((sequence, stamp, point)))
 
 
 def _run_starts(point: np.ndarray) -> np.ndarray:

@@ -20,48 +20,46 @@ What a silver partition is, as a function of its bronze partition and the catalo
   (case-insensitively), and ``af_attribute_count`` says how many reference it; a point none references has
   null context and a count of 0. The context is the catalog's when silver runs: re-materialize silver to
   apply a changed AF model to past days.
-* **PI's order** of several values at one timestamp is the column ``sequence`` (0, 1, ...): Delta files need
-  not keep the order rows were written in. Rows are written sorted by point, time and ``sequence``, and
-  each partition is replaced whole in one commit (:func:`osipi_dagster.lake.partitions.replace_partition`):
-  a re-run gives the same rows.
+* **PI's order** of several values at one timestamp is the column ``sequence`` (0, 1, ...). Rows are handed
+  to the writer sorted by point (WebId), time and ``sequence``, but Delta files need not keep that order
+  (delta-rs may store the batches of one write in another order): read them sorted by ``web_id``,
+  ``timestamp_ns``, ``sequence``. Each partition is replaced whole in one commit
+  (:func:`osipi_dagster.lake.partitions.replace_partition`): a re-run gives the same rows.
 
-Memory: the bronze partition is held once, compactly (its repeated strings dictionary-encoded, about 40 bytes
-a value), and written in batches of ``BATCH_ROWS``; size the tag shards so that a partition holds at most
-about 15 million values a day for 1 GiB (docs/BENCHMARKS.md).
+With each partition, ``silver.pi_timeseries_edges`` gets the partition's first values (every value at each
+point's first timestamp) and last value of each point, stamped with the same ``ingested_at``: gold carries
+values from one day into the next with them instead of reading whole days.
+
+Memory does not grow with the partition: bronze is cleaned in buckets of whole points of about
+``BUCKET_ROWS`` values (:mod:`osipi_dagster.ingest.buckets`: a partition larger than one bucket is split
+into temporary files first), each step vectorised over a bucket (numpy, Arrow), never a Python step per
+value.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from osipi_dagster.contract import RECORDED_SCHEMA
+from osipi_dagster.ingest.buckets import buckets, census, gather, point_order
 from osipi_dagster.lake import LakeTable, WriteResult, read_table
-from osipi_dagster.lake.partitions import WRITER_COLUMNS, read_partition, replace_partition
-from osipi_dagster.lake.schemas import SILVER_TIMESERIES, UTC_US
-from osipi_dagster.lake.tables import without_columns
+from osipi_dagster.lake.partitions import WRITER_COLUMNS, replace_partition
+from osipi_dagster.lake.schemas import SILVER_EDGES, SILVER_TIMESERIES, UTC_US
+from osipi_dagster.lake.tables import utc_now, without_columns
 
-BATCH_ROWS = 256 * 1024
-# The bronze columns silver reads, and the ones that make two rows the same value.
-_VALUE_COLUMNS = [
-    "value",
-    "string_value",
-    "state_code",
-    "state_name",
-    "is_system",
-    "good",
-    "questionable",
-    "substituted",
-    "annotated",
-    "units",
-]
-_BRONZE_COLUMNS = ["web_id", "timestamp_ns", *_VALUE_COLUMNS]
-_DICTIONARY_COLUMNS = ("web_id", "state_name", "units")
+BUCKET_ROWS = 2_000_000  # bronze rows cleaned at once: memory is about 150 bytes a row of this
+BATCH_ROWS = 256 * 1024  # rows a batch handed to the writer
+# The bronze columns silver reads besides the point and time: the ones that make two rows the same value.
+_VALUE_COLUMNS = [name for name in RECORDED_SCHEMA.names if name not in ("web_id", "timestamp")]
+_BRONZE_DICTIONARIES = ("state_name", "units")
+_READ = ["timestamp_ns", *_VALUE_COLUMNS]
 _CONTEXT_COLUMNS = [
     "point_name",
     "point_type",
@@ -94,14 +92,15 @@ _SILVER_DICTIONARIES = (
     "area",
     "unit",
 )
+_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
 _CONTEXT_STRINGS = [name for name in _CONTEXT_COLUMNS if name in _SILVER_DICTIONARIES]
 _SILVER_INPUT = pa.schema(
     [
-        f.with_type(pa.dictionary(pa.int32(), pa.string())) if f.name in _SILVER_DICTIONARIES else f
+        f.with_type(_DICTIONARY) if f.name in _SILVER_DICTIONARIES else f
         for f in without_columns(SILVER_TIMESERIES.schema, WRITER_COLUMNS)
     ]
 )
-_SEQUENCE = _SILVER_INPUT.get_field_index("sequence")
+_EDGES_INPUT = without_columns(SILVER_EDGES.schema, WRITER_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,9 @@ class SilverResult:
     system_states: int
     points: int
     points_without_af: int
+    buckets: int
     write: WriteResult
+    edges: WriteResult
     duration_seconds: float
 
     @property
@@ -131,87 +132,100 @@ def clean_partition(
     *,
     bronze: LakeTable,
     silver: LakeTable,
+    edges: LakeTable,
     points: LakeTable,
     af_hierarchy: LakeTable,
     af_attributes: LakeTable,
     day: date,
     shard: str,
+    bucket_rows: int = BUCKET_ROWS,
 ) -> SilverResult:
-    """Replace the silver partition (``day``, ``shard``) with its bronze partition cleaned (module docstring).
+    """Replace the silver partition (``day``, ``shard``) with its bronze partition cleaned (module docstring),
+    in buckets of whole points of about ``bucket_rows`` values, then the partition's edges in ``edges``.
 
     A bronze partition that is empty or missing gives an empty silver partition: silver mirrors bronze.
     """
     started = time.perf_counter()
-    rows = read_partition(bronze, day, shard, _BRONZE_COLUMNS, dictionary_columns=_DICTIONARY_COLUMNS)
-    if rows is None or not rows.num_rows:
-        rows = _EMPTY_BRONZE
-    rows = rows.unify_dictionaries().combine_chunks()
-    codes, web_ids = _point_codes(rows.column("web_id").chunk(0))
-    order, duplicates = _clean_order(rows, codes)
-    context = point_context(read_table(points), read_table(af_hierarchy), read_table(af_attributes))
-    context_rows = _context_rows(web_ids, context)
+    points_of = census(bronze, day, shard, bucket_rows)
+    context = _PointContext.of(
+        points_of.web_ids,
+        point_context(read_table(points), read_table(af_hierarchy), read_table(af_attributes)),
+    )
+    tally = _Tally()
+    stamp = utc_now()  # the silver partition and its edges carry one ingested_at
+    rows = buckets(bronze, day, shard, _READ, points_of, dictionary_columns=_BRONZE_DICTIONARIES)
     write = replace_partition(
         silver,
-        _silver_batches(rows, codes, order, web_ids, context_rows, context),
+        _silver_batches(rows, context, tally),
         partition_date=day,
         tag_shard=shard,
         dictionary_columns=_SILVER_DICTIONARIES,
+        ingested_at=stamp,
     )
+    edges_write = replace_partition(
+        edges, tally.edges, partition_date=day, tag_shard=shard, ingested_at=stamp
+    )  # after the partition: a reader finding the same ingested_at in both knows they belong together
     return SilverResult(
         day=day,
         shard=shard,
-        rows_read=rows.num_rows,
-        duplicates_removed=duplicates,
-        system_states=int(pc.sum(rows.column("is_system")).as_py() or 0),
-        points=len(web_ids),
-        points_without_af=_without_af(context_rows, context),
+        rows_read=tally.rows_read,
+        duplicates_removed=tally.duplicates,
+        system_states=tally.system_states,
+        points=len(points_of.web_ids),
+        points_without_af=context.without_af,
+        buckets=points_of.buckets,
         write=write,
+        edges=edges_write,
         duration_seconds=time.perf_counter() - started,
     )
 
 
-_EMPTY_BRONZE = pa.table(
-    {
-        "web_id": pa.array([], pa.dictionary(pa.int32(), pa.string())),
-        "timestamp_ns": pa.array([], pa.int64()),
-        "value": pa.array([], pa.float64()),
-        "string_value": pa.array([], pa.string()),
-        "state_code": pa.array([], pa.int32()),
-        "state_name": pa.array([], pa.dictionary(pa.int32(), pa.string())),
-        "is_system": pa.array([], pa.bool_()),
-        "good": pa.array([], pa.bool_()),
-        "questionable": pa.array([], pa.bool_()),
-        "substituted": pa.array([], pa.bool_()),
-        "annotated": pa.array([], pa.bool_()),
-        "units": pa.array([], pa.dictionary(pa.int32(), pa.string())),
-    }
-)
+@dataclass
+class _Tally:
+    """What the batches handed to the writer held, and the partition's edges."""
+
+    rows_read: int = 0
+    duplicates: int = 0
+    system_states: int = 0
+    edges: list[pa.RecordBatch] = field(default_factory=list)
 
 
-def _point_codes(web_id: pa.DictionaryArray) -> tuple[np.ndarray, pa.Array]:
-    """Per row, the index of its WebId in the sorted WebIds of the partition; and those WebIds."""
-    dictionary = web_id.dictionary
-    rank = np.argsort(np.asarray(dictionary.to_pylist(), dtype=object), kind="stable")
-    position = np.empty(len(rank), np.int32)
-    position[rank] = np.arange(len(rank), dtype=np.int32)
-    codes = position[web_id.indices.to_numpy(zero_copy_only=False)]
-    used = np.unique(codes)
-    # Codes of the WebIds present only (a dictionary may hold unused entries), renumbered 0..n-1 in order.
-    renumber = np.full(len(rank), -1, np.int32)
-    renumber[used] = np.arange(len(used), dtype=np.int32)
-    return renumber[codes], dictionary.take(pa.array(rank[used]))
+# -- cleaning one bucket ----------------------------------------------------------------------------------
 
 
-def _clean_order(rows: pa.Table, codes: np.ndarray) -> tuple[np.ndarray, int]:
+def _silver_batches(
+    buckets: Iterator[pa.Table], context: _PointContext, tally: _Tally
+) -> Iterator[pa.RecordBatch]:
+    """The silver rows, bucket after bucket, ``BATCH_ROWS`` at a time; the edges and counts into ``tally``."""
+    for rows in buckets:
+        rows = rows.unify_dictionaries().combine_chunks()
+        tally.rows_read += rows.num_rows
+        tally.system_states += int(pc.sum(rows.column("is_system")).as_py() or 0)
+        order, duplicates = _clean_order(rows)
+        tally.duplicates += duplicates
+        cleaned = gather(rows, order)
+        points = cleaned.column("point").to_numpy()
+        stamps = cleaned.column("timestamp_ns").to_numpy()
+        sequence = _sequence(points, stamps)
+        tally.edges.append(_edges(cleaned, points, stamps, sequence, context))
+        for start in range(0, cleaned.num_rows, BATCH_ROWS):
+            end = start + BATCH_ROWS
+            yield _silver_batch(
+                cleaned.slice(start, BATCH_ROWS), points[start:end], sequence[start:end], context
+            )
+
+
+def _clean_order(rows: pa.Table) -> tuple[np.ndarray, int]:
     """The row indices to write, sorted by point, time and stored order, duplicates left out; and how many
     duplicates there were. A duplicate is a row identical to the row before it at the same timestamp."""
+    points = rows.column("point").to_numpy()
     stamps = rows.column("timestamp_ns").to_numpy()
-    order = np.lexsort((stamps, codes))  # stable: equal (point, time) keep the stored order
+    order = point_order(points, [stamps])
     if len(order) < 2:
         return order, 0
-    sorted_codes, sorted_stamps = codes[order], stamps[order]
+    sorted_points, sorted_stamps = points[order], stamps[order]
     same_stamp = np.flatnonzero(
-        (sorted_codes[1:] == sorted_codes[:-1]) & (sorted_stamps[1:] == sorted_stamps[:-1])
+        (sorted_points[1:] == sorted_points[:-1]) & (sorted_stamps[1:] == sorted_stamps[:-1])
     )
     if not len(same_stamp):
         return order, 0
@@ -232,96 +246,88 @@ def _decoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
 
 
-def _silver_batches(
-    rows: pa.Table,
-    codes: np.ndarray,
-    order: np.ndarray,
-    web_ids: pa.Array,
-    context_rows: np.ndarray,
-    context: pa.Table,
-) -> Iterator[pa.RecordBatch]:
-    """The silver rows, ``BATCH_ROWS`` at a time, their repeated strings dictionary-encoded."""
-    sequence = _sequence(codes[order], rows.column("timestamp_ns").to_numpy()[order])
-    for start in range(0, len(order), BATCH_ROWS):
-        taken = order[start : start + BATCH_ROWS]
-        batch = _silver_batch(rows.take(pa.array(taken)), codes[taken], web_ids, context_rows, context)
-        yield batch.set_column(
-            _SEQUENCE, _SILVER_INPUT.field("sequence"), pa.array(sequence[start : start + BATCH_ROWS])
-        )
-
-
-def _sequence(codes: np.ndarray, stamps: np.ndarray) -> np.ndarray:
+def _sequence(points: np.ndarray, stamps: np.ndarray) -> np.ndarray:
     """Per sorted row, its position among the rows of its point at its timestamp."""
-    if not len(codes):
+    if not len(points):
         return np.zeros(0, np.int32)
-    starts = np.r_[True, (codes[1:] != codes[:-1]) | (stamps[1:] != stamps[:-1])]
-    first = np.maximum.accumulate(np.where(starts, np.arange(len(codes)), 0))
-    return (np.arange(len(codes)) - first).astype(np.int32)
+    starts = np.r_[True, (points[1:] != points[:-1]) | (stamps[1:] != stamps[:-1])]
+    first = np.maximum.accumulate(np.where(starts, np.arange(len(points)), 0))
+    return (np.arange(len(points)) - first).astype(np.int32)
 
 
 def _silver_batch(
-    rows: pa.Table, codes: np.ndarray, web_ids: pa.Array, context_rows: np.ndarray, context: pa.Table
+    rows: pa.Table, points: np.ndarray, sequence: np.ndarray, context: _PointContext
 ) -> pa.RecordBatch:
+    """Silver rows (``_SILVER_INPUT``) from cleaned bucket rows of the points ``points``."""
     system = rows.column("is_system").to_numpy()
-    state_name = rows.column("state_name").chunk(0) if rows.num_rows else _EMPTY_NAMES
     state_code = rows.column("state_code")
     has_state = state_code.is_valid().to_numpy(zero_copy_only=False)
     code = state_code.fill_null(0).to_numpy()
-    stamps = rows.column("timestamp_ns").to_numpy()
-    at = context_rows[codes]
-    known = at >= 0
-    point = np.maximum(at, 0)
-    columns: dict[str, object] = {
-        "web_id": _dictionary(codes, np.ones(len(codes), bool), web_ids),
-        "timestamp": pa.array(np.floor_divide(stamps, 1000), UTC_US),
-        "timestamp_ns": stamps,
-        "sequence": np.zeros(len(stamps), np.int32),
-        "value": rows.column("value"),
-        "string_value": rows.column("string_value"),
+    state_name = rows.column("state_name").chunk(0)
+    point = pa.array(points, pa.int32())
+    columns: dict[str, pa.Array] = {
+        "web_id": pa.DictionaryArray.from_arrays(point, context.web_ids),
+        "timestamp": pa.array(rows.column("timestamp_ns").to_numpy() // 1000, UTC_US),
+        "timestamp_ns": rows.column("timestamp_ns").chunk(0),
+        "sequence": pa.array(sequence, pa.int32()),
+        "value": rows.column("value").chunk(0),
+        "string_value": rows.column("string_value").chunk(0),
         "digital_state_code": pa.array(code, pa.int32(), mask=system | ~has_state),
         "digital_state_name": _masked(state_name, ~system),
         "system_state_code": pa.array(code, pa.int32(), mask=~system | ~has_state),
         "system_state_name": _masked(state_name, system),
-        "is_good": rows.column("good"),
-        "questionable": rows.column("questionable"),
-        "substituted": rows.column("substituted"),
-        "annotated": rows.column("annotated"),
-        "engineering_units": rows.column("units").chunk(0) if rows.num_rows else _EMPTY_NAMES,
-        "step": pa.array(context.column("step").to_numpy(zero_copy_only=False)[point], mask=~known)
-        if len(context)
-        else pa.nulls(len(codes), pa.bool_()),
-        "af_attribute_count": np.where(
-            known, context.column("af_attribute_count").to_numpy()[point] if len(context) else 0, 0
-        ).astype(np.int32),
+        "is_good": rows.column("good").chunk(0),
+        "questionable": rows.column("questionable").chunk(0),
+        "substituted": rows.column("substituted").chunk(0),
+        "annotated": rows.column("annotated").chunk(0),
+        "engineering_units": rows.column("units").chunk(0),
+        **context.columns(point),
     }
-    for name in _CONTEXT_STRINGS:
-        values = context.column(name).combine_chunks() if len(context) else pa.nulls(0, pa.string())
-        valid = known & values.is_valid().to_numpy(zero_copy_only=False)[point] if len(context) else known
-        columns[name] = _dictionary(point, valid, values)
-    return pa.RecordBatch.from_arrays(
-        [_flat(columns[name]) for name in _SILVER_INPUT.names], schema=_SILVER_INPUT
-    )
-
-
-_EMPTY_NAMES = pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
-
-
-def _dictionary(indices: np.ndarray, valid: np.ndarray, values: pa.Array) -> pa.DictionaryArray:
-    """Strings ``values[indices]`` (null where not ``valid``) without copying them row by row."""
-    return pa.DictionaryArray.from_arrays(pa.array(indices.astype(np.int32), mask=~valid), values)
+    return pa.RecordBatch.from_arrays([columns[name] for name in _SILVER_INPUT.names], schema=_SILVER_INPUT)
 
 
 def _masked(column: pa.DictionaryArray, keep: np.ndarray) -> pa.DictionaryArray:
     """``column`` with null where not ``keep``."""
     valid = keep & column.is_valid().to_numpy(zero_copy_only=False)
     indices = column.indices.fill_null(0).to_numpy(zero_copy_only=False)
-    return _dictionary(indices, valid, column.dictionary)
+    return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32(), mask=~valid), column.dictionary)
 
 
-def _flat(column: object) -> pa.Array:
-    if isinstance(column, pa.ChunkedArray):
-        return column.combine_chunks()
-    return column if isinstance(column, pa.Array) else pa.array(column)
+def _edges(
+    rows: pa.Table, points: np.ndarray, stamps: np.ndarray, sequence: np.ndarray, context: _PointContext
+) -> pa.RecordBatch:
+    """The edge rows of a cleaned bucket: per point, every row at its first timestamp, and its last row."""
+    first, last = edge_rows(points, stamps)
+    taken = np.concatenate([first, last])
+    point = pa.array(points[taken], pa.int32())
+    columns = {
+        "web_id": context.web_ids.take(point),
+        **{
+            name: column.cast(pa.string()) if name != "step" else column
+            for name, column in context.columns(point).items()
+            if name in ("point_name", "point_type", "step")
+        },
+        "edge": pa.array(["first"] * len(first) + ["last"] * len(last), pa.string()),
+        "timestamp_ns": pa.array(stamps[taken], pa.int64()),
+        "sequence": pa.array(sequence[taken], pa.int32()),
+        "value": rows.column("value").take(pa.array(taken)),
+        "is_good": rows.column("good").take(pa.array(taken)),
+    }
+    return pa.RecordBatch.from_arrays(
+        [_flat(columns[name]) for name in _EDGES_INPUT.names], schema=_EDGES_INPUT
+    )
+
+
+def edge_rows(points: np.ndarray, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of rows sorted by point, time and PI's order: the rows at each point's first timestamp, and each
+    point's last row (the edges ``silver.pi_timeseries_edges`` holds)."""
+    starts = np.flatnonzero(np.r_[True, points[1:] != points[:-1]])
+    first_stamp = np.repeat(stamps[starts], np.diff(np.r_[starts, len(points)]))
+    return np.flatnonzero(stamps == first_stamp), np.r_[starts[1:], len(points)] - 1
+
+
+def _flat(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
 # -- AF context -------------------------------------------------------------------------------------------
@@ -332,22 +338,56 @@ _CONTEXT_SCHEMA = pa.schema(
 )
 
 
-def _null_context(rows: int) -> pa.Table:
-    return pa.table({f.name: pa.nulls(rows, f.type) for f in _CONTEXT_SCHEMA})
+@dataclass(frozen=True)
+class _PointContext:
+    """Per point of the partition (by index), its context as silver writes it, so that a batch's context
+    columns cost one index array per distinct pattern of missing values (points without AF share one),
+    not a gather per column."""
 
+    web_ids: pa.Array
+    values: dict[str, pa.Array]  # per context column, its value for each point (anything where missing)
+    pattern: dict[str, int]  # per context string column, the index of its pattern of missing values
+    present: list[np.ndarray]  # per pattern, whether each point has a value
+    without_af: int
 
-def _without_af(context_rows: np.ndarray, context: pa.Table) -> int:
-    """How many of the partition's points have no AF attribute (or are not in the catalog)."""
-    has_af = pc.is_valid(context.column("af_attribute_path")).to_numpy(zero_copy_only=False)
-    return int(np.count_nonzero((context_rows < 0) | ~has_af[np.maximum(context_rows, 0)]))
+    @classmethod
+    def of(cls, web_ids: pa.Array, context: pa.Table) -> _PointContext:
+        """The context of ``web_ids`` (null, and a count of 0, for a point the catalog does not know)."""
+        unknown = len(context)  # the index of a row of nulls appended to every context column
+        at = pc.index_in(web_ids, value_set=context.column("web_id")).fill_null(unknown)
+        values: dict[str, pa.Array] = {}
+        pattern: dict[str, int] = {}
+        present: list[np.ndarray] = []
+        for name in _CONTEXT_COLUMNS:
+            column = pa.concat_arrays(
+                [*context.column(name).chunks, pa.nulls(1, _CONTEXT_SCHEMA.field(name).type)]
+            ).take(at)
+            if name == "af_attribute_count":
+                column = column.fill_null(0)
+            elif name in _CONTEXT_STRINGS:
+                valid = column.is_valid().to_numpy(zero_copy_only=False)
+                same = [i for i, seen in enumerate(present) if np.array_equal(seen, valid)]
+                pattern[name] = same[0] if same else len(present)
+                if not same:
+                    present.append(valid)
+                column = column.fill_null("")
+            values[name] = column
+        without_af = int(np.count_nonzero(~present[pattern["af_attribute_path"]])) if len(web_ids) else 0
+        return cls(web_ids, values, pattern, present, without_af)
 
-
-def _context_rows(web_ids: pa.Array, context: pa.Table) -> np.ndarray:
-    """Per WebId of the partition, its row in ``context`` or -1."""
-    if not len(context):
-        return np.full(len(web_ids), -1, np.int64)
-    found = pc.index_in(web_ids, value_set=context.column("web_id"))
-    return pc.fill_null(found, -1).to_numpy().astype(np.int64)
+    def columns(self, point: pa.Array) -> dict[str, pa.Array]:
+        """The context columns of rows whose points are ``point`` (indices of ``web_ids``)."""
+        points = point.to_numpy(zero_copy_only=False)
+        indices = [
+            point if valid.all() else pa.array(points, pa.int32(), mask=~valid[points])
+            for valid in self.present
+        ]
+        return {
+            name: pa.DictionaryArray.from_arrays(indices[self.pattern[name]], values)
+            if name in self.pattern
+            else values.take(point)
+            for name, values in self.values.items()
+        }
 
 
 def point_context(

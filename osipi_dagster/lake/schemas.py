@@ -361,7 +361,7 @@ SILVER_TIMESERIES = TableSpec(
             pa.field("point_type", pa.string()),
             pa.field("step", pa.bool_()),
             pa.field("engineering_units", pa.string()),
-            # AF context of the attribute that references the point (docs/SILVER_GOLD.md: the rule when
+            # AF context of the attribute that references the point (ingest/silver.py: the rule when
             # several do); null for a point no AF attribute references.
             pa.field("af_attribute_path", pa.string()),
             pa.field("af_attribute_name", pa.string()),
@@ -418,7 +418,34 @@ GOLD_HOURLY = TableSpec(
     "Average); one (partition_date, tag_shard) partition per silver partition.",
 )
 
-TABLE_SPECS.update({spec.name: spec for spec in (SILVER_TIMESERIES, GOLD_HOURLY)})
+SILVER_EDGES = TableSpec(
+    name="silver.pi_timeseries_edges",
+    schema=pa.schema(
+        [
+            pa.field("web_id", pa.string(), nullable=False),
+            pa.field("point_name", pa.string()),
+            pa.field("point_type", pa.string()),
+            pa.field("step", pa.bool_()),
+            # first: every value at the point's first timestamp of the day (PI's order in sequence);
+            # last: the point's last value of the day (the last one at its last timestamp).
+            pa.field("edge", pa.string(), nullable=False),
+            pa.field("timestamp_ns", pa.int64(), nullable=False),
+            pa.field("sequence", pa.int32(), nullable=False),
+            pa.field("value", pa.float64()),
+            pa.field("is_good", pa.bool_(), nullable=False),
+            PARTITION_DATE,
+            TAG_SHARD,
+            # The same instant as the silver partition written with these rows: readers check they match.
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=("partition_date", "tag_shard"),
+    key=(),
+    description="Per point and silver partition, its first values and its last value: what gold carries "
+    "from one day into the next without reading whole days; written with each silver partition.",
+)
+
+TABLE_SPECS.update({spec.name: spec for spec in (SILVER_TIMESERIES, SILVER_EDGES, GOLD_HOURLY)})
 
 # -- alarms and notifications: bronze rules, silver alarms, gold alarm summary ------------------------------
 

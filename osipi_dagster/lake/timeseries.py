@@ -14,10 +14,8 @@ Unix epoch). Predicates compare ``timestamp_ns``, so sub-microsecond boundaries 
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -25,12 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import CommitProperties, WriterProperties, write_deltalake
-from deltalake.exceptions import CommitFailedError
+from deltalake import WriterProperties
 
 from osipi_dagster.contract import RECORDED_SCHEMA, day_bounds, format_ns, to_ns
-from osipi_dagster.lake.errors import ConcurrentWriteError, InvalidRowsError
+from osipi_dagster.lake.errors import InvalidRowsError
 from osipi_dagster.lake.schemas import TIMESERIES, UTC_NS, UTC_US
+from osipi_dagster.lake.streaming import BatchStream, overwrite_streamed
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
@@ -38,7 +36,6 @@ from osipi_dagster.lake.tables import (
     ensure_table,
     require_utc,
     sql_literal,
-    tagged_commit,
     utc_now,
 )
 
@@ -176,71 +173,26 @@ def replace_slice(
     started = time.perf_counter()
     target = time_slice(partition_date, tag_shard, time_range, web_ids, kept_web_ids)
     delta_table = ensure_table(table)
-    version_before = delta_table.version()
     stream = _SliceStream(batches, target, require_utc(ingested_at or utc_now(), what="ingested_at"))
-
-    def write(properties: CommitProperties) -> None:
-        with _single_writer_partition():
-            write_deltalake(
-                delta_table,
-                pa.RecordBatchReader.from_batches(TIMESERIES.schema, stream),
-                mode="overwrite",
-                predicate=target.predicate,
-                target_file_size=TARGET_FILE_SIZE,
-                writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS),
-                commit_properties=properties,
-            )
-
-    try:
-        commit = tagged_commit(table, delta_table, write)
-    except Exception as exc:
-        if stream.error is not None:
-            # The iterator's own error, not delta-rs's wrapper around it, is what the caller can act on.
-            stream.error.add_note(f"Nothing was committed: {table} stays at version {version_before}.")
-            raise stream.error from None
-        if isinstance(exc, CommitFailedError):
-            raise ConcurrentWriteError(
-                f"Another writer changed rows of {table} slice {target.describe()} at the same time, so this "
-                f"write was not committed ({exc}). Make sure one run at a time owns a slice, then re-run."
-            ) from exc
-        raise
+    commit = overwrite_streamed(
+        table,
+        delta_table,
+        stream,
+        TIMESERIES.schema,
+        predicate=target.predicate,
+        target_file_size=TARGET_FILE_SIZE,
+        writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS),
+        rows_named=f"rows of {table} slice {target.describe()}",
+        advice="Make sure one run at a time owns a slice, then re-run.",
+    )
     return WriteResult.of(table, commit, rows=stream.rows, predicate=target.predicate, started=started)
 
 
-@contextmanager
-def _single_writer_partition() -> Iterator[None]:
-    """Make delta-rs plan the write with one partition, so the input stream gets backpressure.
-
-    delta-rs (1.6) hash-repartitions the input of a partitioned table by its partition columns into
-    ``num_cpus`` streams. A slice has one partition value, so every row lands in the same stream, and
-    DataFusion's repartition only blocks its producer once *every* output stream holds data: it never
-    blocks here, and a producer faster than the parquet writer piles batches up in memory (measured:
-    1.3 GiB for 20 M rows on 2 cores, growing with the day). delta-rs counts CPUs with the calling
-    thread's affinity when it plans the write, so pinning this thread to one CPU for the call gives a
-    one-stream plan that blocks the producer (flat ~0.5 GiB for 86 M rows), while the writing itself
-    still runs on the tokio worker threads, which already exist and are not pinned. No-op where
-    ``sched_setaffinity`` does not exist (macOS, Windows): memory then depends on the producer's pace.
-    """
-    if not hasattr(os, "sched_setaffinity"):
-        yield
-        return
-    allowed = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(allowed)})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, allowed)
-
-
-class _SliceStream(Iterator[pa.RecordBatch]):
-    """Checks and converts the client's batches on their way into the commit, remembering any failure.
-
-    delta-rs wraps an exception raised by the stream in a generic DeltaError; keeping the original lets
-    :func:`replace_slice` re-raise it unchanged.
-    """
+class _SliceStream(BatchStream):
+    """Checks the client's batches against the slice and converts them to the table's schema."""
 
     def __init__(self, batches: Iterable[pa.RecordBatch], target: TimeSlice, ingested_at: datetime) -> None:
-        self._batches = iter(batches)
+        super().__init__(batches)
         self._target = target
         self._constants = {
             "partition_date": pa.scalar(target.partition_date, pa.date32()),
@@ -249,20 +201,9 @@ class _SliceStream(Iterator[pa.RecordBatch]):
         }
         self._web_ids = None if target.web_ids is None else pa.array(sorted(target.web_ids), pa.string())
         self._kept = pa.array(sorted(target.kept_web_ids), pa.string()) if target.kept_web_ids else None
-        self.rows = 0
-        self.error: BaseException | None = None
 
-    def __next__(self) -> pa.RecordBatch:
-        try:
-            batch = conform(next(self._batches), RECORDED_SCHEMA, what="A recorded-values batch")
-            lake_batch = self._to_lake(batch)
-        except StopIteration:
-            raise
-        except BaseException as exc:
-            self.error = exc
-            raise
-        self.rows += lake_batch.num_rows
-        return lake_batch
+    def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return self._to_lake(conform(batch, RECORDED_SCHEMA, what="A recorded-values batch"))
 
     def _to_lake(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         exact_ns = batch.column("timestamp").cast(pa.int64())

@@ -4,13 +4,16 @@ from datetime import date
 
 import dagster as dg
 
-from osipi_dagster.defs.pi_server.metadata import definition_metadata, table_metadata
-from osipi_dagster.defs.pi_server.partitions import split_partition_key
-from osipi_dagster.defs.pi_server.silver import DERIVED_KINDS, PARTITIONS_PER_RUN, follows_upstream
+from osipi_dagster.defs.pi_server.derived import (
+    DERIVED_KINDS,
+    PARTITIONS_PER_RUN,
+    follows_upstream,
+    materialize_partitions,
+)
+from osipi_dagster.defs.pi_server.metadata import definition_metadata
 from osipi_dagster.defs.pi_server.wiring import LAKEHOUSE, ServerWiring
 from osipi_dagster.ingest.gold import GoldResult, aggregate_partition
-from osipi_dagster.lake import LakeTable
-from osipi_dagster.lake.schemas import GOLD_HOURLY, SILVER_TIMESERIES
+from osipi_dagster.lake.schemas import GOLD_HOURLY, SILVER_EDGES, SILVER_TIMESERIES
 
 # Day D needs the last value of D-1 (carried into its first hour) and the first values of D+1 (closing its
 # last hour), of the same shard. The day after the newest partition does not exist yet: not a dependency.
@@ -58,21 +61,26 @@ def gold_asset(server: ServerWiring) -> dg.AssetsDefinition:
         changes; until the next day is in silver, its last hours are marked `complete = false`."""
         lake = server.lake(context)
         table = lake.table(GOLD_HOURLY.name)
-        results: list[GoldResult] = []
-        for key in context.partition_keys:
-            day, shard = split_partition_key(key)
-            result = aggregate_partition(
+
+        def aggregate(day: date, shard: str) -> GoldResult:
+            return aggregate_partition(
                 silver=lake.table(SILVER_TIMESERIES.name),
+                edges=lake.table(SILVER_EDGES.name),
                 gold=table,
-                day=date.fromisoformat(day),
+                day=day,
                 shard=shard,
             )
-            context.log.info(
-                f"{key}: {result.rows} point-hours from {result.values} values of {result.points} points"
-            )
-            context.add_asset_metadata(_metadata(result), partition_key=key)
-            results.append(result)
-        return dg.MaterializeResult(metadata=_run_metadata(results, table))
+
+        return materialize_partitions(
+            context,
+            table,
+            aggregate,
+            values=lambda result: result.values,
+            describe=lambda result: (
+                f"{result.rows} point-hours from {result.values} values of {result.points} points"
+            ),
+            metadata=_metadata,
+        )
 
     return pi_timeseries_hourly
 
@@ -83,18 +91,8 @@ def _metadata(result: GoldResult) -> dict[str, object]:
         "silver_values": dg.MetadataValue.int(result.values),
         "points": dg.MetadataValue.int(result.points),
         "hours_incomplete": dg.MetadataValue.int(result.hours_incomplete),
+        "neighbour_days_read_whole": dg.MetadataValue.int(result.neighbours_read_whole),
         "delta_table_version": dg.MetadataValue.int(result.write.version),
         "duration_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
         "values_per_second": dg.MetadataValue.int(round(result.values_per_second)),
-    }
-
-
-def _run_metadata(results: list[GoldResult], table: LakeTable) -> dict[str, object]:
-    """What the whole run did (a backfill run covers several partitions)."""
-    values = sum(r.values for r in results)
-    seconds = sum(r.duration_seconds for r in results)
-    return {
-        **table_metadata(table),
-        "run_partitions": dg.MetadataValue.int(len(results)),
-        "run_values_per_second": dg.MetadataValue.int(round(values / seconds) if seconds else 0),
     }

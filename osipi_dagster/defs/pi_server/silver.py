@@ -4,35 +4,23 @@ from datetime import date
 
 import dagster as dg
 
-from osipi_dagster.defs.pi_server.metadata import definition_metadata, table_metadata
-from osipi_dagster.defs.pi_server.partitions import split_partition_key
+from osipi_dagster.defs.pi_server.derived import (
+    DERIVED_KINDS,
+    PARTITIONS_PER_RUN,
+    follows_upstream,
+    materialize_partitions,
+)
+from osipi_dagster.defs.pi_server.metadata import definition_metadata
 from osipi_dagster.defs.pi_server.wiring import LAKEHOUSE, ServerWiring
 from osipi_dagster.ingest.silver import SilverResult, clean_partition
-from osipi_dagster.lake import LakeTable
-from osipi_dagster.lake.schemas import AF_ATTRIBUTES, AF_HIERARCHY, POINTS, SILVER_TIMESERIES, TIMESERIES
-
-# Computed from the lake, never from PI: no `pi_webapi` pool, no PI resource.
-DERIVED_KINDS = {"deltalake", "numpy"}
-# Derived partitions are fast (seconds each): a backfill runs many per run.
-PARTITIONS_PER_RUN = 64
-
-
-def follows_upstream(catalog: dg.AssetSelection) -> dg.AutomationCondition:
-    """Materialize a partition whenever a partition it depends on was updated, old days included.
-
-    ``AutomationCondition.eager()`` without its ``in_latest_time_window()`` part (Dagster's documented way to
-    update older time partitions): a re-materialized or late-corrected bronze day flows through, not only
-    today. The catalog assets in ``catalog`` (unpartitioned, refreshed often) are ignored, so a catalog
-    refresh does not rewrite every partition of history.
-    """
-    return (
-        (
-            dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated().ignore(catalog)
-        ).since_last_handled()
-        & ~dg.AutomationCondition.any_deps_missing().ignore(catalog)
-        & ~dg.AutomationCondition.any_deps_in_progress()
-        & ~dg.AutomationCondition.in_progress()
-    ).with_label("eager_all_partitions")
+from osipi_dagster.lake.schemas import (
+    AF_ATTRIBUTES,
+    AF_HIERARCHY,
+    POINTS,
+    SILVER_EDGES,
+    SILVER_TIMESERIES,
+    TIMESERIES,
+)
 
 
 def silver_asset(server: ServerWiring) -> dg.AssetsDefinition:
@@ -70,25 +58,33 @@ def silver_asset(server: ServerWiring) -> dg.AssetsDefinition:
         * sorted by point, then time."""
         lake = server.lake(context)
         table = lake.table(SILVER_TIMESERIES.name)
-        results: list[SilverResult] = []
-        for key in context.partition_keys:
-            day, shard = split_partition_key(key)
-            result = clean_partition(
+
+        def clean(day: date, shard: str) -> SilverResult:
+            return clean_partition(
                 bronze=lake.table(TIMESERIES.name),
                 silver=table,
+                edges=lake.table(SILVER_EDGES.name),
                 points=lake.table(POINTS.name),
                 af_hierarchy=lake.table(AF_HIERARCHY.name),
                 af_attributes=lake.table(AF_ATTRIBUTES.name),
-                day=date.fromisoformat(day),
+                day=day,
                 shard=shard,
             )
-            context.log.info(
-                f"{key}: {result.rows} values of {result.points} points, {result.duplicates_removed} "
-                f"duplicates removed, {result.system_states} system states"
-            )
-            context.add_asset_metadata(_metadata(result), partition_key=key)
-            results.append(result)
-        return dg.MaterializeResult(metadata=_run_metadata(results, table))
+
+        return materialize_partitions(
+            context,
+            table,
+            clean,
+            values=lambda result: result.rows_read,
+            describe=lambda result: (
+                f"{result.rows} values of {result.points} points, {result.duplicates_removed} duplicates "
+                f"removed, {result.system_states} system states"
+            ),
+            metadata=_metadata,
+            run_metadata=lambda results: {
+                "run_duplicates_removed": dg.MetadataValue.int(sum(r.duplicates_removed for r in results))
+            },
+        )
 
     return pi_timeseries_clean
 
@@ -101,20 +97,10 @@ def _metadata(result: SilverResult) -> dict[str, object]:
         "system_states": dg.MetadataValue.int(result.system_states),
         "points": dg.MetadataValue.int(result.points),
         "points_without_af": dg.MetadataValue.int(result.points_without_af),
+        "buckets": dg.MetadataValue.int(result.buckets),
+        "edge_rows": dg.MetadataValue.int(result.edges.rows_written),
         "delta_table_version": dg.MetadataValue.int(result.write.version),
         "files_added": dg.MetadataValue.int(result.write.files_added),
         "duration_seconds": dg.MetadataValue.float(round(result.duration_seconds, 3)),
         "values_per_second": dg.MetadataValue.int(round(result.values_per_second)),
-    }
-
-
-def _run_metadata(results: list[SilverResult], table: LakeTable) -> dict[str, object]:
-    """What the whole run did (a backfill run covers several partitions)."""
-    values = sum(r.rows_read for r in results)
-    seconds = sum(r.duration_seconds for r in results)
-    return {
-        **table_metadata(table),
-        "run_partitions": dg.MetadataValue.int(len(results)),
-        "run_duplicates_removed": dg.MetadataValue.int(sum(r.duplicates_removed for r in results)),
-        "run_values_per_second": dg.MetadataValue.int(round(values / seconds) if seconds else 0),
     }
