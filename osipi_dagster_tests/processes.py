@@ -47,7 +47,7 @@ def dagster_dev(tmp_path: Path, settings: Mapping[str, str]) -> Iterator[Dagster
     configured by the ``OSIPI_*`` ``settings`` only; its client."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "instance" / "dagster.yaml", home / "dagster.yaml")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OSIPI_", "DAGSTER_"))}
     env |= {"DAGSTER_HOME": str(home), **settings}
     port = free_port()

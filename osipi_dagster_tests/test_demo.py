@@ -40,7 +40,7 @@ def _demo(cwd: Path, home: Path) -> dict[str, int]:
 def test_demo_twice_gives_the_same_row_counts(tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "instance" / "dagster.yaml", home / "dagster.yaml")
     first = _demo(tmp_path, home)
     tables = {
         "bronze.pi_af_hierarchy",

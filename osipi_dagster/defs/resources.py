@@ -32,7 +32,7 @@ class PIWebAPIResource(dg.ConfigurableResource):
     """A PI Web API: where it is, how to authenticate, and how hard to read it.
 
     One client (one pooled HTTP session) is opened per step process and closed with the step. TLS
-    certificates are verified unless ``verify_tls`` is false; ``ca_bundle`` names a private CA's bundle.
+    certificates are verified unless `verify_tls` is false; `ca_bundle` names a private CA's bundle.
     """
 
     base_url: str = Field(description="The PI Web API root, e.g. https://pi.example.com/piwebapi.")
@@ -166,8 +166,8 @@ class PIWebAPIResource(dg.ConfigurableResource):
 class DeltaLakehouseResource(dg.ConfigurableResource):
     """The Delta Lake table root: a local folder (the embedded default) or an object store.
 
-    Tables are addressed as ``<schema>.<table>``: ``bronze.pi_timeseries`` lives under
-    ``<root>/bronze/pi_timeseries``. Object stores take dagster-deltalake's storage config classes.
+    Tables are addressed as `<schema>.<table>`: `bronze.pi_timeseries` lives under
+    `<root>/bronze/pi_timeseries`. Object stores take dagster-deltalake's storage config classes.
     """
 
     root: str = Field(default="data/lakehouse", description="A folder, or s3://, abfss://, gs:// URI.")

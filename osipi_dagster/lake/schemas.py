@@ -295,6 +295,25 @@ DATA_LATENCY = TableSpec(
     description="Per partition and run, the late values found and their lateness, and values in the future.",
 )
 
+INGESTION_REPORT = TableSpec(
+    name="gold.pi_ingestion_report",
+    schema=pa.schema(
+        [
+            PARTITION_DATE,
+            # One figure per row, grouped by section: rate_per_hour, quality_by_area, late_values,
+            # failing_checks, event_frames_by_severity. Long, so a new figure adds rows, not columns.
+            pa.field("section", pa.string(), nullable=False),
+            pa.field("label", pa.string(), nullable=False),
+            pa.field("value", pa.float64(), nullable=False),
+            pa.field("detail", pa.string()),
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=("partition_date",),
+    key=("partition_date", "section", "label"),
+    description="The daily ingestion report's figures (pi_ingestion_report): one row per figure of a day.",
+)
+
 TABLE_SPECS: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -307,6 +326,7 @@ TABLE_SPECS: dict[str, TableSpec] = {
         UPDATE_MARKERS,
         RECONCILIATION,
         DATA_LATENCY,
+        INGESTION_REPORT,
     )
 }
 

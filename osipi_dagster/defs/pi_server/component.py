@@ -34,7 +34,8 @@ from osipi_dagster.defs.pi_server.gold import gold_asset
 from osipi_dagster.defs.pi_server.jobs import server_jobs
 from osipi_dagster.defs.pi_server.points import points_asset
 from osipi_dagster.defs.pi_server.reconciliation import reconciliation_asset, reconciliation_schedule
-from osipi_dagster.defs.pi_server.schedules import day_schedules
+from osipi_dagster.defs.pi_server.report import report_asset
+from osipi_dagster.defs.pi_server.schedules import day_schedules, report_schedule
 from osipi_dagster.defs.pi_server.sensors import timeseries_sensor
 from osipi_dagster.defs.pi_server.silver import silver_asset
 from osipi_dagster.defs.pi_server.timeseries import timeseries_asset
@@ -54,6 +55,7 @@ class ServerAssets:
     reconciliation: dg.AssetsDefinition
     silver: dg.AssetsDefinition
     gold: dg.AssetsDefinition
+    report: dg.AssetsDefinition
 
     @property
     def all(self) -> list[dg.AssetsDefinition]:
@@ -65,6 +67,7 @@ class ServerAssets:
             self.reconciliation,
             self.silver,
             self.gold,
+            self.report,
         ]
 
 
@@ -79,6 +82,7 @@ def server_assets(settings: PIServerSettings) -> ServerAssets:
         reconciliation=reconciliation_asset(server),
         silver=silver_asset(server),
         gold=gold_asset(server),
+        report=report_asset(server),
     )
 
 
@@ -91,7 +95,11 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
         assets=assets.all,
         asset_checks=server_checks(server),
         jobs=jobs.all,
-        schedules=[*day_schedules(server, jobs), reconciliation_schedule(server, assets.reconciliation)],
+        schedules=[
+            *day_schedules(server, jobs),
+            reconciliation_schedule(server, assets.reconciliation),
+            report_schedule(server, jobs.report),
+        ],
         sensors=[
             timeseries_sensor(server, jobs.timeseries),
             catalog_sensor(server, jobs),

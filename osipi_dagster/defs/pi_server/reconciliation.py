@@ -5,6 +5,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from osipi_dagster.defs.pi_server.metadata import KINDS, POOL, definition_metadata, write_metadata
+from osipi_dagster.defs.pi_server.partitions import DATE_PARTITION
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.ingest.reconciliation import CatalogPoint, ReconciliationResult, reconcile_day
 from osipi_dagster.ingest.server_clock import server_now
@@ -30,7 +31,8 @@ def reconciliation_asset(server: ServerWiring) -> dg.AssetsDefinition:
         group_name=server.settings.qualified("pi_gold"),
         kinds=KINDS,
         pool=POOL,
-        metadata=definition_metadata(RECONCILIATION, server.table_name(RECONCILIATION.name)),
+        metadata=definition_metadata(RECONCILIATION, server.table_name(RECONCILIATION.name), DATE_PARTITION),
+        tags=server.tags("gold"),
         required_resource_keys=server.resource_keys,
     )
     def pi_reconciliation(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
