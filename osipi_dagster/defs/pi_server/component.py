@@ -97,7 +97,7 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
         jobs=jobs.all,
         schedules=[
             *day_schedules(server, jobs),
-            reconciliation_schedule(server, assets.reconciliation),
+            reconciliation_schedule(server, jobs.reconciliation),
             report_schedule(server, jobs.report),
         ],
         sensors=[
