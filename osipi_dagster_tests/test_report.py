@@ -11,10 +11,28 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from osipi_dagster.ingest.report import ALARMS, CHECKS, QUALITY, RATE
-from osipi_dagster.lake import read_table
+from osipi_dagster.ingest.report import (
+    ALARMS,
+    CHECKS,
+    QUALITY,
+    RATE,
+    ReportTables,
+    build_report,
+    render_html,
+    write_report,
+)
+from osipi_dagster.lake import Lakehouse, read_table
 from osipi_dagster.settings import PIServerSettings
 from osipi_dagster_tests.pipes_helpers import DAY, SHARDS, Materializer
+
+REPORT_INPUTS = (
+    "bronze.pi_timeseries",
+    "bronze.pi_points",
+    "bronze.pi_af_hierarchy",
+    "bronze.pi_af_attributes",
+    "gold.pi_data_latency",
+    "bronze.pi_event_frames",
+)
 
 
 def test_the_report_of_a_day_equals_the_lake_and_lists_the_failing_checks(make_mock, tmp_path: Path) -> None:
@@ -68,8 +86,24 @@ def _alarms(run: Materializer) -> dict[str, float]:
     start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
     counts: dict[str, float] = {}
     for frame in read_table(run.lake.table("bronze.pi_event_frames")).to_pylist():
-        alarm = "Alarm" in (frame["category_names"] or []) or "alarm" in (frame["template_name"] or "").lower()
+        alarm = (
+            "Alarm" in (frame["category_names"] or []) or "alarm" in (frame["template_name"] or "").lower()
+        )
         ends = frame["end_time"] or start + timedelta(days=1)
         if alarm and frame["start_time"] < start + timedelta(days=1) and ends >= start:
             counts[frame["severity"] or "None"] = counts.get(frame["severity"] or "None", 0) + 1
     return counts
+
+
+def test_a_day_with_nothing_in_the_lake_gives_an_empty_report(tmp_path: Path) -> None:
+    """No table written yet: zero values in every hour, no area, no late value, no alarm; the page renders."""
+    lake = Lakehouse(str(tmp_path))
+    tables = ReportTables(*(lake.table(name) for name in REPORT_INPUTS))
+    report = build_report(tables, DAY, [])
+    assert report.values == 0 and report.good_share == 0.0
+    assert [n for _, n in report.rate_per_hour] == [0] * 24
+    assert (report.quality_by_area, report.late_values, report.alarms_by_severity) == ((), (), ())
+    write_report(lake.table("gold.pi_ingestion_report"), report)
+    rows = read_table(lake.table("gold.pi_ingestion_report"))
+    assert rows.num_rows == 24 and set(rows["section"].to_pylist()) == {RATE}
+    assert "Every check evaluated on this day's partitions passed." in render_html(report)

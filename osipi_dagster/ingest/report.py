@@ -120,7 +120,13 @@ def write_report(table: LakeTable, report: IngestionReport) -> WriteResult:
 
 def _day_values(table: LakeTable, day: date) -> pa.Table:
     if not table.exists():
-        return pa.table({"web_id": pa.array([], pa.string()), "timestamp_ns": [], "good": []})
+        return pa.table(
+            {
+                "web_id": pa.array([], pa.string()),
+                "timestamp_ns": pa.array([], pa.int64()),
+                "good": pa.array([], pa.bool_()),
+            }
+        )
     dataset = table.load().to_pyarrow_dataset()
     return dataset.to_table(
         columns=["web_id", "timestamp_ns", "good"],
