@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install services demo test mock ui stream lint format bench clean
+.PHONY: install services browser demo test mock ui stream lint format bench clean
 
 $(BIN)/python:
 	$(shell command -v $(PYTHON) || command -v python3) -m venv $(VENV)
@@ -17,7 +17,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,databricks]'
 	touch $(STAMP)
 
-# The Dagster instance of the embedded default: SQLite under DAGSTER_HOME, configured by dagster.yaml.
+# The Dagster instance of the embedded default: SQLite under DAGSTER_HOME, configured by dagster.yaml (the
+# design card keeps it at the top level; DAGSTER_HOME gets a copy).
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
@@ -42,8 +43,9 @@ demo: install
 mock: install
 	$(BIN)/python -m osipi_dagster.mock --host 127.0.0.1 --port 8010
 
-# The Dagster UI (http://127.0.0.1:3000) on the instance in DAGSTER_HOME, with the demo's mock (2,000
-# points, fixed clock) on 127.0.0.1:8010; Ctrl-C stops both.
+# The Dagster UI (http://127.0.0.1:3000, `dg dev`) on the instance in DAGSTER_HOME, with the demo's mock
+# (2,000 points, clock at noon UTC of today) on 127.0.0.1:8010; the first start of a day materializes the
+# demo's days first and every start prints what to click. Ctrl-C stops both.
 ui: install
 	$(BIN)/python -m osipi_dagster.ui
 
@@ -60,7 +62,15 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install services lint
+# Debian's Chromium for the browser test (osipi_dagster_tests/test_ui_browser.py), which Playwright drives
+# with executable_path: no browser download. Installing needs root; elsewhere install it yourself.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "Chromium is missing: run 'sudo apt-get install chromium' (the browser test needs it)"; exit 1; fi; }
+
+test: install services lint browser
 	$(BIN)/lint-imports
 	$(BIN)/dagster definitions validate -w workspace.yaml
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs

@@ -1,21 +1,26 @@
 """`make demo`: the main job end to end on the embedded default, for two PI servers side by side.
 
-Starts two mock PI Web APIs (different ports and seeds, clocks fixed at ``DEMO_NOW`` so every demo reads the
-same data): the default server (``OSIPI_DEMO_POINTS`` points, 2,000 by default; every other ``OSIPI_*``
-setting applies to it as to the code location) and a second site, ``site_b``, with a quarter of the points.
-For each server it materializes through Dagster, as runs recorded in ``DAGSTER_HOME`` (the UI of ``make ui``
-shows them): the AF hierarchy and attributes, the tag catalog, the time series of yesterday and today (the
-mock's) over every shard (one run per day, covering all its shards), and the event frames of both days. Both
-servers land in one lakehouse, each in its own tables. It prints rows per table, values/s, the duration and
-where the tables are. Running it again replaces the same slices: the row counts stay the same.
+Starts two mock PI Web APIs (different ports and seeds, clocks fixed at :func:`demo_now`, noon UTC of today,
+so the demo's days are the newest partitions the UI shows, and every demo of a day reads the same data: the
+mock's values are a pure function of seed, point and time): the default server (``OSIPI_DEMO_POINTS`` points,
+2,000 by default; every other ``OSIPI_*`` setting applies to it as to the code location) and a second site,
+``site_b``, with a quarter of the points. For each server it materializes through Dagster, as runs recorded in
+``DAGSTER_HOME`` (the UI of ``make ui`` shows them): the AF hierarchy and attributes, the tag catalog, the
+time series of yesterday and today (the mock's) over every shard (one run per day, covering all its shards,
+with the asset checks), the event frames and the ingestion report of both days. Both servers land in one
+lakehouse, each in its own tables. It prints rows per table, values/s, the duration, where the tables are, the
+checks' outcomes and the reports' paths. Running it again the same day replaces the same slices: the row
+counts stay the same.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from contextlib import ExitStack
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import requests
@@ -37,7 +42,6 @@ from osipi_dagster.mock.config import MockConfig
 from osipi_dagster.mock.server import serve_in_thread
 from osipi_dagster.settings import PIServerSettings, demo_from_env, lake_from_env, pi_server_from_env
 
-DEMO_NOW = "2025-01-06T12:00:00Z"
 SECOND_SITE = "site_b"
 # The tables the main job replaces (a second demo leaves their row counts unchanged).
 MAIN_JOB_TABLES = (
@@ -50,9 +54,32 @@ MAIN_JOB_TABLES = (
 )
 
 
+def demo_now() -> str:
+    """The mocks' fixed clock: noon UTC of today. Following the real date keeps the demo's partitions the
+    newest ones in the UI; a fixed time of day keeps a day's demo reproducible."""
+    return f"{datetime.now(UTC).date().isoformat()}T12:00:00Z"
+
+
+def demo_days() -> list[date]:
+    """The days the demo materializes: yesterday and today (the mock's)."""
+    today = date.fromisoformat(demo_now()[:10])
+    return [today - timedelta(days=1), today]
+
+
 def demo_mock(points: int | None = None, port: int = 0) -> MockConfig:
     """The default server's mock, as ``make demo`` and ``make ui`` serve it (on 127.0.0.1)."""
-    return MockConfig(host="127.0.0.1", port=port, tags=points or demo_from_env().points, now=DEMO_NOW)
+    return MockConfig(host="127.0.0.1", port=port, tags=points or demo_from_env().points, now=demo_now())
+
+
+@dataclass
+class DemoTally:
+    """What the demo's runs did: time-series values and seconds, check outcomes, report paths."""
+
+    values: int = 0
+    seconds: float = 0.0
+    checks: Counter[tuple[str, bool]] = field(default_factory=Counter)
+    failed: list[str] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)
 
 
 def main() -> int:
@@ -65,7 +92,7 @@ def main() -> int:
         SECOND_SITE: MockConfig(
             port=0,
             tags=max(1, points // 4),
-            now=DEMO_NOW,
+            now=demo_now(),
             seed=2,
             server_name="PISITEB",
             af_server_name="AFSITEB",
@@ -83,37 +110,34 @@ def main() -> int:
             ),
         ]
         defs = build_definitions(lake, servers)
-        values = seconds = 0.0
+        tally = DemoTally()
         for server in servers:
-            print(f"\n{server.name}: mock PI Web API on {server.base_url}, clock fixed at {DEMO_NOW}")
-            run_values, run_seconds = _main_job(defs, instance, server)
-            values, seconds = values + run_values, seconds + run_seconds
+            print(f"\n{server.name}: mock PI Web API on {server.base_url}, clock fixed at {demo_now()}")
+            main_job(defs, instance, server, tally)
         _follow_pi(defs, instance, default, running["default"].url)
-    _summary(lake.root, servers, int(values), seconds, time.perf_counter() - started, instance)
+    _summary(lake.root, servers, tally, time.perf_counter() - started, instance)
     return 0
 
 
-def _main_job(
-    defs: dg.Definitions, instance: dg.DagsterInstance, server: PIServerSettings
-) -> tuple[float, float]:
-    """AF, catalog, the time series of yesterday and today and their event frames, for one server; the
-    time-series values read and the seconds it took."""
+def main_job(
+    defs: dg.Definitions, instance: dg.DagsterInstance, server: PIServerSettings, tally: DemoTally
+) -> None:
+    """AF, catalog, the time series of yesterday and today (with their checks), their event frames and
+    ingestion reports, for one server, added to ``tally``."""
     key = ServerWiring(server).key
-    today = date.fromisoformat(DEMO_NOW[:10])
     shards = server_partitions(server).shard_keys
-    _run(defs, instance, [key("pi_af_hierarchy"), key("pi_af_attributes")])
-    _run(defs, instance, [key("pi_points")])
-    values = seconds = 0.0
-    for day in (today - timedelta(days=1), today):
-        run_values, run_seconds = _run(
+    _run(defs, instance, [key("pi_af_hierarchy"), key("pi_af_attributes")], tally)
+    _run(defs, instance, [key("pi_points")], tally)
+    for day in demo_days():
+        _run(
             defs,
             instance,
             [key("pi_timeseries")],
+            tally,
             partition_range=(f"{day.isoformat()}|{shards[0]}", f"{day.isoformat()}|{shards[-1]}"),
         )
-        values, seconds = values + run_values, seconds + run_seconds
-        _run(defs, instance, [key("pi_event_frames")], partition_key=day.isoformat())
-    return values, seconds
+        _run(defs, instance, [key("pi_event_frames")], tally, partition_key=day.isoformat())
+        _run(defs, instance, [key("pi_ingestion_report")], tally, partition_key=day.isoformat())
 
 
 def _follow_pi(
@@ -122,8 +146,7 @@ def _follow_pi(
     """One tick of ``pi_timeseries_sensor`` after PI changed (its clock moved 10 minutes: new and late
     values; a value of yesterday edited), the runs it requests, and the reconciliation of yesterday."""
     wiring = ServerWiring(server)
-    today = date.fromisoformat(DEMO_NOW[:10])
-    yesterday = today - timedelta(days=1)
+    yesterday, today = demo_days()
     print(f"\n{server.name}: following PI by its stream updates ({server.qualified('pi_timeseries_sensor')})")
     cursor = _sensor_tick(defs, instance, wiring, None)  # registers every point
     points = read_table(Lakehouse(lake_from_env().root, table_prefix=server.table_prefix).table(POINTS.name))
@@ -154,7 +177,7 @@ def _follow_pi(
     _sensor_tick(defs, instance, wiring, cursor)
     print(f"  the lake holds {_stored_value(server, web_id, stamp)} at {stamp} (PI's edit followed)")
     print("  reconciliation of yesterday:")
-    _run(defs, instance, [wiring.key("pi_reconciliation")], partition_key=yesterday.isoformat())
+    _run(defs, instance, [wiring.key("pi_reconciliation")], DemoTally(), partition_key=yesterday.isoformat())
 
 
 def _stored_value(server: PIServerSettings, web_id: str, stamp: str) -> object:
@@ -202,12 +225,13 @@ def _run(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     assets: list[dg.AssetKey],
+    tally: DemoTally,
     *,
     partition_key: str | None = None,
     partition_range: tuple[str, str] | None = None,
-) -> tuple[int, float]:
-    """One Dagster run of ``assets`` (a partition range becomes one run, as a backfill batches it); the
-    time-series values it read and its duration."""
+) -> None:
+    """One Dagster run of ``assets`` and their checks (a partition range becomes one run, as a backfill
+    batches it), added to ``tally``."""
     tags = {"dagster/from": "make demo"}
     if partition_range:
         tags |= {
@@ -223,25 +247,29 @@ def _run(
     seconds = time.perf_counter() - step_started
     names = ", ".join(a.to_user_string() for a in assets)
     print(f"  {names:<40} {label:<33} run {result.run_id[:8]} {seconds:6.1f} s")
-    events = result.get_asset_materialization_events()
-    for event in events:
+    for event in result.get_asset_materialization_events():
         metadata = event.materialization.metadata
         if "points_matched" in metadata:
             print(
                 f"    {event.partition}: {metadata['points_matched'].value} points match PI, "
                 f"{metadata['points_differ'].value} differ"
             )
-    values = events[0].materialization.metadata.get("run_values") if events else None
-    return (values.value if values else 0), seconds
+        if "report_path" in metadata:
+            tally.reports.append(metadata["report_path"].value)
+            print(f"    report: {metadata['report_path'].value}")
+        if event.asset_key.path[-1] == "pi_timeseries":
+            tally.values += metadata["dagster/row_count"].value
+    if any(a.path[-1] == "pi_timeseries" for a in assets):
+        tally.seconds += seconds
+    for evaluation in result.get_asset_check_evaluations():
+        name = f"{evaluation.asset_check_key.asset_key.to_user_string()}.{evaluation.check_name}"
+        tally.checks[(name, evaluation.passed)] += 1
+        if not evaluation.passed:
+            tally.failed.append(f"{name} {evaluation.partition or ''} ({evaluation.severity.value})".strip())
 
 
 def _summary(
-    root: str,
-    servers: list[PIServerSettings],
-    values: int,
-    values_seconds: float,
-    seconds: float,
-    instance: dg.DagsterInstance,
+    root: str, servers: list[PIServerSettings], tally: DemoTally, seconds: float, instance: dg.DagsterInstance
 ) -> None:
     print("\nTables (Delta Lake):")
     for server in servers:
@@ -249,13 +277,21 @@ def _summary(
         for name in MAIN_JOB_TABLES:
             table = lake.table(name)
             print(f"  {table.name:<36} {row_count(table) if table.exists() else 0:>12,} rows   {table.uri}")
-    rate = values / values_seconds if values_seconds else 0
+    rate = tally.values / tally.seconds if tally.seconds else 0
     print(
-        f"\nTime series: {values:,} values read and written in {values_seconds:.1f} s ({rate:,.0f} values/s, "
-        "Dagster runs included; a second demo reads yesterday whole again and today from its watermarks "
-        "minus the overlap window)"
+        f"\nTime series: {tally.values:,} values read and written in {tally.seconds:.1f} s ({rate:,.0f} "
+        "values/s, Dagster runs included; a second demo reads yesterday whole again and today from its "
+        "watermarks minus the overlap window)"
     )
-    print(f"Demo finished in {seconds:.1f} s. Dagster runs are recorded in {instance.root_directory}.")
+    print("\nAsset checks (evaluations passed / failed):")
+    for name in sorted({name for name, _ in tally.checks}):
+        print(f"  {name:<52} {tally.checks[(name, True)]:>4} passed {tally.checks[(name, False)]:>4} failed")
+    for failure in tally.failed:
+        print(f"  failed: {failure}")
+    print("\nIngestion reports (open in a browser; also in gold.pi_ingestion_report):")
+    for path in tally.reports:
+        print(f"  {path}")
+    print(f"\nDemo finished in {seconds:.1f} s. Dagster runs are recorded in {instance.root_directory}.")
     print("Open the Dagster UI on these runs and assets with `make ui` (http://127.0.0.1:3000).")
 
 

@@ -42,9 +42,12 @@ def mock_pi(tmp_path: Path, *options: str) -> Iterator[str]:
 
 
 @contextmanager
-def dagster_dev(tmp_path: Path, settings: Mapping[str, str]) -> Iterator[DagsterUI]:
+def dagster_dev(
+    tmp_path: Path, settings: Mapping[str, str], start_timeout_s: float = 120
+) -> Iterator[DagsterUI]:
     """``dagster dev -w workspace.yaml`` on a free loopback port with a fresh instance, the code location
-    configured by the ``OSIPI_*`` ``settings`` only; its client."""
+    configured by the ``OSIPI_*`` ``settings`` only; its client once it serves (within
+    ``start_timeout_s``)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
@@ -61,7 +64,7 @@ def dagster_dev(tmp_path: Path, settings: Mapping[str, str]) -> Iterator[Dagster
                 return requests.get(f"{url}/server_info", timeout=5).ok
             return False
 
-        wait_for(serving, "dagster dev", process, log, timeout_s=300)
+        wait_for(serving, "dagster dev", process, log, timeout_s=start_timeout_s)
         yield DagsterUI(url)
 
 

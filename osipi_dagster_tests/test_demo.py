@@ -35,12 +35,17 @@ def _demo(cwd: Path, home: Path) -> dict[str, int]:
     assert "(PI's edit followed)" in done.stdout and "4242.5 at" in done.stdout, done.stdout[-3000:]
     assert re.search(r"points match PI, 0 differ", done.stdout), done.stdout[-3000:]
     assert re.search(r"values written, [1-9]\d* late", done.stdout), done.stdout[-3000:]  # the late value
+    checks = re.findall(r"^\s+(\S+)\s+(\d+) passed\s+(\d+) failed$", done.stdout, re.MULTILINE)
+    assert {name for name, _, _ in checks} >= {"pi_timeseries.null_or_bad_values", "pi_points.unique_web_ids"}
+    reports = re.findall(r"^\s+(/\S+\.html)$", done.stdout, re.MULTILINE)
+    assert len(reports) == 4, done.stdout[-3000:]  # two days of two servers
+    assert all(Path(path).is_file() for path in reports)
     counts = dict(re.findall(r"^\s+(\w+\.\w+)\s+([\d,]+) rows", done.stdout, re.MULTILINE))
     return {table: int(rows.replace(",", "")) for table, rows in counts.items()}
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2000)
+@pytest.mark.timeout(2400)  # two demos of two servers as subprocesses; minutes on a loaded machine
 def test_demo_twice_gives_the_same_row_counts(tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()

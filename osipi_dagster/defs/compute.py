@@ -57,7 +57,7 @@ RunMetadata = Callable[[list[Any], LakeTable], Mapping[str, object]]
 
 class ComputeResource(dg.ConfigurableResource):
     """Runs a step's ingestion outside the Dagster step: a subprocess, or a Databricks one-time job run on
-    a new cluster that has the connector installed (``library``)."""
+    a new cluster that has the connector installed (`library`)."""
 
     target: ComputeTarget = Field(description="subprocess or databricks.")
     databricks_host: str | None = Field(default=None, description="The Databricks workspace URL.")

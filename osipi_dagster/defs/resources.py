@@ -32,7 +32,7 @@ class PIWebAPIResource(dg.ConfigurableResource):
     """A PI Web API: where it is, how to authenticate, and how hard to read it.
 
     One client (one pooled HTTP session) is opened per step process and closed with the step. TLS
-    certificates are verified unless ``verify_tls`` is false; ``ca_bundle`` names a private CA's bundle.
+    certificates are verified unless `verify_tls` is false; `ca_bundle` names a private CA's bundle.
     """
 
     base_url: str = Field(description="The PI Web API root, e.g. https://pi.example.com/piwebapi.")
@@ -179,11 +179,11 @@ class PIWebAPIResource(dg.ConfigurableResource):
 class DeltaLakehouseResource(dg.ConfigurableResource):
     """The Delta Lake table root: a local folder (the embedded default) or an object store.
 
-    Tables are addressed as ``<schema>.<table>``: ``bronze.pi_timeseries`` lives under
-    ``<root>/bronze/pi_timeseries``. Object stores take dagster-deltalake's storage config classes, or
-    delta-rs's own environment variables (``AWS_*``, ``AZURE_*``, ``GOOGLE_*``). On S3 every commit is a
-    conditional write; a config that would make concurrent commits unsafe (``S3Config(allow_unsafe_rename=
-    True)``) fails the step before anything is read (``osipi_dagster.lake.tables.commit_safe_options``).
+    Tables are addressed as `<schema>.<table>`: `bronze.pi_timeseries` lives under
+    `<root>/bronze/pi_timeseries`. Object stores take dagster-deltalake's storage config classes, or
+    delta-rs's own environment variables (`AWS_*`, `AZURE_*`, `GOOGLE_*`). On S3 every commit is a
+    conditional write; a config that would make concurrent commits unsafe (`S3Config(allow_unsafe_rename=
+    True)`) fails the step before anything is read (`osipi_dagster.lake.tables.commit_safe_options`).
     """
 
     root: str = Field(default="data/lakehouse", description="A folder, or s3://, abfss://, gs:// URI.")

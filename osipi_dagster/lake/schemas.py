@@ -317,6 +317,25 @@ LIVE_TIMESERIES = TableSpec(
     description="PI values streamed over channels by osipi-stream, one row per value, in micro-batches.",
 )
 
+INGESTION_REPORT = TableSpec(
+    name="gold.pi_ingestion_report",
+    schema=pa.schema(
+        [
+            PARTITION_DATE,
+            # One figure per row, grouped by section: rate_per_hour, quality_by_area, late_values,
+            # failing_checks, event_frames_by_severity. Long, so a new figure adds rows, not columns.
+            pa.field("section", pa.string(), nullable=False),
+            pa.field("label", pa.string(), nullable=False),
+            pa.field("value", pa.float64(), nullable=False),
+            pa.field("detail", pa.string()),
+            INGESTED_AT,
+        ]
+    ),
+    partition_by=("partition_date",),
+    key=("partition_date", "section", "label"),
+    description="The daily ingestion report's figures (pi_ingestion_report): one row per figure of a day.",
+)
+
 TABLE_SPECS: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -330,6 +349,7 @@ TABLE_SPECS: dict[str, TableSpec] = {
         RECONCILIATION,
         DATA_LATENCY,
         LIVE_TIMESERIES,
+        INGESTION_REPORT,
     )
 }
 

@@ -28,6 +28,7 @@ def af_assets(server: ServerWiring) -> dg.AssetsDefinition:
                 "and description.",
                 group_name=server.group,
                 kinds=KINDS,
+                tags=server.tags("bronze"),
                 metadata=definition_metadata(AF_HIERARCHY, server.table_name(AF_HIERARCHY.name)),
             ),
             dg.AssetSpec(
@@ -37,6 +38,7 @@ def af_assets(server: ServerWiring) -> dg.AssetsDefinition:
                 deps=[server.key("pi_af_hierarchy")],
                 group_name=server.group,
                 kinds=KINDS,
+                tags=server.tags("bronze"),
                 metadata=definition_metadata(AF_ATTRIBUTES, server.table_name(AF_ATTRIBUTES.name)),
             ),
         ],

@@ -37,7 +37,8 @@ from osipi_dagster.defs.pi_server.jobs import server_jobs
 from osipi_dagster.defs.pi_server.live import live_asset, live_check, live_sensor
 from osipi_dagster.defs.pi_server.points import points_asset
 from osipi_dagster.defs.pi_server.reconciliation import reconciliation_asset, reconciliation_schedule
-from osipi_dagster.defs.pi_server.schedules import day_schedules
+from osipi_dagster.defs.pi_server.report import report_asset
+from osipi_dagster.defs.pi_server.schedules import day_schedules, report_schedule
 from osipi_dagster.defs.pi_server.sensors import timeseries_sensor
 from osipi_dagster.defs.pi_server.silver import silver_asset
 from osipi_dagster.defs.pi_server.timeseries import timeseries_asset
@@ -60,6 +61,7 @@ class ServerAssets:
     notification_rules: dg.AssetsDefinition
     alarms: dg.AssetsDefinition
     alarm_summary: dg.AssetsDefinition
+    report: dg.AssetsDefinition
 
     @property
     def all(self) -> list[dg.AssetsDefinition]:
@@ -74,6 +76,7 @@ class ServerAssets:
             self.notification_rules,
             self.alarms,
             self.alarm_summary,
+            self.report,
         ]
 
 
@@ -91,6 +94,7 @@ def server_assets(settings: PIServerSettings) -> ServerAssets:
         notification_rules=notification_rules_asset(server),
         alarms=alarms_asset(server),
         alarm_summary=alarm_summary_asset(server),
+        report=report_asset(server),
     )
 
 
@@ -105,7 +109,11 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
         assets=[*assets.all, live_asset(server)],
         asset_checks=[*checks, live_check(server, stream)],
         jobs=jobs.all,
-        schedules=[*day_schedules(server, jobs), reconciliation_schedule(server, assets.reconciliation)],
+        schedules=[
+            *day_schedules(server, jobs),
+            reconciliation_schedule(server, jobs.reconciliation),
+            report_schedule(server, jobs.report),
+        ],
         sensors=[
             timeseries_sensor(server, jobs.timeseries),
             catalog_sensor(server, jobs),

@@ -6,6 +6,7 @@ import dagster as dg
 
 from osipi_dagster.defs.compute import run_elsewhere
 from osipi_dagster.defs.pi_server.metadata import KINDS, POOL, definition_metadata, merge_metadata
+from osipi_dagster.defs.pi_server.partitions import DATE_PARTITION, not_begun
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.ingest.event_frames import EventFrameResult, ingest_event_frames
 from osipi_dagster.ingest.server_clock import server_now
@@ -26,7 +27,8 @@ def event_frames_asset(server: ServerWiring) -> dg.AssetsDefinition:
         group_name=server.group,
         kinds=KINDS,
         pool=POOL,
-        metadata=definition_metadata(EVENT_FRAMES, server.table_name(EVENT_FRAMES.name)),
+        metadata=definition_metadata(EVENT_FRAMES, server.table_name(EVENT_FRAMES.name), DATE_PARTITION),
+        tags=server.tags("bronze"),
         required_resource_keys=server.resource_keys,
     )
     def pi_event_frames(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -37,7 +39,9 @@ def event_frames_asset(server: ServerWiring) -> dg.AssetsDefinition:
 
         Rows are MERGEd by event frame WebId: a frame that was open (null `end_time`) and later closes, is
         acknowledged or changes is updated in place, never duplicated. Re-materialize today's partition to
-        follow open frames, and an old day to pick up frames back-dated into it.
+        follow open frames, and an old day to pick up frames back-dated into it. The Delta table itself is
+        not partitioned (a frame spans days); each Dagster partition is the UTC day `2025-01-06` of the
+        frames read. A day that has not begun on the PI server fails the run and writes nothing.
         """
         if not server.runs_in_process:  # a subprocess or Databricks runs the same loop: defs/compute.py
             return run_elsewhere(context, server, RemoteJob.EVENT_FRAMES, EVENT_FRAMES, {}, _metadata)
@@ -45,6 +49,7 @@ def event_frames_asset(server: ServerWiring) -> dg.AssetsDefinition:
         client = pi.client
         table = server.lake(context).table(EVENT_FRAMES.name)
         now = server_now(client, pi.data_server)
+        not_begun(context.partition_keys, now)
         for key in context.partition_keys:  # a backfill run covers several days
             result = ingest_event_frames(
                 client, table, day=date.fromisoformat(key), now=now, concurrency=pi.concurrency

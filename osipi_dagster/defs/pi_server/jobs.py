@@ -15,10 +15,12 @@ class ServerJobs:
     catalog: dg.UnresolvedAssetJobDefinition
     timeseries: dg.UnresolvedAssetJobDefinition
     event_frames: dg.UnresolvedAssetJobDefinition
+    reconciliation: dg.UnresolvedAssetJobDefinition
+    report: dg.UnresolvedAssetJobDefinition
 
     @property
     def all(self) -> list[dg.UnresolvedAssetJobDefinition]:
-        return [self.catalog, self.timeseries, self.event_frames]
+        return [self.catalog, self.timeseries, self.event_frames, self.reconciliation, self.report]
 
 
 def server_jobs(server: ServerWiring) -> ServerJobs:
@@ -39,12 +41,27 @@ def server_jobs(server: ServerWiring) -> ServerJobs:
             name("pi_timeseries_job"),
             selection=[server.key("pi_timeseries")],
             partitions_def=server.partitions.timeseries,
-            description="Recorded values, per UTC day and tag shard.",
+            description="Recorded values, per UTC day and tag shard: partition keys are `date|shard`, e.g. "
+            "`2025-01-06|s03`.",
         ),
         event_frames=dg.define_asset_job(
             name("pi_event_frames_job"),
             selection=[server.key("pi_event_frames")],
             partitions_def=server.partitions.dates,
-            description="AF event frames, per UTC day.",
+            description="AF event frames, per UTC day: partition keys are dates, e.g. `2025-01-06`.",
+        ),
+        reconciliation=dg.define_asset_job(
+            name("pi_reconciliation_job"),
+            selection=[server.key("pi_reconciliation")],
+            partitions_def=server.partitions.dates,
+            description="Closed days compared with PI, per UTC day: partition keys are dates, e.g. "
+            "`2025-01-06`.",
+        ),
+        report=dg.define_asset_job(
+            name("pi_ingestion_report_job"),
+            selection=[server.key("pi_ingestion_report")],
+            partitions_def=server.partitions.dates,
+            description="The daily ingestion report, per UTC day: partition keys are dates, e.g. "
+            "`2025-01-06`.",
         ),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from osipi_dagster.lake import LakeTable, MergeResult, TableSpec, WriteResult
+from osipi_dagster.lake.columns import column_description
 
 KINDS = {"pi", "deltalake"}
 POOL = "pi_webapi"  # every asset that calls PI Web API runs in this concurrency pool (dagster.yaml)
@@ -17,6 +18,7 @@ def table_schema(spec: TableSpec) -> dg.TableSchema:
             dg.TableColumn(
                 field.name,
                 str(field.type),
+                description=column_description(spec.name, field.name),
                 constraints=dg.TableColumnConstraints(nullable=field.nullable),
             )
             for field in spec.schema
@@ -24,13 +26,14 @@ def table_schema(spec: TableSpec) -> dg.TableSchema:
     )
 
 
-def definition_metadata(spec: TableSpec, table_name: str) -> dict[str, object]:
+def definition_metadata(spec: TableSpec, table_name: str, partitions: str | None = None) -> dict[str, object]:
     """Static metadata of an asset backed by the table ``table_name`` of layout ``spec`` (shown before
-    anything is materialized)."""
+    anything is materialized); ``partitions`` says what one Dagster partition of a partitioned asset is."""
     return {
         "dagster/table_name": table_name,
         "dagster/column_schema": table_schema(spec),
-        "partitioned_by": ", ".join(spec.partition_by) or "not partitioned",
+        **({"dagster_partition": partitions} if partitions else {}),
+        "delta_partition_columns": ", ".join(spec.partition_by) or "none",
     }
 
 

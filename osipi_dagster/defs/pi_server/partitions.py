@@ -21,12 +21,17 @@ Multi-partition keys join the dimension values in alphabetical order of the dime
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
 from osipi_dagster.ingest.shards import shard_keys
 from osipi_dagster.settings import PIServerSettings
+
+TIMESERIES_PARTITION = "one UTC day x one tag shard; key `date|shard`, e.g. `2025-01-06|s03`"
+DATE_PARTITION = "one UTC day; key `YYYY-MM-DD`, e.g. `2025-01-06`"
 
 
 @dataclass(frozen=True)
@@ -64,3 +69,25 @@ def split_partition_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
     if not separator or not day or not shard:
         raise ValueError(f"{key!r} is not a time-series partition key such as '2025-01-06|s03'.")
     return day, shard
+
+
+def not_begun(keys: Iterable[str | dg.MultiPartitionKey], now: datetime) -> None:
+    """Fail, writing nothing, if a partition's UTC day has not begun at ``now`` (the PI server's time).
+
+    Dagster offers today's partition by this host's clock; a PI server behind it (clock skew, a mock with a
+    fixed clock) has no data for it yet, and a run that read nothing would show the partition as
+    materialized."""
+    days = sorted({_day_of(key) for key in keys})
+    early = [day for day in days if datetime.combine(day, datetime.min.time(), UTC) >= now]
+    if early:
+        raise dg.Failure(
+            description=f"The partition day(s) {', '.join(d.isoformat() for d in early)} have not begun on "
+            f"the PI server, whose clock reads {now.isoformat()}: nothing was read or written. Materialize "
+            "them once the PI server's clock has reached them (check the PI server's time if this host's "
+            "clock is right)."
+        )
+
+
+def _day_of(key: str | dg.MultiPartitionKey) -> date:
+    text = str(key)
+    return date.fromisoformat(split_partition_key(key)[0] if "|" in text else text)

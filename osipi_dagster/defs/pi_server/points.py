@@ -11,8 +11,8 @@ from osipi_dagster.lake.schemas import AF_ATTRIBUTES, AF_HIERARCHY, POINTS
 
 
 class PointCatalogConfig(dg.Config):
-    """Which points to read, for this run. Patterns use PI wildcards (``*``, ``?``) and ignore case; a field
-    left unset takes the server's setting (``OSIPI_POINT_INCLUDE`` ... for the default server)."""
+    """Which points to read, for this run. Patterns use PI wildcards (`*`, `?`) and ignore case; a field
+    left unset takes the server's setting (`OSIPI_POINT_INCLUDE` ... for the default server)."""
 
     include: list[str] | None = Field(default=None, description="Point-name patterns to read.")
     exclude: list[str] | None = Field(default=None, description="Point-name patterns to skip.")
@@ -39,6 +39,7 @@ def points_asset(server: ServerWiring) -> dg.AssetsDefinition:
         deps=[server.key("pi_af_attributes")],
         group_name=server.group,
         kinds=KINDS,
+        tags=server.tags("bronze"),
         pool=POOL,
         metadata=definition_metadata(POINTS, server.table_name(POINTS.name)),
         required_resource_keys=server.resource_keys,

@@ -3,8 +3,10 @@
 from datetime import date, timedelta
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from osipi_dagster.defs.pi_server.metadata import KINDS, POOL, definition_metadata, write_metadata
+from osipi_dagster.defs.pi_server.partitions import DATE_PARTITION
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.ingest.reconciliation import CatalogPoint, ReconciliationResult, reconcile_day
 from osipi_dagster.ingest.server_clock import server_now
@@ -30,7 +32,8 @@ def reconciliation_asset(server: ServerWiring) -> dg.AssetsDefinition:
         group_name=server.settings.qualified("pi_gold"),
         kinds=KINDS,
         pool=POOL,
-        metadata=definition_metadata(RECONCILIATION, server.table_name(RECONCILIATION.name)),
+        metadata=definition_metadata(RECONCILIATION, server.table_name(RECONCILIATION.name), DATE_PARTITION),
+        tags=server.tags("gold"),
         required_resource_keys=server.resource_keys,
     )
     def pi_reconciliation(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -65,7 +68,7 @@ def reconciliation_asset(server: ServerWiring) -> dg.AssetsDefinition:
     return pi_reconciliation
 
 
-def reconciliation_schedule(server: ServerWiring, asset: dg.AssetsDefinition) -> dg.ScheduleDefinition:
+def reconciliation_schedule(server: ServerWiring, job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
     """Every night after the days close: the last `reconciliation_days` closed days."""
     settings = server.settings
     name = settings.qualified("pi_reconciliation_nightly")
@@ -74,7 +77,7 @@ def reconciliation_schedule(server: ServerWiring, asset: dg.AssetsDefinition) ->
         name=name,
         cron_schedule=f"45 {settings.close_day_hour} * * *",
         execution_timezone="UTC",
-        target=[asset],
+        job=job,
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description=f"Every night: the last {settings.reconciliation_days} closed days compared with PI.",
     )

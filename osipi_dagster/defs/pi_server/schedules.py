@@ -7,6 +7,8 @@
   late for that day are read, and each slice is replaced in one commit. Without these runs the end of every
   day would be in the lake only if someone re-materialized it.
 
+``pi_ingestion_report_daily``: an hour after the close-day runs, yesterday's ingestion report.
+
 A schedule targets assets of one partitions definition, hence one schedule per asset and cadence. All start
 stopped (turn them on in the UI) so that a fresh ``make ui`` on the mock's fixed clock launches nothing.
 Run keys make a tick evaluated twice launch nothing twice.
@@ -124,3 +126,18 @@ def _day_schedule(
         ]
 
     return _schedule
+
+
+def report_schedule(server: ServerWiring, job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    """Yesterday's ingestion report, an hour after the close-day runs (and their checks) started."""
+    return _day_schedule(
+        server,
+        job,
+        "pi_ingestion_report",
+        "daily",
+        f"0 {(server.settings.close_day_hour + 1) % 24} * * *",
+        1,
+        lambda day: [day.isoformat()],
+        "Every day an hour after the close-day runs: yesterday's ingestion report, once its time series and "
+        "their checks are in.",
+    )

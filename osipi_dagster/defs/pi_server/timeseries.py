@@ -8,12 +8,11 @@ from pydantic import Field
 from osipi_dagster.contract import from_ns, to_ns
 from osipi_dagster.defs.compute import run_elsewhere
 from osipi_dagster.defs.pi_server.metadata import KINDS, POOL, definition_metadata, table_metadata
-from osipi_dagster.defs.pi_server.partitions import split_partition_key
+from osipi_dagster.defs.pi_server.partitions import TIMESERIES_PARTITION, not_begun, split_partition_key
 from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.ingest.catalog import points_first_seen, shard_points
 from osipi_dagster.ingest.server_clock import server_now
 from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ingest_partition
-from osipi_dagster.lake import LakeTable
 from osipi_dagster.lake.schemas import DATA_LATENCY, POINTS, TIMESERIES, WATERMARKS
 from osipi_dagster.pipes.request import RemoteJob
 
@@ -60,7 +59,9 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
         group_name=server.group,
         kinds=KINDS,
         pool=POOL,
-        metadata=definition_metadata(TIMESERIES, server.table_name(TIMESERIES.name)),
+        metadata=definition_metadata(TIMESERIES, server.table_name(TIMESERIES.name), TIMESERIES_PARTITION),
+        tags=server.tags("bronze"),
+        freshness_policy=server.open_day_freshness,
         required_resource_keys=server.resource_keys,
     )
     def pi_timeseries(context: dg.AssetExecutionContext, config: TimeseriesConfig) -> dg.MaterializeResult:
@@ -74,7 +75,10 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
 
         Today's partition holds values up to its last run only: materialize it once more after the UTC
         day has closed (and late values have arrived), which reads the closed day whole; the schedule
-        `pi_timeseries_close_day` does that every night."""
+        `pi_timeseries_close_day` does that every night.
+
+        Partition keys are `date|shard`, e.g. `2025-01-06|s03` (the UTC day, then the tag shard). A day that
+        has not begun on the PI server fails the run, naming it, and writes nothing."""
         if not server.runs_in_process:  # a subprocess or Databricks runs the same loop: defs/compute.py
             return run_elsewhere(
                 context,
@@ -83,13 +87,14 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
                 TIMESERIES,
                 config.model_dump(),
                 lambda result, _table: _metadata(result),
-                _run_metadata,
+                lambda _results, table: table_metadata(table),
             )
         pi, lake = server.pi(context), server.lake(context)
         settings = pi.read_options()
         overlap = timedelta(minutes=_or(config.overlap_minutes, server.settings.overlap_minutes))
         table = lake.table(TIMESERIES.name)
         now = server_now(pi.client, pi.data_server)
+        not_begun(context.partition_keys, now)
         new_points = None
         if config.new_points_after is not None:
             until = _time(config.new_points_until) or now
@@ -132,7 +137,10 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
             context.log.info(f"{key}: {result.rows} values of {result.points} points {result.note}".strip())
             context.add_asset_metadata(_metadata(result), partition_key=key)
             results.append(result)
-        return dg.MaterializeResult(metadata=_run_metadata(results, table))
+        # Run totals go to the log, not the metadata: a run's metadata lands on each of its partitions,
+        # where sums over partitions would count them once per partition.
+        context.log.info(_run_summary(results))
+        return dg.MaterializeResult(metadata=table_metadata(table))
 
     return pi_timeseries
 
@@ -154,24 +162,27 @@ def _failures_table(error: PointReadError) -> str:
 
 
 def _metadata(result: PartitionResult) -> dict[str, object]:
-    """The metadata of one partition's materialization."""
-    window = (
-        f"{result.window_start.isoformat()} .. {result.window_end.isoformat()}"
-        if result.window_start and result.window_end
-        else "-"
-    )
+    """The metadata of one partition's materialization: its own figures only, typed so the UI plots them."""
+    window: dict[str, object] = {}
+    if result.window_start and result.window_end:
+        window = {
+            "window_start": dg.MetadataValue.timestamp(result.window_start),
+            "window_end": dg.MetadataValue.timestamp(result.window_end),
+        }
+    seconds = result.duration_seconds
     return {
         "dagster/row_count": dg.MetadataValue.int(result.rows),
-        "points_read": result.points,
-        "points_failed": 0,  # a partition with failed points is never committed: its run fails, listing them
-        "incremental": result.incremental,
-        "time_range": window,
-        "delta_table_version": result.write.version if result.write else -1,
-        "files_added": result.write.files_added if result.write else 0,
-        "requests": result.requests,
-        "duration_seconds": round(result.duration_seconds, 3),
-        "values_per_second": round(result.rows / result.duration_seconds) if result.duration_seconds else 0,
-        "note": result.note or "-",
+        "points_read": dg.MetadataValue.int(result.points),
+        # A partition with failed points is never committed: its run fails, listing them.
+        "points_failed": dg.MetadataValue.int(0),
+        "incremental": dg.MetadataValue.bool(result.incremental),
+        **window,
+        "delta_table_version": dg.MetadataValue.int(result.write.version if result.write else -1),
+        "files_added": dg.MetadataValue.int(result.write.files_added if result.write else 0),
+        "pi_requests": dg.MetadataValue.int(result.requests),
+        "duration_seconds": dg.MetadataValue.float(round(seconds, 3)),
+        "values_per_second": dg.MetadataValue.float(round(result.rows / seconds, 1) if seconds else 0.0),
+        "note": dg.MetadataValue.text(result.note or "-"),
         **_lateness_metadata(result),
     }
 
@@ -192,13 +203,9 @@ def _lateness_metadata(result: PartitionResult) -> dict[str, object]:
     return metadata
 
 
-def _run_metadata(results: list[PartitionResult], table: LakeTable) -> dict[str, object]:
-    """What the whole run did (a backfill run covers several partitions)."""
+def _run_summary(results: list[PartitionResult]) -> str:
+    """What the whole run did (a backfill run covers several partitions), for its log."""
     rows = sum(r.rows for r in results)
     seconds = sum(r.duration_seconds for r in results)
-    return {
-        **table_metadata(table),
-        "run_partitions": len(results),
-        "run_values": rows,
-        "run_values_per_second": round(rows / seconds) if seconds else 0,
-    }
+    rate = f"{rows / seconds:,.0f} values/s" if seconds else "no time spent"
+    return f"{len(results)} partition(s), {rows:,} values ({rate})."

@@ -10,6 +10,7 @@ prefixes them with its name (``site_b/pi_timeseries``, ``bronze.site_b__pi_times
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 
 import dagster as dg
@@ -59,6 +60,16 @@ class ServerWiring:
     def group(self) -> str:
         """The asset group of the server's bronze assets."""
         return self.settings.qualified("pi_bronze")
+
+    def tags(self, layer: str) -> dict[str, str]:
+        """Asset tags to filter the catalog by: the PI server and the lake layer (bronze, silver, gold)."""
+        return {"pi_server": self.settings.name, "layer": layer}
+
+    @property
+    def open_day_freshness(self) -> dg.FreshnessPolicy:
+        """Today's data is read at least hourly (the open-day schedule or the stream-updates sensor): warn
+        when no partition was materialized for 2 hours, fail after 6."""
+        return dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=6), warn_window=timedelta(hours=2))
 
     def key(self, name: str) -> dg.AssetKey:
         """The asset key of the server's asset ``name``."""

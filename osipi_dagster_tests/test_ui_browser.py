@@ -1,0 +1,189 @@
+"""The Dagster UI as a user drives it, in a real browser: headless Chromium (Debian's `chromium`, installed by
+`make browser`, which `make test` runs) under Python Playwright, against `dagster dev -w workspace.yaml` and
+the mock PI Web API as real subprocesses on loopback.
+
+The user opens the asset graph, opens `pi_timeseries`, launches a backfill of 2 dates x 2 shards through the
+partition dialog (`Materialize…`), waits for its runs, and looks at an asset check's result and a partition's
+metadata (the Events tab); the Delta slices the backfill wrote must equal the mock's values.
+Screenshots of every step are kept in `test-artifacts/browser/` when the test fails. Timeouts are generous:
+the backfill daemon ticks every 30 s, and CI runs this on 2 loaded cores.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from osipi_dagster.lake import Lakehouse
+from osipi_dagster_tests.processes import REPO, dagster_dev, mock_pi
+from osipi_dagster_tests.timeseries_helpers import (
+    assert_same_rows,
+    day_start_ns,
+    lake_rows,
+    shard_web_ids,
+    truth,
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+MOCK_NOW = "2025-01-06T12:00:00Z"  # fixed: the backfilled days are closed, their values final
+DATES = ["2025-01-04", "2025-01-05"]
+SHARDS = ["s01", "s02"]
+PARTITIONS = [f"{day}|{shard}" for day in DATES for shard in SHARDS]
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+START_S = 600  # dagster dev loads the code location before it serves: minutes on a loaded machine
+STEP_MS = 120_000  # one page or dialog step, on a loaded machine
+BACKFILL_S = 900  # the daemon's 30 s loop, runs queued behind each other, 2 busy cores
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_a_user_backfills_two_dates_by_two_shards_in_the_ui(tmp_path: Path) -> None:
+    """Asset graph -> pi_timeseries -> Materialize… -> 2 dates x 2 shards -> Launch backfill -> the backfill
+    page; the runs succeed, the four Delta slices equal the mock's values, and the asset's check results
+    and per-partition metadata show."""
+    assert CHROMIUM.exists(), "Chromium is missing: run `make browser` (as root: apt-get install chromium)"
+    lake_root = tmp_path / "lake"
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with _kept_on_failure(shots):
+        _drive_the_ui(tmp_path, lake_root, shots)
+
+
+def _drive_the_ui(tmp_path: Path, lake_root: Path, shots: Path) -> None:
+    with (
+        mock_pi(tmp_path, "--tags", "40", "--now", MOCK_NOW) as api,
+        dagster_dev(
+            tmp_path,
+            {"OSIPI_PI_BASE_URL": api, "OSIPI_LAKE_ROOT": str(lake_root), "OSIPI_TAG_SHARDS": "4"},
+            start_timeout_s=START_S,
+        ) as ui,
+        sync_playwright() as driver,
+    ):
+        location = ui.location()
+        ui.wait_run(ui.materialize(location, ["pi_af_hierarchy", "pi_af_attributes", "pi_points"]), 300)
+        browser = driver.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=ARGS,
+            viewport={"width": 1600, "height": 1000},
+        )
+        page = browser.new_page()
+        page.set_default_timeout(STEP_MS)
+        try:
+            _asset_graph(page, ui.url, location, shots)
+            backfill_id = _launch_backfill(page, ui.url, shots)
+            backfill = ui.wait_backfill(backfill_id, timeout_s=BACKFILL_S)
+            errors = {run["runId"]: ui.run_errors(run["runId"]) for run in backfill["runs"]}
+            assert backfill["status"] == "COMPLETED_SUCCESS", (backfill, errors)
+            assert sorted(backfill["partitionNames"]) == sorted(PARTITIONS)
+            _backfill_page(page, ui.url, backfill_id, shots)
+            _check_result(page, ui.url, shots)
+            _partition_metadata(page, ui.url, shots)
+        except Exception:
+            page.screenshot(path=str(shots / "99_failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+        _assert_slices_equal_the_mock(Lakehouse(str(lake_root)), api)
+
+
+def _assert_slices_equal_the_mock(lake: Lakehouse, api: str) -> None:
+    """Each backfilled (date, shard) slice holds exactly the mock's values of the shard's points that day."""
+    table = lake.table("bronze.pi_timeseries")
+    for day in map(date.fromisoformat, DATES):
+        for shard in SHARDS:
+            start = day_start_ns(day)
+            want = truth(api, shard_web_ids(lake, shard), start, day_start_ns(day + timedelta(days=1)))
+            assert want, f"the mock has no values for {day}|{shard}: the comparison would prove nothing"
+            assert_same_rows(lake_rows(table, day, shard), want)
+
+
+def _asset_graph(page: Page, url: str, location: str, shots: Path) -> None:
+    """The global asset lineage shows the project's groups (bronze, silver, gold); the bronze group's graph
+    shows its assets once its nodes have loaded."""
+    page.goto(f"{url}/asset-groups", wait_until="networkidle")
+    page.get_by_text("pi_bronze", exact=True).first.wait_for()
+    page.screenshot(path=str(shots / "01_asset_graph.png"))
+    page.goto(f"{url}/locations/{location}/asset-groups/pi_bronze", wait_until="networkidle")
+    page.get_by_text("Loading...").first.wait_for(state="detached")
+    page.get_by_text("pi_timeseries", exact=True).first.wait_for()
+    page.screenshot(path=str(shots / "01_bronze_graph.png"))
+
+
+def _launch_backfill(page: Page, url: str, shots: Path) -> str:
+    """The partition dialog of `pi_timeseries`: dates typed, shards ticked; the backfill's id."""
+    page.goto(f"{url}/assets/pi_timeseries", wait_until="networkidle")
+    page.get_by_role("button", name="Materialize…").click()
+    dialog = page.get_by_role("dialog").filter(has_text="Partition selection")
+    dialog.wait_for()
+    dates = dialog.locator("input[placeholder^='ex:']")
+    dates.fill(", ".join(DATES))
+    dates.press("Enter")
+    dialog.get_by_text("Select a partition or create one").click()
+    for shard in SHARDS:
+        page.get_by_role("menuitem").filter(has_text=shard).click()
+    dialog.get_by_text("Partition selection").first.click()  # closes the menu (Escape would close the dialog)
+    dialog.get_by_text(f"{len(PARTITIONS)} partitions").first.wait_for()
+    page.screenshot(path=str(shots / "02_partition_dialog.png"))
+    dialog.get_by_role("button", name="Launch backfill").click()
+    toast = page.get_by_text(re.compile(r"Created backfill \w+"))
+    toast.wait_for()
+    page.screenshot(path=str(shots / "03_backfill_created.png"))
+    found = re.search(r"Created backfill (\w+)", toast.inner_text())
+    assert found, toast.inner_text()
+    return found.group(1)
+
+
+def _backfill_page(page: Page, url: str, backfill_id: str, shots: Path) -> None:
+    """The backfill's page says it completed."""
+    page.goto(f"{url}/runs/b/{backfill_id}", wait_until="networkidle")
+    page.get_by_text("Completed", exact=False).first.wait_for()
+    page.screenshot(path=str(shots / "04_backfill_page.png"), full_page=True)
+
+
+def _check_result(page: Page, url: str, shots: Path) -> None:
+    """The asset's Checks tab lists its checks; one opens with its latest evaluation."""
+    page.goto(f"{url}/assets/pi_timeseries?view=checks", wait_until="networkidle")
+    check = page.get_by_text("null_or_bad_values", exact=True).first
+    check.wait_for()
+    check.click()
+    page.get_by_text(re.compile(r"Passed|Failed|Succeeded")).first.wait_for()
+    page.screenshot(path=str(shots / "05_check_result.png"), full_page=True)
+
+
+def _partition_metadata(page: Page, url: str, shots: Path) -> None:
+    """The Events tab lists each partition's materialization with its own typed figures (the numbers the
+    UI's plots draw)."""
+    page.goto(f"{url}/assets/pi_timeseries?view=events", wait_until="networkidle")
+    page.get_by_text("values_per_second").first.wait_for()
+    page.get_by_text("window_start").first.wait_for()
+    page.screenshot(path=str(shots / "06_partition_metadata.png"), full_page=True)
+
+
+@contextmanager
+def _kept_on_failure(shots: Path) -> Iterator[None]:
+    """On failure, copy the screenshots where CI keeps artefacts (`test-artifacts/browser/`)."""
+    try:
+        yield
+    except BaseException:
+        if ARTIFACTS.exists():
+            shutil.rmtree(ARTIFACTS)
+        shutil.copytree(shots, ARTIFACTS)
+        raise
