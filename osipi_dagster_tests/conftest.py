@@ -16,6 +16,12 @@ TEST_NOW = "2025-01-06T12:00:00Z"
 TEST_CONFIG = MockConfig(port=0, tags=200, now=TEST_NOW, archive_days=30)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: xdist hands tests to its workers in this order, so the long ones start at once and
+    the quick ones fill the gaps, instead of a few long ones running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def mock_pi() -> Iterator[RunningMock]:
     """One shared mock for tests that only read; never move its clock or change its faults."""

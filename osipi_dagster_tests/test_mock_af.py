@@ -128,9 +128,9 @@ def test_every_point_is_referenced_exactly_once(mock_pi: RunningMock) -> None:
 def test_a_100k_point_model_builds_fast_and_references_each_point_once() -> None:
     config = replace(TEST_CONFIG, tags=100_000)
     archive = Archive(config, 1_736_164_800_000_000_000)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: what the build costs, whatever else shares the machine
     model = AssetModel(config, archive)
-    assert time.perf_counter() - started < 10.0  # about 1.2 s here; generous for shared CI machines
+    assert time.process_time() - started < 10.0  # about 1.2 s here
     indexes = [i for d in model.databases for e in d.elements for i in e.points]
     assert sorted(indexes) == list(range(100_000))
 

@@ -34,9 +34,9 @@ def _server(mock: RunningMock) -> dict:
 
 
 def test_100000_points_build_fast() -> None:
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: what the build costs, whatever else shares the machine
     big = Archive(MockConfig(tags=100_000), NOW_NS)
-    assert time.perf_counter() - start < 10.0  # about 0.5 s here; generous for shared CI machines
+    assert time.process_time() - start < 10.0  # about 0.5 s here
     assert len(big.points) == 100_000
     assert [p.id for p in big.points[:3]] == [1, 2, 3]
     assert big.point(100_000).name == big.points[-1].name

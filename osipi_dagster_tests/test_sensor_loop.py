@@ -29,7 +29,7 @@ from osipi_dagster_tests.timeseries_helpers import SECOND_NS, assert_same_rows, 
 SHARDS = ("s00", "s01")
 SENSOR_SECONDS = 10
 FRESHNESS_P95_S = 120.0
-FOLLOW_S = 300
+FOLLOW_S = 180
 JOB = "pi_timeseries_job"
 
 
