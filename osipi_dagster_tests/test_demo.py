@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _demo(cwd: Path, home: Path) -> dict[str, int]:
+def _demo(cwd: Path, home: Path, *, first: bool) -> dict[str, int]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OSIPI_", "DAGSTER_"))},
         "DAGSTER_HOME": str(home),
@@ -34,7 +34,8 @@ def _demo(cwd: Path, home: Path) -> dict[str, int]:
     assert "make ui" in done.stdout
     assert "(PI's edit followed)" in done.stdout and "4242.5 at" in done.stdout, done.stdout[-3000:]
     assert re.search(r"points match PI, 0 differ", done.stdout), done.stdout[-3000:]
-    assert re.search(r"values written, [1-9]\d* late", done.stdout), done.stdout[-3000:]  # the late value
+    if first:  # a second demo's lake holds the late value already (the open day keeps what it read before)
+        assert re.search(r"values written, [1-9]\d* late", done.stdout), done.stdout[-3000:]
     checks = re.findall(r"^\s+(\S+)\s+(\d+) passed\s+(\d+) failed$", done.stdout, re.MULTILINE)
     assert {name for name, _, _ in checks} >= {"pi_timeseries.null_or_bad_values", "pi_points.unique_web_ids"}
     reports = re.findall(r"^\s+(/\S+\.html)$", done.stdout, re.MULTILINE)
@@ -50,7 +51,7 @@ def test_demo_twice_gives_the_same_row_counts(tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    first = _demo(tmp_path, home)
+    first = _demo(tmp_path, home, first=True)
     tables = {
         "bronze.pi_af_hierarchy",
         "bronze.pi_af_attributes",
@@ -64,5 +65,5 @@ def test_demo_twice_gives_the_same_row_counts(tmp_path: Path) -> None:
     assert all(rows > 0 for rows in first.values()), first
     assert first["bronze.pi_points"] == 150
     assert first["bronze.site_b__pi_points"] == 150 // 4
-    assert _demo(tmp_path, home) == first
+    assert _demo(tmp_path, home, first=False) == first
     assert len(list((home / "storage").iterdir())) >= 24  # every step ran as a run recorded in DAGSTER_HOME

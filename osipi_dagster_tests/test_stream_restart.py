@@ -118,7 +118,8 @@ def test_killed_and_restarted_stream_holds_each_value_once(tmp_path: Path) -> No
                     process.wait()
                     time.sleep(rng.uniform(0.0, 3.0))  # down for a while: values pile up in PI
                     continue
-                time.sleep(rng.uniform(3.0, 8.0))
+                # Long enough after the last restart that every sampling rate of the mock has values in it.
+                time.sleep(10.0 + rng.uniform(3.0, 8.0))
                 # Stop the world: no more faults, and the mock's clock fixed, so PI's truth stops moving.
                 requests.put(mock.url + "/admin/faults", json={}, timeout=30).raise_for_status()
                 now = requests.get(mock.url + "/admin/clock", timeout=30).json()["Now"]
@@ -129,7 +130,9 @@ def test_killed_and_restarted_stream_holds_each_value_once(tmp_path: Path) -> No
                 wait_for(settled, "the live table to hold the window's values", process, log, 180)
             assert process.returncode in (0, -signal.SIGINT), log.read_text()[-3000:]
 
-        assert sum(truth.values()) > POINTS * 10
+        # Not an empty comparison: the window holds several values per point (how many depends on how fast
+        # the restarts were: a quiet machine restarts in a second or two).
+        assert sum(truth.values()) > POINTS * 4
         assert _streamed(root, window_start, window_end) == truth
         live = _live_rows(root)
         identities = Counter(zip(*(live[name].to_pylist() for name in COLUMNS), strict=True))
