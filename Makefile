@@ -74,9 +74,7 @@ test: install services lint browser
 	$(BIN)/lint-imports
 	$(BIN)/dagster definitions validate -w workspace.yaml
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
-# Three workers on two cores: half of the suite waits on subprocesses, daemons and the clock (measured: two
-# workers kept the CPU about half busy).
-	$(BIN)/python -m pytest -n 3 -q
+	$(BIN)/python -m pytest -n 2 -q
 
 bench: install
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
