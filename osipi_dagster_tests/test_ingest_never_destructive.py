@@ -16,6 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from osipi_dagster.ingest.alarms_rules import (
+    NotificationRulesResult,
+    NotificationRulesShrinkError,
+    refresh_notification_rules,
+)
 from osipi_dagster.ingest.catalog import (
     CatalogResult,
     CatalogShrinkError,
@@ -187,3 +192,42 @@ def test_a_shard_listed_empty_never_empties_its_slice(mock_pi: RunningMock, lake
     assert f"{sum(stored.values())} values of {DAY.isoformat()}|{SHARD}" in str(error.value)
     assert "prune_absent_points" in str(error.value)
     assert table.version() == version and lake_rows(table, DAY, SHARD) == stored
+
+
+def refresh_rules(api: str, lake: Lakehouse, **options) -> NotificationRulesResult:
+    with PIWebAPIClient(api, compress=False) as pi:
+        return refresh_notification_rules(pi, lake.table("bronze.pi_notification_rules"), **options)
+
+
+def test_an_empty_rule_list_from_pi_is_refused_and_writes_nothing(
+    mock_pi: RunningMock, lake: Lakehouse
+) -> None:
+    """A proxy answers every notification-rule search with no rule (an AF database hidden by a permission
+    change): the refresh fails naming the counts and how to confirm; the table keeps its version and rows.
+    The exact count confirms the removal."""
+    first = refresh_rules(mock_pi.api, lake)
+    rules = lake.table("bronze.pi_notification_rules")
+    version, rows = rules.version(), read_table(rules)
+    assert first.rules > 1
+
+    def no_rules(exchange: Exchange) -> Answer | None:
+        if exchange.route.endswith("/notificationrules/search"):
+            return Answer(200, json.dumps({"Links": {}, "Items": []}).encode())
+        return None
+
+    proxy = Proxy(mock_pi.url, answer=no_rules)
+    try:
+        with pytest.raises(NotificationRulesShrinkError) as error:
+            refresh_rules(proxy.api, lake)
+        with pytest.raises(NotificationRulesShrinkError):
+            refresh_rules(proxy.api, lake, confirm_removed=first.rules - 1)
+        assert rules.version() == version and read_table(rules) == rows
+        assert refresh_rules(proxy.api, lake, confirm_removed=first.rules).diff.removed == first.rules
+    finally:
+        proxy.close()
+
+    message = str(error.value)
+    assert f"Refusing to remove {first.rules} of the {first.rules} notification rules" in message
+    assert "(all of them" in message and "PI Web API listed 0 rules" in message
+    assert f"confirm_removed_rules: {first.rules}" in message and "Nothing was written" in message
+    assert read_table(rules).num_rows == 0

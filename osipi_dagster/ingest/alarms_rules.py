@@ -3,7 +3,10 @@ r"""PI Notifications rules, with their subscribers, refreshed whole into ``bronz
 One run searches the rules of every AF database of every asset server (paged), reads each rule's
 subscribers (``concurrency`` requests in flight), and replaces the table in one commit. A subscriber's
 ``ConfigString`` (its e-mail address or web service endpoint, possibly with credentials) is never read into
-the lake. A failed read raises :class:`NotificationRuleReadError` before anything is written.
+the lake. A failed read raises :class:`NotificationRuleReadError` before anything is written, and an answer
+that drops all the rules the table holds, or more than ``max_removed_share`` of them, raises
+:class:`NotificationRulesShrinkError` (an AF database that vanished behind a permission change or a proxy
+is not a mass deletion of rules).
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ class NotificationRuleReadError(RuntimeError):
     """Notification rules or their subscribers could not be read completely; nothing was written."""
 
 
+class NotificationRulesShrinkError(RuntimeError):
+    """A refresh would remove too many of the rules the table holds; nothing was written."""
+
+
 @dataclass(frozen=True)
 class NotificationRulesResult:
     """What one refresh of ``bronze.pi_notification_rules`` read and wrote."""
@@ -41,12 +48,21 @@ class NotificationRulesResult:
 
 
 def refresh_notification_rules(
-    client: PIWebAPIClient, table: LakeTable, *, concurrency: int = DEFAULT_CONCURRENCY, page_size: int = 1000
+    client: PIWebAPIClient,
+    table: LakeTable,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    page_size: int = 1000,
+    max_removed_share: float = 0.10,
+    confirm_removed: int | None = None,
 ) -> NotificationRulesResult:
     """Replace ``table`` with every notification rule PI Web API knows, with its subscribers.
 
     Raises:
         NotificationRuleReadError: a search or a subscriber listing failed; nothing was written.
+        NotificationRulesShrinkError: the answer drops every rule the table holds, or more than
+            ``max_removed_share`` of them, and ``confirm_removed`` is not their exact count; nothing was
+            written.
     """
     started = time.perf_counter()
     requests_before = client.requests_sent
@@ -68,6 +84,7 @@ def refresh_notification_rules(
         schema=without_columns(NOTIFICATION_RULES.schema, ["ingested_at"]),
     )
     before = read_table(table)
+    _refuse_a_shrink(before, rows, max_removed_share=max_removed_share, confirm_removed=confirm_removed)
     write = overwrite_table(table, rows)
     return NotificationRulesResult(
         databases=tuple(db.path for db in databases),
@@ -78,6 +95,31 @@ def refresh_notification_rules(
         diff=diff_rows(before, rows, key=NOTIFICATION_RULES.key),
         write=write,
         duration_seconds=time.perf_counter() - started,
+    )
+
+
+def _refuse_a_shrink(
+    before: pa.Table | None, rows: pa.Table, *, max_removed_share: float, confirm_removed: int | None
+) -> None:
+    if before is None:  # the first refresh
+        return
+    kept = set(rows.column("web_id").to_pylist())
+    removed = [
+        row["path"] for row in before.select(["web_id", "path"]).to_pylist() if row["web_id"] not in kept
+    ]
+    if not removed or confirm_removed == len(removed):
+        return
+    if rows.num_rows and len(removed) <= max_removed_share * before.num_rows:
+        return
+    limit = "all of them" if not rows.num_rows else f"more than {max_removed_share:.0%} of them"
+    examples = ", ".join(removed[:5])
+    raise NotificationRulesShrinkError(
+        f"Refusing to remove {len(removed)} of the {before.num_rows} notification rules the lake holds "
+        f"({limit}; e.g. {examples}): PI Web API listed {rows.num_rows} rules. Nothing was written. If an "
+        "AF database, a permission or the PI server changed by mistake, fix it and re-run. If these rules "
+        "really are gone, confirm with the pi_notification_rules run config "
+        f"`confirm_removed_rules: {len(removed)}` (the exact count), or raise catalog_max_removed_share "
+        "(OSIPI_CATALOG_MAX_REMOVED_SHARE)."
     )
 
 

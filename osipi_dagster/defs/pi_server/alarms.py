@@ -4,6 +4,7 @@ day, from the bronze event frames and rules) and ``pi_alarm_summary`` (gold, per
 from datetime import date
 
 import dagster as dg
+from pydantic import Field
 
 from osipi_dagster.defs.pi_server.metadata import (
     KINDS,
@@ -29,6 +30,17 @@ WITH_PREVIOUS_DAY = dg.TimeWindowPartitionMapping(
 )
 
 
+class NotificationRulesConfig(dg.Config):
+    """Confirmation of a refresh that removes many rules, for this run."""
+
+    confirm_removed_rules: int | None = Field(
+        default=None,
+        ge=0,
+        description="Confirm a refresh that removes this many rules, above the server's "
+        "catalog_max_removed_share: the exact count the refused run's error gave.",
+    )
+
+
 def notification_rules_asset(server: ServerWiring) -> dg.AssetsDefinition:
     """The server's PI Notifications rules, refreshed whole."""
 
@@ -40,14 +52,25 @@ def notification_rules_asset(server: ServerWiring) -> dg.AssetsDefinition:
         metadata=definition_metadata(NOTIFICATION_RULES, server.table_name(NOTIFICATION_RULES.name)),
         required_resource_keys={server.pi_resource_key, LAKEHOUSE},
     )
-    def pi_notification_rules(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def pi_notification_rules(
+        context: dg.AssetExecutionContext, config: NotificationRulesConfig
+    ) -> dg.MaterializeResult:
         """PI Notifications rules of every AF database: name, path, owning element, criteria (the AF event
         frame search that triggers the rule), categories, status (`enabled`), re-notification intervals,
         and subscribers (contact, delivery plug-in, notify option, escalation and retries; never the
-        `ConfigString`, which holds addresses and may hold credentials). The table is replaced whole."""
+        `ConfigString`, which holds addresses and may hold credentials). The table is replaced whole; a
+        refresh that would remove all the rules it holds, or more than the server's
+        `catalog_max_removed_share` of them, fails and writes nothing unless the run config confirms the
+        count (`confirm_removed_rules`)."""
         pi = server.pi(context)
         table = server.lake(context).table(NOTIFICATION_RULES.name)
-        result = refresh_notification_rules(pi.client, table, concurrency=pi.concurrency)
+        result = refresh_notification_rules(
+            pi.client,
+            table,
+            concurrency=pi.concurrency,
+            max_removed_share=server.settings.catalog_max_removed_share,
+            confirm_removed=config.confirm_removed_rules,
+        )
         context.log.info(
             f"{result.rules} notification rules ({result.enabled} enabled), {result.subscribers} subscribers "
             f"in {len(result.databases)} AF database(s)."
