@@ -322,7 +322,10 @@ class Transport:
         refreshed = False
         while True:
             try:
-                return self._once(method, url, params, body, headers, timeout, decode, on_send)
+                with self.budget.slot():
+                    self.budget.pace()
+                    self._count(on_send)
+                    return self._send(method, url, params, body, headers, timeout, decode, on_send)
             except PIAuthenticationError:
                 if refreshed or not self.auth.on_unauthorized():
                     raise
@@ -368,22 +371,6 @@ class Transport:
             wait,
             redact_url(call.url if call is not None else failure.url or ""),
         )
-
-    def _once(
-        self,
-        method: str,
-        url: str,
-        params: Params,
-        body: bytes | None,
-        headers: dict[str, str],
-        timeout: float,
-        decode: Callable[[bytes], T],
-        on_send: Callable[[], None] | None,
-    ) -> T:
-        with self.budget.slot():
-            self.budget.pace()
-            self._count(on_send)
-            return self._send(method, url, params, body, headers, timeout, decode, on_send)
 
     def _send(
         self,
