@@ -101,6 +101,10 @@ def test_the_definitions_show_what_a_user_looks_for() -> None:
     assert {"pi_server": "default", "layer": "bronze"}.items() <= timeseries.tags.items()
     assert timeseries.freshness_policy is not None
 
+    checks = {spec.name: spec.description for c in defs.asset_checks for spec in c.check_specs}
+    assert "at most `check_null_or_bad_max_share` (5 %)" in checks["null_or_bad_values"]
+    assert "no older than `check_freshness_minutes` (60 min)" in checks["freshness"]
+
     assert {job.name for job in defs.jobs} >= JOBS
     for schedule in defs.schedules:
         assert defs.resolve_schedule_def(schedule.name).job_name in JOBS, schedule.name

@@ -206,9 +206,8 @@ def _metadata(result: PartitionResult) -> dict[str, object]:
     seconds = result.duration_seconds
     return {
         "dagster/row_count": dg.MetadataValue.int(result.rows),
+        # No points_failed: a partition with failed points is never committed (its run fails, listing them).
         "points_read": dg.MetadataValue.int(result.points),
-        # A partition with failed points is never committed: its run fails, listing them.
-        "points_failed": dg.MetadataValue.int(0),
         "incremental": dg.MetadataValue.bool(result.incremental),
         **window,
         "delta_table_version": dg.MetadataValue.int(result.write.version if result.write else -1),
@@ -216,7 +215,7 @@ def _metadata(result: PartitionResult) -> dict[str, object]:
         "pi_requests": dg.MetadataValue.int(result.requests),
         "duration_seconds": dg.MetadataValue.float(round(seconds, 3)),
         "values_per_second": dg.MetadataValue.float(round(result.rows / seconds, 1) if seconds else 0.0),
-        "note": dg.MetadataValue.text(result.note or "-"),
+        **({"note": dg.MetadataValue.text(result.note)} if result.note else {}),
         **_lateness_metadata(result),
     }
 
