@@ -79,7 +79,8 @@ What to look at in {url}:
     partition (Dagster draws the latest 120 partitions: days x shards), or over time (Events), where
     table_rows is the whole table's row count (the Overview's "Row count" is the latest partition's).
   * pi_ingestion_report > a partition's materialization: `summary` (the figures) and `report_path` (the
-    HTML dashboard); the same numbers in the table gold.pi_ingestion_report.
+    HTML dashboard); the same numbers in the table gold.pi_ingestion_report. Its Overview > Metadata >
+    Plots draws them per day (values, good_share, late_values, failing_checks), not per tag shard.
   * pi_timeseries > Materialize...: pick dates (e.g. `{yesterday}`) and shards to launch a backfill.
   * Jobs > pi_timeseries_job: the partition matrix. Automation: schedules and sensors (stopped; start them
     there).

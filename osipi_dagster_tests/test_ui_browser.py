@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Locator, Page, sync_playwright
 
 from osipi_dagster.lake import Lakehouse
 from osipi_dagster_tests.processes import REPO, dagster_dev, mock_pi
@@ -149,7 +149,8 @@ def _launch_backfill(page: Page, url: str, shots: Path) -> str:
     dialog.get_by_text("Select a partition or create one").click()
     for shard in SHARDS:
         page.get_by_role("menuitem").filter(has_text=shard).click()
-    dialog.get_by_text("Partition selection").first.click()  # closes the menu (Escape would close the dialog)
+    # Closes the menu (Escape would close the dialog; the section's own title would fold the selection away).
+    dialog.get_by_text("Launch runs to materialize").first.click()
     dialog.get_by_text(f"{len(PARTITIONS)} partitions").first.wait_for()
     page.screenshot(path=str(shots / "02_partition_dialog.png"))
     dialog.get_by_role("button", name="Launch backfill").click()
@@ -205,13 +206,13 @@ def _metadata_plots(page: Page, url: str, shots: Path) -> None:
     page.screenshot(path=str(shots / "06_asset_overview.png"), full_page=True)
     plots.click()
     by_partition = _charts(page, "values_per_second")
-    page.screenshot(path=str(shots / "07_plots_by_partition.png"), full_page=True)
+    _plot(page, "values_per_second").screenshot(path=str(shots / "07_plot_by_partition.png"))
     drawn = {x: y for x, y in zip(by_partition["x"], by_partition["y"], strict=True) if y == y}  # not NaN
     assert sorted(drawn) == sorted(PARTITIONS), by_partition
     assert all(rate > 0 for rate in drawn.values()), drawn
     page.get_by_role("button", name="Events").click()
     over_time = _charts(page, "table_rows")
-    page.screenshot(path=str(shots / "08_plots_over_time.png"), full_page=True)
+    _plot(page, "table_rows").screenshot(path=str(shots / "08_plot_over_time.png"))
     assert [rows for rows in over_time["y"] if rows == rows and rows > 0], over_time
 
 
@@ -230,6 +231,12 @@ def _charts(page: Page, label: str) -> dict:
         assert time.monotonic() < deadline, f"no plot of {label} on {page.url}"
         page.wait_for_timeout(500)
     return found
+
+
+def _plot(page: Page, label: str) -> Locator:
+    """The box of the metadata plot named ``label``: its title and its canvas."""
+    titled = page.locator("div").filter(has=page.get_by_text(label, exact=True))
+    return titled.filter(has=page.locator("canvas")).last
 
 
 @contextmanager
