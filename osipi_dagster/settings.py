@@ -128,6 +128,25 @@ def _af_severity(value: Any) -> Any:
 AlarmSeverity = Annotated[AFSeverity, BeforeValidator(_af_severity)]
 Patterns = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
 
+# What Dagster accepts as an asset owner (its own check, dagster._core.utils.is_valid_email, is private).
+_OWNER = re.compile(r"team:\S+|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7}")
+
+
+def _owners(value: Any) -> Any:
+    items = _comma_list(value)
+    if isinstance(items, list | tuple):
+        wrong = [item for item in items if not isinstance(item, str) or not _OWNER.fullmatch(item.strip())]
+        if wrong:
+            raise ValueError(
+                f"every owner must be an e-mail address or a team name prefixed team: (e.g. "
+                f"plant-data@example.com, team:process-engineering); not {', '.join(map(repr, wrong))}"
+            )
+        return tuple(item.strip() for item in items)
+    return items
+
+
+Owners = Annotated[tuple[str, ...], BeforeValidator(_owners)]
+
 # ENV_VAR=scope/key: the variable the remote side reads, and the Databricks secret that fills it.
 _SECRET_REFERENCE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=([A-Za-z0-9_.-]{1,128})/([A-Za-z0-9_.-]{1,128})$")
 
@@ -193,6 +212,11 @@ class PIServerSettings(BaseModel):
     )
     tag_shards: WholeNumber = Field(
         default=16, ge=1, le=MAX_TAG_SHARDS, description="Tag shards: a point's shard is a hash of its id."
+    )
+    asset_owners: Owners = Field(
+        default=(),
+        description="The owners of every asset of the server, shown in the UI and used to filter the "
+        "catalog: e-mail addresses or team names prefixed `team:`; none by default.",
     )
     overlap_minutes: WholeNumber = Field(
         default=60, ge=0, description="The open day is re-read from each point's watermark minus this."
@@ -518,6 +542,7 @@ PI_SERVER_VARIABLES: dict[str, str] = {
     "OSIPI_PI_DATA_SERVER": "data_server",
     "OSIPI_START_DATE": "start_date",
     "OSIPI_TAG_SHARDS": "tag_shards",
+    "OSIPI_ASSET_OWNERS": "asset_owners",
     "OSIPI_OVERLAP_MINUTES": "overlap_minutes",
     "OSIPI_CLOSE_DAY_HOUR": "close_day_hour",
     "OSIPI_POINT_INCLUDE": "point_include",

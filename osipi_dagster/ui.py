@@ -75,9 +75,12 @@ What to look at in {url}:
     `date|shard`, e.g. `{today}|s03`.
   * pi_timeseries > Checks: seven checks per partition (null/bad share, freshness, volume, good quality,
     duplicates, schema, clock skew), each with its figure and worst points.
-  * pi_timeseries > Plots: dagster/row_count, values_per_second, late_values per partition.
+  * pi_timeseries > Overview > Metadata > Plots: dagster/row_count, values_per_second, late_values per
+    partition (Dagster draws the latest 120 partitions: days x shards), or over time (Events), where
+    table_rows is the whole table's row count (the Overview's "Row count" is the latest partition's).
   * pi_ingestion_report > a partition's materialization: `summary` (the figures) and `report_path` (the
-    HTML dashboard); the same numbers in the table gold.pi_ingestion_report.
+    HTML dashboard); the same numbers in the table gold.pi_ingestion_report. Its Overview > Metadata >
+    Plots draws them per day (values, good_share, late_values, failing_checks), not per tag shard.
   * pi_timeseries > Materialize...: pick dates (e.g. `{yesterday}`) and shards to launch a backfill.
   * Jobs > pi_timeseries_job: the partition matrix. Automation: schedules and sensors (stopped; start them
     there).

@@ -1,7 +1,7 @@
 """What the Dagster UI shows a user: per-partition typed metadata (no run totals repeated on each
-partition), column descriptions, named jobs behind every schedule, Markdown descriptions, the instance and
-workspace settings of a first visit, and a partition whose day has not begun on the PI server failing rather
-than turning green."""
+partition) and the table's total row count observed apart, column descriptions, the configured owners,
+named jobs behind every schedule, Markdown descriptions, the instance and workspace settings of a first
+visit, and a partition whose day has not begun on the PI server failing rather than turning green."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 import yaml
 
 from osipi_dagster.definitions import build_definitions
 from osipi_dagster.lake import read_table
-from osipi_dagster.settings import LakeSettings, PIServerSettings
+from osipi_dagster.settings import LakeSettings, PIServerSettings, SettingsError, pi_server_from_env
 from osipi_dagster_tests.pipes_helpers import DAY, SHARDS, Materializer
 from osipi_dagster_tests.processes import REPO
 
@@ -29,7 +30,8 @@ JOBS = {
 
 def test_each_partition_carries_its_own_typed_figures(make_mock, tmp_path: Path) -> None:
     """One run of both shards of a day: each partition's event has its own row count, window and rate, as
-    typed metadata the UI plots, and none of the run's totals; the row counts add up to the table's."""
+    typed metadata the UI plots, and none of the run's totals; the row counts add up to the table's, which
+    one observation of no partition reports (`table_rows`)."""
     mock = make_mock(tags=20)
     server = PIServerSettings(base_url=mock.api, compress=False, tag_shards=len(SHARDS))
     with dg.instance_for_test() as instance:
@@ -50,6 +52,16 @@ def test_each_partition_carries_its_own_typed_figures(make_mock, tmp_path: Path)
     rows = read_table(run.lake.table("bronze.pi_timeseries"))
     day_rows = pc.sum(pc.equal(rows["partition_date"], pa.scalar(DAY, pa.date32())).cast(pa.int64())).as_py()
     assert sum(event.materialization.metadata["dagster/row_count"].value for event in events) == day_rows
+    (observation,) = [
+        event.asset_observation_data.asset_observation
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.ASSET_OBSERVATION
+    ]
+    assert observation.partition is None
+    assert observation.metadata["table_rows"] == dg.IntMetadataValue(rows.num_rows)
+    assert observation.metadata["delta_table_version"] == dg.IntMetadataValue(
+        run.lake.table("bronze.pi_timeseries").version()
+    )
 
 
 def test_a_day_not_begun_on_the_pi_server_fails_and_writes_nothing(make_mock, tmp_path: Path) -> None:
@@ -89,6 +101,10 @@ def test_the_definitions_show_what_a_user_looks_for() -> None:
     assert {"pi_server": "default", "layer": "bronze"}.items() <= timeseries.tags.items()
     assert timeseries.freshness_policy is not None
 
+    checks = {spec.name: spec.description for c in defs.asset_checks for spec in c.check_specs}
+    assert "at most `check_null_or_bad_max_share` (5 %)" in checks["null_or_bad_values"]
+    assert "no older than `check_freshness_minutes` (60 min)" in checks["freshness"]
+
     assert {job.name for job in defs.jobs} >= JOBS
     for schedule in defs.schedules:
         assert defs.resolve_schedule_def(schedule.name).job_name in JOBS, schedule.name
@@ -100,6 +116,26 @@ def test_the_definitions_show_what_a_user_looks_for() -> None:
         *(sensor.description or "" for sensor in defs.sensors),
     ]
     assert not [text for text in described if "``" in text], "the UI renders Markdown, not reStructuredText"
+
+
+def test_every_asset_has_the_configured_owners_and_none_by_default() -> None:
+    owned = pi_server_from_env({"OSIPI_ASSET_OWNERS": "plant-data@example.com, team:process-engineering"})
+    for server, owners in [
+        (owned, ("plant-data@example.com", "team:process-engineering")),
+        (PIServerSettings(), ()),
+    ]:
+        nodes = build_definitions(LakeSettings(root="/tmp/unused-lake"), [server]).resolve_asset_graph()
+        assert len(nodes.asset_nodes) > 10
+        assert {
+            node.key.to_user_string(): node.owners
+            for node in nodes.asset_nodes
+            if tuple(node.owners) != owners
+        } == {}
+
+
+def test_an_owner_that_is_neither_an_email_nor_a_team_is_refused_naming_the_variable() -> None:
+    with pytest.raises(SettingsError, match=r"OSIPI_ASSET_OWNERS=.*team:.*not 'Bob'"):
+        pi_server_from_env({"OSIPI_ASSET_OWNERS": "plant-data@example.com, Bob"})
 
 
 def test_a_first_visit_has_no_modal_and_a_named_code_location() -> None:

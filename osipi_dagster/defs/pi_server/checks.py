@@ -75,6 +75,34 @@ TIMESERIES_CHECKS = {
 }
 
 
+# The settings the check descriptions name, shown with their values.
+THRESHOLDS = (
+    "check_null_or_bad_max_share",
+    "check_freshness_minutes",
+    "check_volume_max_z",
+    "check_good_quality_min_share",
+    "check_duplicates_max_share",
+    "clock_skew_tolerance_minutes",
+)
+
+
+def with_thresholds(description: str, settings: PIServerSettings) -> str:
+    """``description`` with each threshold setting it names followed by the server's value, as a plant
+    engineer reads it in the UI: "at most `check_null_or_bad_max_share` (5 %)"."""
+    for name in THRESHOLDS:
+        shown = _threshold_text(name, getattr(settings, name))
+        description = description.replace(name, f"`{name}` ({shown})")
+    return description
+
+
+def _threshold_text(name: str, value: float) -> str:
+    if name.endswith("_share"):
+        return f"{value * 100:g} %"
+    if name.endswith("_minutes"):
+        return f"{value:g} min"
+    return f"{value:g}"
+
+
 def server_checks(server: ServerWiring) -> list[dg.AssetChecksDefinition]:
     """Every asset check of the server."""
     return [timeseries_checks(server), af_checks(server), points_checks(server), event_frames_checks(server)]
@@ -92,7 +120,7 @@ def timeseries_checks(server: ServerWiring) -> dg.AssetChecksDefinition:
             dg.AssetCheckSpec(
                 name,
                 asset=asset,
-                description=description,
+                description=with_thresholds(description, settings),
                 partitions_def=server.partitions.timeseries,
                 blocking=severities[name] is CheckSeverity.ERROR,
             )
@@ -322,10 +350,17 @@ def _latest_materialization(
     )
 
 
+def _readable(value: float) -> float:
+    return float(f"{float(value):.6g}")
+
+
 def _metadata(outcome: Outcome) -> dict[str, dg.MetadataValue]:
     """The outcome's figures as numbers the UI plots, and its worst offenders as a table."""
     metadata: dict[str, dg.MetadataValue] = {
-        name: dg.MetadataValue.int(value) if isinstance(value, int) else dg.MetadataValue.float(float(value))
+        # Six significant digits: a share reads 0.000567626, not 0.0005676264816226728.
+        name: dg.MetadataValue.int(value)
+        if isinstance(value, int)
+        else dg.MetadataValue.float(_readable(value))
         for name, value in outcome.figures.items()
     }
     if outcome.offenders:

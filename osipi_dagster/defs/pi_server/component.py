@@ -106,7 +106,7 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
     stream = stream_from_env()
     checks = server_checks(server)
     return dg.Definitions(
-        assets=[*assets.all, live_asset(server)],
+        assets=dg.map_asset_specs(server.owned, [*assets.all, live_asset(server)]),
         asset_checks=[*checks, live_check(server, stream)],
         jobs=jobs.all,
         schedules=[

@@ -13,6 +13,7 @@ from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.ingest.catalog import points_first_seen, shard_points
 from osipi_dagster.ingest.server_clock import server_now
 from osipi_dagster.ingest.timeseries import PartitionResult, PointReadError, ingest_partition
+from osipi_dagster.lake import LakeTable, row_count
 from osipi_dagster.lake.schemas import DATA_LATENCY, POINTS, TIMESERIES, WATERMARKS
 from osipi_dagster.pipes.request import RemoteJob
 
@@ -78,9 +79,16 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
         `pi_timeseries_close_day` does that every night.
 
         Partition keys are `date|shard`, e.g. `2025-01-06|s03` (the UTC day, then the tag shard). A day that
-        has not begun on the PI server fails the run, naming it, and writes nothing."""
-        if not server.runs_in_process:  # a subprocess or Databricks runs the same loop: defs/compute.py
-            return run_elsewhere(
+        has not begun on the PI server fails the run, naming it, and writes nothing.
+
+        Each partition's materialization carries its own figures (`dagster/row_count`, `values_per_second`,
+        `late_values`, ...; Overview > Metadata > Plots draws them per partition): the Overview's
+        "Row count" is the latest partition's. The whole table's row count, `table_rows`, is observed
+        after every run (Events tab)."""
+        if server.runs_in_process:
+            materialized = _ingest(context, server, config)
+        else:  # a subprocess or Databricks runs the same loop: defs/compute.py
+            materialized = run_elsewhere(
                 context,
                 server,
                 RemoteJob.TIMESERIES,
@@ -89,60 +97,86 @@ def timeseries_asset(server: ServerWiring) -> dg.AssetsDefinition:
                 lambda result, _table: _metadata(result),
                 lambda _results, table: table_metadata(table),
             )
-        pi, lake = server.pi(context), server.lake(context)
-        settings = pi.read_options()
-        overlap = timedelta(minutes=_or(config.overlap_minutes, server.settings.overlap_minutes))
-        table = lake.table(TIMESERIES.name)
-        now = server_now(pi.client, pi.data_server)
-        not_begun(context.partition_keys, now)
-        new_points = None
-        if config.new_points_after is not None:
-            until = _time(config.new_points_until) or now
-            new_points = points_first_seen(lake.table(POINTS.name), _time(config.new_points_after), until)
-        results: list[PartitionResult] = []
-        for key in context.partition_keys:
-            day, shard = split_partition_key(key)
-            points = shard_points(lake.table(POINTS.name), shard)
-            web_ids = points.read
-            if new_points is not None:
-                web_ids = sorted(web_id for web_id, point_shard in new_points.items() if point_shard == shard)
-            try:
-                result = ingest_partition(
-                    pi.client,
-                    timeseries=table,
-                    watermarks=lake.table(WATERMARKS.name),
-                    web_ids=web_ids,
-                    kept_web_ids=points.keep,
-                    prune=config.prune_absent_points,
-                    reread_from=_time(config.reread_from),
-                    points_only=new_points is not None,
-                    skew_tolerance=timedelta(minutes=server.settings.clock_skew_tolerance_minutes),
-                    future_points=points.future,
-                    latency=lake.table(DATA_LATENCY.name),
-                    day=date.fromisoformat(day),
-                    shard=shard,
-                    now=now,
-                    overlap=overlap,
-                    settings=settings,
-                    run_id=context.run.run_id,
-                )
-            except PointReadError as error:
-                raise dg.Failure(
-                    description=str(error),
-                    metadata={
-                        "failed_points": dg.MetadataValue.md(_failures_table(error)),
-                        "partitions_written_before_failure": len(results),
-                    },
-                ) from error
-            context.log.info(f"{key}: {result.rows} values of {result.points} points {result.note}".strip())
-            context.add_asset_metadata(_metadata(result), partition_key=key)
-            results.append(result)
-        # Run totals go to the log, not the metadata: a run's metadata lands on each of its partitions,
-        # where sums over partitions would count them once per partition.
-        context.log.info(_run_summary(results))
-        return dg.MaterializeResult(metadata=table_metadata(table))
+        table = server.lake(context).table(TIMESERIES.name)
+        if table.exists():
+            context.log_event(table_rows_observation(context.asset_key, table))
+        return materialized
 
     return pi_timeseries
+
+
+def table_rows_observation(key: dg.AssetKey, table: LakeTable) -> dg.AssetObservation:
+    """The whole (existing) table's row count, observed after a run.
+
+    `dagster/row_count` (the Overview's "Row count") is one partition's, as Dagster's partition views and
+    plots expect, and the run's metadata lands on each of its partitions; so the table's total goes to an
+    observation of no partition: the Events tab lists it, and its plot over time shows the table grow."""
+    return dg.AssetObservation(
+        asset_key=key,
+        description=f"{table.name}, all partitions, after this run",
+        metadata={
+            "table_rows": dg.MetadataValue.int(row_count(table)),
+            "delta_table_version": dg.MetadataValue.int(table.load().version()),
+        },
+    )
+
+
+def _ingest(
+    context: dg.AssetExecutionContext, server: ServerWiring, config: TimeseriesConfig
+) -> dg.MaterializeResult:
+    """Read and write the run's partitions in this process, one after the other."""
+    pi, lake = server.pi(context), server.lake(context)
+    settings = pi.read_options()
+    overlap = timedelta(minutes=_or(config.overlap_minutes, server.settings.overlap_minutes))
+    table = lake.table(TIMESERIES.name)
+    now = server_now(pi.client, pi.data_server)
+    not_begun(context.partition_keys, now)
+    new_points = None
+    if config.new_points_after is not None:
+        until = _time(config.new_points_until) or now
+        new_points = points_first_seen(lake.table(POINTS.name), _time(config.new_points_after), until)
+    results: list[PartitionResult] = []
+    for key in context.partition_keys:
+        day, shard = split_partition_key(key)
+        points = shard_points(lake.table(POINTS.name), shard)
+        web_ids = points.read
+        if new_points is not None:
+            web_ids = sorted(web_id for web_id, point_shard in new_points.items() if point_shard == shard)
+        try:
+            result = ingest_partition(
+                pi.client,
+                timeseries=table,
+                watermarks=lake.table(WATERMARKS.name),
+                web_ids=web_ids,
+                kept_web_ids=points.keep,
+                prune=config.prune_absent_points,
+                reread_from=_time(config.reread_from),
+                points_only=new_points is not None,
+                skew_tolerance=timedelta(minutes=server.settings.clock_skew_tolerance_minutes),
+                future_points=points.future,
+                latency=lake.table(DATA_LATENCY.name),
+                day=date.fromisoformat(day),
+                shard=shard,
+                now=now,
+                overlap=overlap,
+                settings=settings,
+                run_id=context.run.run_id,
+            )
+        except PointReadError as error:
+            raise dg.Failure(
+                description=str(error),
+                metadata={
+                    "failed_points": dg.MetadataValue.md(_failures_table(error)),
+                    "partitions_written_before_failure": len(results),
+                },
+            ) from error
+        context.log.info(f"{key}: {result.rows} values of {result.points} points {result.note}".strip())
+        context.add_asset_metadata(_metadata(result), partition_key=key)
+        results.append(result)
+    # Run totals go to the log, not the metadata: a run's metadata lands on each of its partitions,
+    # where sums over partitions would count them once per partition.
+    context.log.info(_run_summary(results))
+    return dg.MaterializeResult(metadata=table_metadata(table))
 
 
 def _time(text: str | None) -> datetime | None:
@@ -172,9 +206,8 @@ def _metadata(result: PartitionResult) -> dict[str, object]:
     seconds = result.duration_seconds
     return {
         "dagster/row_count": dg.MetadataValue.int(result.rows),
+        # No points_failed: a partition with failed points is never committed (its run fails, listing them).
         "points_read": dg.MetadataValue.int(result.points),
-        # A partition with failed points is never committed: its run fails, listing them.
-        "points_failed": dg.MetadataValue.int(0),
         "incremental": dg.MetadataValue.bool(result.incremental),
         **window,
         "delta_table_version": dg.MetadataValue.int(result.write.version if result.write else -1),
@@ -182,7 +215,7 @@ def _metadata(result: PartitionResult) -> dict[str, object]:
         "pi_requests": dg.MetadataValue.int(result.requests),
         "duration_seconds": dg.MetadataValue.float(round(seconds, 3)),
         "values_per_second": dg.MetadataValue.float(round(result.rows / seconds, 1) if seconds else 0.0),
-        "note": dg.MetadataValue.text(result.note or "-"),
+        **({"note": dg.MetadataValue.text(result.note)} if result.note else {}),
         **_lateness_metadata(result),
     }
 

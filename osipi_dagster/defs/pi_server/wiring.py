@@ -65,6 +65,14 @@ class ServerWiring:
         """Asset tags to filter the catalog by: the PI server and the lake layer (bronze, silver, gold)."""
         return {"pi_server": self.settings.name, "layer": layer}
 
+    def owned(self, spec: dg.AssetSpec) -> dg.AssetSpec:
+        """``spec`` with the server's asset owners (`OSIPI_ASSET_OWNERS`), shown on the asset's page and
+        used to filter the catalog; unchanged when none are configured."""
+        owners = self.settings.asset_owners
+        return (
+            spec.replace_attributes(owners=list(dict.fromkeys([*spec.owners, *owners]))) if owners else spec
+        )
+
     @property
     def open_day_freshness(self) -> dg.FreshnessPolicy:
         """Today's data is read at least hourly (the open-day schedule or the stream-updates sensor): warn
