@@ -128,6 +128,22 @@ def test_an_edit_is_sent_substituted(make_mock: Callable[..., RunningMock]) -> N
     assert values[(web, stamp)]["Substituted"] is True
 
 
+def test_a_delete_is_not_sent(make_mock: Callable[..., RunningMock]) -> None:
+    """A TimedValue cannot say "deleted" and the Channels topic's sentence on deletions is cut off: the mock
+    sends nothing for a delete (the stream leaves deletions to the closed-day batch run)."""
+    mock = make_mock(edit_share=0.0, **FAST_POLL)
+    web = _web(mock, PRESSURE)
+    with connect(_url(mock, [web])) as ws:
+        deleted = {"Edits": [{"WebId": web, "Timestamp": "*-10m", "Delete": True}]}
+        answer = requests.post(mock.url + "/admin/edits", json=deleted, timeout=30).json()
+        assert answer["Edits"][0]["Action"] == "Delete"
+        edit = {"Edits": [{"WebId": web, "Timestamp": "*-20m", "Value": 1234.5}]}
+        edited = requests.post(mock.url + "/admin/edits", json=edit, timeout=30).json()
+        stamp = edited["Edits"][0]["Timestamp"]
+        values = _collect(ws, lambda values: (web, stamp) in values)
+    assert list(values) == [(web, stamp)]
+
+
 def test_heartbeat_after_idle_polls_and_none_without_it(make_mock: Callable[..., RunningMock]) -> None:
     mock = make_mock(**FAST_POLL)  # a fixed clock: nothing new becomes visible
     web = _web(mock, FLOW)
