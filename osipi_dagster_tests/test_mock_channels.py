@@ -116,6 +116,23 @@ def test_values_follow_the_clock_and_equal_the_recorded_values(make_mock: Callab
     assert all(timestamp <= end for _, timestamp in received)
 
 
+def test_values_follow_an_accelerated_clock(make_mock: Callable[..., RunningMock]) -> None:
+    """With ``clock_speed`` 120 the clock runs two minutes a second: a channel sends them as they pass."""
+    mock = make_mock(clock_speed=120.0, late_share=0.0, edit_share=0.0, **FAST_POLL)
+    web = _web(mock, FLOW)
+    with connect(_url(mock, [web])) as ws:
+        start = requests.get(mock.url + "/admin/clock", timeout=30).json()["Now"]
+        started = time.monotonic()
+        received = _collect(ws, lambda values: len(values) >= 240)  # four minutes of a 1 s point
+        elapsed = time.monotonic() - started
+        end = requests.get(mock.url + "/admin/clock", timeout=30).json()["Now"]
+    assert elapsed < 30  # not real time: four minutes would take 240 s
+    stamps = sorted(timestamp for _, timestamp in received)
+    truth = _recorded(mock, web, stamps[0], end)
+    assert start < stamps[-1] <= end
+    assert received == {key: truth[key] for key in received}  # each as the recorded read answers it
+
+
 def test_an_edit_is_sent_substituted(make_mock: Callable[..., RunningMock]) -> None:
     mock = make_mock(edit_share=0.0, **FAST_POLL)
     web = _web(mock, PRESSURE)
