@@ -133,6 +133,38 @@ def test_values_follow_an_accelerated_clock(make_mock: Callable[..., RunningMock
     assert received == {key: truth[key] for key in received}  # each as the recorded read answers it
 
 
+def test_a_channel_by_parent_sends_its_attributes_values(make_mock: Callable[..., RunningMock]) -> None:
+    """``/streamsets/{element}/channel``: the values of the element's attributes over PI points, in the
+    order of its stream set (static attributes have nothing to send); a point is no parent (409)."""
+    mock = make_mock(late_share=0.0, edit_share=0.0, **FAST_POLL)
+    server = requests.get(mock.api + "/assetservers", timeout=30).json()["Items"][0]
+    database = requests.get(server["Links"]["Databases"], timeout=30).json()["Items"][0]
+    elements = requests.get(
+        database["Links"]["Elements"], params={"searchFullHierarchy": "true", "maxCount": 20}, timeout=30
+    ).json()["Items"]
+    element = next(e for e in elements if e["TemplateName"])  # a unit: its attributes hold PI points
+    attributes = requests.get(f"{mock.api}/elements/{element['WebId']}/attributes", timeout=30).json()
+    followed = [a["WebId"] for a in attributes["Items"] if a["DataReferencePlugIn"] == "PI Point"]
+    assert followed and len(followed) < len(attributes["Items"])
+    base = mock.api.replace("http://", "ws://")
+    with connect(f"{base}/streamsets/{element['WebId']}/channel?includeInitialValues=true") as ws:
+        initial = _receive(ws)
+        assert [item["WebId"] for item in initial["Items"]] == followed
+        start = requests.get(mock.url + "/admin/clock", timeout=30).json()["Now"]
+        _advance(mock, "10m")
+        end = requests.get(mock.url + "/admin/clock", timeout=30).json()["Now"]
+        truth: dict = {}
+        for web in followed:
+            truth |= {
+                key: value for key, value in _recorded(mock, web, start, end).items() if key[1] != start
+            }
+        received = _collect(ws, lambda values: set(truth) <= set(values))
+    assert received == truth
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{base}/streamsets/{_web(mock, FLOW)}/channel")
+    assert refused.value.response.status_code == 409
+
+
 def test_an_edit_is_sent_substituted(make_mock: Callable[..., RunningMock]) -> None:
     mock = make_mock(edit_share=0.0, **FAST_POLL)
     web = _web(mock, PRESSURE)
