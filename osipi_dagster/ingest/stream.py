@@ -217,8 +217,10 @@ class LiveStream:
         known = self._latest.filter(pc.is_in(self._latest.column("web_id"), pa.array(opened.web_ids)))
         if not known.num_rows:
             return
-        start = pc.max(known.column("timestamp_ns")).as_py() - int(self.options.lookback_s * NS)
         end = time.time_ns()
+        # A future point (PI's Future data: forecasts) holds values stamped ahead of now: the gap ends now.
+        latest = min(pc.max(known.column("timestamp_ns")).as_py(), end)
+        start = latest - int(self.options.lookback_s * NS)
         while True:
             try:
                 read = await asyncio.to_thread(self._read_recorded, list(opened.web_ids), start, end)
