@@ -14,6 +14,7 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from osipi_dagster.contract import to_ns
 from osipi_dagster.mock.server import RunningMock
 
 STREAM_FIELDS = ["WebId", "Name", "Path", "Links", "UnitsAbbreviation", "Items"]
@@ -129,7 +130,7 @@ def test_values_follow_an_accelerated_clock(make_mock: Callable[..., RunningMock
     assert elapsed < 30  # not real time: four minutes would take 240 s
     stamps = sorted(timestamp for _, timestamp in received)
     truth = _recorded(mock, web, stamps[0], end)
-    assert start < stamps[-1] <= end
+    assert to_ns(start) < to_ns(stamps[-1]) <= to_ns(end)
     assert received == {key: truth[key] for key in received}  # each as the recorded read answers it
 
 
