@@ -10,8 +10,10 @@ RSS and CPU every second, then stops it (SIGINT: it commits its buffer) and read
 - throughput: values committed per second over the run, against the N values per second offered; the
   sustained rate is the offered one when the latency stays flat (p99 within a few seconds), less otherwise;
 - CPU of the stream per value committed (robust under the shared machine's load), its peak RSS and its RSS
-  over time (first, middle, last samples); the mock's CPU over the run (when the mock uses a whole core, it
-  is what limits the rate, not the stream).
+  over time (first, middle, last samples); the mock's CPU over the run, also per value committed (when the
+  mock uses a whole core, it is what limits the rate, not the stream);
+- the wall time of the stream's commits (p50 / p95 / max, from its JSON lines) and the load average (1 min)
+  when the run starts and ends.
 
     .venv/bin/python benchmarks/bench_stream.py                    # 10,000 points, 60 s
     .venv/bin/python benchmarks/bench_stream.py --points 20000 --seconds 60
@@ -78,6 +80,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     raise RuntimeError(f"osipi-stream did not commit:\n{log.read_text()[-3000:]}")
                 time.sleep(0.5)
             started_ns, cpu_before = time.time_ns(), proc_cpu_seconds(stream.pid)
+            load_start = os.getloadavg()[0]
             mock_cpu_before = proc_cpu_seconds(mock.pid)
             samples = []
             while time.time_ns() - started_ns < args.seconds * NS:
@@ -97,7 +100,24 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         except subprocess.TimeoutExpired:  # uvicorn waits for open WebSockets: do not wait with it
             mock.kill()
             mock.wait()
-    return measure(args, table, started_ns, ended_ns, cpu, peak, samples) | {"mock_cpu_s": round(mock_cpu, 2)}
+    result = measure(args, table, started_ns, ended_ns, cpu, peak, samples)
+    committed = float(result["committed_values_per_s"]) * args.seconds  # type: ignore[arg-type]
+    return result | {
+        "mock_cpu_s": round(mock_cpu, 2),
+        "mock_cpu_us_per_value": round(mock_cpu / max(committed, 1) * 1e6, 2),
+        "commit_wall_s": commit_wall(log),
+        "load_average_1m_start": load_start,
+    }
+
+
+def commit_wall(log: Path) -> dict[str, float]:
+    """p50 / p95 / max of the stream's commit wall times (its JSON lines)."""
+    walls = [
+        json.loads(line)["commit_s"] for line in log.read_text().splitlines() if line.startswith('{"version"')
+    ]
+    if not walls:
+        return {}
+    return {q: round(float(np.percentile(walls, p)), 3) for q, p in (("p50", 50), ("p95", 95), ("max", 100))}
 
 
 def measure(

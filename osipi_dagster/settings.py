@@ -516,6 +516,11 @@ class StreamSettings(BaseModel):
     stale_seconds: WholeNumber = Field(
         default=120, ge=1, description="pi_timeseries_live_sensor alerts when no commit is this recent."
     )
+    compact_every: WholeNumber = Field(
+        default=200,
+        ge=0,
+        description="Compact the small files of the live table after this many micro-batches (0: never).",
+    )
 
 
 class DemoSettings(BaseModel):

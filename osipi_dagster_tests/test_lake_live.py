@@ -15,6 +15,7 @@ from osipi_dagster.lake.live import (
     STREAM_ROWS_SCHEMA,
     append_batch,
     committed_version,
+    compact_days,
     identities,
     lake_rows,
     last_timestamps,
@@ -92,6 +93,40 @@ def test_concurrent_writers_all_land(tmp_path: Path) -> None:
     assert errors == []
     assert table.load().to_pyarrow_dataset().count_rows() == 20
     assert [committed_version(table, f"w{n}") for n in range(4)] == [5, 5, 5, 5]
+
+
+def test_compaction_keeps_rows_and_batch_numbers_while_a_writer_commits(tmp_path: Path) -> None:
+    table = Lakehouse(str(tmp_path)).table(LIVE_TIMESERIES.name)
+    for version in range(1, 7):
+        stamp = f"2025-01-06T10:00:{version:02d}Z"
+        append_batch(
+            table, lake_rows(_stream_rows(_values("A", [stamp], [float(version)])), version), "s", version
+        )
+    before = table.load().to_pyarrow_dataset().to_table().sort_by("timestamp_ns")
+    errors: list[BaseException] = []
+
+    def write_more() -> None:  # micro-batches committed while the compaction runs
+        try:
+            for version in range(7, 12):
+                stamp = f"2025-01-06T10:00:{version:02d}Z"
+                rows = lake_rows(_stream_rows(_values("A", [stamp], [float(version)])), version)
+                append_batch(table, rows, "s", version)
+        except BaseException as exc:
+            errors.append(exc)
+
+    writer = threading.Thread(target=write_more)
+    writer.start()
+    metrics = compact_days(table, {date(2025, 1, 6)})
+    writer.join()
+    assert errors == []
+    assert metrics["numFilesRemoved"] >= 6 and metrics["numFilesAdded"] >= 1
+    after = table.load()
+    rows = after.to_pyarrow_dataset().to_table().sort_by("timestamp_ns")
+    assert rows.slice(0, 6).equals(before)
+    assert rows.column("batch_version").to_pylist() == list(range(1, 12))
+    assert committed_version(table, "s") == 11
+    assert len(after.file_uris()) < 11
+    assert append_batch(table, lake_rows(_stream_rows(_values("A", [DAY2], [9.0])), 11), "s", 11) is False
 
 
 def test_unseen_drops_known_and_repeated_identities(tmp_path: Path) -> None:

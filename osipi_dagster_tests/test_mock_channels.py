@@ -14,6 +14,7 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from osipi_dagster.contract import to_ns
 from osipi_dagster.mock.server import RunningMock
 
 STREAM_FIELDS = ["WebId", "Name", "Path", "Links", "UnitsAbbreviation", "Items"]
@@ -116,6 +117,55 @@ def test_values_follow_the_clock_and_equal_the_recorded_values(make_mock: Callab
     assert all(timestamp <= end for _, timestamp in received)
 
 
+def test_values_follow_an_accelerated_clock(make_mock: Callable[..., RunningMock]) -> None:
+    """With ``clock_speed`` 120 the clock runs two minutes a second: a channel sends them as they pass."""
+    mock = make_mock(clock_speed=120.0, late_share=0.0, edit_share=0.0, **FAST_POLL)
+    web = _web(mock, FLOW)
+    with connect(_url(mock, [web])) as ws:
+        start = requests.get(mock.url + "/admin/clock", timeout=30).json()["Now"]
+        started = time.monotonic()
+        received = _collect(ws, lambda values: len(values) >= 240)  # four minutes of a 1 s point
+        elapsed = time.monotonic() - started
+        end = requests.get(mock.url + "/admin/clock", timeout=30).json()["Now"]
+    assert elapsed < 30  # not real time: four minutes would take 240 s
+    stamps = sorted(timestamp for _, timestamp in received)
+    truth = _recorded(mock, web, stamps[0], end)
+    assert to_ns(start) < to_ns(stamps[-1]) <= to_ns(end)
+    assert received == {key: truth[key] for key in received}  # each as the recorded read answers it
+
+
+def test_a_channel_by_parent_sends_its_attributes_values(make_mock: Callable[..., RunningMock]) -> None:
+    """``/streamsets/{element}/channel``: the values of the element's attributes over PI points, in the
+    order of its stream set (static attributes have nothing to send); a point is no parent (409)."""
+    mock = make_mock(late_share=0.0, edit_share=0.0, **FAST_POLL)
+    server = requests.get(mock.api + "/assetservers", timeout=30).json()["Items"][0]
+    database = requests.get(server["Links"]["Databases"], timeout=30).json()["Items"][0]
+    elements = requests.get(
+        database["Links"]["Elements"], params={"searchFullHierarchy": "true", "maxCount": 20}, timeout=30
+    ).json()["Items"]
+    element = next(e for e in elements if e["TemplateName"])  # a unit: its attributes hold PI points
+    attributes = requests.get(f"{mock.api}/elements/{element['WebId']}/attributes", timeout=30).json()
+    followed = [a["WebId"] for a in attributes["Items"] if a["DataReferencePlugIn"] == "PI Point"]
+    assert followed and len(followed) < len(attributes["Items"])
+    base = mock.api.replace("http://", "ws://")
+    with connect(f"{base}/streamsets/{element['WebId']}/channel?includeInitialValues=true") as ws:
+        initial = _receive(ws)
+        assert [item["WebId"] for item in initial["Items"]] == followed
+        start = requests.get(mock.url + "/admin/clock", timeout=30).json()["Now"]
+        _advance(mock, "10m")
+        end = requests.get(mock.url + "/admin/clock", timeout=30).json()["Now"]
+        truth: dict = {}
+        for web in followed:
+            truth |= {
+                key: value for key, value in _recorded(mock, web, start, end).items() if key[1] != start
+            }
+        received = _collect(ws, lambda values: set(truth) <= set(values))
+    assert received == truth
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{base}/streamsets/{_web(mock, FLOW)}/channel")
+    assert refused.value.response.status_code == 409
+
+
 def test_an_edit_is_sent_substituted(make_mock: Callable[..., RunningMock]) -> None:
     mock = make_mock(edit_share=0.0, **FAST_POLL)
     web = _web(mock, PRESSURE)
@@ -126,6 +176,22 @@ def test_an_edit_is_sent_substituted(make_mock: Callable[..., RunningMock]) -> N
         values = _collect(ws, lambda values: (web, stamp) in values)
     assert values[(web, stamp)]["Value"] == 1234.5
     assert values[(web, stamp)]["Substituted"] is True
+
+
+def test_a_delete_is_not_sent(make_mock: Callable[..., RunningMock]) -> None:
+    """A TimedValue cannot say "deleted" and the Channels topic's sentence on deletions is cut off: the mock
+    sends nothing for a delete (the stream leaves deletions to the closed-day batch run)."""
+    mock = make_mock(edit_share=0.0, **FAST_POLL)
+    web = _web(mock, PRESSURE)
+    with connect(_url(mock, [web])) as ws:
+        deleted = {"Edits": [{"WebId": web, "Timestamp": "*-10m", "Delete": True}]}
+        answer = requests.post(mock.url + "/admin/edits", json=deleted, timeout=30).json()
+        assert answer["Edits"][0]["Action"] == "Delete"
+        edit = {"Edits": [{"WebId": web, "Timestamp": "*-20m", "Value": 1234.5}]}
+        edited = requests.post(mock.url + "/admin/edits", json=edit, timeout=30).json()
+        stamp = edited["Edits"][0]["Timestamp"]
+        values = _collect(ws, lambda values: (web, stamp) in values)
+    assert list(values) == [(web, stamp)]
 
 
 def test_heartbeat_after_idle_polls_and_none_without_it(make_mock: Callable[..., RunningMock]) -> None:

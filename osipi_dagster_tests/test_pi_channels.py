@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pyarrow as pa
 import pytest
 import requests
+from websockets.asyncio.server import ServerConnection, serve
 
 from osipi_dagster.contract import to_ns
 from osipi_dagster.mock.server import RunningMock
@@ -172,3 +173,26 @@ def test_refused_streams_raise_with_pi_messages(mock_pi: RunningMock) -> None:
     with PIWebAPIClient(mock_pi.api) as client, refusal as refused:
         asyncio.run(_gather(ChannelFollower(client, ["not-a-webid"]), lambda got: False))
     assert refused.value.status == 400
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_channels_are_deflated_only_when_the_client_compresses(compress: bool) -> None:
+    """A small WebSocket server in the test records the upgrade's extensions and sends one value."""
+    offered: list[str | None] = []
+    message = '{"Items":[{"WebId":"A","Items":[{"Timestamp":"2025-01-06T12:00:00Z","Value":1.5}]}]}'
+
+    async def handler(connection: ServerConnection) -> None:
+        offered.append(connection.request.headers.get("Sec-WebSocket-Extensions"))
+        await connection.send(message)
+        await connection.wait_closed()
+
+    async def scenario() -> list:
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            with PIWebAPIClient(f"http://127.0.0.1:{port}/piwebapi", compress=compress) as client:
+                follower = ChannelFollower(client, ["A"])
+                return await _gather(follower, lambda got: any(isinstance(e, ChannelValues) for e in got))
+
+    events = asyncio.run(scenario())
+    assert [e.values.num_rows for e in events if isinstance(e, ChannelValues)] == [1]
+    assert ("permessage-deflate" in (offered[0] or "")) is compress

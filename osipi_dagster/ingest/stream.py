@@ -15,6 +15,10 @@ a read is running no batch is committed, so that what the table holds of a chann
 to their latest committed value (late values aside, within ``lookback_s``): a safe place to resume from
 after a crash at any moment.
 
+**Files.** Each micro-batch is a file; every ``compact_every`` batches the days written since are compacted
+(``lake.live.compact_days``) in a thread of their own while commits go on, so that a commit's cost (delta-rs
+handles every file of the table on each one) stays flat over hours.
+
 What the live table cannot hold: deletions (channels do not report them) and edits beyond ``lookback_s``
 of a gap (the edited value arrives as a new row ``Substituted``, next to the value it replaced). The
 closed-day batch run writes the day from PI's archive, and the query surface (``lake.live.read_values``)
@@ -29,9 +33,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from osipi_dagster.contract import RECORDED_SCHEMA
@@ -40,6 +46,7 @@ from osipi_dagster.lake.live import (
     STREAM_ROWS_SCHEMA,
     append_batch,
     committed_version,
+    compact_days,
     identities,
     identity_of,
     lake_rows,
@@ -78,6 +85,7 @@ class StreamOptions:
     commit_seconds: float = 1.0
     commit_values: int = 100_000
     lookback_s: float = 600.0
+    compact_every: int = 200
     channel: ChannelOptions = field(default_factory=ChannelOptions)
 
 
@@ -91,6 +99,7 @@ class CommitReport:
     duplicates: int  # dropped: the table (or the batch) held them already
     committed_ns: int
     latency_s: dict[str, float]  # p50/p95/p99/max of commit time - value timestamp, channel values only
+    commit_s: float  # wall time from taking the buffer to the commit (deduplication, rows, Delta)
     channels_open: int
     buffered_after: int
 
@@ -116,11 +125,14 @@ class LiveStream:
         self._gap_reads: set[asyncio.Task[None]] = set()
         self._open: set[int] = set()
         self._stopping = asyncio.Event()
-        self._last_ns: dict[str, int] = {}
+        self._latest = _LATEST_SCHEMA.empty_table()  # each point's last committed timestamp_ns
         self._recent: deque[tuple[int, pa.Table]] = deque()  # (commit time, identities) of recent commits
         self._delta_table: DeltaTable | None = None
         self._committing: asyncio.Future[None] | None = None
         self._version = 0
+        self._days_written: set[date] = set()  # partitions written since the last compaction
+        self._since_compaction = 0
+        self._compacting: asyncio.Future[None] | None = None
 
     def stop(self) -> None:
         """Commit what is buffered and return from :meth:`run` (call from the loop, e.g. a signal handler)."""
@@ -152,6 +164,8 @@ class LiveStream:
             await follower.aclose()
             if self._committing is not None:
                 await asyncio.wait({self._committing})  # its failure, if any, was raised by the committer
+            if self._compacting is not None:
+                await asyncio.wait({self._compacting})
         if self._buffered and not pending_reads:
             await self._commit_now()
 
@@ -200,11 +214,13 @@ class LiveStream:
         # The channel delivered every point of the group up to the group's last committed value: a point whose
         # own last value is older had nothing since (but what arrives late or out of order: the lookback).
         # Points the table never held have no gap: they are followed from the channel's opening.
-        known = [self._last_ns[web_id] for web_id in opened.web_ids if web_id in self._last_ns]
-        if not known:
+        known = self._latest.filter(pc.is_in(self._latest.column("web_id"), pa.array(opened.web_ids)))
+        if not known.num_rows:
             return
-        start = max(known) - int(self.options.lookback_s * NS)
         end = time.time_ns()
+        # A future point (PI's Future data: forecasts) holds values stamped ahead of now: the gap ends now.
+        latest = min(pc.max(known.column("timestamp_ns")).as_py(), end)
+        start = latest - int(self.options.lookback_s * NS)
         while True:
             try:
                 read = await asyncio.to_thread(self._read_recorded, list(opened.web_ids), start, end)
@@ -234,10 +250,36 @@ class LiveStream:
             await asyncio.sleep(min(options.commit_seconds, 0.05))
             due = time.monotonic() - last >= options.commit_seconds or self._buffered >= options.commit_values
             if due and self._buffered and not self._gap_reads:
+                last = time.monotonic()  # commits start every commit_seconds, however long one takes
                 await self._commit_now()
-                last = time.monotonic()
+                self._maybe_compact()
             elif due and not self._buffered:
                 last = time.monotonic()
+
+    def _maybe_compact(self) -> None:
+        """Start compacting the days written since the last compaction, every ``compact_every`` commits
+        (one compaction at a time; it runs beside the commits)."""
+        every = self.options.compact_every
+        if not every or self._since_compaction < every:
+            return
+        if self._compacting is not None and not self._compacting.done():
+            return
+        days, self._days_written, self._since_compaction = self._days_written, set(), 0
+        self._compacting = asyncio.ensure_future(asyncio.to_thread(self._compact, days))
+
+    def _compact(self, days: set[date]) -> None:
+        started = time.monotonic()
+        try:
+            metrics = compact_days(self.table, days)
+        except Exception as exc:  # maintenance: the next round compacts what this one left
+            log.warning("compacting %s failed (%s); trying again after the next batches", self.table, exc)
+            return
+        log.info(
+            "compacted %d files into %d in %.1f s",
+            metrics["numFilesRemoved"],
+            metrics["numFilesAdded"],
+            time.monotonic() - started,
+        )
 
     def _resume(self) -> None:
         """Where the table stands: the next batch number, and each point's last value around the last commit
@@ -248,52 +290,65 @@ class LiveStream:
         if commits:
             last_commit_ns = commits[-1]["timestamp"] * 1_000_000
             since = last_commit_ns - RESUME_LOOKBACKS * int(self.options.lookback_s * NS)
-            self._last_ns = last_timestamps(self.table, since)
-        log.info("resuming after batch %d: %d points streamed before", self._version, len(self._last_ns))
+            latest = last_timestamps(self.table, since)
+            self._latest = pa.table(
+                [pa.array(list(latest), pa.string()), pa.array(list(latest.values()), pa.int64())],
+                schema=_LATEST_SCHEMA,
+            )
+        log.info("resuming after batch %d: %d points streamed before", self._version, self._latest.num_rows)
 
     def _commit(self, batches: list[pa.RecordBatch], count: int) -> None:
+        started_ns = time.time_ns()
         rows = pa.Table.from_batches(batches, schema=_BUFFER_SCHEMA)
         rows = with_identity(rows.append_column("timestamp_ns", rows.column("timestamp").cast(pa.int64())))
         recent = [identity for _, identity in self._recent]
         fresh = unseen(rows, pa.concat_tables(recent) if recent else IDENTITY_SCHEMA.empty_table())
         version = self._version + 1
         live_rows = lake_rows(fresh.select(STREAM_ROWS_SCHEMA.names), version)
-        report = self._report(version, fresh, count, time.time_ns())
-        metadata = {f"osipi.latency_{name}_s": f"{value:.3f}" for name, value in report.latency_s.items()}
-        metadata |= {"osipi.streamed_rows": str(report.streamed_rows), "osipi.rows": str(report.rows)}
+        streamed_ns = fresh.filter(fresh.column("streamed")).column("timestamp_ns").to_numpy()
+        latency = _latency(streamed_ns)
+        metadata = {f"osipi.latency_{name}_s": f"{value:.3f}" for name, value in latency.items()}
+        metadata |= {"osipi.streamed_rows": str(len(streamed_ns)), "osipi.rows": str(fresh.num_rows)}
         append_batch(self.table, live_rows, self.options.app_id, version, metadata, self._delta_table)
         committed_ns = time.time_ns()
         self._version = version
+        self._days_written.update(pc.unique(live_rows.column("partition_date")).to_pylist())
+        self._since_compaction += 1
         self._remember(fresh, committed_ns)
-        report = self._report(version, fresh, count, committed_ns)
         if self.on_commit is not None:
-            self.on_commit(report)
+            self.on_commit(
+                CommitReport(
+                    version=version,
+                    rows=fresh.num_rows,
+                    streamed_rows=len(streamed_ns),
+                    duplicates=count - fresh.num_rows,
+                    committed_ns=committed_ns,
+                    latency_s=_latency(streamed_ns, committed_ns),
+                    commit_s=(committed_ns - started_ns) / NS,
+                    channels_open=len(self._open),
+                    buffered_after=self._buffered,
+                )
+            )
 
     def _remember(self, fresh: pa.Table, committed_ns: int) -> None:
         """Each point's last committed value, and the identities of the last ``RECENT_S`` seconds' commits
         (a value read to fill a gap may also come over the channel a moment later)."""
-        latest = fresh.group_by("web_id").aggregate([("timestamp_ns", "max")])
-        stamps = zip(latest["web_id"].to_pylist(), latest["timestamp_ns_max"].to_pylist(), strict=True)
-        for web_id, stamp in stamps:
-            self._last_ns[web_id] = max(stamp, self._last_ns.get(web_id, stamp))
+        both = pa.concat_tables([self._latest, fresh.select(_LATEST_SCHEMA.names).cast(_LATEST_SCHEMA)])
+        latest = both.group_by("web_id", use_threads=False).aggregate([("timestamp_ns", "max")])
+        self._latest = latest.rename_columns(_LATEST_SCHEMA.names)
         self._recent.append((committed_ns, identity_of(fresh)))
         while self._recent and self._recent[0][0] < committed_ns - RECENT_S * NS:
             self._recent.popleft()
 
-    def _report(self, version: int, fresh: pa.Table, buffered: int, committed_ns: int) -> CommitReport:
-        streamed = fresh.filter(fresh.column("streamed"))
-        lags = (committed_ns - streamed.column("timestamp_ns").to_numpy()) / NS
-        latency = {name: float(np.percentile(lags, q)) for name, q in PERCENTILES} if len(lags) else {}
-        return CommitReport(
-            version=version,
-            rows=fresh.num_rows,
-            streamed_rows=streamed.num_rows,
-            duplicates=buffered - fresh.num_rows,
-            committed_ns=committed_ns,
-            latency_s=latency,
-            channels_open=len(self._open),
-            buffered_after=self._buffered,
-        )
+
+def _latency(streamed_ns: np.ndarray, at_ns: int | None = None) -> dict[str, float]:
+    """p50/p95/p99/max of ``at_ns`` (now) minus the timestamps ``streamed_ns``, in seconds."""
+    if not len(streamed_ns):
+        return {}
+    lags = ((at_ns or time.time_ns()) - streamed_ns) / NS
+    found = np.percentile(lags, [q for _, q in PERCENTILES])
+    return {name: float(value) for (name, _), value in zip(PERCENTILES, found, strict=True)}
 
 
 _BUFFER_SCHEMA = pa.schema([*STREAM_ROWS_SCHEMA, pa.field("streamed", pa.bool_(), nullable=False)])
+_LATEST_SCHEMA = pa.schema([("web_id", pa.string()), ("timestamp_ns", pa.int64())])

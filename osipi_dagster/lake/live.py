@@ -178,6 +178,26 @@ def append_batch(
     )
 
 
+def compact_days(table: LakeTable, days: Collection[date]) -> dict[str, int]:
+    """Bin-pack the small files of ``days`` of ``table`` into larger ones (Delta OPTIMIZE, no data change:
+    the same rows, the streams' transaction versions kept) and return delta-rs' metrics.
+
+    A stream commits a file per micro-batch, and delta-rs spends time proportional to the table's files on
+    every commit: compaction keeps that cost flat. It commits against concurrent micro-batches (appends
+    never conflict with it); the files it replaces stay on storage for readers of older versions until a
+    ``VACUUM`` (never run by the stream, docs/STREAMING.md)."""
+    metrics = {"numFilesAdded": 0, "numFilesRemoved": 0}
+    delta_table = table.load()
+    for day in sorted(days):
+        done = delta_table.optimize.compact(
+            partition_filters=[("partition_date", "=", day.isoformat())],
+            commit_properties=CommitProperties(max_commit_retries=COMMIT_ATTEMPTS),
+        )
+        for name in metrics:
+            metrics[name] += int(done[name])
+    return metrics
+
+
 def stream_commits(table: LakeTable, after_version: int | None, limit: int = 1000) -> list[dict]:
     """The micro-batch commits of ``table`` after Delta version ``after_version`` (all when None), oldest
     first, at most the last ``limit``: Delta's commit info (``version``, ``timestamp`` in ms,

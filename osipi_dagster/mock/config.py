@@ -68,6 +68,7 @@ class MockConfig:
     tags: AtLeastOne = 10_000
     seed: int = 1
     now: str | None = None  # ISO 8601; None = the real clock
+    clock_speed: NotNegativeFloat = 0.0  # > 0: the clock runs this many seconds a second, from now (or real)
     archive_days: float = 730.0  # data exist from now - archive_days (at start-up) onwards
     late_share: Rate = 0.05  # share of points that receive some values late
     edit_share: Rate = 0.001  # share of points whose past values get one generated edit or delete per hour

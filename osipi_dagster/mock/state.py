@@ -19,7 +19,7 @@ class MockState:
 
     def __init__(self, config: MockConfig) -> None:
         self.config = config
-        self.clock = MockClock(config.fixed_now_ns())
+        self.clock = MockClock(config.fixed_now_ns(), config.clock_speed)
         self.started_ns = self.clock.now_ns()
         self.archive = Archive(config, self.started_ns)
         self.af = AssetModel(config, self.archive)

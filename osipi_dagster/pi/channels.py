@@ -13,10 +13,16 @@ yields what happens on all of them, in arrival order:
 - :class:`ChannelOpened` when a channel is open (again): values of its streams that became visible before
   this moment may be missing; read them (recorded, from the last value you kept) *after* this event, and
   expect the first channel values to overlap that read;
-- :class:`ChannelValues`: the values of one message, as Arrow rows of
-  :data:`~osipi_dagster.contract.RECORDED_SCHEMA` (the same columns a recorded read gives);
+- :class:`ChannelValues`: the values of the messages received since the previous event, as Arrow rows of
+  :data:`~osipi_dagster.contract.RECORDED_SCHEMA` (the same columns a recorded read gives): messages that
+  wait together are decoded into one batch (a message carries a few dozen values; building an Arrow
+  batch per message cost more than the values), never across an opened or lost channel;
 - :class:`ChannelLost` when a channel fails (closed, dropped, silent for ``idle_timeout_s``, refused with a
   5xx or 429): it is opened again after a backoff with jitter, while the other channels go on.
+
+Channels are compressed (permessage-deflate, when the server offers it) only if the client asks for
+compressed answers (``compress``): on loopback or a fast LAN, deflating every message costs both sides more
+CPU than the values.
 
 The upgrade request carries the client's credentials (Basic, Bearer, OIDC client credentials: the
 ``Authorization`` header its requests carry) and the client's TLS settings. A refused upgrade that will not
@@ -32,6 +38,7 @@ import logging
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -55,6 +62,7 @@ log = logging.getLogger(LOGGER_NAME)
 ROUTE = "streamsets/channel"
 CLOSE_TIMEOUT_S = 2.0  # how long closing waits for the server's close frame
 _REFUSED = frozenset({400, 404, 409, 413, 414})  # retrying the same upgrade gets the same answer
+MAX_VALUES_PER_EVENT = 200_000  # messages waiting together are merged into one event up to this many values
 
 
 @dataclass(frozen=True)
@@ -107,11 +115,20 @@ class ChannelOpened:
 
 @dataclass(frozen=True)
 class ChannelValues:
-    """The values of one message of channel ``channel`` (``RECORDED_SCHEMA`` rows), received at
-    ``received_ns`` (this host's clock)."""
+    """The values of the messages of ``channels`` received since the previous event (``RECORDED_SCHEMA``
+    rows, in arrival order); the last of them was received at ``received_ns`` (this host's clock)."""
+
+    channels: tuple[int, ...]
+    values: pa.RecordBatch
+    received_ns: int
+
+
+@dataclass(frozen=True)
+class _Received:
+    """One message's values, not yet an Arrow batch."""
 
     channel: int
-    values: pa.RecordBatch
+    segments: list[dec.Segment]
     received_ns: int
 
 
@@ -149,8 +166,14 @@ def decode_message(raw: str | bytes, known: frozenset[str]) -> pa.RecordBatch:
     """The values of one channel message as ``RECORDED_SCHEMA`` rows; streams not in ``known`` are left
     out (and logged). A blank message is a heartbeat. Raises PIResponseError for a message that is not
     one."""
+    segments = decode_segments(raw, known)
+    return dec.build_batch(segments) if segments else _EMPTY
+
+
+def decode_segments(raw: str | bytes, known: frozenset[str]) -> list[dec.Segment]:
+    """The values of one channel message, one segment per stream (see :func:`decode_message`)."""
     if not raw.strip():
-        return _EMPTY
+        return []
     try:
         message = _DECODER.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -164,7 +187,7 @@ def decode_message(raw: str | bytes, known: frozenset[str]) -> pa.RecordBatch:
         if items:
             units = stream.UnitsAbbreviation or items[0].UnitsAbbreviation
             segments.append(dec.Segment(stream.WebId, units, items))
-    return dec.build_batch(segments) if segments else _EMPTY
+    return segments
 
 
 _EMPTY = pa.RecordBatch.from_pylist([], schema=RECORDED_SCHEMA)
@@ -214,7 +237,8 @@ class ChannelFollower:
         self.options = options or ChannelOptions()
         self.base_url = client.base_url.replace("http", "ws", 1)
         self.groups = channel_groups(self.base_url, list(web_ids), self.options.max_url_length)
-        self._queue: asyncio.Queue[ChannelEvent | BaseException] = asyncio.Queue()
+        self._pending: deque[ChannelOpened | ChannelLost | _Received | BaseException] = deque()
+        self._arrived = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     def url(self, channel: int) -> str:
@@ -232,10 +256,28 @@ class ChannelFollower:
 
     async def next(self) -> ChannelEvent:
         """The next event of any channel; raises a refusal that retrying cannot mend (see the module)."""
-        event = await self._queue.get()
+        while not self._pending:
+            self._arrived.clear()
+            await self._arrived.wait()
+        event = self._pending.popleft()
         if isinstance(event, BaseException):
             raise event
-        return event
+        if not isinstance(event, _Received):
+            return event
+        received = [event]
+        count = sum(len(segment.items) for segment in event.segments)
+        while self._pending and isinstance(self._pending[0], _Received) and count < MAX_VALUES_PER_EVENT:
+            following = self._pending.popleft()
+            assert isinstance(following, _Received)
+            received.append(following)
+            count += sum(len(segment.items) for segment in following.segments)
+        segments = [segment for message in received for segment in message.segments]
+        channels = tuple(dict.fromkeys(message.channel for message in received))
+        return ChannelValues(channels, dec.build_batch(segments), received[-1].received_ns)
+
+    def _put(self, event: ChannelOpened | ChannelLost | _Received | BaseException) -> None:
+        self._pending.append(event)
+        self._arrived.set()
 
     async def events(self) -> AsyncIterator[ChannelEvent]:
         """Every channel's events, as they happen, until the caller stops iterating."""
@@ -262,7 +304,7 @@ class ChannelFollower:
         while True:
             try:
                 async with await self._open(index) as socket:
-                    await self._queue.put(ChannelOpened(index, web_ids, time.time_ns(), opened_before))
+                    self._put(ChannelOpened(index, web_ids, time.time_ns(), opened_before))
                     opened_before, renewed, backoff = True, False, self.options.backoff_base_s
                     await self._receive(index, socket, known)
             except asyncio.CancelledError:
@@ -274,10 +316,10 @@ class ChannelFollower:
                     continue
                 if status == 401:
                     refused = PIAuthenticationError("PI Web API refused the channel credentials", status=401)
-                    await self._queue.put(refused)
+                    self._put(refused)
                     return
                 if status in _REFUSED:
-                    await self._queue.put(_refusal(status, exc.response.body, web_ids, self.url(index)))
+                    self._put(_refusal(status, exc.response.body, web_ids, self.url(index)))
                     return
                 reason = f"the upgrade was answered {status}"
             except PIResponseError as exc:
@@ -285,7 +327,7 @@ class ChannelFollower:
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 reason = _reason(exc)
             wait = random.uniform(backoff / 2, backoff)
-            await self._queue.put(ChannelLost(index, web_ids, reason, wait))
+            self._put(ChannelLost(index, web_ids, reason, wait))
             log.info("channel %d lost (%s); opening it again in %.1f s", index, reason, wait)
             await asyncio.sleep(wait)
             backoff = min(backoff * 2, self.options.backoff_max_s)
@@ -299,6 +341,7 @@ class ChannelFollower:
             open_timeout=self.options.open_timeout_s,
             max_size=self.options.max_message_bytes,
             ping_interval=None,  # liveness is PI's heartbeat and idle_timeout_s
+            compression="deflate" if self.client.compress else None,
             close_timeout=CLOSE_TIMEOUT_S,
             user_agent_header=None,
         )
@@ -312,9 +355,9 @@ class ChannelFollower:
             except TimeoutError:
                 raise TimeoutError(f"nothing received for {self.options.idle_timeout_s} s") from None
             received = time.time_ns()
-            values = decode_message(raw, known)
-            if values.num_rows:
-                await self._queue.put(ChannelValues(index, values, received))
+            segments = decode_segments(raw, known)
+            if segments:
+                self._put(_Received(index, segments, received))
 
     def _handshake_headers(self) -> dict[str, str]:
         """The headers the client's requests carry (credentials included), for the upgrade request."""

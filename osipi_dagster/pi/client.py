@@ -102,6 +102,11 @@ class PIWebAPIClient(Notifications):
         return str(self._transport.session.headers["User-Agent"])
 
     @property
+    def compress(self) -> bool:
+        """Whether answers are asked for compressed (gzip over HTTP, permessage-deflate on channels)."""
+        return self._transport.session.headers["Accept-Encoding"] != "identity"
+
+    @property
     def max_count_limit(self) -> int:
         """The largest ``maxCount`` sent: MaxReturnedItemsPerCall as learnt from the server so far."""
         return self._limits.max_count

@@ -62,6 +62,7 @@ def stream_options(settings: StreamSettings) -> StreamOptions:
         commit_seconds=settings.commit_seconds,
         commit_values=settings.commit_values,
         lookback_s=settings.lookback_seconds,
+        compact_every=settings.compact_every,
         channel=ChannelOptions(
             max_url_length=settings.max_url_length,
             heartbeat_rate=settings.heartbeat_rate,

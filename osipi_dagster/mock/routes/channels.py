@@ -1,5 +1,11 @@
-"""Channels over WebSocket: ``/streams/{webId}/channel``, ``/streamsets/channel?webId=..`` and
-``GET /channels/instances`` (what a channel sends: ``osipi_dagster.mock.channels``).
+"""Channels over WebSocket: ``/streams/{webId}/channel``, ``/streamsets/channel?webId=..``,
+``/streamsets/{webId}/channel`` and ``GET /channels/instances`` (what a channel sends:
+``osipi_dagster.mock.channels``).
+
+By parent (``/streamsets/{webId}/channel``, an element, event frame or attribute): the attributes the stream
+set of that parent holds (``nameFilter``, ``categoryName``, ``templateName``, ``searchFullHierarchy``,
+``showExcluded``, ``showHidden``, as ``streamsets.py``) that have values (static attributes are left out:
+there is nothing to send); another kind of object is a 409, as for the other stream-set actions.
 
 The upgrade request is an ordinary GET and is authenticated as any request (Basic or Bearer in the
 ``Authorization`` header). Before the upgrade, a request that cannot be served is answered over HTTP as PI
@@ -28,14 +34,17 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from osipi_dagster.mock import webids
 from osipi_dagster.mock.channels import Channel, ChannelInstance, ChannelStream
 from osipi_dagster.mock.errors import PIError
 from osipi_dagster.mock.faults import channel_draws
 from osipi_dagster.mock.middleware import API_PREFIX, drop_connection
+from osipi_dagster.mock.model import Stream
 from osipi_dagster.mock.params import Params
 from osipi_dagster.mock.responses import json_response
 from osipi_dagster.mock.routes.dataservers import webid_type
-from osipi_dagster.mock.routes.streams import resolve_stream, stream_webid
+from osipi_dagster.mock.routes.streams import attribute_stream, resolve_stream, stream_webid
+from osipi_dagster.mock.routes.streamsets import PARENT_MARKERS
 from osipi_dagster.mock.state import MockState
 
 router = APIRouter(prefix=API_PREFIX)
@@ -51,8 +60,10 @@ def _now_text() -> str:
 class ChannelEndpoint:
     """The ASGI endpoint of a channel route (raw ASGI, so that a fault can abort the connection)."""
 
-    def __init__(self, single: bool) -> None:
-        self.single = single  # /streams/{webId}/channel rather than /streamsets/channel
+    def __init__(self, form: str) -> None:
+        self.form = (
+            form  # "stream" /streams/{webId}, "ad hoc" /streamsets?webId=, "parent" /streamsets/{webId}
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
@@ -77,20 +88,12 @@ class ChannelEndpoint:
         if websocket.app.state.auth.identify(websocket.headers.get("authorization")) is None:
             return None
         params = Params(websocket.query_params.multi_items(), state.clock.now_ns(), "UTC")
-        texts = [websocket.path_params["webId"]] if self.single else params.get_list("webId")
-        if not texts:
-            raise PIError(400, "At least one 'webId' parameter is required.")
         kind = webid_type(params)
         heartbeat_rate = params.int("heartbeatRate", 0)
         include_initial = params.bool("includeInitialValues", False)
         base = str(websocket.base_url).replace("ws", "http", 1).rstrip("/") + API_PREFIX
         streams = []
-        for text in texts:
-            stream = resolve_stream(state, text)
-            if stream.static:
-                raise PIError(
-                    409, f"WebId represents a static attribute: '{stream.path}' has no data to follow."
-                )
+        for stream in self._streams(websocket, state, params):
             web = stream_webid(state, stream, kind)
             collection = "points" if stream.attribute is None else "attributes"
             header = {
@@ -102,6 +105,27 @@ class ChannelEndpoint:
             }
             streams.append(ChannelStream(stream, header))
         return Channel(state, streams, heartbeat_rate, include_initial)
+
+    def _streams(self, websocket: WebSocket, state: MockState, params: Params) -> list[Stream]:
+        """The streams the upgrade request names; PIError 400/404/409 as PI answers it."""
+        if self.form == "parent":
+            text = websocket.path_params["webId"]
+            web = webids.decode(text)
+            if web.marker not in PARENT_MARKERS:
+                raise PIError(409, f"The object '{text}' does not support stream sets.")
+            context = state.af.time_context(web)
+            attributes = state.af.stream_attributes(web, params)
+            return [s for a in attributes if not (s := attribute_stream(state, a, context)).static]
+        texts = [websocket.path_params["webId"]] if self.form == "stream" else params.get_list("webId")
+        if not texts:
+            raise PIError(400, "At least one 'webId' parameter is required.")
+        streams = [resolve_stream(state, text) for text in texts]
+        for stream in streams:
+            if stream.static:
+                raise PIError(
+                    409, f"WebId represents a static attribute: '{stream.path}' has no data to follow."
+                )
+        return streams
 
 
 async def _refuse(websocket: WebSocket, response: Response) -> None:
@@ -167,8 +191,9 @@ async def _until_disconnect(websocket: WebSocket) -> None:
 
 
 # Starlette routes added directly do not take the router's prefix.
-router.add_websocket_route(API_PREFIX + "/streams/{webId}/channel", ChannelEndpoint(single=True))
-router.add_websocket_route(API_PREFIX + "/streamsets/channel", ChannelEndpoint(single=False))
+router.add_websocket_route(API_PREFIX + "/streams/{webId}/channel", ChannelEndpoint("stream"))
+router.add_websocket_route(API_PREFIX + "/streamsets/channel", ChannelEndpoint("ad hoc"))
+router.add_websocket_route(API_PREFIX + "/streamsets/{webId}/channel", ChannelEndpoint("parent"))
 
 
 @router.get("/channels/instances")
