@@ -14,9 +14,9 @@ Prints the values written, the wall time of the ``pi_timeseries`` materializatio
 values/s end to end, the CPU time per value of this process (and of delta-rs's ``tokio-rt-worker`` threads in
 it: the Rust side of the Delta append) and of the mock, the cores used on average (both processes' CPU
 seconds over the wall time: 2 is the whole machine), the share of requests that were full (their answer
-carried at least 80 % of ``values_per_request``, from the read's closing log line), and the peak RSS of this
-process (``ru_maxrss``: it includes Dagster and the lake writer) and of the mock (``VmHWM``), then one JSON
-line.
+carried at least 80 % of ``values_per_request``: ``pi_full_requests`` of ``pi_requests`` in the
+materialization's metadata) and their average fill, and the peak RSS of this process (``ru_maxrss``: it
+includes Dagster and the lake writer) and of the mock (``VmHWM``), then one JSON line.
 
     .venv/bin/python benchmarks/bench_ingest.py                                   # quick: 200 points x 6 h
     .venv/bin/python benchmarks/bench_ingest.py --points 1000 --hours 24          # the target case
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import resource
 import shutil
@@ -111,22 +110,6 @@ def self_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class ReadSummaries(logging.Handler):
-    """Collects the closing line of every multi-stream read (``read N values ... in R requests, F of them
-    full``) that the client logs; a client that does not log it leaves the counts unknown."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.requests = self.full = 0
-        self.seen = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg.startswith("read %d values") and isinstance(record.args, tuple):
-            self.requests += int(record.args[2])
-            self.full += int(record.args[3])
-            self.seen = True
-
-
 def start_mock(points: int, now: datetime) -> tuple[subprocess.Popen, str]:
     """The mock in its own process, every point 1 Hz, the clock fixed at ``now``; returns (process, api)."""
     port = free_port()
@@ -154,10 +137,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     now = DAY + timedelta(hours=args.hours)
     root = args.root or Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     load_before = os.getloadavg()
-    summaries = ReadSummaries()
-    pi_log = logging.getLogger("osipi_dagster.pi")
-    pi_log.addHandler(summaries)
-    pi_log.setLevel(logging.INFO)
     mock, api = start_mock(args.points, now)
     try:
         resources = {
@@ -201,6 +180,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         if args.root is None:
             shutil.rmtree(root, ignore_errors=True)
     values = int(metadata["dagster/row_count"].value)
+    requests = int(metadata["pi_requests"].value)
     return {
         "points": args.points,
         "hours": args.hours,
@@ -210,9 +190,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "concurrency": args.concurrency,
         "accept_encoding": "identity" if args.identity else "gzip, deflate",
         "values": values,
-        "requests": metadata["requests"].value,
-        "full_request_share": round(summaries.full / summaries.requests, 3) if summaries.seen else None,
-        "values_per_request_filled": round(values / metadata["requests"].value / args.values_per_request, 3),
+        "requests": requests,
+        "full_request_share": round(int(metadata["pi_full_requests"].value) / requests, 3),
+        "values_per_request_filled": round(values / requests / args.values_per_request, 3),
         "catalog_seconds": round(catalog_seconds, 1),
         "wall_seconds": round(wall, 1),
         "ingest_seconds": metadata["duration_seconds"].value,

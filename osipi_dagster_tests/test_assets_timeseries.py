@@ -116,6 +116,7 @@ def test_a_closed_partition_materialized_through_dagster_equals_the_mock(
     assert metadata["dagster/row_count"] == sum(closed_truth.values())
     assert metadata["points_read"] == len(shard_web_ids(lake, SHARD))
     assert metadata["incremental"] is False
+    assert 0 <= metadata["pi_full_requests"] <= metadata["pi_requests"] and metadata["pi_requests"] >= 1
     assert metadata["delta_table_version"] == table.version()
     assert (metadata["window_start"], metadata["window_end"]) == (
         datetime(2025, 1, 5, tzinfo=UTC).timestamp(),

@@ -58,6 +58,7 @@ class PartitionResult:
     incremental: bool
     write: WriteResult | None
     requests: int = 0
+    full_requests: int = 0  # requests whose answer was full (see osipi_dagster.pi.recorded.FULL_SHARE)
     duration_seconds: float = 0.0
     note: str = ""
     lateness: Lateness = field(default_factory=Lateness)
@@ -239,6 +240,7 @@ def ingest_partition(
             incremental,
             write,
             requests=read.requests if read else 0,
+            full_requests=read.full_requests if read else 0,
             duration_seconds=time.perf_counter() - started,
             lateness=probe.result(now),
             future_values=future,

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from osipi_dagster.mock import webids
@@ -54,6 +54,7 @@ from osipi_dagster.mock.af_catalog import (
 from osipi_dagster.mock.af_objects import (
     AttributeNode,
     AttributeSet,
+    AttributeSlot,
     AttributeTemplate,
     Category,
     Database,
@@ -66,7 +67,7 @@ from osipi_dagster.mock.af_objects import (
     walk_nodes,
     walk_templates,
 )
-from osipi_dagster.mock.af_search import filter_attributes, search_element_attributes
+from osipi_dagster.mock.af_search import FoundAttributes, filter_attributes, search_element_attributes
 from osipi_dagster.mock.errors import PIError, not_found
 from osipi_dagster.mock.model import Attribute, Point
 from osipi_dagster.mock.params import Params
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
 
 
 KEPT_SEARCHES = 4
+POINT_ATTRIBUTE_CATEGORIES = ("Measurement",)
 SEARCH_PARAMETERS = (
     "searchFullHierarchy", "sortOrder", "sortField", "elementNameFilter", "elementDescriptionFilter",
     "elementCategory", "elementTemplate", "attributeNameFilter", "attributeCategory", "attributeType",
@@ -110,7 +112,9 @@ class AssetModel:
         self._attribute_sets: dict[uuid.UUID, AttributeSet] = {}  # element attributes, built on first use
         # The last element-attribute searches, by database and filters: paging through a few hundred
         # thousand attributes must not search and sort them again for every page.
-        self._attribute_searches: dict[tuple, list[AttributeNode]] = {}
+        self._attribute_searches: dict[tuple, list[tuple[Element, int]]] = {}
+        # Each element template's attribute templates depth-first, with their paths below the owner.
+        self._template_slots: dict[uuid.UUID, tuple[tuple[AttributeTemplate, str], ...]] = {}
         self._build()
 
     # -- construction ------------------------------------------------------------------------------------
@@ -393,7 +397,7 @@ class AssetModel:
         owner_guid: uuid.UUID,
         owner_kind: str,
         owner_path: str,
-        templates: Iterable[AttributeTemplate],
+        templates: Sequence[AttributeTemplate],
         value_of: Callable[[AttributeSpec], object] | dict[str, object],
         templated_point: Point | None = None,
         points: Iterable[Point] = (),
@@ -408,18 +412,17 @@ class AssetModel:
                     owner_guid, owner_kind, owner_path, template, None, values, templated_point
                 )
             )
-        names = {node.attribute.name.upper() for node in top}
-        for point in points:
-            name = _unique(attribute_name(point), names)
+        points = list(points)
+        for point, name in zip(points, _point_attribute_names(templates, points), strict=True):
             attribute = Attribute(
                 stable_guid(self.seed, "point-attribute", point.id),
                 owner_guid,
                 owner_kind,
                 name,
                 f"{owner_path}|{name}",
-                POINT_ATTRIBUTE_TYPES.get(point.point_type, "Double"),
+                _point_attribute_type(point),
                 point.units,
-                ("Measurement",),
+                POINT_ATTRIBUTE_CATEGORIES,
                 point.id,
                 None,
             )
@@ -444,14 +447,14 @@ class AssetModel:
         else:
             value = None if spec.point else values(spec)
         path = f"{parent.attribute.path if parent else owner_path}|{spec.name}"
-        excluded = spec.optional and stable_hash(self.seed, owner_path, spec.name, "excluded") % 2 == 0
+        excluded = self._excluded(owner_path, spec)
         attribute = Attribute(
             template.guid,
             owner_guid,
             owner_kind,
             spec.name,
             path,
-            POINT_ATTRIBUTE_TYPES.get(point.point_type, "Double") if point else spec.type,
+            _point_attribute_type(point) if point else spec.type,
             point.units if point else spec.units,
             spec.categories,
             point.id if point else None,
@@ -465,20 +468,59 @@ class AssetModel:
         object.__setattr__(node, "children", children)
         return node
 
-    def element_attributes(self, database: Database, params: Params) -> list[AttributeNode]:
+    def _excluded(self, owner_path: str, spec: AttributeSpec) -> bool:
+        """Is the attribute of ``spec`` excluded (IsExcluded) on its owner? Half the optional ones are."""
+        return spec.optional and stable_hash(self.seed, owner_path, spec.name, "excluded") % 2 == 0
+
+    def element_attributes(self, database: Database, params: Params) -> FoundAttributes:
         """The attributes ``/assetdatabases/{webId}/elementattributes`` finds (see
-        :func:`~osipi_dagster.mock.af_search.search_element_attributes`), the last few searches kept."""
+        :func:`~osipi_dagster.mock.af_search.search_element_attributes`), the last few searches kept; a page
+        builds only the attributes it returns."""
         key = (
             database.index,
             *((params.get(name) or "").upper() for name in SEARCH_PARAMETERS),
         )
         found = self._attribute_searches.get(key)
         if found is None:
-            found = search_element_attributes(database, params, self.attributes_of)
+            found = search_element_attributes(database, params, self.attribute_slots)
             while len(self._attribute_searches) >= KEPT_SEARCHES:
                 del self._attribute_searches[next(iter(self._attribute_searches))]
             self._attribute_searches[key] = found
-        return found
+        return FoundAttributes(found, self.attributes_of)
+
+    def attribute_slots(self, element: Element) -> Iterator[AttributeSlot]:
+        """The attributes of ``element`` in the order of its ``AttributeSet.every`` (as
+        :meth:`build_attribute_set` makes them: its template's attributes depth-first, then one per point),
+        with what the database-wide search reads, without building them."""
+        templated = self._template_slots.get(element.template.guid)
+        if templated is None:
+            templated = self._template_slots[element.template.guid] = tuple(
+                (template, "|" + template.path.split("|", 1)[1])
+                for template in walk_templates(element.template.inherited)
+            )
+        for position, (template, below_owner) in enumerate(templated):
+            spec = template.spec
+            yield AttributeSlot(
+                position,
+                spec.name,
+                element.path + below_owner,
+                spec.categories,
+                spec.type,
+                spec.hidden,
+                self._excluded(element.path, spec),
+            )
+        points = [self.archive.points[i] for i in element.points]
+        names = _point_attribute_names(element.template.inherited, points)
+        for position, (point, name) in enumerate(zip(points, names, strict=True), len(templated)):
+            yield AttributeSlot(
+                position,
+                name,
+                f"{element.path}|{name}",
+                POINT_ATTRIBUTE_CATEGORIES,
+                _point_attribute_type(point),
+                False,
+                False,
+            )
 
     def owner(self, web: webids.WebId, text: str = "") -> Element | EventFrame:
         """The element (``Em``) or event frame (``Fm``) a WebID names; 404 if unknown."""
@@ -579,6 +621,18 @@ def _group_points(points: list[Point]) -> list[tuple[tuple[str, str, str], dict[
             location, loop = (UNASSIGNED, UNASSIGNED, UNASSIGNED), point.name
         units.setdefault(location, {}).setdefault(loop, []).append(index)
     return list(units.items())
+
+
+def _point_attribute_names(templates: Iterable[AttributeTemplate], points: Iterable[Point]) -> list[str]:
+    """The names of an owner's PI Point attributes: each point's :func:`attribute_name`, numbered when a
+    templated attribute or an earlier point has it."""
+    taken = {template.spec.name.upper() for template in templates}
+    return [_unique(attribute_name(point), taken) for point in points]
+
+
+def _point_attribute_type(point: Point) -> str:
+    """The value type of an attribute that references ``point``."""
+    return POINT_ATTRIBUTE_TYPES.get(point.point_type, "Double")
 
 
 def _unique(name: str, taken: set[str]) -> str:

@@ -9,6 +9,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from osipi_dagster.mock.af_catalog import AttributeSpec, TemplateSpec
 from osipi_dagster.mock.model import Attribute, Point
@@ -119,6 +120,20 @@ class AttributeNode:
     hidden: bool
     excluded: bool
     trait: str
+
+
+class AttributeSlot(NamedTuple):  # a tuple: a search makes one per attribute of the database
+    """One attribute of an element as the database-wide attribute search sees it, known without building
+    the attribute: its place in the element's ``AttributeSet.every`` and what the search filters and sorts
+    on."""
+
+    position: int
+    name: str
+    path: str
+    categories: tuple[str, ...]
+    type: str
+    hidden: bool
+    excluded: bool
 
 
 @dataclass(frozen=True, eq=False)

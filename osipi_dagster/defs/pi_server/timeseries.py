@@ -213,6 +213,7 @@ def _metadata(result: PartitionResult) -> dict[str, object]:
         "delta_table_version": dg.MetadataValue.int(result.write.version if result.write else -1),
         "files_added": dg.MetadataValue.int(result.write.files_added if result.write else 0),
         "pi_requests": dg.MetadataValue.int(result.requests),
+        "pi_full_requests": dg.MetadataValue.int(result.full_requests),
         "duration_seconds": dg.MetadataValue.float(round(seconds, 3)),
         "values_per_second": dg.MetadataValue.float(round(result.rows / seconds, 1) if seconds else 0.0),
         **({"note": dg.MetadataValue.text(result.note)} if result.note else {}),
