@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from osipi_dagster.contract import TICK_NS, day_bounds, from_ns, to_ns
-from osipi_dagster.lake import LakeTable, WriteResult, read_table, replace_day
+from osipi_dagster.lake import LakeTable, WriteResult, replace_day
 from osipi_dagster.lake.schemas import RECONCILIATION
 from osipi_dagster.lake.tables import without_columns
 from osipi_dagster.pi import PIWebAPIClient
@@ -146,11 +146,16 @@ def reconcile_day(
 
 def differing_partitions(reconciliation: LakeTable) -> dict[tuple[date, str], datetime]:
     """Every (day, shard) the last reconciliation of its day found different, with when it was checked."""
-    rows = read_table(reconciliation)
-    if rows is None:
+    if not reconciliation.exists():
         return {}
-    differs = rows.filter(pc.equal(rows["status"], "differs")).select(
-        ["partition_date", "tag_shard", "checked_at"]
+    # Read by every sensor tick, while the table grows by a row per point and day: three columns of the
+    # rows that differ, not the table.
+    differs = (
+        reconciliation.load()
+        .to_pyarrow_dataset()
+        .to_table(
+            columns=["partition_date", "tag_shard", "checked_at"], filter=ds.field("status") == "differs"
+        )
     )
     found: dict[tuple[date, str], datetime] = {}
     for row in differs.to_pylist():

@@ -45,6 +45,7 @@ DEFAULT_SKEW_TOLERANCE = timedelta(minutes=5)
 # Problems are kept short in the state table (the full text goes to the log).
 _PROBLEM_CHARS = 300
 _INPUT = without_columns(UPDATE_MARKERS.schema, ["ingested_at"])
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -90,20 +91,6 @@ class _Point:
         known = self.pending.get(day)
         self.pending[day] = work if known is None else known.merge(work)
 
-    def row(self) -> dict[str, object]:
-        return {
-            "web_id": self.web_id,
-            "tag_shard": self.tag_shard,
-            "marker": self.marker,
-            "registered_at": self.registered_at,
-            "read_at": self.read_at,
-            "pending": [
-                {"date": day, "since": work.since, "reread_from": work.reread_from}
-                for day, work in sorted(self.pending.items())
-            ],
-            "problem": self.problem,
-        }
-
 
 def poll_updates(
     client: PIWebAPIClient,
@@ -113,7 +100,7 @@ def poll_updates(
     points: Mapping[str, str],
     now: datetime,
     in_lake: Callable[[Partition], bool],
-    completed: Mapping[Partition, datetime],
+    completed: Callable[[Iterable[Partition]], Mapping[Partition, datetime]],
     skew_tolerance: timedelta = DEFAULT_SKEW_TOLERANCE,
     seen_at: datetime | None = None,
 ) -> UpdatesTick:
@@ -125,7 +112,8 @@ def poll_updates(
         now: the PI server's now (timezone-aware).
         in_lake: whether a (day, shard) partition was ever materialized (events of other days are ignored:
             they are before the lake's history; today always counts).
-        completed: per partition, the start time of the latest run that materialized it successfully.
+        completed: given partitions, the start time of the latest run that materialized each successfully
+            (a partition without such a run left out); asked once, for every partition with pending work.
         seen_at: this host's now (default: the local clock): when the work was seen, compared with the
             start times of runs (the PI server's clock may differ from ours).
     """
@@ -133,18 +121,22 @@ def poll_updates(
     seen = seen_at or datetime.now(UTC)
     tick = UpdatesTick(points=len(points))
     today = now.date()
-    state = _load(markers)
-    before = {web_id: point.row() for web_id, point in state.items()}
+    state, stored = _load(markers)
     for web_id, shard in points.items():
-        point = state.setdefault(web_id, _Point(web_id, shard))
-        if point.tag_shard != shard:  # the shard count changed: the point's work moves with it
+        point = state.get(web_id)
+        if point is None:
+            state[web_id] = _Point(web_id, shard)
+        elif point.tag_shard != shard:  # the shard count changed: the point's work moves with it
             point.tag_shard, point.marker = shard, None
+    started_runs = completed({(day, point.tag_shard) for point in state.values() for day in point.pending})
+    never = datetime.min.replace(tzinfo=UTC)
     for point in state.values():
-        point.pending = {
-            day: work
-            for day, work in point.pending.items()
-            if completed.get((day, point.tag_shard), datetime.min.replace(tzinfo=UTC)) <= work.since
-        }
+        if point.pending:
+            point.pending = {
+                day: work
+                for day, work in point.pending.items()
+                if started_runs.get((day, point.tag_shard), never) <= work.since
+            }
         if point.web_id not in points:
             point.marker = None  # deleted or filtered out: not followed any more; its pending work stays
 
@@ -166,9 +158,9 @@ def poll_updates(
             # Registered again at once; the time without a registration is read again from the watermark.
             _register(client, state, {w: points[w] for w in lost}, watermarks, now, seen, today, tick)
 
-    rows = {web_id: point.row() for web_id, point in state.items()}
-    if rows != before:
-        overwrite_table(markers, pa.Table.from_pylist(list(rows.values()), schema=_INPUT), ingested_at=now)
+    rows = _rows(state.values())
+    if not rows.equals(stored):
+        overwrite_table(markers, rows, ingested_at=now)
         tick.wrote_state = True
     for point in state.values():
         for day, work in point.pending.items():
@@ -258,22 +250,71 @@ def _days(first: date, last: date) -> Iterable[date]:
         day += timedelta(days=1)
 
 
-def _load(markers: LakeTable) -> dict[str, _Point]:
+def _load(markers: LakeTable) -> tuple[dict[str, _Point], pa.Table]:
+    """Every point's stored state, and the stored rows (to tell whether a tick changed them)."""
     table = read_table(markers)
     if table is None:
-        return {}
-    return {
-        row["web_id"]: _Point(
-            web_id=row["web_id"],
-            tag_shard=row["tag_shard"],
-            marker=row["marker"],
-            registered_at=row["registered_at"],
-            read_at=row["read_at"],
-            pending={
-                work["date"]: Work(since=work["since"], reread_from=work["reread_from"])
-                for work in row["pending"] or []
-            },
-            problem=row["problem"],
+        return {}, _INPUT.empty_table()
+    stored = pa.table([table[field.name].cast(field.type) for field in _INPUT], schema=_INPUT)
+    pending = _pending_by_row(stored["pending"].combine_chunks())
+    state: dict[str, _Point] = {}
+    for row, (web_id, shard, marker, registered_at, read_at, problem) in enumerate(
+        zip(
+            stored["web_id"].to_pylist(),
+            stored["tag_shard"].to_pylist(),
+            stored["marker"].to_pylist(),
+            _datetimes(stored["registered_at"]),
+            _datetimes(stored["read_at"]),
+            stored["problem"].to_pylist(),
+            strict=True,
         )
-        for row in table.to_pylist()
-    }
+    ):
+        state[web_id] = _Point(web_id, shard, marker, registered_at, read_at, pending.get(row, {}), problem)
+    return state, stored
+
+
+def _pending_by_row(pending: pa.ListArray) -> dict[int, dict[date, Work]]:
+    """The pending work of the rows that have some, by row (most rows have none)."""
+    work = pc.list_flatten(pending)
+    by_row: dict[int, dict[date, Work]] = {}
+    for row, day, since, reread_from in zip(
+        pc.list_parent_indices(pending).to_pylist(),
+        pc.struct_field(work, "date").to_pylist(),
+        _datetimes(pc.struct_field(work, "since")),
+        _datetimes(pc.struct_field(work, "reread_from")),
+        strict=True,
+    ):
+        by_row.setdefault(row, {})[day] = Work(since=since, reread_from=reread_from)
+    return by_row
+
+
+def _datetimes(stamps: pa.Array | pa.ChunkedArray) -> list[datetime | None]:
+    """UTC microsecond timestamps as datetimes, several times faster than pyarrow's ``to_pylist`` (which
+    looks the time zone up for each value): the state table holds one row per point."""
+    return [
+        None if micros is None else _EPOCH + timedelta(microseconds=micros)
+        for micros in stamps.cast(pa.int64()).to_pylist()
+    ]
+
+
+def _rows(points: Iterable[_Point]) -> pa.Table:
+    """The state table's rows (every column but ``ingested_at``), built column by column."""
+    points = list(points)
+    return pa.table(
+        {
+            "web_id": [point.web_id for point in points],
+            "tag_shard": [point.tag_shard for point in points],
+            "marker": [point.marker for point in points],
+            "registered_at": [point.registered_at for point in points],
+            "read_at": [point.read_at for point in points],
+            "pending": [
+                [
+                    {"date": day, "since": work.since, "reread_from": work.reread_from}
+                    for day, work in sorted(point.pending.items())
+                ]
+                for point in points
+            ],
+            "problem": [point.problem for point in points],
+        },
+        schema=_INPUT,
+    )

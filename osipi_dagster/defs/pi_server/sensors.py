@@ -10,7 +10,7 @@ of yesterday for every shard, which replaces the close-day schedules as the way 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -25,38 +25,70 @@ from osipi_dagster.ingest.server_clock import server_now
 from osipi_dagster.ingest.updates import Partition, Work, poll_updates
 from osipi_dagster.lake.schemas import POINTS, RECONCILIATION, UPDATE_MARKERS, WATERMARKS
 
+# Partition keys per query of the instance (SQLite binds at most 32,766 variables per statement).
+_PARTITIONS_PER_QUERY = 500
 
-class _CompletedRuns(Mapping[Partition, datetime]):
-    """Per partition, when the run that last materialized it started (queried on demand, cached)."""
+
+class _CompletedRuns:
+    """Per partition, when the run that last materialized it started: asked for many partitions at once
+    (three queries of the instance, whatever their number), each partition queried once per tick."""
 
     def __init__(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> None:
         self._instance, self._asset_key = instance, asset_key
         self._known: dict[Partition, datetime | None] = {}
 
-    def __getitem__(self, partition: Partition) -> datetime:
-        if partition not in self._known:
-            self._known[partition] = self._started(partition)
-        started = self._known[partition]
-        if started is None:
-            raise KeyError(partition)
-        return started
+    def __call__(self, partitions: Iterable[Partition]) -> dict[Partition, datetime]:
+        """The start time of the run that last materialized each of ``partitions``; a partition never
+        materialized by a run (or only by a runless event) is left out."""
+        wanted = set(partitions)
+        missing = sorted(wanted - self._known.keys())
+        for first in range(0, len(missing), _PARTITIONS_PER_QUERY):
+            block = missing[first : first + _PARTITIONS_PER_QUERY]
+            self._known |= dict.fromkeys(block)
+            self._known |= self._started(block)
+        return {partition: started for partition in wanted if (started := self._known[partition]) is not None}
 
-    def _started(self, partition: Partition) -> datetime | None:
-        day, shard = partition
+    def _started(self, partitions: list[Partition]) -> dict[Partition, datetime]:
+        keys = {f"{day.isoformat()}|{shard}": (day, shard) for day, shard in partitions}
+        latest = self._instance.event_log_storage.get_latest_storage_id_by_partition(
+            self._asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=set(keys)
+        )
+        if not latest:
+            return {}
         records = self._instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=self._asset_key, asset_partitions=[f"{day.isoformat()}|{shard}"]),
-            limit=1,
+            dg.AssetRecordsFilter(asset_key=self._asset_key, storage_ids=list(latest.values())),
+            limit=len(latest),
         ).records
-        if not records:
-            return None
-        run = self._instance.get_run_record_by_id(records[0].event_log_entry.run_id)
-        return datetime.fromtimestamp(run.start_time, UTC) if run and run.start_time else None
+        run_of = {record.storage_id: record.event_log_entry.run_id for record in records}
+        run_ids = {run_id for run_id in run_of.values() if run_id}
+        runs = self._instance.get_run_records(dg.RunsFilter(run_ids=list(run_ids))) if run_ids else []
+        started = {
+            run.dagster_run.run_id: datetime.fromtimestamp(run.start_time, UTC)
+            for run in runs
+            if run.start_time
+        }
+        return {
+            keys[key]: started[run_of[storage_id]]
+            for key, storage_id in latest.items()
+            if run_of.get(storage_id) in started
+        }
 
-    def __iter__(self) -> Iterator[Partition]:
-        return iter(key for key, value in self._known.items() if value is not None)
 
-    def __len__(self) -> int:
-        return sum(1 for value in self._known.values() if value is not None)
+class _MaterializedPartitions:
+    """Whether a partition was ever materialized: the instance is asked on the first question only (a tick
+    without events of older days asks none)."""
+
+    def __init__(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> None:
+        self._instance, self._asset_key = instance, asset_key
+        self._known: set[Partition] | None = None
+
+    def __call__(self, partition: Partition) -> bool:
+        if self._known is None:
+            self._known = {
+                (date.fromisoformat(key.split("|")[0]), key.split("|")[1])
+                for key in self._instance.get_materialized_partitions(self._asset_key)
+            }
+        return partition in self._known
 
 
 def timeseries_sensor(server: ServerWiring, job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
@@ -87,10 +119,6 @@ def timeseries_sensor(server: ServerWiring, job: dg.UnresolvedAssetJobDefinition
         if not points:
             return dg.SkipReason("The catalog (pi_points) lists no active point yet: materialize it first.")
         now = server_now(pi.client, pi.data_server)
-        materialized = {
-            (date.fromisoformat(key.split("|")[0]), key.split("|")[1])
-            for key in context.instance.get_materialized_partitions(asset_key)
-        }
         completed = _CompletedRuns(context.instance, asset_key)
         tick = poll_updates(
             pi.client,
@@ -98,7 +126,7 @@ def timeseries_sensor(server: ServerWiring, job: dg.UnresolvedAssetJobDefinition
             watermarks=lake.table(WATERMARKS.name),
             points=points,
             now=now,
-            in_lake=materialized.__contains__,
+            in_lake=_MaterializedPartitions(context.instance, asset_key),
             completed=completed,
             skew_tolerance=timedelta(minutes=settings.clock_skew_tolerance_minutes),
         )
@@ -106,10 +134,12 @@ def timeseries_sensor(server: ServerWiring, job: dg.UnresolvedAssetJobDefinition
             json.loads(context.cursor) if context.cursor else {}, now, server.partitions.shard_keys, completed
         )
         owed = dict(tick.pending)
+        differing = differing_partitions(lake.table(RECONCILIATION.name))
+        repaired = completed(differing)
         repairs = {
             partition: Work(since=checked, reread_from=day_bounds(partition[0])[0])
-            for partition, checked in differing_partitions(lake.table(RECONCILIATION.name)).items()
-            if completed.get(partition, checked) <= checked
+            for partition, checked in differing.items()
+            if repaired.get(partition, checked) <= checked
         }
         for partition, work in [*closing.items(), *repairs.items()]:
             owed[partition] = work if partition not in owed else owed[partition].merge(work)
@@ -136,7 +166,10 @@ def timeseries_sensor(server: ServerWiring, job: dg.UnresolvedAssetJobDefinition
 
 
 def _closing_days(
-    cursor: dict, now: datetime, shards: list[str], completed: Mapping[Partition, datetime]
+    cursor: dict,
+    now: datetime,
+    shards: list[str],
+    completed: Callable[[Iterable[Partition]], Mapping[Partition, datetime]],
 ) -> tuple[dict[Partition, Work], dict]:
     """The final reads owed for days that closed (at the PI server's midnight), and the next cursor.
 
@@ -152,11 +185,12 @@ def _closing_days(
     while day <= yesterday:
         closing.setdefault(day.isoformat(), seen)
         day += timedelta(days=1)
+    started = completed((date.fromisoformat(text), shard) for text in closing for shard in shards)
     owed: dict[Partition, Work] = {}
     for text, noticed in closing.items():
         day, since = date.fromisoformat(text), datetime.fromisoformat(noticed)
         for shard in shards:
-            if completed.get((day, shard), since) <= since:
+            if started.get((day, shard), since) <= since:
                 owed[(day, shard)] = Work(since=since, reread_from=day_bounds(day)[0])
     still = {day.isoformat(): closing[day.isoformat()] for day in sorted({day for day, _ in owed})}
     return owed, {"closed_through": yesterday.isoformat(), "closing": still}
