@@ -28,6 +28,11 @@ Measured, from the instance (PostgreSQL) once it is done:
     .venv/bin/python benchmarks/bench_backfill.py                       # 3 days x 16 shards x 200 points
     .venv/bin/python benchmarks/bench_backfill.py --days 1 --shards 4 --tags 40      # a quick check
 
+A run that fails stops the bench unless the daemon retried it (deploy/dagster.yaml's ``run_retries``): either
+way its event log, read from the instance, is written to the work folder, which is then kept with the
+processes' logs, and the JSON line counts the retried runs with their failure reasons (``runs_failed`` is
+the runs that failed for good: none, or the bench stops).
+
 Prints a table per run, the totals, then one JSON line.
 """
 
