@@ -28,6 +28,11 @@ Measured, from the instance (PostgreSQL) once it is done:
     .venv/bin/python benchmarks/bench_backfill.py                       # 3 days x 16 shards x 200 points
     .venv/bin/python benchmarks/bench_backfill.py --days 1 --shards 4 --tags 40      # a quick check
 
+A run that fails stops the bench unless the daemon retried it (deploy/dagster.yaml's ``run_retries``): either
+way its event log, read from the instance, is written to the work folder, which is then kept with the
+processes' logs, and the JSON line counts the retried runs with their failure reasons (``runs_failed`` is
+the runs that failed for good: none, or the bench stops).
+
 Prints a table per run, the totals, then one JSON line.
 """
 
@@ -42,7 +47,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,26 +183,65 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         ]
         backfills = [ui.wait_backfill(backfill_id, timeout_s=7200) for backfill_id in backfill_ids]
         processes.stop()
-        failed = [
-            (run["runId"], ui.run_errors(run["runId"]))
-            for backfill in backfills
-            for run in backfill["runs"]
+        every_run = [run for backfill in backfills for run in backfill["runs"]]
+        failed = {
+            run["runId"]: {"tags": _tags(run), "errors": ui.run_errors(run["runId"])}
+            for run in every_run
             if run["status"] != "SUCCESS"
-        ]
-        if failed:  # the work folder stays, with the processes' logs
-            raise SystemExit(f"runs failed (logs in {work}): {failed}")
-        runs = [
+        }
+        for run_id in failed:  # the work folder keeps them, with the processes' logs
+            _save_event_log(postgres.environment(), work / "dagster_home", run_id, work)
+        # A run that failed outside the code is re-executed by the daemon (deploy/dagster.yaml, run_retries).
+        retried = {
+            run_id: {"reason": run["tags"].get("dagster/failure_reason", "?"), "errors": run["errors"]}
+            for run_id, run in failed.items()
+            if run["tags"].get("dagster/will_retry") == "true"
+        }
+        lost = {run_id: run["errors"] for run_id, run in failed.items() if run_id not in retried}
+        statuses = [backfill["status"] for backfill in backfills]
+        if lost or set(statuses) != {"COMPLETED_SUCCESS"}:
+            raise SystemExit(f"runs failed (logs in {work}): {lost}; backfills {statuses}; retried {retried}")
+        timings = [
             _run_timings(postgres.environment(), work / "dagster_home", run["runId"])
-            for backfill in backfills
-            for run in backfill["runs"]
+            for run in every_run
+            if run["status"] == "SUCCESS"
         ]
-    shutil.rmtree(work)  # reached only when every run succeeded
+        runs = [run for run in timings if run is not None]
+    if not retried:
+        shutil.rmtree(work)
     load_after = os.getloadavg()
     partitions = sum(len(partitions) for partitions in launches)
-    return _report(args, partitions, runs, processes, launched, load_before, load_after)
+    result = _report(args, partitions, runs, processes, launched, load_before, load_after)
+    if retried:
+        print(f"runs that failed and were retried (event logs in {work}): {retried}")
+    return result | {"runs_failed_then_retried": retried, "runs_failed": len(lost)}
 
 
-def _run_timings(environment: dict[str, str], home: Path, run_id: str) -> dict[str, object]:
+def _tags(run: dict[str, object]) -> dict[str, str]:
+    return {tag["key"]: tag["value"] for tag in run["tags"]}
+
+
+def _save_event_log(environment: dict[str, str], home: Path, run_id: str, folder: Path) -> None:
+    """Write a run's whole event log, read from the instance, with every error's stack, to
+    ``folder/run_<id>.log`` (the PostgreSQL cluster is removed on exit)."""
+    import dagster as dg
+
+    os.environ.update(environment | {"DAGSTER_HOME": str(home)})
+    lines = []
+    with dg.DagsterInstance.get() as instance:
+        for entry in instance.all_logs(run_id):
+            event = entry.dagster_event
+            when = datetime.fromtimestamp(entry.timestamp, UTC).strftime("%H:%M:%S.%f")[:-3]
+            kind = event.event_type.name if event else "LOG"
+            pid = event.pid if event else "-"
+            lines.append(f"{when} {kind} {entry.step_key or '-'} pid={pid} {entry.user_message}")
+            error = getattr(event.event_specific_data, "error", None) if event else None
+            if error is not None:
+                lines.append(error.to_string())
+    (folder / f"run_{run_id}.log").write_text("\n".join(lines) + "\n")
+
+
+def _run_timings(environment: dict[str, str], home: Path, run_id: str) -> dict[str, object] | None:
     """One run's event times (the run's, and per step), its processes, and its partitions' reported values
     and ingest seconds, from the instance. The asset's step is the one that materializes; the other steps
     are the asset checks Dagster adds to every run of ``pi_timeseries``."""
@@ -236,6 +280,8 @@ def _run_timings(environment: dict[str, str], home: Path, run_id: str) -> dict[s
                     step_pids[entry.step_key] = int(pid.value)
                 else:
                     worker_pid = int(pid.value)
+    if not asset_step:  # a retry that re-ran only the checks' step: its ingest is in the failed run
+        return None
     asset = step_times[asset_step]
     checks = {key: step for key, step in step_times.items() if key != asset_step}
     # Between two partitions' log lines: the next one's catalog lookup, its ingest, its latency record.

@@ -38,6 +38,8 @@ from osipi_dagster_tests.processes import REPO, subprocess_group, wait_for
 
 BIN = Path(sys.executable).parent  # the venv's console scripts, next to its python
 LOCATION = "osipi_dagster"  # deploy/workspace.yaml's location name
+# docs/DEPLOYMENT.md: a launch's gRPC call lasts as long as the run worker's start-up (60 s by default).
+GRPC_TIMEOUT_SECONDS = "300"
 _S3_NAMESPACE = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
@@ -201,6 +203,7 @@ def dagster_deployment(home: Path, environment: dict[str, str], log_dir: Path) -
             "DAGSTER_HOME": str(home),
             "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
             "DAGSTER_CODE_SERVER_PORT": str(code_port),
+            "DAGSTER_GRPC_TIMEOUT_SECONDS": GRPC_TIMEOUT_SECONDS,
         }
     )
     workspace = str(REPO / "deploy" / "workspace.yaml")
