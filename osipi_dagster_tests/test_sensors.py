@@ -216,3 +216,38 @@ def test_a_cap_and_busy_partitions_hold_runs_for_later_ticks(make_mock, tmp_path
             r.tags[RANGE_START] for r in second.run_requests
         }
         assert busy.run_id
+
+
+def test_a_run_requested_before_an_edit_of_this_morning_does_not_clear_it(site: Site) -> None:
+    """A run requested for today's new values waits in the queue while the next tick sees an edit of this
+    morning, then starts: it reads today only from its own window's start (after the edit's time), so the
+    edit is still owed, and the next tick requests a run that reads from the edit's time."""
+    site.run(site.tick().run_requests[0])  # settle the registration's work
+    shard = "s02"
+    web_id = site.numeric_point(shard)
+    site.clock("2025-01-06T12:10:00Z")
+    queued = [r for r in site.tick().run_requests if r.tags[RANGE_START].startswith(TODAY.isoformat())]
+    assert queued, "new values of today are owed"
+    (morning,) = site.values(web_id, "2025-01-06T06:00:00Z", 1)
+    site.edit({"WebId": web_id, "Timestamp": morning, "Value": 4242.5})
+    site.tick()  # sees the edit: a run for it is owed, but the queued one has not started yet
+
+    for request in queued:  # the queued runs start after the edit was seen, with their own windows
+        site.run(request)
+    again = site.tick()
+
+    assert (TODAY.isoformat(), shard) in {(day, first) for day, first, _ in owed(again)} or any(
+        first <= shard <= last for day, first, last in owed(again) if day == TODAY.isoformat()
+    ), "the edit of this morning is still owed"
+    for request in again.run_requests:
+        config = request.run_config["ops"]["pi_timeseries"]["config"]
+        assert datetime.fromisoformat(config["reread_from"]) <= datetime.fromisoformat(morning)
+        site.run(request)
+    rows = read_table(site.lake.table("bronze.pi_timeseries")).to_pylist()
+    (stored,) = [
+        row["value"]
+        for row in rows
+        if row["web_id"] == web_id and row["timestamp"] == datetime.fromisoformat(morning)
+    ]
+    assert stored == 4242.5
+    assert not site.tick().run_requests, "the work is done: nothing is requested again"

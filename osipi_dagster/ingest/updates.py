@@ -15,8 +15,10 @@ Nothing is ever lost, in this order:
 2. The events are read from the stored markers (a marker can be read again while PI keeps it).
 3. The new markers and the pending work they imply are written in **one** commit of
    ``checkpoints.pi_update_markers``: a crash before it reads the same events again; after it, the work is
-   stored. Pending work stays until a run of its partition that *started after* the event was seen
-   succeeded (``completed``), so a run that failed, or started just before the event, does not clear it.
+   stored. Pending work stays until a run of its partition that *started after* the event was seen, and
+   read from the event's time or earlier, succeeded (``completed``): a run that failed, started just before
+   the event, or was requested before it and so reads the open day only from its own window's start (it
+   waited in the queue while the edit of this morning was seen), does not clear it.
 
 The caller (a Dagster sensor) turns the pending partitions into runs. Events of days that were never
 materialized (before the lake's history) are ignored; events stamped in the future of the PI server's clock
@@ -60,6 +62,24 @@ class Work:
     def merge(self, other: Work) -> Work:
         return Work(max(self.since, other.since), min(self.reread_from, other.reread_from))
 
+    def done_by(self, completion: Completion | None) -> bool:
+        """Whether ``completion`` read what this work owes: it started after the work was seen and its
+        window began at ``reread_from`` or earlier."""
+        return (
+            completion is not None
+            and completion.started > self.since
+            and (completion.read_from is None or completion.read_from <= self.reread_from)
+        )
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The latest successful materialization of a partition: when its run started (this host's clock) and
+    where its window began (the PI server's time; ``None`` when it read nothing: no point in the shard)."""
+
+    started: datetime
+    read_from: datetime | None
+
 
 @dataclass
 class UpdatesTick:
@@ -100,7 +120,7 @@ def poll_updates(
     points: Mapping[str, str],
     now: datetime,
     in_lake: Callable[[Partition], bool],
-    completed: Callable[[Iterable[Partition]], Mapping[Partition, datetime]],
+    completed: Callable[[Iterable[Partition]], Mapping[Partition, Completion]],
     skew_tolerance: timedelta = DEFAULT_SKEW_TOLERANCE,
     seen_at: datetime | None = None,
 ) -> UpdatesTick:
@@ -112,8 +132,8 @@ def poll_updates(
         now: the PI server's now (timezone-aware).
         in_lake: whether a (day, shard) partition was ever materialized (events of other days are ignored:
             they are before the lake's history; today always counts).
-        completed: given partitions, the start time of the latest run that materialized each successfully
-            (a partition without such a run left out); asked once, for every partition with pending work.
+        completed: given partitions, the latest successful materialization of each (a partition without
+            one left out); asked once, for every partition with pending work.
         seen_at: this host's now (default: the local clock): when the work was seen, compared with the
             start times of runs (the PI server's clock may differ from ours).
     """
@@ -128,14 +148,13 @@ def poll_updates(
             state[web_id] = _Point(web_id, shard)
         elif point.tag_shard != shard:  # the shard count changed: the point's work moves with it
             point.tag_shard, point.marker = shard, None
-    started_runs = completed({(day, point.tag_shard) for point in state.values() for day in point.pending})
-    never = datetime.min.replace(tzinfo=UTC)
+    done = completed({(day, point.tag_shard) for point in state.values() for day in point.pending})
     for point in state.values():
         if point.pending:
             point.pending = {
                 day: work
                 for day, work in point.pending.items()
-                if started_runs.get((day, point.tag_shard), never) <= work.since
+                if not work.done_by(done.get((day, point.tag_shard)))
             }
         if point.web_id not in points:
             point.marker = None  # deleted or filtered out: not followed any more; its pending work stays

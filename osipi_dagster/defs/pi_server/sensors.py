@@ -22,7 +22,7 @@ from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.ingest.catalog import active_points
 from osipi_dagster.ingest.reconciliation import differing_partitions
 from osipi_dagster.ingest.server_clock import server_now
-from osipi_dagster.ingest.updates import Partition, Work, poll_updates
+from osipi_dagster.ingest.updates import Completion, Partition, Work, poll_updates
 from osipi_dagster.lake.schemas import POINTS, RECONCILIATION, UPDATE_MARKERS, WATERMARKS
 
 # Partition keys per query of the instance (SQLite binds at most 32,766 variables per statement).
@@ -30,16 +30,17 @@ _PARTITIONS_PER_QUERY = 500
 
 
 class _CompletedRuns:
-    """Per partition, when the run that last materialized it started: asked for many partitions at once
-    (three queries of the instance, whatever their number), each partition queried once per tick."""
+    """Per partition, its latest materialization: when its run started and where its window began (from
+    the materialization's `window_start`); asked for many partitions at once (three queries of the
+    instance, whatever their number), each partition queried once per tick."""
 
     def __init__(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> None:
         self._instance, self._asset_key = instance, asset_key
-        self._known: dict[Partition, datetime | None] = {}
+        self._known: dict[Partition, Completion | None] = {}
 
-    def __call__(self, partitions: Iterable[Partition]) -> dict[Partition, datetime]:
-        """The start time of the run that last materialized each of ``partitions``; a partition never
-        materialized by a run (or only by a runless event) is left out."""
+    def __call__(self, partitions: Iterable[Partition]) -> dict[Partition, Completion]:
+        """The latest materialization of each of ``partitions``; a partition never materialized by a run
+        (or only by a runless event) is left out."""
         wanted = set(partitions)
         missing = sorted(wanted - self._known.keys())
         for first in range(0, len(missing), _PARTITIONS_PER_QUERY):
@@ -48,7 +49,7 @@ class _CompletedRuns:
             self._known |= self._started(block)
         return {partition: started for partition in wanted if (started := self._known[partition]) is not None}
 
-    def _started(self, partitions: list[Partition]) -> dict[Partition, datetime]:
+    def _started(self, partitions: list[Partition]) -> dict[Partition, Completion]:
         keys = {f"{day.isoformat()}|{shard}": (day, shard) for day, shard in partitions}
         latest = self._instance.event_log_storage.get_latest_storage_id_by_partition(
             self._asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=set(keys)
@@ -60,6 +61,7 @@ class _CompletedRuns:
             limit=len(latest),
         ).records
         run_of = {record.storage_id: record.event_log_entry.run_id for record in records}
+        read_from = {record.storage_id: _window_start(record) for record in records}
         run_ids = {run_id for run_id in run_of.values() if run_id}
         runs = self._instance.get_run_records(dg.RunsFilter(run_ids=list(run_ids))) if run_ids else []
         started = {
@@ -68,10 +70,17 @@ class _CompletedRuns:
             if run.start_time
         }
         return {
-            keys[key]: started[run_of[storage_id]]
+            keys[key]: Completion(started[run_of[storage_id]], read_from[storage_id])
             for key, storage_id in latest.items()
             if run_of.get(storage_id) in started
         }
+
+
+def _window_start(record: dg.EventLogRecord) -> datetime | None:
+    """Where a materialization's read began (its `window_start`); ``None`` when it read nothing."""
+    materialization = record.asset_materialization
+    value = materialization.metadata.get("window_start") if materialization else None
+    return datetime.fromtimestamp(value.value, UTC) if isinstance(value, dg.TimestampMetadataValue) else None
 
 
 class _MaterializedPartitions:
@@ -137,9 +146,11 @@ def timeseries_sensor(server: ServerWiring, job: dg.UnresolvedAssetJobDefinition
         differing = differing_partitions(lake.table(RECONCILIATION.name))
         repaired = completed(differing)
         repairs = {
-            partition: Work(since=checked, reread_from=day_bounds(partition[0])[0])
+            partition: work
             for partition, checked in differing.items()
-            if repaired.get(partition, checked) <= checked
+            if not (work := Work(since=checked, reread_from=day_bounds(partition[0])[0])).done_by(
+                repaired.get(partition)
+            )
         }
         for partition, work in [*closing.items(), *repairs.items()]:
             owed[partition] = work if partition not in owed else owed[partition].merge(work)
@@ -169,7 +180,7 @@ def _closing_days(
     cursor: dict,
     now: datetime,
     shards: list[str],
-    completed: Callable[[Iterable[Partition]], Mapping[Partition, datetime]],
+    completed: Callable[[Iterable[Partition]], Mapping[Partition, Completion]],
 ) -> tuple[dict[Partition, Work], dict]:
     """The final reads owed for days that closed (at the PI server's midnight), and the next cursor.
 
@@ -190,7 +201,8 @@ def _closing_days(
     for text, noticed in closing.items():
         day, since = date.fromisoformat(text), datetime.fromisoformat(noticed)
         for shard in shards:
-            if started.get((day, shard), since) <= since:
-                owed[(day, shard)] = Work(since=since, reread_from=day_bounds(day)[0])
+            work = Work(since=since, reread_from=day_bounds(day)[0])
+            if not work.done_by(started.get((day, shard))):
+                owed[(day, shard)] = work
     still = {day.isoformat(): closing[day.isoformat()] for day in sorted({day for day, _ in owed})}
     return owed, {"closed_through": yesterday.isoformat(), "closing": still}
