@@ -18,8 +18,6 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import date, datetime
-from pathlib import Path
-from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -28,7 +26,7 @@ import pyarrow.parquet as pq
 
 from osipi_dagster.lake.errors import LakeError
 from osipi_dagster.lake.schemas import SILVER_TIMESERIES, UTC_US
-from osipi_dagster.lake.streaming import BatchStream, ParquetLayout, overwrite_partition_files
+from osipi_dagster.lake.streaming import BatchStream, ParquetLayout, local_folder, overwrite_partition_files
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
@@ -45,7 +43,6 @@ from osipi_dagster.lake.timeseries import ROW_GROUP_ROWS, TARGET_FILE_SIZE
 PARTITION_COLUMNS = ("partition_date", "tag_shard")
 WRITER_COLUMNS = (*PARTITION_COLUMNS, "ingested_at")  # what replace_partition adds to every row
 SCAN_BATCH_ROWS = 256 * 1024
-_LOCAL = pafs.LocalFileSystem()
 
 # How a table's columns are encoded where Parquet's defaults cost more than they give (measured with
 # benchmarks/bench_silver_gold.py: the writer's CPU a silver value 0.56 -> 0.42 µs, files 21 -> 9 bytes a
@@ -147,12 +144,7 @@ def _files_of(table: LakeTable, fragment: ds.Fragment) -> pafs.FileSystem:
     """The file system to read a table's files with: Arrow's own for a local table (measured: reading
     through delta-rs's Python file handles peaks about 200 MB higher while a 1,000-point day is scanned),
     delta-rs's otherwise (object stores, with the table's credentials)."""
-    uri = urlparse(table.uri)
-    if uri.scheme == "file":
-        return pafs.SubTreeFileSystem(uri.path, _LOCAL)
-    if len(uri.scheme) <= 1:  # a path (with a drive letter on Windows)
-        return pafs.SubTreeFileSystem(str(Path(table.uri).resolve()), _LOCAL)
-    return fragment.filesystem
+    return local_folder(table) or fragment.filesystem
 
 
 def _file_batches(

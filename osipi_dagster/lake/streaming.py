@@ -33,6 +33,7 @@ from deltalake.transaction import AddAction
 from osipi_dagster.lake.errors import ConcurrentWriteError
 from osipi_dagster.lake.tables import Commit, LakeTable, spec_of, tagged_commit
 
+_LOCAL = pafs.LocalFileSystem()
 _SAFE_FOLDER = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
@@ -320,15 +321,20 @@ def _json_value(value: object) -> object:
     return value
 
 
+def local_folder(table: LakeTable) -> pafs.FileSystem | None:
+    """A local table's folder as Arrow's own file system, or None for a table in an object store."""
+    uri = urlparse(table.uri)
+    if uri.scheme == "file":
+        return pafs.SubTreeFileSystem(uri.path, _LOCAL)
+    if len(uri.scheme) <= 1:  # a path (with a drive letter on Windows)
+        return pafs.SubTreeFileSystem(str(Path(table.uri).resolve()), _LOCAL)
+    return None
+
+
 def _files_of(table: LakeTable) -> pafs.FileSystem:
     """The table's folder as a file system: Arrow's own for a local table, delta-rs's (object stores, with
     the table's credentials) otherwise."""
-    uri = urlparse(table.uri)
-    if uri.scheme == "file":
-        return pafs.SubTreeFileSystem(uri.path, pafs.LocalFileSystem())
-    if len(uri.scheme) <= 1:  # a path (with a drive letter on Windows)
-        return pafs.SubTreeFileSystem(str(Path(table.uri).resolve()), pafs.LocalFileSystem())
-    return pafs.PyFileSystem(DeltaStorageHandler(table.uri, table.delta_options))
+    return local_folder(table) or pafs.PyFileSystem(DeltaStorageHandler(table.uri, table.delta_options))
 
 
 @contextmanager
