@@ -100,9 +100,9 @@ def buckets(
     ``columns`` (``web_id`` not among them), in the order the table's files hold them.
 
     The partition is opened here, and a partition of several buckets split into its bucket files here, in
-    the calling thread: the iterator can be read inside a delta-rs write, which pulls it from its own
-    threads (spilling from there, the allocator kept freed memory: a 1,000-point day's silver grew past
-    1 GiB)."""
+    the calling thread, before the first bucket is asked for: the iterator may be read from a writer's
+    threads (spilling from delta-rs's, which once pulled it, the allocator kept freed memory: a 1,000-point
+    day's silver grew past 1 GiB)."""
     batches = scan_partition(
         table, day, shard, ["web_id", *columns], dictionary_columns=("web_id", *dictionary_columns)
     )
