@@ -13,7 +13,8 @@ Then, each in a fresh process (so each peak RSS belongs to one stage): silver of
 day after (setup, not reported), silver of the day (``silver``) and gold of the day (``gold``). For each:
 the values it read (silver: bronze values of the day; gold: silver values of the day), the wall time of the
 materialization (Dagster run included), values/s, the CPU time per value of the process (and of delta-rs's
-``tokio-rt-worker`` threads in it: the Parquet writer), and the peak RSS of the process (``VmHWM``,
+``tokio-rt-worker`` threads in it: once the Parquet writer, now only the commit, since silver and gold encode
+their files with Arrow's writer in a thread of the process), and the peak RSS of the process (``VmHWM``,
 Dagster included) and what it was before the materialization started.
 
     .venv/bin/python benchmarks/bench_silver_gold.py --points 1000 --root /tmp/bench_sg   # the target case

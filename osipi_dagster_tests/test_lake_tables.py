@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,7 +22,10 @@ from osipi_dagster.lake import (
     ensure_table,
     row_count,
 )
-from osipi_dagster.lake.schemas import TIMESERIES
+from osipi_dagster.lake.errors import ConcurrentWriteError
+from osipi_dagster.lake.partitions import WRITER_COLUMNS, read_partition, replace_partition
+from osipi_dagster.lake.schemas import SILVER_EDGES, TIMESERIES
+from osipi_dagster.lake.tables import without_columns
 
 
 def test_tables_live_under_schema_and_table_folders(tmp_path: Path) -> None:
@@ -90,3 +95,31 @@ def test_concurrent_first_writers_all_commit(tmp_path: Path) -> None:
     assert [writer.wait(timeout=120) for writer in writers] == [0] * len(shards)
     table = Lakehouse(root).table("bronze.pi_timeseries")
     assert {shard: row_count(table, {"tag_shard": shard}) for shard in shards} == dict.fromkeys(shards, 24)
+
+
+def test_a_partition_replaced_by_another_writer_meanwhile_is_not_overwritten(tmp_path: Path) -> None:
+    """``replace_partition`` commits its own files: a writer that replaced the same partition while this one
+    was writing wins, and this one fails clearly, committing nothing."""
+    table = Lakehouse(str(tmp_path)).table(SILVER_EDGES.name)
+    first = _edges_batch(1.0)
+    replace_partition(table, [first], partition_date=date(2025, 1, 5), tag_shard="s00")
+
+    def rows_while_another_writer_commits() -> Iterator[pa.RecordBatch]:
+        yield first
+        replace_partition(table, [_edges_batch(2.0)], partition_date=date(2025, 1, 5), tag_shard="s00")
+
+    with pytest.raises(ConcurrentWriteError, match="at the same time"):
+        replace_partition(
+            table, rows_while_another_writer_commits(), partition_date=date(2025, 1, 5), tag_shard="s00"
+        )
+    stored = read_partition(table, date(2025, 1, 5), "s00", ["value"])
+    assert stored is not None and stored.column("value").to_pylist() == [2.0]
+    assert table.version() == 2
+
+
+def _edges_batch(value: float) -> pa.RecordBatch:
+    row = {"web_id": "P1", "point_name": "p", "point_type": "Float64", "step": False, "edge": "last"}
+    return pa.RecordBatch.from_pylist(
+        [row | {"timestamp_ns": 1, "sequence": 0, "value": value, "is_good": True}],
+        schema=without_columns(SILVER_EDGES.schema, WRITER_COLUMNS),
+    )

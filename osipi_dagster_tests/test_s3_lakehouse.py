@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 from dagster_deltalake import S3Config
 
@@ -33,7 +34,9 @@ from osipi_dagster.lake import (
     replace_slice,
     write_watermarks,
 )
-from osipi_dagster.lake.schemas import TIMESERIES, WATERMARKS
+from osipi_dagster.lake.partitions import WRITER_COLUMNS, read_partition, replace_partition
+from osipi_dagster.lake.schemas import SILVER_EDGES, TIMESERIES, WATERMARKS
+from osipi_dagster.lake.tables import without_columns
 from osipi_dagster.settings import LakeSettings, PIServerSettings
 from osipi_dagster_tests.lake_helpers import hourly
 from osipi_dagster_tests.services import S3Server, s3_server
@@ -151,9 +154,36 @@ def test_two_processes_merging_watermarks_lose_no_commit(
     }
 
 
+def test_a_derived_partition_replaced_on_s3_is_read_back_whole(
+    s3: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Silver and gold write their own Parquet files and commit them (``replace_partition``): on S3 too, a
+    re-run replaces the partition whole and leaves the others alone."""
+    root, options = _lake_config(s3, bucket, monkeypatch)
+    table = Lakehouse(root, options).table(SILVER_EDGES.name)
+    for shard, values in (("s00", [1.0, 2.0]), ("s01", [3.0]), ("s00", [4.0])):
+        replace_partition(table, [_edges_batch(values)], partition_date=DAY, tag_shard=shard)
+
+    for shard, values in (("s00", [4.0]), ("s01", [3.0])):
+        stored = read_partition(table, DAY, shard, ["web_id", "value"])
+        assert stored is not None and stored.column("value").to_pylist() == values
+    assert [h["operation"] for h in table.load().history()][:3] == ["WRITE", "WRITE", "WRITE"]
+
+
 # -- helpers -----------------------------------------------------------------------------------------------
 
 Commit = tuple[int, float, float]  # (table version, started, ended) of one write, wall-clock seconds
+
+
+def _edges_batch(values: list[float]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist(
+        [
+            {"web_id": f"P{i}", "point_name": f"point {i}", "point_type": "Float64", "step": False}
+            | {"edge": "last", "timestamp_ns": i, "sequence": 0, "value": value, "is_good": True}
+            for i, value in enumerate(values)
+        ],
+        schema=without_columns(SILVER_EDGES.schema, WRITER_COLUMNS),
+    )
 
 
 def _materialize(

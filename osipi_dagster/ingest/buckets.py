@@ -65,13 +65,14 @@ def census(
         column = batch.column(0)
         indices = column.indices.to_numpy(zero_copy_only=False)
         tally = np.bincount(indices, minlength=len(column.dictionary))
-        for web_id, count in zip(column.dictionary.to_pylist(), tally.tolist(), strict=True):
-            if count:
-                counts[web_id] = counts.get(web_id, 0) + count
-        if attributes:
-            first = np.unique(indices, return_index=True)[1]
+        present = [(i, web_id) for i, web_id in enumerate(column.dictionary.to_pylist()) if tally[i]]
+        for i, web_id in present:
+            counts[web_id] = counts.get(web_id, 0) + int(tally[i])
+        new = [i for i, web_id in present if web_id not in found] if attributes else []
+        if new:  # the first row of each point not seen before (a batch holds a few points)
+            first = [int(np.argmax(indices == i)) for i in new]
             for row in batch.take(pa.array(first)).to_pylist():
-                found.setdefault(row["web_id"], tuple(row[name] for name in attributes))
+                found[row["web_id"]] = tuple(row[name] for name in attributes)
     web_ids = sorted(counts)
     values = np.array([counts[w] for w in web_ids], np.int64)
     windows = (np.cumsum(values) - values) // bucket_rows  # the bucket-sized window each point starts in
@@ -99,9 +100,9 @@ def buckets(
     ``columns`` (``web_id`` not among them), in the order the table's files hold them.
 
     The partition is opened here, and a partition of several buckets split into its bucket files here, in
-    the calling thread: the iterator can be read inside a delta-rs write, which pulls it from its own
-    threads (spilling from there, the allocator kept freed memory: a 1,000-point day's silver grew past
-    1 GiB)."""
+    the calling thread, before the first bucket is asked for: the iterator may be read from a writer's
+    threads (spilling from delta-rs's, which once pulled it, the allocator kept freed memory: a 1,000-point
+    day's silver grew past 1 GiB)."""
     batches = scan_partition(
         table, day, shard, ["web_id", *columns], dictionary_columns=("web_id", *dictionary_columns)
     )

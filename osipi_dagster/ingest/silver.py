@@ -21,8 +21,9 @@ What a silver partition is, as a function of its bronze partition and the catalo
   null context and a count of 0. The context is the catalog's when silver runs: re-materialize silver to
   apply a changed AF model to past days.
 * **PI's order** of several values at one timestamp is the column ``sequence`` (0, 1, ...). Rows are handed
-  to the writer sorted by point (WebId), time and ``sequence``, but Delta files need not keep that order
-  (delta-rs may store the batches of one write in another order): read them sorted by ``web_id``,
+  to the writer sorted by point (WebId), time and ``sequence``, and its files hold them in that order, but
+  the table's files come in any order (and partitions written by earlier versions, through delta-rs's
+  writer, may hold the batches of one write in another order): read them sorted by ``web_id``,
   ``timestamp_ns``, ``sequence``. Each partition is replaced whole in one commit
   (:func:`osipi_dagster.lake.partitions.replace_partition`): a re-run gives the same rows.
 
@@ -340,14 +341,14 @@ _CONTEXT_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class _PointContext:
-    """Per point of the partition (by index), its context as silver writes it, so that a batch's context
-    columns cost one index array per distinct pattern of missing values (points without AF share one),
-    not a gather per column."""
+    """Per point of the partition (by index), its context as silver writes it. A string column is each
+    point's index among the column's distinct values, so that a batch's column is one gather of indices and
+    a dictionary of distinct values (Parquet's writer takes such a dictionary as it is; with a value
+    repeated in it, it falls back to writing every row's string)."""
 
     web_ids: pa.Array
-    values: dict[str, pa.Array]  # per context column, its value for each point (anything where missing)
-    pattern: dict[str, int]  # per context string column, the index of its pattern of missing values
-    present: list[np.ndarray]  # per pattern, whether each point has a value
+    strings: dict[str, tuple[np.ndarray, pa.Array]]  # each point's index in the distinct values (-1: null)
+    others: dict[str, pa.Array]  # per other context column, its value for each point
     without_af: int
 
     @classmethod
@@ -355,39 +356,30 @@ class _PointContext:
         """The context of ``web_ids`` (null, and a count of 0, for a point the catalog does not know)."""
         unknown = len(context)  # the index of a row of nulls appended to every context column
         at = pc.index_in(web_ids, value_set=context.column("web_id")).fill_null(unknown)
-        values: dict[str, pa.Array] = {}
-        pattern: dict[str, int] = {}
-        present: list[np.ndarray] = []
+        strings: dict[str, tuple[np.ndarray, pa.Array]] = {}
+        others: dict[str, pa.Array] = {}
         for name in _CONTEXT_COLUMNS:
             column = pa.concat_arrays(
                 [*context.column(name).chunks, pa.nulls(1, _CONTEXT_SCHEMA.field(name).type)]
             ).take(at)
-            if name == "af_attribute_count":
-                column = column.fill_null(0)
-            elif name in _CONTEXT_STRINGS:
-                valid = column.is_valid().to_numpy(zero_copy_only=False)
-                same = [i for i, seen in enumerate(present) if np.array_equal(seen, valid)]
-                pattern[name] = same[0] if same else len(present)
-                if not same:
-                    present.append(valid)
-                column = column.fill_null("")
-            values[name] = column
-        without_af = int(np.count_nonzero(~present[pattern["af_attribute_path"]])) if len(web_ids) else 0
-        return cls(web_ids, values, pattern, present, without_af)
+            if name in _CONTEXT_STRINGS:
+                encoded = column.dictionary_encode()
+                index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+                strings[name] = (index, encoded.dictionary)
+            else:
+                others[name] = column.fill_null(0) if name == "af_attribute_count" else column
+        without_af = int(np.count_nonzero(strings["af_attribute_path"][0] < 0))
+        return cls(web_ids, strings, others, without_af)
 
     def columns(self, point: pa.Array) -> dict[str, pa.Array]:
         """The context columns of rows whose points are ``point`` (indices of ``web_ids``)."""
         points = point.to_numpy(zero_copy_only=False)
-        indices = [
-            point if valid.all() else pa.array(points, pa.int32(), mask=~valid[points])
-            for valid in self.present
-        ]
-        return {
-            name: pa.DictionaryArray.from_arrays(indices[self.pattern[name]], values)
-            if name in self.pattern
-            else values.take(point)
-            for name, values in self.values.items()
-        }
+        found = {name: values.take(point) for name, values in self.others.items()}
+        for name, (index, values) in self.strings.items():
+            taken = index[points]
+            nulls = taken < 0 if index.min(initial=0) < 0 else None
+            found[name] = pa.DictionaryArray.from_arrays(pa.array(taken, mask=nulls), values)
+        return {name: found[name] for name in _CONTEXT_COLUMNS}
 
 
 def point_context(

@@ -1,15 +1,16 @@
 """Whole (``partition_date``, ``tag_shard``) partitions of the derived tables (silver and gold).
 
 A derived partition is a pure function of its upstream partitions, so each run replaces the whole partition
-in one atomic Delta commit (an overwrite with the predicate ``partition_date = D AND tag_shard = S``), the
-rows streamed into the commit batch by batch. Running it twice gives the same rows; readers see the old
-partition or the new one, never a mix, and nothing outside the partition is touched.
+in one atomic Delta commit (an overwrite of the partition ``partition_date = D AND tag_shard = S``), the
+rows streamed into new Parquet files row group by row group, then committed. Running it twice gives the same
+rows; readers see the old partition or the new one, never a mix, and nothing outside the partition is
+touched.
 
 Reading is streamed too, so memory does not grow with the partition: :func:`scan_partition` yields a
 partition's rows batch by batch, file after file, in the order each file holds them. The order of a table's
-files is not the order they were written in, and delta-rs may hand the batches of one write to its files in
-another order than they were given (its plan can split the input stream): rows written sorted may be read
-back sorted only by runs, so readers sort.
+files is not the order they were written in (and partitions written by earlier versions, through delta-rs's
+writer, hold the batches of one write in another order than they were given): rows written sorted may be
+read back sorted only by runs, so readers sort.
 """
 
 from __future__ import annotations
@@ -17,18 +18,15 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import date, datetime
-from pathlib import Path
-from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import ColumnProperties, WriterProperties
 
 from osipi_dagster.lake.errors import LakeError
 from osipi_dagster.lake.schemas import SILVER_TIMESERIES, UTC_US
-from osipi_dagster.lake.streaming import BatchStream, overwrite_streamed
+from osipi_dagster.lake.streaming import BatchStream, ParquetLayout, local_folder, overwrite_partition_files
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
@@ -45,7 +43,6 @@ from osipi_dagster.lake.timeseries import ROW_GROUP_ROWS, TARGET_FILE_SIZE
 PARTITION_COLUMNS = ("partition_date", "tag_shard")
 WRITER_COLUMNS = (*PARTITION_COLUMNS, "ingested_at")  # what replace_partition adds to every row
 SCAN_BATCH_ROWS = 256 * 1024
-_LOCAL = pafs.LocalFileSystem()
 
 # How a table's columns are encoded where Parquet's defaults cost more than they give (measured with
 # benchmarks/bench_silver_gold.py: the writer's CPU a silver value 0.56 -> 0.42 µs, files 21 -> 9 bytes a
@@ -55,18 +52,14 @@ _LOCAL = pafs.LocalFileSystem()
 # min/max statistics; web_id keeps its statistics (readers prune row groups by point), and tag_shard is a
 # partition column, not in the files.
 _PRUNED = ("web_id", "tag_shard")
-_SORTED_TIMES = ColumnProperties(dictionary_enabled=False, encoding="DELTA_BINARY_PACKED")
-_UNFILTERED = ColumnProperties(statistics_enabled="NONE")
-_COLUMN_PROPERTIES: dict[str, dict[str, ColumnProperties]] = {
-    SILVER_TIMESERIES.name: {
-        "timestamp": _SORTED_TIMES,
-        "timestamp_ns": _SORTED_TIMES,
-        "value": ColumnProperties(dictionary_enabled=False),
-        **dict.fromkeys(
-            (f.name for f in SILVER_TIMESERIES.schema if f.type == pa.string() and f.name not in _PRUNED),
-            _UNFILTERED,
+_LAYOUTS: dict[str, ParquetLayout] = {
+    SILVER_TIMESERIES.name: ParquetLayout(
+        plain=frozenset({"value"}),
+        delta_encoded=frozenset({"timestamp", "timestamp_ns"}),
+        unfiltered=frozenset(
+            f.name for f in SILVER_TIMESERIES.schema if f.type == pa.string() and f.name not in _PRUNED
         ),
-    },
+    ),
 }
 
 
@@ -151,12 +144,7 @@ def _files_of(table: LakeTable, fragment: ds.Fragment) -> pafs.FileSystem:
     """The file system to read a table's files with: Arrow's own for a local table (measured: reading
     through delta-rs's Python file handles peaks about 200 MB higher while a 1,000-point day is scanned),
     delta-rs's otherwise (object stores, with the table's credentials)."""
-    uri = urlparse(table.uri)
-    if uri.scheme == "file":
-        return pafs.SubTreeFileSystem(uri.path, _LOCAL)
-    if len(uri.scheme) <= 1:  # a path (with a drive letter on Windows)
-        return pafs.SubTreeFileSystem(str(Path(table.uri).resolve()), _LOCAL)
-    return fragment.filesystem
+    return local_folder(table) or fragment.filesystem
 
 
 def _file_batches(
@@ -194,8 +182,9 @@ def replace_partition(
     The batches hold every column of the table's spec but ``partition_date``, ``tag_shard`` and
     ``ingested_at``, which are added here. String columns named in ``dictionary_columns`` come
     dictionary-encoded (``dictionary<int32, string>``): a column repeating a few long strings (a WebId, an AF
-    path) then never exists row by row in memory, and parquet stores it dictionary-encoded anyway. The
-    batches are streamed into the commit, so memory holds one batch at a time on the writer's side. An
+    path) then never exists row by row in memory, and Parquet stores the dictionary and the indices as they
+    are (a dictionary must not repeat a value). The batches are streamed into the files, so memory holds
+    about two row groups (``ROW_GROUP_ROWS``) on the writer's side. An
     error raised by the iterator, or a batch that does not fit the spec
     (:class:`~osipi_dagster.lake.errors.InvalidRowsError`), aborts the write: nothing is committed.
 
@@ -209,26 +198,20 @@ def replace_partition(
         raise LakeError(
             f"{table} is not partitioned by {PARTITION_COLUMNS}: replace_partition cannot write it."
         )
-    schema = _with_dictionaries(spec.schema, dictionary_columns)
+    schema = _with_dictionaries(without_columns(spec.schema, PARTITION_COLUMNS), dictionary_columns)
     stream = _PartitionStream(
-        batches,
-        table,
-        schema,
-        partition_date,
-        tag_shard,
-        require_utc(ingested_at or utc_now(), what="ingested_at"),
+        batches, table, schema, require_utc(ingested_at or utc_now(), what="ingested_at")
     )
     predicate = partition_predicate(partition_date, tag_shard)
-    commit = overwrite_streamed(
+    commit = overwrite_partition_files(
         table,
         ensure_table(table),
         stream,
         schema,
-        predicate=predicate,
+        partition_values={"partition_date": partition_date.isoformat(), "tag_shard": tag_shard},
+        layout=_LAYOUTS.get(spec.name, ParquetLayout()),
+        row_group_rows=ROW_GROUP_ROWS,
         target_file_size=TARGET_FILE_SIZE,
-        writer_properties=WriterProperties(
-            max_row_group_size=ROW_GROUP_ROWS, column_properties=_COLUMN_PROPERTIES.get(spec.name)
-        ),
         rows_named=f"{table} partition {partition_date.isoformat()}|{tag_shard}",
         advice="Run one materialization of a partition at a time, then re-run.",
     )
@@ -244,36 +227,27 @@ def _with_dictionaries(schema: pa.Schema, names: Collection[str]) -> pa.Schema:
 
 
 class _PartitionStream(BatchStream):
-    """Conforms the caller's batches to the table's spec and adds the partition columns."""
+    """Conforms the caller's batches to the table's spec and adds ``ingested_at`` (the partition columns are
+    in the files' folder and the Delta log, not in the files)."""
 
     def __init__(
-        self,
-        batches: Iterable[pa.RecordBatch],
-        table: LakeTable,
-        schema: pa.Schema,
-        partition_date: date,
-        tag_shard: str,
-        ingested_at: datetime,
+        self, batches: Iterable[pa.RecordBatch], table: LakeTable, schema: pa.Schema, ingested_at: datetime
     ) -> None:
         super().__init__(batches)
         self._schema = schema
         self._input_schema = without_columns(schema, WRITER_COLUMNS)
         self._what = f"A batch for {table}"
-        self._constants = {
-            "partition_date": pa.scalar(partition_date, pa.date32()),
-            "tag_shard": pa.scalar(tag_shard, pa.string()),
-            "ingested_at": pa.scalar(ingested_at, UTC_US),
-        }
-        self._constant_columns: tuple[int, dict[str, pa.Array]] = (0, {})
+        self._ingested_at = pa.scalar(ingested_at, UTC_US)
+        self._stamps = pa.repeat(self._ingested_at, 0)
 
-    def _repeated(self, rows: int) -> dict[str, pa.Array]:
-        """The constant columns for a batch of ``rows``, kept for the next batch (most have one size)."""
-        if self._constant_columns[0] != rows:
-            self._constant_columns = (rows, {name: pa.repeat(v, rows) for name, v in self._constants.items()})
-        return self._constant_columns[1]
+    def _repeated(self, rows: int) -> pa.Array:
+        """``ingested_at`` for a batch of ``rows``, kept for the next batch (most have one size)."""
+        if len(self._stamps) != rows:
+            self._stamps = pa.repeat(self._ingested_at, rows)
+        return self._stamps
 
     def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         batch = conform(batch, self._input_schema, what=self._what)
         columns = {name: batch.column(name) for name in self._input_schema.names}
-        columns.update(self._repeated(batch.num_rows))
+        columns["ingested_at"] = self._repeated(batch.num_rows)
         return pa.RecordBatch.from_arrays([columns[name] for name in self._schema.names], schema=self._schema)

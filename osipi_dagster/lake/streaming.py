@@ -8,16 +8,33 @@ stream's own or a conflicting writer's, leaves the table as it was (:func:`overw
 
 from __future__ import annotations
 
+import json
+import math
 import os
-from collections.abc import Iterable, Iterator
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from urllib.parse import urlparse
 
 import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
+from deltalake.fs import DeltaStorageHandler
+from deltalake.transaction import AddAction
 
 from osipi_dagster.lake.errors import ConcurrentWriteError
-from osipi_dagster.lake.tables import Commit, LakeTable, tagged_commit
+from osipi_dagster.lake.tables import Commit, LakeTable, spec_of, tagged_commit
+
+_LOCAL = pafs.LocalFileSystem()
+_SAFE_FOLDER = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
 class BatchStream(Iterator[pa.RecordBatch]):
@@ -69,7 +86,6 @@ def overwrite_streamed(
         BaseException: the stream's own error, unchanged, with a note that nothing was committed.
         ConcurrentWriteError: another writer changed the same rows at the same time; nothing was committed.
     """
-    version_before = delta_table.version()
 
     def write(properties: CommitProperties) -> None:
         with _single_writer_partition():
@@ -83,6 +99,20 @@ def overwrite_streamed(
                 commit_properties=properties,
             )
 
+    return _committed(table, delta_table, stream, write, rows_named=rows_named, advice=advice)
+
+
+def _committed(
+    table: LakeTable,
+    delta_table: DeltaTable,
+    stream: BatchStream,
+    write: Callable[[CommitProperties], None],
+    *,
+    rows_named: str,
+    advice: str,
+) -> Commit:
+    """The commit ``write`` made (:func:`tagged_commit`), its failures as the writers' docstrings say."""
+    version_before = delta_table.version()
     try:
         return tagged_commit(table, delta_table, write)
     except Exception as exc:
@@ -95,6 +125,216 @@ def overwrite_streamed(
                 f"({exc}). {advice}"
             ) from exc
         raise
+
+
+@dataclass(frozen=True)
+class ParquetLayout:
+    """How :func:`overwrite_partition_files` encodes a table's columns where Parquet's defaults cost more
+    than they give: ``plain`` columns get no dictionary, ``delta_encoded`` ones (sorted integers and times)
+    ``DELTA_BINARY_PACKED`` and no dictionary, ``unfiltered`` ones no statistics (nobody prunes by them)."""
+
+    plain: frozenset[str] = frozenset()
+    delta_encoded: frozenset[str] = frozenset()
+    unfiltered: frozenset[str] = frozenset()
+
+    def writer_options(self, schema: pa.Schema) -> dict[str, object]:
+        """``pyarrow.parquet.ParquetWriter`` options for files of ``schema``."""
+        return {
+            "compression": "none",  # what delta-rs writes by default: the files are mostly encoded already
+            "use_dictionary": [n for n in schema.names if n not in self.plain | self.delta_encoded],
+            "column_encoding": dict.fromkeys(
+                sorted(self.delta_encoded & set(schema.names)), "DELTA_BINARY_PACKED"
+            )
+            or None,
+            "write_statistics": [n for n in schema.names if n not in self.unfiltered],
+            "store_schema": False,  # the Delta log holds the schema
+        }
+
+
+def overwrite_partition_files(
+    table: LakeTable,
+    delta_table: DeltaTable,
+    stream: BatchStream,
+    schema: pa.Schema,
+    *,
+    partition_values: Mapping[str, str],
+    layout: ParquetLayout,
+    row_group_rows: int,
+    target_file_size: int,
+    rows_named: str,
+    advice: str,
+) -> Commit:
+    """Replace the partition ``partition_values`` of ``table`` with ``stream``'s rows, in one commit: the rows
+    are written into new Parquet files (``schema``: the table's columns but the partition columns) by
+    Arrow's Parquet writer, then committed by delta-rs as one overwrite of the partition.
+
+    Why not ``write_deltalake``: delta-rs's Parquet writer re-hashes every string of a dictionary-encoded
+    column row by row, and silver has thirteen (measured on 2 M silver rows: 0.61 µs a row in delta-rs,
+    0.26 in Arrow's writer, which takes a dictionary array's indices as they are). Files written before a
+    failure stay in the table's folder unreferenced, as delta-rs's own do (``vacuum`` removes them).
+
+    Raises:
+        BaseException: the stream's own error, unchanged, with a note that nothing was committed.
+        ConcurrentWriteError: another writer changed the partition at the same time; nothing was committed.
+    """
+
+    filters = [(name, "=", value) for name, value in partition_values.items()]
+    replaced = len(delta_table.file_uris(file_pruning_predicate=filters))
+    added: list[AddAction] = []
+
+    def write(properties: CommitProperties) -> None:
+        added.extend(
+            _write_files(table, stream, schema, partition_values, layout, row_group_rows, target_file_size)
+        )
+        delta_table.create_write_transaction(
+            added,
+            mode="overwrite",
+            schema=spec_of(table).schema,
+            partition_by=list(partition_values),
+            partition_filters=filters,
+            commit_properties=properties,
+        )
+
+    commit = _committed(table, delta_table, stream, write, rows_named=rows_named, advice=advice)
+    # delta-rs records no operation metrics for a commit of add actions: the counts are known here.
+    return replace(commit, files_added=len(added), files_removed=replaced)
+
+
+def _write_files(
+    table: LakeTable,
+    stream: BatchStream,
+    schema: pa.Schema,
+    partition_values: Mapping[str, str],
+    layout: ParquetLayout,
+    row_group_rows: int,
+    target_file_size: int,
+) -> list[AddAction]:
+    """Write ``stream`` into Parquet files of about ``target_file_size`` bytes in the partition's folder,
+    row groups of ``row_group_rows`` rows; their add actions (with Delta's column statistics)."""
+    files = _files_of(table)
+    folder = "/".join(f"{name}={_folder_name(value)}" for name, value in partition_values.items())
+    options = layout.writer_options(schema)
+    added: list[AddAction] = []
+    file: _PartFile | None = None
+    writing: Future[None] | None = None
+    # Arrow's writer lets go of the GIL: a row group is encoded in this thread while the stream produces
+    # the next one in the caller's (two row groups in memory at most).
+    with ThreadPoolExecutor(1, thread_name_prefix="parquet-writer") as writer:
+        for rows in _row_groups(stream, schema, row_group_rows):
+            if writing is not None:
+                writing.result()
+            if file is not None and file.size >= target_file_size:
+                added.append(file.close(partition_values))
+                file = None
+            if file is None:
+                file = _PartFile(files, f"{folder}/part-{uuid.uuid4()}.parquet", schema, options)
+            writing = writer.submit(file.write, rows, row_group_rows)
+        if writing is not None:
+            writing.result()
+    if file is not None:
+        added.append(file.close(partition_values))
+    return added
+
+
+def _folder_name(value: str) -> str:
+    """A partition value as a folder name: itself when it is safe in every store's paths, otherwise its
+    UTF-8 bytes in hex (the folder is only a name: readers take partition values from the Delta log, and
+    a percent-escaped name would be decoded by some readers and not by others)."""
+    return value if _SAFE_FOLDER.fullmatch(value) else "x" + value.encode().hex()
+
+
+def _row_groups(batches: Iterator[pa.RecordBatch], schema: pa.Schema, rows: int) -> Iterator[pa.Table]:
+    """The batches gathered (not copied) into tables of at least ``rows`` rows, the last one smaller: Arrow's
+    writer starts a row group at every table it is given."""
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for batch in batches:
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        if pending_rows >= rows:
+            yield pa.Table.from_batches(pending, schema)
+            pending, pending_rows = [], 0
+    if pending_rows:
+        yield pa.Table.from_batches(pending, schema)
+
+
+class _PartFile:
+    """One Parquet file being written into the table's folder."""
+
+    def __init__(self, files: pafs.FileSystem, path: str, schema: pa.Schema, options: dict) -> None:
+        self.path = path
+        files.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        self._sink = files.open_output_stream(path)
+        self._writer = pq.ParquetWriter(self._sink, schema, **options)
+
+    @property
+    def size(self) -> int:
+        return self._sink.tell()
+
+    def write(self, rows: pa.Table, row_group_rows: int) -> None:
+        self._writer.write_table(rows, row_group_size=row_group_rows)
+
+    def close(self, partition_values: Mapping[str, str]) -> AddAction:
+        self._writer.close()
+        size = self._sink.tell()
+        self._sink.close()
+        return AddAction(
+            path=self.path,
+            size=size,
+            partition_values=dict(partition_values),
+            modification_time=int(time.time() * 1000),
+            data_change=True,
+            stats=json.dumps(file_statistics(self._writer.writer.metadata)),
+        )
+
+
+def file_statistics(metadata: pq.FileMetaData) -> dict[str, object]:
+    """Delta's statistics of a Parquet file from its footer: its row count and, per column written with
+    statistics, its minimum, maximum and null count, as delta-rs writes them (times in UTC to the
+    millisecond, a maximum truncated like delta-rs's; no bounds that JSON cannot hold: NaN, infinities)."""
+    minimum: dict[str, object] = {}
+    maximum: dict[str, object] = {}
+    nulls: dict[str, int] = {}
+    for i in range(metadata.num_columns):
+        stats = [metadata.row_group(g).column(i).statistics for g in range(metadata.num_row_groups)]
+        if not stats or any(s is None or not s.has_null_count for s in stats):
+            continue
+        name = metadata.schema.column(i).name
+        nulls[name] = sum(s.null_count for s in stats)
+        bounded = [s for s in stats if s.has_min_max]
+        if bounded:
+            low, high = min(s.min for s in bounded), max(s.max for s in bounded)
+            if _fits_json(low) and _fits_json(high):
+                minimum[name], maximum[name] = _json_value(low), _json_value(high)
+    return {"numRecords": metadata.num_rows, "minValues": minimum, "maxValues": maximum, "nullCount": nulls}
+
+
+def _fits_json(value: object) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def local_folder(table: LakeTable) -> pafs.FileSystem | None:
+    """A local table's folder as Arrow's own file system, or None for a table in an object store."""
+    uri = urlparse(table.uri)
+    if uri.scheme == "file":
+        return pafs.SubTreeFileSystem(uri.path, _LOCAL)
+    if len(uri.scheme) <= 1:  # a path (with a drive letter on Windows)
+        return pafs.SubTreeFileSystem(str(Path(table.uri).resolve()), _LOCAL)
+    return None
+
+
+def _files_of(table: LakeTable) -> pafs.FileSystem:
+    """The table's folder as a file system: Arrow's own for a local table, delta-rs's (object stores, with
+    the table's credentials) otherwise."""
+    return local_folder(table) or pafs.PyFileSystem(DeltaStorageHandler(table.uri, table.delta_options))
 
 
 @contextmanager

@@ -394,14 +394,18 @@ def tagged_commit(
     delta-rs's writers return nothing, and other writers may commit right after us, so the commit is tagged
     with a unique id and found by its tag rather than assumed to be the latest. Its version is
     ``delta_table.version()`` right after the write (the state delta-rs keeps after its commit): the
-    ``version`` numbers ``history()`` reports can be off while concurrent writers commit.
+    ``version`` numbers ``history()`` reports can be off while concurrent writers commit. A commit of add
+    actions (``create_write_transaction``) does not advance ``delta_table``: its version is history's.
     """
     write_id = uuid.uuid4().hex
+    version_before = delta_table.version()
     write(CommitProperties(custom_metadata={WRITE_ID_KEY: write_id}))
     version = delta_table.version()
     for commit in table.load().history(_HISTORY_SEARCH_DEPTH):
         if commit.get(WRITE_ID_KEY) == write_id:
             metrics = commit.get("operationMetrics", {})
+            if version == version_before:  # a commit of add actions leaves delta_table as it was
+                version = int(commit["version"])
             return Commit(
                 version, int(metrics.get("num_added_files", 0)), int(metrics.get("num_removed_files", 0))
             )
