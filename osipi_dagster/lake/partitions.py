@@ -54,6 +54,8 @@ SCAN_BATCH_ROWS = 256 * 1024
 _PRUNED = ("web_id", "tag_shard")
 _LAYOUTS: dict[str, ParquetLayout] = {
     SILVER_TIMESERIES.name: ParquetLayout(
+        ROW_GROUP_ROWS,
+        TARGET_FILE_SIZE,
         plain=frozenset({"value"}),
         delta_encoded=frozenset({"timestamp", "timestamp_ns"}),
         unfiltered=frozenset(
@@ -209,9 +211,7 @@ def replace_partition(
         stream,
         schema,
         partition_values={"partition_date": partition_date.isoformat(), "tag_shard": tag_shard},
-        layout=_LAYOUTS.get(spec.name, ParquetLayout()),
-        row_group_rows=ROW_GROUP_ROWS,
-        target_file_size=TARGET_FILE_SIZE,
+        layout=_LAYOUTS.get(spec.name, ParquetLayout(ROW_GROUP_ROWS, TARGET_FILE_SIZE)),
         rows_named=f"{table} partition {partition_date.isoformat()}|{tag_shard}",
         advice="Run one materialization of a partition at a time, then re-run.",
     )

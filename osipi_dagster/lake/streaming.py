@@ -129,10 +129,13 @@ def _committed(
 
 @dataclass(frozen=True)
 class ParquetLayout:
-    """How :func:`overwrite_partition_files` encodes a table's columns where Parquet's defaults cost more
-    than they give: ``plain`` columns get no dictionary, ``delta_encoded`` ones (sorted integers and times)
-    ``DELTA_BINARY_PACKED`` and no dictionary, ``unfiltered`` ones no statistics (nobody prunes by them)."""
+    """How :func:`overwrite_partition_files` lays out a table's files: rows per row group, bytes per file,
+    and column encodings where Parquet's defaults cost more than they give: ``plain`` columns get no
+    dictionary, ``delta_encoded`` ones (sorted integers and times) ``DELTA_BINARY_PACKED`` and no
+    dictionary, ``unfiltered`` ones no statistics (nobody prunes by them)."""
 
+    row_group_rows: int
+    target_file_size: int
     plain: frozenset[str] = frozenset()
     delta_encoded: frozenset[str] = frozenset()
     unfiltered: frozenset[str] = frozenset()
@@ -159,8 +162,6 @@ def overwrite_partition_files(
     *,
     partition_values: Mapping[str, str],
     layout: ParquetLayout,
-    row_group_rows: int,
-    target_file_size: int,
     rows_named: str,
     advice: str,
 ) -> Commit:
@@ -183,9 +184,7 @@ def overwrite_partition_files(
     added: list[AddAction] = []
 
     def write(properties: CommitProperties) -> None:
-        added.extend(
-            _write_files(table, stream, schema, partition_values, layout, row_group_rows, target_file_size)
-        )
+        added.extend(_write_files(table, stream, schema, partition_values, layout))
         delta_table.create_write_transaction(
             added,
             mode="overwrite",
@@ -206,11 +205,9 @@ def _write_files(
     schema: pa.Schema,
     partition_values: Mapping[str, str],
     layout: ParquetLayout,
-    row_group_rows: int,
-    target_file_size: int,
 ) -> list[AddAction]:
-    """Write ``stream`` into Parquet files of about ``target_file_size`` bytes in the partition's folder,
-    row groups of ``row_group_rows`` rows; their add actions (with Delta's column statistics)."""
+    """Write ``stream`` into Parquet files of about ``layout.target_file_size`` bytes in the partition's
+    folder, row groups of ``layout.row_group_rows`` rows; their add actions (with Delta's statistics)."""
     files = _files_of(table)
     folder = "/".join(f"{name}={_folder_name(value)}" for name, value in partition_values.items())
     options = layout.writer_options(schema)
@@ -220,15 +217,15 @@ def _write_files(
     # Arrow's writer lets go of the GIL: a row group is encoded in this thread while the stream produces
     # the next one in the caller's (two row groups in memory at most).
     with ThreadPoolExecutor(1, thread_name_prefix="parquet-writer") as writer:
-        for rows in _row_groups(stream, schema, row_group_rows):
+        for rows in _row_groups(stream, schema, layout.row_group_rows):
             if writing is not None:
                 writing.result()
-            if file is not None and file.size >= target_file_size:
+            if file is not None and file.size >= layout.target_file_size:
                 added.append(file.close(partition_values))
                 file = None
             if file is None:
                 file = _PartFile(files, f"{folder}/part-{uuid.uuid4()}.parquet", schema, options)
-            writing = writer.submit(file.write, rows, row_group_rows)
+            writing = writer.submit(file.write, rows, layout.row_group_rows)
         if writing is not None:
             writing.result()
     if file is not None:
