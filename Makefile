@@ -74,7 +74,7 @@ test: install services lint browser
 	$(BIN)/lint-imports
 	$(BIN)/dagster definitions validate -w workspace.yaml
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
-	$(BIN)/python -m pytest -n 2 -q --durations=60
+	$(BIN)/python -m pytest -n 3 --dist worksteal -q --durations=60
 
 bench: install
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done

@@ -34,7 +34,7 @@ PARTITIONS = [f"{day}|{shard}" for day in DATES for shard in SHARDS]
 MAX_COUNT = 150_000  # the mock's MaxReturnedItemsPerCall: one request must hold a point's whole day
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=2.5)
 @pytest.mark.timeout(1800)  # waits return as soon as done; CI's 2 cores may be shared
 def test_backfill_through_the_daemon_writes_exactly_the_selected_slices(tmp_path: Path) -> None:
     """2 dates x 4 shards launched as one backfill: every partition materialized by backfill runs, and

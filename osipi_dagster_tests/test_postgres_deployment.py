@@ -51,7 +51,7 @@ SLOW_ANSWER_MS = 3000
 NOT_YET_STARTED = {"NOT_STARTED", "QUEUED", "STARTING"}
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=3.5)
 @pytest.mark.timeout(2400)  # 17 min seen under a load average of 40 on 2 cores
 def test_a_postgres_backfill_runs_in_parallel_retries_an_interrupted_run_and_writes_exactly_the_mock(
     tmp_path: Path,

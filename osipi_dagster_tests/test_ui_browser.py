@@ -56,7 +56,7 @@ STEP_MS = 120_000  # one page or dialog step, on a loaded machine
 BACKFILL_S = 900  # the daemon's 30 s loop, runs queued behind each other, 2 busy cores
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=2.5)
 @pytest.mark.timeout(1800)
 def test_a_user_backfills_two_dates_by_two_shards_in_the_ui(tmp_path: Path) -> None:
     """Asset graph -> pi_timeseries -> Materialize… -> 2 dates x 2 shards -> Launch backfill -> the backfill
