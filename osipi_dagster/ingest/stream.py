@@ -150,6 +150,7 @@ class LiveStream:
         self._open: set[int] = set()
         self._stopping = asyncio.Event()
         self._latest = _LATEST_SCHEMA.empty_table()  # each point's last committed timestamp_ns
+        self._latest_since_ns = 0  # _latest knows every point with a committed value stamped from then on
         self._recent: deque[tuple[int, pa.Table]] = deque()  # (commit time, identities) of recent commits
         self._delta_table: DeltaTable | None = None
         self._committing: asyncio.Future[None] | None = None
@@ -346,6 +347,7 @@ class LiveStream:
         if commits:
             last_commit_ns = commits[-1]["timestamp"] * 1_000_000
             since = last_commit_ns - RESUME_LOOKBACKS * int(self.options.lookback_s * NS)
+            self._latest_since_ns = since
             latest = last_timestamps(self.table, since)
             self._latest = pa.table(
                 [pa.array(list(latest), pa.string()), pa.array(list(latest.values()), pa.int64())],
@@ -359,6 +361,7 @@ class LiveStream:
         rows = with_identity(rows.append_column("timestamp_ns", rows.column("timestamp").cast(pa.int64())))
         recent = [identity for _, identity in self._recent]
         fresh = unseen(rows, pa.concat_tables(recent) if recent else IDENTITY_SCHEMA.empty_table())
+        fresh = self._not_committed_before(fresh)
         version = self._version + 1
         live_rows = lake_rows(fresh.select(STREAM_ROWS_SCHEMA.names), version)
         streamed_ns = fresh.filter(fresh.column("streamed")).column("timestamp_ns").to_numpy()
@@ -388,6 +391,25 @@ class LiveStream:
                     paused_s=round(paused[1], 3),
                 )
             )
+
+    def _not_committed_before(self, rows: pa.Table) -> pa.Table:
+        """``rows`` without the channel values the table holds already though ``_recent`` does not know them.
+
+        Only a value stamped at or before its point's last committed one can have been committed (or, for a
+        point ``_latest`` does not know, before ``_latest_since_ns``): a restarted channel's initial values,
+        a value a server sends again after ``RECENT_S``, an edit. Those few are looked up in the table; a
+        channel's new values (the bulk) are not. Gap reads were checked against the table when read."""
+        stamps = rows.column("timestamp_ns")
+        position = pc.index_in(rows.column("web_id"), value_set=self._latest.column("web_id"))
+        latest = pc.fill_null(pc.take(self._latest.column("timestamp_ns"), position), self._latest_since_ns)
+        suspect = pc.and_(rows.column("streamed"), pc.less_equal(stamps, latest))
+        if not pc.any(suspect).as_py():
+            return rows
+        suspects = rows.filter(suspect)
+        web_ids = pc.unique(suspects.column("web_id")).to_pylist()
+        held = identities(self.table, pc.min(suspects.column("timestamp_ns")).as_py(), web_ids)
+        kept = unseen(suspects, held).select(rows.column_names).cast(rows.schema)  # the join drops "not null"
+        return pa.concat_tables([rows.filter(pc.invert(suspect)), kept])
 
     def _remember(self, fresh: pa.Table, committed_ns: int) -> None:
         """Each point's last committed value, and the identities of the last ``RECENT_S`` seconds' commits
