@@ -13,6 +13,7 @@ HTTP and WebSockets with its clock in real time (docs/STREAMING.md, "Back-pressu
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -159,8 +160,9 @@ def test_slow_commits_pause_the_channels_within_the_bound(
 
 @pytest.mark.timeout(600)
 def test_a_channel_closed_while_paused_is_reopened_and_its_gap_read_once(
-    make_mock: Callable[..., RunningMock], tmp_path: Path
+    make_mock: Callable[..., RunningMock], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "osipi_dagster.stream")
     mock = _mock(make_mock, channel_close_after=3)
     table = Lakehouse(str(tmp_path)).table(LIVE_TIMESERIES.name)
     channel = ChannelOptions(backoff_base_s=0.2, backoff_max_s=0.5)
@@ -169,6 +171,10 @@ def test_a_channel_closed_while_paused_is_reopened_and_its_gap_read_once(
     )
     _, reports, truth, start_ns, end_ns = _run(mock, table, options, seconds=10.0)
     assert sum(report.paused for report in reports) > 0
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("reading from the channels paused" in message for message in messages)
+    assert any("reading from the channels resumed" in message for message in messages)
+    assert sum("lost" in message for message in messages) >= 2  # closed by the server, reopened
     assert any(report.rows > report.streamed_rows for report in reports)  # gap reads were committed
     assert sum(truth.values()) >= POINTS * 8
     assert _streamed(table, start_ns, end_ns) == truth
