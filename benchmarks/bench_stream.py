@@ -13,7 +13,9 @@ RSS and CPU every second, then stops it (SIGINT: it commits its buffer) and read
   over time (first, middle, last samples); the mock's CPU over the run, also per value committed (when the
   mock uses a whole core, it is what limits the rate, not the stream);
 - the wall time of the stream's commits (p50 / p95 / max, from its JSON lines) and the load average (1 min)
-  when the run starts and ends.
+  when the run starts and ends;
+- back-pressure: how often and how many seconds the stream paused reading from its channels over the whole
+  run (its JSON lines; ``OSIPI_STREAM_MAX_BUFFERED_VALUES``).
 
     .venv/bin/python benchmarks/bench_stream.py                    # 10,000 points, 60 s
     .venv/bin/python benchmarks/bench_stream.py --points 20000 --seconds 60
@@ -106,15 +108,28 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "mock_cpu_s": round(mock_cpu, 2),
         "mock_cpu_us_per_value": round(mock_cpu / max(committed, 1) * 1e6, 2),
         "commit_wall_s": commit_wall(log),
+        "channel_pauses": pauses(log),
         "load_average_1m_start": load_start,
+    }
+
+
+def commit_lines(log: Path) -> list[dict]:
+    """The stream's JSON lines (one per commit)."""
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith('{"version"')]
+
+
+def pauses(log: Path) -> dict[str, float]:
+    """How many times and how many seconds the stream paused reading from its channels (back-pressure)."""
+    lines = commit_lines(log)
+    return {
+        "count": sum(line["paused"] for line in lines),
+        "seconds": round(sum(line["paused_s"] for line in lines), 1),
     }
 
 
 def commit_wall(log: Path) -> dict[str, float]:
     """p50 / p95 / max of the stream's commit wall times (its JSON lines)."""
-    walls = [
-        json.loads(line)["commit_s"] for line in log.read_text().splitlines() if line.startswith('{"version"')
-    ]
+    walls = [line["commit_s"] for line in commit_lines(log)]
     if not walls:
         return {}
     return {q: round(float(np.percentile(walls, p)), 3) for q, p in (("p50", 50), ("p95", 95), ("max", 100))}

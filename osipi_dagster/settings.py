@@ -521,6 +521,11 @@ class StreamSettings(BaseModel):
         ge=0,
         description="Compact the small files of the live table after this many micro-batches (0: never).",
     )
+    max_buffered_values: WholeNumber = Field(
+        default=400_000,
+        ge=1,
+        description="Values held uncommitted at most: reading from the channels pauses at this many.",
+    )
 
 
 class DemoSettings(BaseModel):

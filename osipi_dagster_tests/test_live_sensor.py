@@ -29,6 +29,7 @@ def _commit(root: Path, version: int, p95: float) -> None:
     rows = pa.Table.from_pydict(values, schema=STREAM_ROWS_SCHEMA)
     table = Lakehouse(str(root)).table(LIVE_TIMESERIES.name)
     metadata = {"osipi.latency_p95_s": str(p95), "osipi.streamed_rows": "1"}
+    metadata |= {"osipi.paused": str(version - 1), "osipi.paused_s": f"{version - 1:.3f}"}
     append_batch(table, lake_rows(rows, version), "test", version, metadata)
 
 
@@ -55,6 +56,8 @@ def test_each_commit_is_reported_once_and_staleness_alerts(tmp_path: Path) -> No
     materializations = [e for e in events if isinstance(e, dg.AssetMaterialization)]
     assert [m.metadata["batch_version"].value for m in materializations] == [1, 2]
     assert materializations[1].metadata["latency_p95_s"].value == 0.9
+    paused = [(m.metadata["paused"].value, m.metadata["paused_s"].value) for m in materializations]
+    assert paused == [(0, 0.0), (1, 1.0)]  # back-pressure since the previous commit
     assert materializations[0].asset_key == dg.AssetKey("pi_timeseries_live")
     check = events[-1]
     assert (check.check_name, check.passed) == (CHECK_NAME, True)

@@ -303,3 +303,17 @@ def test_injected_stall_delays_then_delivers(make_mock: Callable[..., RunningMoc
         message = _receive(ws)
     assert time.monotonic() - started >= 0.5
     assert len(message["Items"][0]["Items"]) == 5
+
+
+def test_injected_repeat_sends_a_message_again_later(make_mock: Callable[..., RunningMock]) -> None:
+    mock = make_mock(**FAST_POLL)
+    faults = {"channel_repeat_rate": 1.0, "channel_repeat_s": 0.5}
+    requests.put(mock.url + "/admin/faults", json=faults, timeout=30).raise_for_status()
+    web = _web(mock, FLOW)
+    with connect(_url(mock, [web])) as ws:
+        _advance(mock, "3s")
+        first = _receive(ws)
+        started = time.monotonic()
+        again = _receive(ws)
+    assert again == first  # the same values, timestamps and flags
+    assert time.monotonic() - started >= 0.3

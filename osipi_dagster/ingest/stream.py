@@ -15,6 +15,25 @@ a read is running no batch is committed, so that what the table holds of a chann
 to their latest committed value (late values aside, within ``lookback_s``): a safe place to resume from
 after a crash at any moment.
 
+**Each value once.** A value is its point, exact timestamp, value and flags (``lake.live.IDENTITY``; values
+at one timestamp that differ are all kept). Before a commit the stream drops rows identical to an earlier
+row of the batch or to a row it committed in the last ``RECENT_S`` seconds (a gap read overlapping the
+channel, a message sent twice); a channel value stamped at or before its point's last committed value that
+those do not know (a restarted channel's initial values, a value sent again later) is looked up in the table
+(the channel's new values, stamped after their point's last one, never are).
+
+**Back-pressure.** The values the stream holds (its buffer, the micro-batch being committed, and what the
+channels received but the stream has not taken yet) are bounded by ``max_buffered_values``: when they reach
+it (commits fall behind: slow storage, a compaction, a burst, more points than the machine sustains), the
+stream stops reading from the channels (:meth:`ChannelFollower.pause`: the sockets stay open and TCP flow
+control makes PI wait; nothing is dropped) and commits without waiting for ``commit_seconds``; reading
+resumes as soon as a commit brought them below the bound. Each channel may still deliver the message it
+was receiving. A gap read's values are added whole (at most the points' values over the lookback and the
+outage) and pause the channels until they are committed. Each pause is logged when it begins and ends, and
+each commit reports how many pauses began and how long reading was paused since the previous commit
+(``CommitReport.paused``, ``paused_s``, and the commit's metadata). A channel PI closes because it was
+paused too long is reopened and its gap read like any lost channel.
+
 **Files.** Each micro-batch is a file; every ``compact_every`` batches the days written since are compacted
 (``lake.live.compact_days``) in a thread of their own while commits go on, so that a commit's cost (delta-rs
 handles every file of the table on each one) stays flat over hours.
@@ -86,7 +105,14 @@ class StreamOptions:
     commit_values: int = 100_000
     lookback_s: float = 600.0
     compact_every: int = 200
+    max_buffered_values: int = 400_000
     channel: ChannelOptions = field(default_factory=ChannelOptions)
+
+    def __post_init__(self) -> None:
+        if self.max_buffered_values < 1:
+            raise ValueError(
+                f"StreamOptions.max_buffered_values must be at least 1 (got {self.max_buffered_values})"
+            )
 
 
 @dataclass(frozen=True)
@@ -102,6 +128,8 @@ class CommitReport:
     commit_s: float  # wall time from taking the buffer to the commit (deduplication, rows, Delta)
     channels_open: int
     buffered_after: int
+    paused: int = 0  # pauses of reading from the channels (back-pressure) begun since the previous commit
+    paused_s: float = 0.0  # seconds reading was paused since the previous commit
 
 
 class LiveStream:
@@ -122,10 +150,14 @@ class LiveStream:
         self.on_commit = on_commit
         self._buffer: list[pa.RecordBatch] = []
         self._buffered = 0
+        self._in_commit = 0  # values of the micro-batch being committed
+        self._follower: ChannelFollower | None = None
+        self._pauses = _Pauses()
         self._gap_reads: set[asyncio.Task[None]] = set()
         self._open: set[int] = set()
         self._stopping = asyncio.Event()
         self._latest = _LATEST_SCHEMA.empty_table()  # each point's last committed timestamp_ns
+        self._latest_since_ns = 0  # _latest knows every point with a committed value stamped from then on
         self._recent: deque[tuple[int, pa.Table]] = deque()  # (commit time, identities) of recent commits
         self._delta_table: DeltaTable | None = None
         self._committing: asyncio.Future[None] | None = None
@@ -142,7 +174,8 @@ class LiveStream:
         """Stream until :meth:`stop`; the buffer is committed before returning (unless a gap read was still
         running: its channel's values are then read again at the next start)."""
         await asyncio.to_thread(self._resume)
-        follower = ChannelFollower(self.client, self.web_ids, self.options.channel)
+        follower = ChannelFollower(self.client, self.web_ids, self.options.channel, on_queued=self._regulate)
+        self._follower = follower
         follower.start()
         committer = asyncio.create_task(self._commit_loop())
         stopping = asyncio.create_task(self._stopping.wait())
@@ -192,6 +225,27 @@ class LiveStream:
         self._buffer.append(pa.RecordBatch.from_arrays(columns, schema=_BUFFER_SCHEMA))
         self._buffered += values.num_rows
 
+    def _regulate(self) -> None:
+        """Pause reading from the channels while the values held reach ``max_buffered_values``; resume once a
+        commit brought them below it (see the module docstring)."""
+        follower = self._follower
+        if follower is None:
+            return
+        held = self._buffered + self._in_commit + follower.queued_values
+        limit = self.options.max_buffered_values
+        if held >= limit and not follower.paused:
+            follower.pause()
+            self._pauses.begin()
+            log.warning(
+                "%d values held, the limit (max_buffered_values) is %d: reading from the channels paused "
+                "until a commit drains them",
+                held,
+                limit,
+            )
+        elif held < limit and follower.paused:
+            follower.resume()
+            log.info("reading from the channels resumed after %.1f s paused", self._pauses.end())
+
     async def _commit_now(self) -> None:
         """Commit the buffer as the next micro-batch (in a thread); on failure the rows go back in front.
 
@@ -199,7 +253,9 @@ class LiveStream:
         :meth:`run` waits for it (``_committing``) before committing what is left."""
         batches, self._buffer = self._buffer, []
         count, self._buffered = self._buffered, 0
-        self._committing = asyncio.ensure_future(asyncio.to_thread(self._commit, batches, count))
+        self._in_commit = count
+        paused = self._pauses.take()
+        self._committing = asyncio.ensure_future(asyncio.to_thread(self._commit, batches, count, paused))
         try:
             await asyncio.shield(self._committing)
         except asyncio.CancelledError:
@@ -208,6 +264,9 @@ class LiveStream:
             self._buffer = batches + self._buffer
             self._buffered += count
             raise
+        finally:
+            self._in_commit = 0
+            self._regulate()
 
     async def _fill_gap(self, opened: ChannelOpened) -> None:
         """Read what the channel's points recorded since their last committed value (minus the lookback)."""
@@ -230,6 +289,7 @@ class LiveStream:
                 await asyncio.sleep(GAP_RETRY_S)
         for batch in read.to_batches():
             self._add(batch, end, streamed=False)
+        self._regulate()
 
     def _read_recorded(self, web_ids: list[str], start: int, end: int) -> pa.Table:
         """The points' recorded values in [start, end] that the table does not hold yet (no commit runs
@@ -248,7 +308,11 @@ class LiveStream:
         last = time.monotonic()
         while True:
             await asyncio.sleep(min(options.commit_seconds, 0.05))
-            due = time.monotonic() - last >= options.commit_seconds or self._buffered >= options.commit_values
+            due = (
+                time.monotonic() - last >= options.commit_seconds
+                or self._buffered >= options.commit_values
+                or self._pauses.running  # the buffer is full: commit now
+            )
             if due and self._buffered and not self._gap_reads:
                 last = time.monotonic()  # commits start every commit_seconds, however long one takes
                 await self._commit_now()
@@ -290,6 +354,7 @@ class LiveStream:
         if commits:
             last_commit_ns = commits[-1]["timestamp"] * 1_000_000
             since = last_commit_ns - RESUME_LOOKBACKS * int(self.options.lookback_s * NS)
+            self._latest_since_ns = since
             latest = last_timestamps(self.table, since)
             self._latest = pa.table(
                 [pa.array(list(latest), pa.string()), pa.array(list(latest.values()), pa.int64())],
@@ -297,18 +362,20 @@ class LiveStream:
             )
         log.info("resuming after batch %d: %d points streamed before", self._version, self._latest.num_rows)
 
-    def _commit(self, batches: list[pa.RecordBatch], count: int) -> None:
+    def _commit(self, batches: list[pa.RecordBatch], count: int, paused: tuple[int, float]) -> None:
         started_ns = time.time_ns()
         rows = pa.Table.from_batches(batches, schema=_BUFFER_SCHEMA)
         rows = with_identity(rows.append_column("timestamp_ns", rows.column("timestamp").cast(pa.int64())))
         recent = [identity for _, identity in self._recent]
         fresh = unseen(rows, pa.concat_tables(recent) if recent else IDENTITY_SCHEMA.empty_table())
+        fresh = self._not_committed_before(fresh)
         version = self._version + 1
         live_rows = lake_rows(fresh.select(STREAM_ROWS_SCHEMA.names), version)
         streamed_ns = fresh.filter(fresh.column("streamed")).column("timestamp_ns").to_numpy()
         latency = _latency(streamed_ns)
         metadata = {f"osipi.latency_{name}_s": f"{value:.3f}" for name, value in latency.items()}
         metadata |= {"osipi.streamed_rows": str(len(streamed_ns)), "osipi.rows": str(fresh.num_rows)}
+        metadata |= {"osipi.paused": str(paused[0]), "osipi.paused_s": f"{paused[1]:.3f}"}
         append_batch(self.table, live_rows, self.options.app_id, version, metadata, self._delta_table)
         committed_ns = time.time_ns()
         self._version = version
@@ -327,8 +394,29 @@ class LiveStream:
                     commit_s=(committed_ns - started_ns) / NS,
                     channels_open=len(self._open),
                     buffered_after=self._buffered,
+                    paused=paused[0],
+                    paused_s=round(paused[1], 3),
                 )
             )
+
+    def _not_committed_before(self, rows: pa.Table) -> pa.Table:
+        """``rows`` without the channel values the table holds already though ``_recent`` does not know them.
+
+        Only a value stamped at or before its point's last committed one can have been committed (or, for a
+        point ``_latest`` does not know, before ``_latest_since_ns``): a restarted channel's initial values,
+        a value a server sends again after ``RECENT_S``, an edit. Those few are looked up in the table; a
+        channel's new values (the bulk) are not. Gap reads were checked against the table when read."""
+        stamps = rows.column("timestamp_ns")
+        position = pc.index_in(rows.column("web_id"), value_set=self._latest.column("web_id"))
+        latest = pc.fill_null(pc.take(self._latest.column("timestamp_ns"), position), self._latest_since_ns)
+        suspect = pc.and_(rows.column("streamed"), pc.less_equal(stamps, latest))
+        if not pc.any(suspect).as_py():
+            return rows
+        suspects = rows.filter(suspect)
+        web_ids = pc.unique(suspects.column("web_id")).to_pylist()
+        held = identities(self.table, pc.min(suspects.column("timestamp_ns")).as_py(), web_ids)
+        kept = unseen(suspects, held).select(rows.column_names).cast(rows.schema)  # the join drops "not null"
+        return pa.concat_tables([rows.filter(pc.invert(suspect)), kept])
 
     def _remember(self, fresh: pa.Table, committed_ns: int) -> None:
         """Each point's last committed value, and the identities of the last ``RECENT_S`` seconds' commits
@@ -339,6 +427,42 @@ class LiveStream:
         self._recent.append((committed_ns, identity_of(fresh)))
         while self._recent and self._recent[0][0] < committed_ns - RECENT_S * NS:
             self._recent.popleft()
+
+
+class _Pauses:
+    """The pauses of reading from the channels: how many began and how long reading was paused since the
+    last :meth:`take` (a pause still running counts up to that moment)."""
+
+    def __init__(self) -> None:
+        self._began: float | None = None  # the running pause's start
+        self._counted_from = 0.0  # its part before this moment was taken already
+        self._count = 0
+        self._seconds = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self._began is not None
+
+    def begin(self) -> None:
+        self._began = self._counted_from = time.monotonic()
+        self._count += 1
+
+    def end(self) -> float:
+        """End the running pause; returns its length in seconds."""
+        assert self._began is not None
+        now = time.monotonic()
+        self._seconds += now - self._counted_from
+        length, self._began = now - self._began, None
+        return length
+
+    def take(self) -> tuple[int, float]:
+        """(pauses begun, seconds paused) since the last take."""
+        if self._began is not None:
+            now = time.monotonic()
+            self._seconds += now - self._counted_from
+            self._counted_from = now
+        taken, self._count, self._seconds = (self._count, self._seconds), 0, 0.0
+        return taken
 
 
 def _latency(streamed_ns: np.ndarray, at_ns: int | None = None) -> dict[str, float]:

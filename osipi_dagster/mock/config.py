@@ -53,6 +53,10 @@ class FaultConfig:
     channel_drop_rate: Rate = 0.0  # per channel message: the connection is aborted instead (no close frame)
     channel_stall_rate: Rate = 0.0  # per channel poll: the channel sends nothing for channel_stall_s
     channel_stall_s: NotNegativeFloat = 30.0
+    channel_repeat_rate: Rate = (
+        0.0  # per channel message: sent again channel_repeat_s later (a repeating server)
+    )
+    channel_repeat_s: NotNegativeFloat = 1.0
 
     def any_enabled(self) -> bool:
         """Whether any fault can fire (latency counts as a fault)."""

@@ -56,10 +56,11 @@ def _draws(seed: int, stream: str, index: int) -> tuple[float, ...]:
     return tuple(word / 2**64 for word in struct.unpack("<8Q", digest))
 
 
-def channel_draws(seed: int, channel: int, index: int) -> tuple[float, float]:
-    """The draws of poll ``index`` of channel number ``channel`` (drop, stall), each uniform in [0, 1)."""
-    drop, stall = _draws(seed, f"c{channel}", index)[:2]
-    return drop, stall
+def channel_draws(seed: int, channel: int, index: int) -> tuple[float, float, float]:
+    """The draws of poll ``index`` of channel number ``channel`` (drop, stall, repeat), each uniform in
+    [0, 1)."""
+    drop, stall, repeat = _draws(seed, f"c{channel}", index)[:3]
+    return drop, stall, repeat
 
 
 class FaultInjector:

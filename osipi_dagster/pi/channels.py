@@ -20,6 +20,14 @@ yields what happens on all of them, in arrival order:
 - :class:`ChannelLost` when a channel fails (closed, dropped, silent for ``idle_timeout_s``, refused with a
   5xx or 429): it is opened again after a backoff with jitter, while the other channels go on.
 
+Back-pressure: :meth:`ChannelFollower.pause` stops reading from every channel until
+:meth:`~ChannelFollower.resume` (a caller that cannot keep up). The sockets stay open; the WebSocket
+library buffers a few messages, then stops reading from the connection, and TCP flow control makes the
+server wait: nothing is dropped. ``on_queued`` is called after each message is queued (``queued_values``
+counts its values), so a caller can pause before the next message is read; each other channel may still
+deliver the message it was receiving. The idle timeout does not run while paused; a server that gives up
+on a paused channel closes it, and the channel is reopened (and its gap read) like any lost channel.
+
 Channels are compressed (permessage-deflate, when the server offers it) only if the client asks for
 compressed answers (``compress``): on loopback or a fast LAN, deflating every message costs both sides more
 CPU than the values.
@@ -39,7 +47,7 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -130,6 +138,7 @@ class _Received:
     channel: int
     segments: list[dec.Segment]
     received_ns: int
+    count: int  # values
 
 
 @dataclass(frozen=True)
@@ -227,7 +236,11 @@ class ChannelFollower:
     """
 
     def __init__(
-        self, client: PIWebAPIClient, web_ids: Sequence[str], options: ChannelOptions | None = None
+        self,
+        client: PIWebAPIClient,
+        web_ids: Sequence[str],
+        options: ChannelOptions | None = None,
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         if not web_ids:
             raise PIConfigurationError("ChannelFollower needs at least one WebId")
@@ -239,6 +252,10 @@ class ChannelFollower:
         self.groups = channel_groups(self.base_url, list(web_ids), self.options.max_url_length)
         self._pending: deque[ChannelOpened | ChannelLost | _Received | BaseException] = deque()
         self._arrived = asyncio.Event()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self.queued_values = 0  # received but not yet given by next()
+        self.on_queued = on_queued
         self._tasks: list[asyncio.Task[None]] = []
 
     def url(self, channel: int) -> str:
@@ -265,12 +282,13 @@ class ChannelFollower:
         if not isinstance(event, _Received):
             return event
         received = [event]
-        count = sum(len(segment.items) for segment in event.segments)
+        count = event.count
         while self._pending and isinstance(self._pending[0], _Received) and count < MAX_VALUES_PER_EVENT:
             following = self._pending.popleft()
             assert isinstance(following, _Received)
             received.append(following)
-            count += sum(len(segment.items) for segment in following.segments)
+            count += following.count
+        self.queued_values -= count
         segments = [segment for message in received for segment in message.segments]
         channels = tuple(dict.fromkeys(message.channel for message in received))
         return ChannelValues(channels, dec.build_batch(segments), received[-1].received_ns)
@@ -278,6 +296,23 @@ class ChannelFollower:
     def _put(self, event: ChannelOpened | ChannelLost | _Received | BaseException) -> None:
         self._pending.append(event)
         self._arrived.set()
+        if isinstance(event, _Received):
+            self.queued_values += event.count
+            if self.on_queued is not None:
+                self.on_queued()
+
+    @property
+    def paused(self) -> bool:
+        """Whether reading from the channels is paused (:meth:`pause`)."""
+        return not self._flowing.is_set()
+
+    def pause(self) -> None:
+        """Stop reading from every channel (back-pressure, see the module docstring) until :meth:`resume`."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Read from the channels again after :meth:`pause`."""
+        self._flowing.set()
 
     async def events(self) -> AsyncIterator[ChannelEvent]:
         """Every channel's events, as they happen, until the caller stops iterating."""
@@ -348,6 +383,7 @@ class ChannelFollower:
 
     async def _receive(self, index: int, socket: ClientConnection, known: frozenset[str]) -> None:
         while True:
+            await self._flowing.wait()
             # asyncio.timeout rather than wait_for: Python 3.11's wait_for can swallow a cancellation.
             try:
                 async with asyncio.timeout(self.options.idle_timeout_s):
@@ -357,7 +393,8 @@ class ChannelFollower:
             received = time.time_ns()
             segments = decode_segments(raw, known)
             if segments:
-                self._put(_Received(index, segments, received))
+                count = sum(len(segment.items) for segment in segments)
+                self._put(_Received(index, segments, received, count))
 
     def _handshake_headers(self) -> dict[str, str]:
         """The headers the client's requests carry (credentials included), for the upgrade request."""

@@ -63,6 +63,7 @@ def stream_options(settings: StreamSettings) -> StreamOptions:
         commit_values=settings.commit_values,
         lookback_s=settings.lookback_seconds,
         compact_every=settings.compact_every,
+        max_buffered_values=settings.max_buffered_values,
         channel=ChannelOptions(
             max_url_length=settings.max_url_length,
             heartbeat_rate=settings.heartbeat_rate,

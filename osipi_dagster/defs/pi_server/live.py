@@ -3,8 +3,9 @@
 The stream runs outside Dagster (a long-running process, ``make stream``). Dagster sees it through
 ``pi_timeseries_live_sensor``: every tick reads the table's new micro-batch commits from its Delta log and
 reports each as a runless materialization of the external asset ``pi_timeseries_live`` (rows, the share
-streamed rather than read to fill a gap, latency percentiles, the Delta version), and evaluates the check
-``pi_timeseries_live_fresh``: it fails (severity WARN) when the last commit is older than the stream's
+streamed rather than read to fill a gap, latency percentiles, the Delta version, how often and how long
+the stream paused reading from the channels since the previous commit: back-pressure), and evaluates the
+check ``pi_timeseries_live_fresh``: it fails (severity WARN) when the last commit is older than the stream's
 ``OSIPI_STREAM_STALE_SECONDS`` (the stream stopped, or has nothing to say) or when the last commit's p95
 latency is above it (the stream falls behind). The same check can be run by hand.
 """
@@ -107,6 +108,9 @@ def _commit_metadata(commit: dict) -> dict[str, object]:
         value = commit.get(f"osipi.latency_{name}_s")
         if value is not None:
             metadata[f"latency_{name}_s"] = float(value)
+    if "osipi.paused" in commit:  # back-pressure: reading from the channels paused since the previous commit
+        metadata["paused"] = int(commit["osipi.paused"])
+        metadata["paused_s"] = float(commit["osipi.paused_s"])
     return metadata
 
 

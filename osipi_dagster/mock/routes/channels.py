@@ -18,7 +18,9 @@ shuts down closes with 1012 (uvicorn's Service Restart). Injected faults (``Mock
 channel, drawn from the fault seed and the channel's number): ``channel_close_after`` closes the channel with
 1001 (Going Away) after that many messages; ``channel_drop_rate`` aborts the TCP connection instead of
 sending a message (no close frame); ``channel_stall_rate`` makes a poll send nothing for
-``channel_stall_s`` seconds, after which what became visible meanwhile is sent.
+``channel_stall_s`` seconds, after which what became visible meanwhile is sent; ``channel_repeat_rate``
+sends a message again ``channel_repeat_s`` later (before the next message due then), as a server that
+repeats itself: the same values, stamps and flags twice.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from osipi_dagster.mock import webids
-from osipi_dagster.mock.channels import Channel, ChannelInstance, ChannelStream
+from osipi_dagster.mock.channels import HEARTBEAT, Channel, ChannelInstance, ChannelStream
 from osipi_dagster.mock.errors import PIError
 from osipi_dagster.mock.faults import channel_draws
 from osipi_dagster.mock.middleware import API_PREFIX, drop_connection
@@ -148,21 +150,27 @@ async def _serve(
     faults = state.faults.config
     number = int(instance.id.rsplit("-", 1)[1])
     poll_s = state.config.channel_poll_ms / 1000
+    loop = asyncio.get_running_loop()
+    repeats: list[tuple[float, bytes]] = []  # (when, message): messages to send again
     try:
         if channel.include_initial:
             await _send(websocket, instance, channel.initial())
         for index in itertools.count():
-            drop, stall = channel_draws(faults.seed, number, index)
+            drop, stall, repeat = channel_draws(faults.seed, number, index)
             wait_s = poll_s + (faults.channel_stall_s if stall < faults.channel_stall_rate else 0.0)
             done, _ = await asyncio.wait({client_gone}, timeout=wait_s)
             if done:
                 return
+            while repeats and repeats[0][0] <= loop.time():
+                await _send(websocket, instance, repeats.pop(0)[1])
             message = channel.poll()
             if message is None:
                 continue
             if drop < faults.channel_drop_rate and drop_connection(receive):
                 return
             await _send(websocket, instance, message)
+            if repeat < faults.channel_repeat_rate and message is not HEARTBEAT:
+                repeats.append((loop.time() + faults.channel_repeat_s, message))
             if 0 < faults.channel_close_after <= instance.sent:
                 await websocket.close(GOING_AWAY, "injected fault: the channel closes")
                 return
