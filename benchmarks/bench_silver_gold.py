@@ -21,6 +21,15 @@ Dagster included) and what it was before the materialization started.
     .venv/bin/python benchmarks/bench_silver_gold.py --points 1000 --root /tmp/bench_sg --stages silver,gold
     .venv/bin/python benchmarks/bench_silver_gold.py                                      # quick: 50 points
 
+With ``--compare-writers ROWS`` (after silver, or with a ``--root`` that holds it) the first ``ROWS`` rows of
+the day's silver partition, read as silver hands them to its writer (strings dictionary-encoded), are
+written once by delta-rs's Parquet writer (``write_deltalake``, the same encodings) and once by
+``replace_partition`` (Arrow's Parquet writer, then a delta-rs commit), each into a fresh table: CPU µs a row
+of the process (every thread), wall time and bytes a row of the files:
+
+    .venv/bin/python benchmarks/bench_silver_gold.py --points 1000 --root /tmp/bench_sg --stages silver \
+        --compare-writers 2000000
+
 Prints one line per stage and one JSON line with every figure.
 """
 
@@ -148,6 +157,88 @@ def run_stage(stage: str, day: date, root: Path) -> dict[str, object]:
     }
 
 
+def compare_writers(root: Path, rows: int) -> dict[str, object]:
+    """delta-rs's Parquet writer against ``replace_partition``'s on ``rows`` silver rows of the day."""
+    import pyarrow as pa
+    from deltalake import ColumnProperties, WriterProperties, write_deltalake
+
+    from osipi_dagster.ingest.silver import SILVER_DICTIONARIES
+    from osipi_dagster.lake import Lakehouse
+    from osipi_dagster.lake.partitions import (
+        PARTITION_COLUMNS,
+        WRITER_COLUMNS,
+        parquet_layout,
+        replace_partition,
+        scan_partition,
+    )
+    from osipi_dagster.lake.schemas import SILVER_TIMESERIES, UTC_US
+    from osipi_dagster.lake.tables import without_columns
+
+    source = Lakehouse(str(root)).table(SILVER_TIMESERIES.name)
+    names = without_columns(SILVER_TIMESERIES.schema, WRITER_COLUMNS).names
+    batches: list[pa.RecordBatch] = []
+    for batch in scan_partition(source, DAY, SHARD, names, dictionary_columns=SILVER_DICTIONARIES):
+        batches.append(batch.slice(0, rows - sum(b.num_rows for b in batches)))
+        if sum(b.num_rows for b in batches) >= rows:
+            break
+    read = sum(b.num_rows for b in batches)
+    if not read:
+        raise SystemExit(f"No silver rows of {DAY} in {root}: run the silver stage first.")
+    layout = parquet_layout(SILVER_TIMESERIES.name)
+    properties = WriterProperties(
+        max_row_group_size=layout.row_group_rows,
+        column_properties={
+            name: ColumnProperties(
+                dictionary_enabled=name not in layout.plain | layout.delta_encoded,
+                statistics_enabled="NONE" if name in layout.unfiltered else None,
+                encoding="DELTA_BINARY_PACKED" if name in layout.delta_encoded else None,
+            )
+            for name in SILVER_TIMESERIES.schema.names
+        },
+    )
+    constants = {
+        "partition_date": pa.scalar(DAY, pa.date32()),
+        "tag_shard": pa.scalar(SHARD),
+        "ingested_at": pa.scalar(datetime.now(UTC), UTC_US),
+    }
+
+    def with_writer_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
+        extra = {name: pa.repeat(value, batch.num_rows) for name, value in constants.items()}
+        return pa.RecordBatch.from_arrays([*batch.columns, *extra.values()], [*batch.schema.names, *extra])
+
+    def delta_rs(folder: Path) -> None:
+        full = with_writer_columns(batches[0]).schema
+        write_deltalake(
+            str(folder),
+            pa.RecordBatchReader.from_batches(full, (with_writer_columns(b) for b in batches)),
+            mode="overwrite",
+            partition_by=list(PARTITION_COLUMNS),
+            writer_properties=properties,
+            target_file_size=layout.target_file_size,
+        )
+
+    def arrow(folder: Path) -> None:
+        table = Lakehouse(str(folder)).table(SILVER_TIMESERIES.name)
+        replace_partition(
+            table, iter(batches), partition_date=DAY, tag_shard=SHARD, dictionary_columns=SILVER_DICTIONARIES
+        )
+
+    found: dict[str, object] = {"rows": read}
+    for name, write in (("delta_rs", delta_rs), ("arrow", arrow)):
+        with tempfile.TemporaryDirectory(prefix=f"bench_writer_{name}_") as folder:
+            cpu, started = self_cpu_seconds(), time.perf_counter()
+            write(Path(folder))
+            wall, cpu = time.perf_counter() - started, self_cpu_seconds() - cpu
+            size = sum(path.stat().st_size for path in Path(folder).rglob("*.parquet"))
+        found[name] = {
+            "cpu_us_per_row": round(cpu / read * 1e6, 3),
+            "wall_seconds": round(wall, 2),
+            "bytes_per_row": round(size / read, 1),
+        }
+    found["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return found
+
+
 def stage_in_subprocess(stage: str, day: date, root: Path) -> dict[str, object]:
     """``run_stage`` in a fresh Python process (its own peak RSS); the environment is passed on, so
     ``PYTHONPATH`` can point at another copy of ``osipi_dagster`` to compare versions."""
@@ -164,6 +255,12 @@ def main() -> None:
     parser.add_argument("--next-day-hours", type=float, default=1.0, help="hours of the open day after")
     parser.add_argument("--root", type=Path, default=None, help="the lake (kept; default: a temporary one)")
     parser.add_argument("--stages", default="bronze,setup,silver,gold", help="which stages to run, in order")
+    parser.add_argument(
+        "--compare-writers",
+        type=int,
+        metavar="ROWS",
+        help="write ROWS silver rows with delta-rs's writer and with replace_partition's (Arrow's)",
+    )
     parser.add_argument("--stage", choices=("silver", "gold"), help=argparse.SUPPRESS)
     parser.add_argument("--day", type=date.fromisoformat, default=DAY, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -187,6 +284,17 @@ def main() -> None:
                 f"{measured['values_per_second']:,} values/s; CPU {measured['cpu_us_per_value']} µs/value "
                 f"(delta-rs {measured['delta_rs_cpu_us_per_value']}); peak RSS {measured['peak_rss_mib']:,} "
                 f"MiB ({measured['peak_rss_mib_before']:,} before); load {measured['load_average']}"
+            )
+        if args.compare_writers:
+            writers = figures["writers"] = compare_writers(root, args.compare_writers)
+            print(
+                f"writers, {writers['rows']:,} silver rows: "
+                + "; ".join(
+                    f"{name} {found['cpu_us_per_row']} µs/row CPU, {found['wall_seconds']} s, "
+                    f"{found['bytes_per_row']} bytes/row"
+                    for name, found in ((n, writers[n]) for n in ("delta_rs", "arrow"))
+                )
+                + f"; load {writers['load_average']}"
             )
     finally:
         if args.root is None:

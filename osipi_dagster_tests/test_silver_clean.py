@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,8 +16,9 @@ import pytest
 from osipi_dagster.ingest.gold import aggregate_partition
 from osipi_dagster.ingest.silver import clean_partition
 from osipi_dagster.lake import Lakehouse, overwrite_table, read_table, replace_slice
-from osipi_dagster.lake.partitions import read_partition
-from osipi_dagster.lake.schemas import SILVER_TIMESERIES
+from osipi_dagster.lake.partitions import WRITER_COLUMNS, read_partition, replace_partition
+from osipi_dagster.lake.schemas import SILVER_EDGES, SILVER_TIMESERIES
+from osipi_dagster.lake.tables import without_columns
 from osipi_dagster.mock.server import serve_in_thread
 from osipi_dagster_tests.pi_helpers import raw_recorded
 from osipi_dagster_tests.silver_gold_helpers import (
@@ -296,7 +298,52 @@ def test_a_partition_in_many_buckets_gives_the_same_tables(day_lake: DayLake, tm
     assert gold[0] == gold[1]
 
 
+@pytest.mark.parametrize("silver_as", ["out_of_order", "without_edges"])
+def test_gold_of_a_silver_partition_not_as_silver_writes_it_is_the_same(
+    day_lake: DayLake, tmp_path: Path, silver_as: str
+) -> None:
+    """Gold reads silver's files as they come when their footers show them in WebId order and the day's
+    edges were written with them; a partition whose rows are out of order (sorted by gold chunk by chunk)
+    or whose edges are missing (split into buckets first) gives the same gold."""
+    lake, copy = day_lake.lake, Lakehouse(str(tmp_path))
+    stamp = datetime(2025, 1, 8, tzinfo=UTC)
+    for day in DAYS:
+        rows = read_partition(lake.table("silver.pi_timeseries_clean"), day, SHARD, SILVER_WRITTEN)
+        if silver_as == "out_of_order" and day == DAY:
+            rows = rows.take(pa.array(range(rows.num_rows - 1, -1, -1)))
+        replace_partition(
+            copy.table("silver.pi_timeseries_clean"),
+            rows.to_batches(),
+            partition_date=day,
+            tag_shard=SHARD,
+            ingested_at=stamp,
+        )
+        if silver_as == "without_edges" and day == DAY:
+            continue
+        edges = read_partition(lake.table("silver.pi_timeseries_edges"), day, SHARD, EDGES_WRITTEN)
+        replace_partition(
+            copy.table("silver.pi_timeseries_edges"),
+            edges.to_batches(),
+            partition_date=day,
+            tag_shard=SHARD,
+            ingested_at=stamp,
+        )
+    result = aggregate_partition(
+        silver=copy.table("silver.pi_timeseries_clean"),
+        edges=copy.table("silver.pi_timeseries_edges"),
+        gold=copy.table("gold.pi_timeseries_hourly"),
+        day=DAY,
+        shard=SHARD,
+        bucket_rows=SMALL_BUCKET,
+    )
+    assert result.neighbours_read_whole == 0
+    gold = [_stable(read_table(x.table("gold.pi_timeseries_hourly"))) for x in (copy, lake)]
+    assert gold[0] == gold[1]
+
+
 SMALL_BUCKET = 20_000
+SILVER_WRITTEN = without_columns(SILVER_TIMESERIES.schema, WRITER_COLUMNS).names
+EDGES_WRITTEN = without_columns(SILVER_EDGES.schema, WRITER_COLUMNS).names
 EDGE_KEY = ["web_id", "edge", "timestamp_ns", "sequence", "value", "is_good"]
 
 

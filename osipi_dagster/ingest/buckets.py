@@ -118,7 +118,7 @@ def buckets(
 
 
 def _one_bucket(batches: Iterator[pa.RecordBatch], the_census: Census) -> Iterator[pa.Table]:
-    coded = [_coded(batch, the_census.web_ids) for batch in batches]
+    coded = [with_point_index(batch, the_census.web_ids) for batch in batches]
     if coded:
         yield pa.Table.from_batches(coded)
 
@@ -129,7 +129,7 @@ def _spill(batches: Iterator[pa.RecordBatch], the_census: Census, folder: Path) 
     writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
     with ExitStack() as open_files:
         for batch in batches:
-            coded = _coded(batch, the_census.web_ids)
+            coded = with_point_index(batch, the_census.web_ids)
             bucket = the_census.bucket[coded.column(0).to_numpy()]
             by_bucket = gather(coded, np.argsort(bucket, kind="stable"))
             sizes = np.bincount(bucket, minlength=the_census.buckets)
@@ -157,10 +157,20 @@ def _read_back(folder: tempfile.TemporaryDirectory, paths: list[Path]) -> Iterat
             path.unlink()
 
 
-def _coded(batch: pa.RecordBatch, web_ids: pa.Array) -> pa.RecordBatch:
-    """``batch`` with its WebId (first column) replaced by the point's index in ``web_ids``."""
+def with_point_index(batch: pa.RecordBatch, web_ids: pa.Array) -> pa.RecordBatch:
+    """``batch`` with its WebId (first column, dictionary-encoded) replaced by the point's index in
+    ``web_ids`` (``point``, int32).
+
+    Raises:
+        ValueError: a WebId of ``batch`` is not in ``web_ids``.
+    """
     column = batch.column(0)
-    to_point = pc.index_in(column.dictionary, value_set=web_ids).to_numpy(zero_copy_only=False)
+    found = pc.index_in(column.dictionary, value_set=web_ids)
+    if found.null_count:
+        raise ValueError(
+            f"WebIds not among the partition's points: {column.dictionary.filter(found.is_null())}"
+        )
+    to_point = found.to_numpy(zero_copy_only=False)
     point = to_point[column.indices.to_numpy(zero_copy_only=False)].astype(np.int32)
     return pa.RecordBatch.from_arrays(
         [pa.array(point), *batch.columns[1:]], names=["point", *batch.schema.names[1:]]

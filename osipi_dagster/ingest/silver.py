@@ -78,7 +78,7 @@ _CONTEXT_COLUMNS = [
 # ISA-95 roles of AF elements, recognised by template or category name (upper case).
 _ROLES = {"site": {"SITE"}, "area": {"AREA"}, "unit": {"UNIT", "PROCESS UNIT", "PROCESS CELL"}}
 # Strings that repeat on many rows: written dictionary-encoded (see replace_partition).
-_SILVER_DICTIONARIES = (
+SILVER_DICTIONARIES = (
     "web_id",
     "point_name",
     "point_type",
@@ -94,10 +94,10 @@ _SILVER_DICTIONARIES = (
     "unit",
 )
 _DICTIONARY = pa.dictionary(pa.int32(), pa.string())
-_CONTEXT_STRINGS = [name for name in _CONTEXT_COLUMNS if name in _SILVER_DICTIONARIES]
+_CONTEXT_STRINGS = [name for name in _CONTEXT_COLUMNS if name in SILVER_DICTIONARIES]
 _SILVER_INPUT = pa.schema(
     [
-        f.with_type(_DICTIONARY) if f.name in _SILVER_DICTIONARIES else f
+        f.with_type(_DICTIONARY) if f.name in SILVER_DICTIONARIES else f
         for f in without_columns(SILVER_TIMESERIES.schema, WRITER_COLUMNS)
     ]
 )
@@ -160,7 +160,7 @@ def clean_partition(
         _silver_batches(rows, context, tally),
         partition_date=day,
         tag_shard=shard,
-        dictionary_columns=_SILVER_DICTIONARIES,
+        dictionary_columns=SILVER_DICTIONARIES,
         ingested_at=stamp,
     )
     edges_write = replace_partition(

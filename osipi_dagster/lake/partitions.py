@@ -15,6 +15,7 @@ read back sorted only by runs, so readers sort.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import date, datetime
@@ -63,6 +64,11 @@ _LAYOUTS: dict[str, ParquetLayout] = {
         ),
     ),
 }
+
+
+def parquet_layout(table_name: str) -> ParquetLayout:
+    """How :func:`replace_partition` lays out the files of the table ``table_name``."""
+    return _LAYOUTS.get(table_name, ParquetLayout(ROW_GROUP_ROWS, TARGET_FILE_SIZE))
 
 
 def partition_predicate(partition_date: date, tag_shard: str) -> str:
@@ -124,6 +130,55 @@ def scan_partition(
         return iter(())
     files = _partition_files(table, partition_date, tag_shard, columns, dictionary_columns)
     return _file_batches(files, columns, batch_rows)
+
+
+def scan_partition_in_order(
+    table: LakeTable,
+    partition_date: date,
+    tag_shard: str,
+    columns: Sequence[str],
+    *,
+    key: str,
+    dictionary_columns: Collection[str] = (),
+    batch_rows: int = SCAN_BATCH_ROWS,
+) -> Iterator[pa.RecordBatch] | None:
+    """The rows of one partition like :func:`scan_partition`, its files read in the order of their ``key``
+    column, when the files' footers show that the row groups, in that order, hold ranges of ``key`` that
+    follow one another (each starts at or after the end of the one before: rows of one ``key`` value in
+    consecutive row groups); None when they overlap or a row group has no statistics of ``key``. Rows within
+    a row group may still be in any order: the footers say only where each row group's range lies."""
+    if not table.exists():
+        return iter(())
+    files = _partition_files(table, partition_date, tag_shard, columns, dictionary_columns)
+    ranges = [_key_ranges(file, key) for file in files]
+    if any(found is None for found in ranges):
+        return None
+    ordered = sorted(
+        ((found, file) for found, file in zip(ranges, files, strict=True) if found), key=lambda pair: pair[0]
+    )
+    bounds = [bound for found, _ in ordered for group in found for bound in group]
+    if any(later < earlier for earlier, later in itertools.pairwise(bounds)):
+        return None
+    return _file_batches([file for _, file in ordered], columns, batch_rows)
+
+
+def _key_ranges(file: pq.ParquetFile, key: str) -> list[tuple[object, object]] | None:
+    """The (smallest, largest) ``key`` of each non-empty row group of ``file`` from its footer, in the file's
+    order; None when a row group has no such statistics."""
+    metadata = file.metadata
+    names = [metadata.schema.column(i).name for i in range(metadata.num_columns)]
+    if key not in names:
+        return None
+    found = []
+    for group in range(metadata.num_row_groups):
+        chunk = metadata.row_group(group)
+        if not chunk.num_rows:
+            continue
+        statistics = chunk.column(names.index(key)).statistics
+        if statistics is None or not statistics.has_min_max:
+            return None
+        found.append((statistics.min, statistics.max))
+    return found
 
 
 def _partition_files(
@@ -211,7 +266,7 @@ def replace_partition(
         stream,
         schema,
         partition_values={"partition_date": partition_date.isoformat(), "tag_shard": tag_shard},
-        layout=_LAYOUTS.get(spec.name, ParquetLayout(ROW_GROUP_ROWS, TARGET_FILE_SIZE)),
+        layout=parquet_layout(spec.name),
         rows_named=f"{table} partition {partition_date.isoformat()}|{tag_shard}",
         advice="Run one materialization of a partition at a time, then re-run.",
     )
