@@ -55,7 +55,10 @@ from osipi_dagster.lake.partitions import WRITER_COLUMNS, replace_partition
 from osipi_dagster.lake.schemas import SILVER_EDGES, SILVER_TIMESERIES, UTC_US
 from osipi_dagster.lake.tables import utc_now, without_columns
 
-BUCKET_ROWS = 2_000_000  # bronze rows cleaned at once: memory is about 150 bytes a row of this
+# Bronze rows cleaned at once: memory is about 150 bytes a row of this. A million is faster than two (the
+# 1,000-point day: 2.2 against 1.8 M values/s, 899 against 1,015 MiB; bench_silver_gold.py, BENCHMARKS.md;
+# measured, not profiled), and half a million is slower again (2.0 M values/s).
+BUCKET_ROWS = 1_000_000
 BATCH_ROWS = 256 * 1024  # rows a batch handed to the writer
 # The bronze columns silver reads besides the point and time: the ones that make two rows the same value.
 _VALUE_COLUMNS = [name for name in RECORDED_SCHEMA.names if name not in ("web_id", "timestamp")]
