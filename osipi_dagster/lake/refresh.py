@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import WriterProperties, write_deltalake
+from deltalake import write_deltalake
 
 from osipi_dagster.lake.errors import InvalidRowsError
 from osipi_dagster.lake.schemas import UTC_US
@@ -38,11 +38,6 @@ from osipi_dagster.lake.tables import (
     utc_now,
     without_columns,
 )
-
-# delta-rs holds a row group's encoded columns in memory until it is full (up to 1 Mi rows by default): a
-# 420,000-row attribute table then sits there whole. Measured writing 420,000 such rows from a stream of
-# batches: peak +674 MiB with the default, +452 MiB with row groups of 50,000.
-CATALOG_ROW_GROUP_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -101,11 +96,7 @@ def overwrite_table_batches(
         table,
         delta_table,
         lambda properties: write_deltalake(
-            delta_table,
-            reader,
-            mode="overwrite",
-            writer_properties=WriterProperties(max_row_group_size=CATALOG_ROW_GROUP_ROWS),
-            commit_properties=properties,
+            delta_table, reader, mode="overwrite", commit_properties=properties
         ),
     )
     return WriteResult.of(table, commit, rows=written, predicate=None, started=started)
