@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections import Counter
@@ -309,6 +310,87 @@ def test_element_attributes_of_a_database_equal_the_per_element_listings(mock_pi
     assert [set(a) for a in trimmed] == [{"WebId", "Links"}] * 3 and all(
         set(a["Links"]) == {"Element"} for a in trimmed
     )
+
+
+# The attribute search and the element listing, as the mock answered them before their answers were
+# rendered lazily (links made only when selectedFields keeps them) and WebIDs encoded from cached parts:
+# a digest of each answer's bytes (the mock's address taken out).
+ATTRIBUTE_SEARCHES: list[tuple[dict[str, str], str]] = [
+    ({"searchFullHierarchy": "true"}, "baf8d14c05cee991"),
+    ({}, "bf228cd7fd39a411"),
+    (
+        {"searchFullHierarchy": "true", "elementTemplate": "Pump", "attributeCategory": "Measurement"},
+        "bcfc3d6d8e19caa4",
+    ),
+    (
+        {"searchFullHierarchy": "true", "attributeNameFilter": "*temp*", "sortOrder": "Descending"},
+        "0432108d8409b227",
+    ),
+    (
+        {"searchFullHierarchy": "true", "elementNameFilter": "P*", "attributeType": "Double"},
+        "398b5b749cde0c75",
+    ),
+    (
+        {"searchFullHierarchy": "true", "elementCategory": "Critical", "webIdType": "IDOnly"},
+        "06f34472ac58eef6",
+    ),
+    (
+        {"searchFullHierarchy": "true", "elementDescriptionFilter": "*pump*", "webIdType": "PathOnly"},
+        "a8178ea19b188529",
+    ),
+    (
+        {
+            "searchFullHierarchy": "true",
+            "selectedFields": "Items.WebId;Items.Id;Items.Name;Items.Path;Items.Type;"
+            "Items.DefaultUnitsNameAbbreviation;Items.DataReferencePlugIn;Items.ConfigString;"
+            "Items.CategoryNames;Items.Links.Point;Items.Links.Element",
+        },
+        "8d8cf0418a258960",
+    ),
+    (
+        {"searchFullHierarchy": "true", "startIndex": "100", "maxCount": "50", "webIdType": "LocalIDOnly"},
+        "f1417b5198d1c17e",
+    ),
+    (
+        {"searchFullHierarchy": "true", "attributeCategory": "Nameplate", "webIdType": "DefaultIDOnly"},
+        "7418ae886e0bbc8d",
+    ),
+    (
+        {"searchFullHierarchy": "true", "selectedFields": "Items.Links", "attributeType": "Int32"},
+        "ad9081040be02717",
+    ),
+    (
+        {
+            "searchFullHierarchy": "true",
+            "selectedFields": "Items.WebId;Items.Links.Template;Items.Links.Parent",
+        },
+        "a960923649195cbd",
+    ),
+]
+ELEMENT_LISTINGS: list[tuple[dict[str, str], str]] = [
+    ({"searchFullHierarchy": "true"}, "c1350c803adef541"),
+    ({"searchFullHierarchy": "true", "webIdType": "IDOnly", "associations": "Paths"}, "45a95ebaa87f09eb"),
+    (
+        {"searchFullHierarchy": "true", "selectedFields": "Items.WebId;Items.Path;Items.Links.Parent"},
+        "45e0628ca654fb27",
+    ),
+]
+
+
+def answer_digest(mock: RunningMock, url: str, params: dict[str, str]) -> str:
+    response = requests.get(url, params=params, timeout=30)
+    assert response.status_code == 200, response.text
+    return hashlib.sha256(response.content.replace(mock.api.encode(), b"{api}")).hexdigest()[:16]
+
+
+def test_attribute_search_and_element_answers_are_unchanged(mock_pi: RunningMock) -> None:
+    links = database(mock_pi)["Links"]
+    searches = [
+        answer_digest(mock_pi, links["Self"] + "/elementattributes", p) for p, _ in ATTRIBUTE_SEARCHES
+    ]
+    listings = [answer_digest(mock_pi, links["Elements"], p) for p, _ in ELEMENT_LISTINGS]
+    assert searches == [digest for _, digest in ATTRIBUTE_SEARCHES]
+    assert listings == [digest for _, digest in ELEMENT_LISTINGS]
 
 
 def test_attribute_slots_describe_the_attributes_they_stand_for() -> None:

@@ -13,6 +13,7 @@ import base64
 import struct
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 from osipi_dagster.mock.errors import PIError
 
@@ -57,8 +58,25 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+# The parts of a WebID repeat across answers: a database-wide attribute search gives every attribute with
+# its element's, template's and point's WebIDs, and a second catalog refresh asks for all of them again.
+# Bounded, since event frames (and their GUIDs) are made on demand for as long as the server runs.
+_PARTS_KEPT = 1 << 18
+
+
+@lru_cache(maxsize=_PARTS_KEPT)
 def _name_payload(path: str) -> str:
     return _b64(path.lstrip("\\").upper().encode("utf-8"))
+
+
+@lru_cache(maxsize=_PARTS_KEPT)
+def _guid_payload(guid: uuid.UUID) -> str:
+    return _b64(guid.bytes_le)
+
+
+@lru_cache(maxsize=_PARTS_KEPT)
+def _int_payload(number: int) -> str:
+    return _b64(struct.pack("<i", number))
 
 
 def encode(
@@ -75,11 +93,10 @@ def encode(
     head = f"{kind}1{marker}{owner}"
     if kind == "P":
         return head + _name_payload(path)
-    ids = "".join(_b64(g.bytes_le) for g in guids)
+    # The server is implied in L and D: only the object's own id is carried.
+    ids = "".join(map(_guid_payload, guids if kind not in ("L", "D") else guids[-1:]))
     if point_id is not None:
-        ids += _b64(struct.pack("<i", point_id))
-    if kind in ("L", "D"):  # the server is implied: only the object's own id is carried
-        ids = _b64(guids[-1].bytes_le) + (_b64(struct.pack("<i", point_id)) if point_id is not None else "")
+        ids += _int_payload(point_id)
     return head + ids + (_name_payload(path) if kind == "F" else "")
 
 

@@ -32,7 +32,7 @@ from osipi_dagster.mock.archive import Archive
 from osipi_dagster.mock.errors import PIError, not_found
 from osipi_dagster.mock.links import api_base
 from osipi_dagster.mock.params import Params
-from osipi_dagster.mock.responses import collection, json_response
+from osipi_dagster.mock.responses import FieldTree, collection, json_response, parse_selected_fields
 from osipi_dagster.mock.timeparse import format_time
 
 router = APIRouter(prefix="/piwebapi")
@@ -46,6 +46,7 @@ STREAM_LINKS = {
     "SummaryData": "summary",
 }
 T = TypeVar("T")
+_NOTHING: FieldTree = {}  # a field that selectedFields leaves out (compared by identity)
 
 
 class View:
@@ -59,6 +60,9 @@ class View:
         self.webid_type = self.params.choice("webIdType", "Full", list(webids.WEBID_TYPES))
         self.now = self.params.now_ns
         self.system = self.af.system_guid
+        # What selectedFields keeps of each object a page renders (None: all of it; set by page() only,
+        # since other answers put rendered objects at other depths).
+        self._rendered_fields: FieldTree | None = None
 
     def respond(self, body: object) -> Response:
         return json_response(body, selected_fields=self.params.get("selectedFields"))
@@ -67,7 +71,19 @@ class View:
         """One page (``startIndex``, ``maxCount``) of ``items``, rendered, as a collection."""
         start = self.params.start_index()
         count = self.params.max_count(self.af.config.max_returned_items)
+        if fields := parse_selected_fields(self.params.get("selectedFields")):
+            self._rendered_fields = fields.get("items", _NOTHING)
         return self.respond(collection([render(item) for item in items[start : start + count]]))
+
+    def keeps(self, *path: str) -> bool:
+        """Does the answer keep the field at ``path`` (lower case) of an object a page renders? A link to
+        another object costs its WebID, and a catalog refresh selects few of them (``selectedFields``)."""
+        node = self._rendered_fields
+        for part in path:
+            if not node:  # no selectedFields, or the whole subtree selected
+                return node is not _NOTHING
+            node = node.get(part, _NOTHING)
+        return node is not _NOTHING
 
     def web_id(self, marker: str, guids: tuple, path: str, owner: str = "") -> str:
         return webids.encode(marker, guids, path, owner=owner, webid_type=self.webid_type)
@@ -149,17 +165,17 @@ class View:
     def element(self, element: Element) -> dict:
         web_id = self.element_id(element)
         url = f"{self.base}/elements/{web_id}"
-        links = {
-            "Self": url,
-            "Attributes": f"{url}/attributes",
-            "Elements": f"{url}/elements",
-            "Database": f"{self.base}/assetdatabases/{self.database_id(element.database)}",
-            "Template": f"{self.base}/elementtemplates/{self.template_id(element.template)}",
+        links = {"Self": url, "Attributes": f"{url}/attributes", "Elements": f"{url}/elements"}
+        if self.keeps("links", "database"):
+            links["Database"] = f"{self.base}/assetdatabases/{self.database_id(element.database)}"
+        if self.keeps("links", "template"):
+            links["Template"] = f"{self.base}/elementtemplates/{self.template_id(element.template)}"
+        links |= {
             "Categories": f"{url}/categories",
             "EventFrames": f"{url}/eventframes",
             "NotificationRules": f"{url}/notificationrules",
         }
-        if element.parent is not None:
+        if element.parent is not None and self.keeps("links", "parent"):
             links["Parent"] = f"{self.base}/elements/{self.element_id(element.parent)}"
         body = {
             "WebId": web_id,
@@ -184,20 +200,18 @@ class View:
         owner = "Element" if attribute.owner_kind == "E" else "EventFrame"
         owner_route = "elements" if attribute.owner_kind == "E" else "eventframes"
         owner_marker = "Em" if attribute.owner_kind == "E" else "Fm"
-        owner_path = attribute.path.split("|", 1)[0]
-        owner_id = self.web_id(owner_marker, (self.system, attribute.owner_guid), owner_path)
-        links = {
-            "Self": url,
-            "Attributes": f"{url}/attributes",
-            owner: f"{self.base}/{owner_route}/{owner_id}",
-        }
-        if node.parent is not None:
+        links = {"Self": url, "Attributes": f"{url}/attributes"}
+        if self.keeps("links", owner.lower()):
+            owner_path = attribute.path.split("|", 1)[0]
+            owner_id = self.web_id(owner_marker, (self.system, attribute.owner_guid), owner_path)
+            links[owner] = f"{self.base}/{owner_route}/{owner_id}"
+        if node.parent is not None and self.keeps("links", "parent"):
             links["Parent"] = f"{self.base}/attributes/{self.attribute_id(node.parent)}"
-        if node.template is not None:
+        if node.template is not None and self.keeps("links", "template"):
             links["Template"] = f"{self.base}/attributetemplates/{self.attribute_template_id(node.template)}"
-        if point is not None:
+        if point is not None and self.keeps("links", "point"):
             links["Point"] = f"{self.base}/points/{self.archive.point_webid(point, self.webid_type)}"
-        if point is not None and point.digital_set:
+        if point is not None and point.digital_set and self.keeps("links"):
             enum_set = self.archive.enumeration_set(point.digital_set)
             set_url = f"{self.base}/enumerationsets/{self.archive.set_webid(enum_set, self.webid_type)}"
             links |= {"EnumerationSet": set_url, "EnumerationValues": f"{set_url}/enumerationvalues"}
