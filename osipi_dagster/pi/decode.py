@@ -303,14 +303,16 @@ def _repeat(values: list[str | None], counts: list[int]) -> pa.Array:
     return pa.array(values, pa.string()).take(pa.array(index))
 
 
-def _values(raw: list[Any], odd: list[int]) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]:
+def _values(
+    raw: list[Any], odd: list[int], numbers_only: pa.Array | None = None
+) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]:
     """value, string_value, state_code, state_name, is_system for the raw ``Value`` fields; every value
-    that is not a float is among the positions ``odd``."""
+    that is not a float is among the positions ``odd`` (or ``numbers_only`` holds them all as floats)."""
     n = len(raw)
     others = [i for i in odd if type(raw[i]) is not float]
     if not others:
         return (
-            pa.array(raw, pa.float64()),
+            numbers_only if numbers_only is not None else pa.array(raw, pa.float64()),
             pa.nulls(n, pa.string()),
             pa.nulls(n, pa.int32()),
             pa.nulls(n, pa.string()),
@@ -350,6 +352,15 @@ def _values(raw: list[Any], odd: list[int]) -> tuple[pa.Array, pa.Array, pa.Arra
         pa.nulls(n, pa.string()) if names is None else pa.array(names, pa.string()),
         pa.repeat(pa.scalar(False), n) if system is None else pa.array(system, pa.bool_()),
     )
+
+
+def _numbers_only(raw: list[Any]) -> pa.Array | None:
+    """The values as floats when all are numbers, booleans (1.0/0.0) or nulls, which Arrow converts exactly as
+    :func:`_values` would; None when one is not (text, states, lists)."""
+    try:
+        return pa.array(raw, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return None
 
 
 def _timestamps(segments: list[Segment], items: list[TimedValue]) -> pa.Array:
@@ -443,18 +454,26 @@ def build_batch(segments: list[Segment], *, summary: bool = False) -> pa.RecordB
     if n == 0:
         return pa.RecordBatch.from_pylist([], schema=schema)
     timestamps = _timestamps(segments, items)
-    # One pass finds the values that are not a good plain number (a handful on a page); the columns are
-    # built in C around them.
-    odd = [
-        i
-        for i, item in enumerate(items)
-        if type(item.Value) is not float
-        or item.Good is not True
-        or item.Questionable
-        or item.Substituted
-        or item.Annotated
+    raw = [item.Value for item in items]
+    # A page of good plain numbers (the common case) is told by one pass over the flags and one conversion;
+    # otherwise one more pass finds the values that are not (a handful on a real page: states, text, flags
+    # set) and the columns are built in C around them.
+    flagged = [
+        item.Good is not True or item.Questionable or item.Substituted or item.Annotated for item in items
     ]
-    value, string_value, state_code, state_name, is_system = _values([item.Value for item in items], odd)
+    numbers = None if any(flagged) else _numbers_only(raw)
+    odd: list[int] = []
+    if numbers is None:
+        odd = [
+            i
+            for i, item in enumerate(items)
+            if type(item.Value) is not float
+            or item.Good is not True
+            or item.Questionable
+            or item.Substituted
+            or item.Annotated
+        ]
+    value, string_value, state_code, state_name, is_system = _values(raw, odd, numbers)
     good, flags = _quality(items, odd, is_system)
     columns = [_repeat([s.web_id for s in segments], counts)]
     if summary:
