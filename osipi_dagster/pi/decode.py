@@ -2,9 +2,9 @@
 
 msgspec decodes a body into typed structs (``gc=False``, so a million values do not wake the garbage
 collector), the columns are gathered with list comprehensions, and the timestamps are parsed by one
-vectorised Arrow cast that keeps PI's seven fractional digits. The common case, a page of plain numbers,
-never runs a per-value Python branch; digital states, system states, strings and string-typed flags take a
-slower path that only runs when such values are present.
+vectorised Arrow cast that keeps PI's seven fractional digits. One comprehension finds the values that
+are not a good plain number (states, text, flags set: a handful on a real page); the columns are built in
+C around them, and only those values take a per-value Python branch.
 
 A stream's answer must be one: ``Items`` (or ``Value`` for value and end reads) is required, so an answer
 without it fails that stream instead of reading as "no values". A multi-stream answer is decoded strictly
@@ -303,53 +303,64 @@ def _repeat(values: list[str | None], counts: list[int]) -> pa.Array:
     return pa.array(values, pa.string()).take(pa.array(index))
 
 
-def _values(raw: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]:
-    """value, string_value, state_code, state_name, is_system for the raw ``Value`` fields."""
+def _values(
+    raw: list[Any], odd: list[int], numbers_only: pa.Array | None = None
+) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]:
+    """value, string_value, state_code, state_name, is_system for the raw ``Value`` fields; every value
+    that is not a float is among the positions ``odd`` (or ``numbers_only`` holds them all as floats)."""
     n = len(raw)
-    try:
-        # Numbers, booleans (1.0/0.0) and nulls convert exactly as the loop below would; anything else
-        # (text, states, lists) makes Arrow refuse, and the loop sorts the values out.
-        numbers_only = pa.array(raw, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-        pass
-    else:
+    others = [i for i in odd if type(raw[i]) is not float]
+    if not others:
         return (
-            numbers_only,
+            numbers_only if numbers_only is not None else pa.array(raw, pa.float64()),
             pa.nulls(n, pa.string()),
             pa.nulls(n, pa.int32()),
             pa.nulls(n, pa.string()),
             pa.repeat(pa.scalar(False), n),
         )
-    numbers: list[float | None] = [None] * n
-    strings: list[str | None] = [None] * n
-    codes: list[int | None] = [None] * n
-    names: list[str | None] = [None] * n
-    system = [False] * n
-    for i, value in enumerate(raw):
+    numbers: list[Any] = raw.copy()
+    strings: list[str | None] | None = None  # each column is made when a value needs it
+    codes: list[int | None] | None = None
+    names: list[str | None] | None = None
+    system: list[bool] | None = None
+    for i in others:
+        value = raw[i]
         kind = type(value)
-        if kind is float:
-            numbers[i] = value
-        elif kind is State:
+        numbers[i] = None
+        if kind is State:
+            if codes is None:
+                codes, names, system = [None] * n, [None] * n, [False] * n
             codes[i] = value.Value
             names[i] = value.Name
             system[i] = value.IsSystem
         elif kind is str:
             number = _NON_FINITE.get(value)
             if number is None:
+                strings = strings or [None] * n
                 strings[i] = value
             else:
                 numbers[i] = number
         elif kind is bool:
             numbers[i] = 1.0 if value else 0.0
         elif kind is list:
+            strings = strings or [None] * n
             strings[i] = msgspec.json.encode(value).decode()
     return (
         pa.array(numbers, pa.float64()),
-        pa.array(strings, pa.string()),
-        pa.array(codes, pa.int32()),
-        pa.array(names, pa.string()),
-        pa.array(system, pa.bool_()),
+        pa.nulls(n, pa.string()) if strings is None else pa.array(strings, pa.string()),
+        pa.nulls(n, pa.int32()) if codes is None else pa.array(codes, pa.int32()),
+        pa.nulls(n, pa.string()) if names is None else pa.array(names, pa.string()),
+        pa.repeat(pa.scalar(False), n) if system is None else pa.array(system, pa.bool_()),
     )
+
+
+def _numbers_only(raw: list[Any]) -> pa.Array | None:
+    """The values as floats when all are numbers, booleans (1.0/0.0) or nulls, which Arrow converts exactly as
+    :func:`_values` would; None when one is not (text, states, lists)."""
+    try:
+        return pa.array(raw, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return None
 
 
 def _timestamps(segments: list[Segment], items: list[TimedValue]) -> pa.Array:
@@ -397,28 +408,35 @@ def _timestamp_problem(raw: str) -> str:
     return f"timestamp {raw!r} cannot be read as a time"
 
 
-def _quality(items: list[TimedValue], is_system: pa.Array) -> tuple[pa.Array, list[pa.Array]]:
-    """The good, questionable, substituted and annotated columns.
+def _quality(items: list[TimedValue], odd: list[int], is_system: pa.Array) -> tuple[pa.Array, list[pa.Array]]:
+    """The good, questionable, substituted and annotated columns; every value that is not good or is
+    questionable, substituted or annotated is among the positions ``odd``.
 
-    Nearly every value is good and none of the other three: one pass over the values tells, and the
-    columns are then constants (building four columns from Python objects costs more than decoding them).
+    Nearly every value is good and none of the other three: the columns are constants with the flags of
+    the ``odd`` values put in place (building four columns from Python objects costs more than decoding).
     """
     n = len(items)
-    if not any(
-        [item.Good is not True or item.Questionable or item.Substituted or item.Annotated for item in items]
-    ):
+    if not odd:
         return pa.repeat(pa.scalar(True), n), [pa.repeat(pa.scalar(False), n)] * 3
-    good = _flag([item.Good for item in items])
+    picked = [items[i] for i in odd]
+    positions = np.array(odd, dtype=np.intp)
+    good = _flag([item.Good for item in picked])
     if good.null_count:
         # A value without a Good flag is good unless it is a system state.
-        good = pc.if_else(pc.is_null(good), pc.invert(is_system), good)
-    # One comprehension per flag: attribute access in a comprehension is several times faster than getattr.
+        good = pc.if_else(pc.is_null(good), pc.invert(is_system.take(positions)), good)
     flags = [
-        _flag([item.Questionable for item in items]).fill_null(False),
-        _flag([item.Substituted for item in items]).fill_null(False),
-        _flag([item.Annotated for item in items]).fill_null(False),
+        _flag([item.Questionable for item in picked]).fill_null(False),
+        _flag([item.Substituted for item in picked]).fill_null(False),
+        _flag([item.Annotated for item in picked]).fill_null(False),
     ]
-    return good, flags
+    return _scatter(True, n, positions, good), [_scatter(False, n, positions, flag) for flag in flags]
+
+
+def _scatter(default: bool, n: int, positions: np.ndarray, values: pa.Array) -> pa.Array:
+    """A bool column of ``n`` rows holding ``default`` but at ``positions``, which hold ``values``."""
+    column = np.full(n, default)
+    column[positions] = values.to_numpy(zero_copy_only=False)
+    return pa.array(column)
 
 
 def build_batch(segments: list[Segment], *, summary: bool = False) -> pa.RecordBatch:
@@ -436,8 +454,27 @@ def build_batch(segments: list[Segment], *, summary: bool = False) -> pa.RecordB
     if n == 0:
         return pa.RecordBatch.from_pylist([], schema=schema)
     timestamps = _timestamps(segments, items)
-    value, string_value, state_code, state_name, is_system = _values([item.Value for item in items])
-    good, flags = _quality(items, is_system)
+    raw = [item.Value for item in items]
+    # A page of good plain numbers (the common case) is told by one pass over the flags and one conversion;
+    # otherwise one more pass finds the values that are not (a handful on a real page: states, text, flags
+    # set) and the columns are built in C around them.
+    flagged = [
+        item.Good is not True or item.Questionable or item.Substituted or item.Annotated for item in items
+    ]
+    numbers = None if any(flagged) else _numbers_only(raw)
+    odd: list[int] = []
+    if numbers is None:
+        odd = [
+            i
+            for i, item in enumerate(items)
+            if type(item.Value) is not float
+            or item.Good is not True
+            or item.Questionable
+            or item.Substituted
+            or item.Annotated
+        ]
+    value, string_value, state_code, state_name, is_system = _values(raw, odd, numbers)
+    good, flags = _quality(items, odd, is_system)
     columns = [_repeat([s.web_id for s in segments], counts)]
     if summary:
         columns.append(_repeat([s.summary_type for s in segments], counts))
