@@ -39,6 +39,7 @@ Prints a table per run, the totals, then one JSON line.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import shutil
@@ -75,6 +76,7 @@ class Processes(threading.Thread):
         self.peaks: dict[int, float] = defaultdict(float)  # pid -> peak MiB
         self.first_cpu: dict[int, float] = {}  # pid -> CPU seconds when first seen
         self.cpu: dict[int, float] = {}  # pid -> CPU seconds when last seen
+        self.cpu_samples: dict[int, list[tuple[float, float]]] = defaultdict(list)  # pid -> (time, CPU s)
         self.roles: dict[int, str] = {}
         self._done = threading.Event()
 
@@ -104,6 +106,7 @@ class Processes(threading.Thread):
             cpu = (int(fields[11]) + int(fields[12])) / ticks
             self.first_cpu.setdefault(pid, cpu)
             self.cpu[pid] = cpu
+            self.cpu_samples[pid].append((time.time(), cpu))
             peak = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
             self.peaks[pid] = max(self.peaks[pid], peak / 1024)
 
@@ -111,6 +114,23 @@ class Processes(threading.Thread):
         """CPU seconds spent while sampled by ``pids`` or by the processes of ``role``."""
         chosen = [p for p in self.cpu if (pids is not None and p in pids) or self.roles.get(p) == role]
         return sum(self.cpu[p] - (self.first_cpu[p] if self.roles[p] != "spawned" else 0.0) for p in chosen)
+
+    def cpu_during(self, pid: int, start: float, end: float) -> float:
+        """CPU seconds ``pid`` spent from ``start`` to ``end`` (epoch seconds), interpolated from samples."""
+        return self._cpu_at(pid, end) - self._cpu_at(pid, start)
+
+    def _cpu_at(self, pid: int, when: float) -> float:
+        samples = self.cpu_samples.get(pid, [])
+        if not samples:
+            return 0.0
+        times = [t for t, _ in samples]
+        after = bisect.bisect_left(times, when)
+        if after == 0:
+            return samples[0][1]
+        if after == len(samples):
+            return samples[-1][1]
+        (t0, c0), (t1, c1) = samples[after - 1], samples[after]
+        return c0 + (c1 - c0) * (when - t0) / (t1 - t0)
 
 
 def _role(command: str) -> str:
@@ -298,6 +318,8 @@ def _run_timings(environment: dict[str, str], home: Path, run_id: str) -> dict[s
         "values": values,
         "ingest_seconds": sum(durations.values()),
         "largest_gap_outside_ingest_seconds": max(gaps, default=0.0),
+        # When each partition's ingest ran: it reports its seconds and logs right after.
+        "ingest_windows": [(done - durations[key], done) for done, key in logged],
     }
 
 
@@ -331,6 +353,7 @@ def _report(args, partitions, runs, processes: Processes, launched: float, load_
             f"{wind_down:>11.1f} {1 - run['ingest_seconds'] / span:>8.1%} {peaks['worker'][-1]:>10.0f} "
             f"{peaks['step'][-1]:>9.0f} {peaks['checks'][-1]:>10.0f}"
         )
+    cpu_outside = [_cpu_outside_ingest(run, processes) for run in runs]
     cpu_us = {  # CPU microseconds per value by part: independent of how busy the machine is
         "ingest_steps": processes.cpu_seconds({run["step_pid"] for run in runs}),
         "check_steps": processes.cpu_seconds(set().union(*(run["check_pids"] for run in runs))),
@@ -360,6 +383,9 @@ def _report(args, partitions, runs, processes: Processes, launched: float, load_
         "share_outside_ingest": round(1 - ingest_seconds / run_seconds, 3),
         "share_outside_ingest_and_checks": round(1 - (ingest_seconds + check_seconds) / run_seconds, 3),
         "cpu_us_per_value": {part: round(us, 3) for part, us in cpu_us.items()},
+        "cpu_seconds_per_run": round(sum(total for total, _ in cpu_outside) / len(runs), 2),
+        "cpu_seconds_outside_ingest_per_run": round(sum(out for _, out in cpu_outside) / len(runs), 2),
+        "cpu_seconds_outside_ingest_per_run_max": round(max(out for _, out in cpu_outside), 2),
         "peak_rss_mib_run_worker": round(max(peaks["worker"])),
         "peak_rss_mib_step": round(max(peaks["step"])),
         "peak_rss_mib_checks": round(max(peaks["checks"])),
@@ -372,9 +398,24 @@ def _report(args, partitions, runs, processes: Processes, launched: float, load_
         f"({1 - (ingest_seconds + check_seconds) / run_seconds:.1%} without the checks); peak RSS per run "
         f"{result['peak_rss_mib_run_worker']} MiB (run worker) + {result['peak_rss_mib_step']} MiB (step) + "
         f"{result['peak_rss_mib_checks']} MiB (checks); "
-        "CPU µs/value: " + ", ".join(f"{part} {us:.3f}" for part, us in cpu_us.items())
+        "CPU µs/value: "
+        + ", ".join(f"{part} {us:.3f}" for part, us in cpu_us.items())
+        + f"; CPU s per run {result['cpu_seconds_per_run']}, outside ingest "
+        f"{result['cpu_seconds_outside_ingest_per_run']} "
+        f"(max {result['cpu_seconds_outside_ingest_per_run_max']})"
     )
     return result
+
+
+def _cpu_outside_ingest(run: dict, processes: Processes) -> tuple[float, float]:
+    """A run's CPU seconds (its run worker and its steps' processes), and those spent outside its
+    partitions' ingest: the Dagster overhead per run, robust when the machine is busy. The ingest runs in
+    the asset step's process, or in the run worker with the in-process executor."""
+    pids = {run["worker_pid"], run["step_pid"], *run["check_pids"]} - {-1}
+    total = processes.cpu_seconds(pids)
+    ingest_pid = run["step_pid"] if run["step_pid"] != -1 else run["worker_pid"]
+    ingest = sum(processes.cpu_during(ingest_pid, start, end) for start, end in run["ingest_windows"])
+    return total, total - ingest
 
 
 if __name__ == "__main__":
