@@ -16,14 +16,15 @@ Measured, from the instance (PostgreSQL) once it is done:
   to the end of the last run (the daemon's tick before the first run included), and over the runs' span;
 * the share of run time outside ``ingest``: each run from the coordinator launching it (``RUN_STARTING``) to
   its end, against the ``duration_seconds`` its partitions report (the read from PI and the Delta commit);
-  the rest is the run worker's start-up, the step's process, orchestration, event log writes, and the asset
-  checks' step that Dagster adds to every run of ``pi_timeseries`` (also reported apart);
-* peak RSS per run: ``VmHWM`` of its run worker, of its ingest step's process and of its checks' step
-  process, sampled from ``/proc`` every 0.5 s;
-* CPU time per value, from ``/proc`` too (robust when the machine is busy, unlike the wall times): the
-  ingest steps (reading PI, writing Delta, and the process's start-up and Dagster's step bookkeeping), the
-  checks' steps, the run workers (Dagster only), the Dagster services during the backfill (code server,
-  daemon, webserver) and the mock.
+  the rest is the run worker's start-up, orchestration, event log writes, and the asset checks' step that
+  Dagster adds to every run of ``pi_timeseries`` (also reported apart);
+* peak RSS per run: ``VmHWM`` of its run worker, where its steps run (defs/executor.py), and of its steps'
+  processes if an executor starts them, sampled from ``/proc`` every 0.5 s;
+* CPU time, from ``/proc`` too (robust when the machine is busy, unlike the wall times): per value, by
+  process (steps' processes, if any: ingest and checks; the run workers; the Dagster services during the
+  backfill: code server, daemon, webserver; the mock); and per run: all its processes, the part outside its
+  partitions' ingest (their CPU read at the start and end of each partition's reported ingest, interpolated
+  between samples), the run worker's before the asset's step starts, and the checks'.
 
     .venv/bin/python benchmarks/bench_backfill.py                       # 3 days x 16 shards x 200 points
     .venv/bin/python benchmarks/bench_backfill.py --days 1 --shards 4 --tags 40      # a quick check
@@ -39,6 +40,7 @@ Prints a table per run, the totals, then one JSON line.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import shutil
@@ -75,6 +77,7 @@ class Processes(threading.Thread):
         self.peaks: dict[int, float] = defaultdict(float)  # pid -> peak MiB
         self.first_cpu: dict[int, float] = {}  # pid -> CPU seconds when first seen
         self.cpu: dict[int, float] = {}  # pid -> CPU seconds when last seen
+        self.cpu_samples: dict[int, list[tuple[float, float]]] = defaultdict(list)  # pid -> (time, CPU s)
         self.roles: dict[int, str] = {}
         self._done = threading.Event()
 
@@ -104,6 +107,7 @@ class Processes(threading.Thread):
             cpu = (int(fields[11]) + int(fields[12])) / ticks
             self.first_cpu.setdefault(pid, cpu)
             self.cpu[pid] = cpu
+            self.cpu_samples[pid].append((time.time(), cpu))
             peak = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
             self.peaks[pid] = max(self.peaks[pid], peak / 1024)
 
@@ -111,6 +115,24 @@ class Processes(threading.Thread):
         """CPU seconds spent while sampled by ``pids`` or by the processes of ``role``."""
         chosen = [p for p in self.cpu if (pids is not None and p in pids) or self.roles.get(p) == role]
         return sum(self.cpu[p] - (self.first_cpu[p] if self.roles[p] != "spawned" else 0.0) for p in chosen)
+
+    def cpu_during(self, pid: int, start: float, end: float) -> float:
+        """CPU seconds ``pid`` spent from ``start`` to ``end`` (epoch seconds), interpolated from samples."""
+        return self.cpu_at(pid, end) - self.cpu_at(pid, start)
+
+    def cpu_at(self, pid: int, when: float) -> float:
+        """The CPU seconds ``pid`` had spent at ``when`` (epoch seconds), interpolated from samples."""
+        samples = self.cpu_samples.get(pid, [])
+        if not samples:
+            return 0.0
+        times = [t for t, _ in samples]
+        after = bisect.bisect_left(times, when)
+        if after == 0:
+            return samples[0][1]
+        if after == len(samples):
+            return samples[-1][1]
+        (t0, c0), (t1, c1) = samples[after - 1], samples[after]
+        return c0 + (c1 - c0) * (when - t0) / (t1 - t0)
 
 
 def _role(command: str) -> str:
@@ -292,12 +314,15 @@ def _run_timings(environment: dict[str, str], home: Path, run_id: str) -> dict[s
         "times": times,
         "asset_step": asset,
         "check_seconds": sum(step["STEP_SUCCESS"] - step["STEP_START"] for step in checks.values()),
+        "check_windows": [(step["STEP_START"], step["STEP_SUCCESS"]) for step in checks.values()],
         "worker_pid": worker_pid,
         "step_pid": step_pids.get(asset_step, -1),
         "check_pids": {step_pids[key] for key in checks if key in step_pids},
         "values": values,
         "ingest_seconds": sum(durations.values()),
         "largest_gap_outside_ingest_seconds": max(gaps, default=0.0),
+        # When each partition's ingest ran: it reports its seconds and logs right after.
+        "ingest_windows": [(done - durations[key], done) for done, key in logged],
     }
 
 
@@ -331,6 +356,7 @@ def _report(args, partitions, runs, processes: Processes, launched: float, load_
             f"{wind_down:>11.1f} {1 - run['ingest_seconds'] / span:>8.1%} {peaks['worker'][-1]:>10.0f} "
             f"{peaks['step'][-1]:>9.0f} {peaks['checks'][-1]:>10.0f}"
         )
+    cpu_parts = [_cpu_parts(run, processes) for run in runs]
     cpu_us = {  # CPU microseconds per value by part: independent of how busy the machine is
         "ingest_steps": processes.cpu_seconds({run["step_pid"] for run in runs}),
         "check_steps": processes.cpu_seconds(set().union(*(run["check_pids"] for run in runs))),
@@ -360,6 +386,13 @@ def _report(args, partitions, runs, processes: Processes, launched: float, load_
         "share_outside_ingest": round(1 - ingest_seconds / run_seconds, 3),
         "share_outside_ingest_and_checks": round(1 - (ingest_seconds + check_seconds) / run_seconds, 3),
         "cpu_us_per_value": {part: round(us, 3) for part, us in cpu_us.items()},
+        **{
+            f"cpu_seconds_{part}_per_run": round(sum(parts[part] for parts in cpu_parts) / len(runs), 2)
+            for part in cpu_parts[0]
+        },
+        "cpu_seconds_outside_ingest_per_run_max": round(
+            max(parts["outside_ingest"] for parts in cpu_parts), 2
+        ),
         "peak_rss_mib_run_worker": round(max(peaks["worker"])),
         "peak_rss_mib_step": round(max(peaks["step"])),
         "peak_rss_mib_checks": round(max(peaks["checks"])),
@@ -372,9 +405,37 @@ def _report(args, partitions, runs, processes: Processes, launched: float, load_
         f"({1 - (ingest_seconds + check_seconds) / run_seconds:.1%} without the checks); peak RSS per run "
         f"{result['peak_rss_mib_run_worker']} MiB (run worker) + {result['peak_rss_mib_step']} MiB (step) + "
         f"{result['peak_rss_mib_checks']} MiB (checks); "
-        "CPU µs/value: " + ", ".join(f"{part} {us:.3f}" for part, us in cpu_us.items())
+        "CPU µs/value: "
+        + ", ".join(f"{part} {us:.3f}" for part, us in cpu_us.items())
+        + f"; CPU s per run {result['cpu_seconds_total_per_run']}, outside ingest "
+        f"{result['cpu_seconds_outside_ingest_per_run']} "
+        f"(max {result['cpu_seconds_outside_ingest_per_run_max']}; the run worker before the asset's step "
+        f"{result['cpu_seconds_worker_before_step_per_run']}, "
+        f"the checks {result['cpu_seconds_checks_per_run']})"
     )
     return result
+
+
+def _cpu_parts(run: dict, processes: Processes) -> dict[str, float]:
+    """A run's CPU seconds (its run worker and its steps' processes), those spent outside its partitions'
+    ingest (the Dagster overhead per run, robust when the machine is busy), the run worker's before the
+    asset's step starts (its start-up), and the checks' (their step's process, start-up included, with the
+    multiprocess executor; the run worker during their step with the in-process one)."""
+    worker, step = run["worker_pid"], run["step_pid"]
+    total = processes.cpu_seconds({worker, step, *run["check_pids"]} - {-1})
+    ingest_pid = step if step != -1 else worker
+    ingest = sum(processes.cpu_during(ingest_pid, start, end) for start, end in run["ingest_windows"])
+    checks = (
+        processes.cpu_seconds(run["check_pids"])
+        if run["check_pids"]
+        else sum(processes.cpu_during(worker, start, end) for start, end in run["check_windows"])
+    )
+    return {
+        "total": total,
+        "outside_ingest": total - ingest,
+        "worker_before_step": processes.cpu_at(worker, run["asset_step"]["STEP_START"]),
+        "checks": checks,
+    }
 
 
 if __name__ == "__main__":

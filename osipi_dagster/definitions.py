@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from osipi_dagster.defs.executor import executor_definitions
 from osipi_dagster.defs.lakehouse import lakehouse_definitions
 from osipi_dagster.defs.pi_server import server_definitions
 from osipi_dagster.settings import LakeSettings, PIServerSettings
@@ -20,5 +21,8 @@ def defs() -> dg.Definitions:
 
 
 def build_definitions(lake: LakeSettings, servers: Sequence[PIServerSettings]) -> dg.Definitions:
-    """The same definitions from explicit settings (tests, the demo): the lakehouse and each server's."""
-    return dg.Definitions.merge(lakehouse_definitions(lake), *(server_definitions(s) for s in servers))
+    """The same definitions from explicit settings (tests, the demo): the executor, the lakehouse and each
+    server's."""
+    return dg.Definitions.merge(
+        executor_definitions(), lakehouse_definitions(lake), *(server_definitions(s) for s in servers)
+    )

@@ -241,6 +241,16 @@ def test_the_definitions_load() -> None:
     assert datetime.now(UTC).date().isoformat() in asset.partitions_def.get_partition_keys()[-1]
 
 
+def test_every_run_executes_its_steps_in_its_run_worker() -> None:
+    """Every job of the code location, the implicit asset job a UI backfill runs included, takes the
+    in-process executor: one Python start-up per run, not one per step (defs/executor.py)."""
+    from osipi_dagster.definitions import defs as load
+
+    jobs = load().get_repository_def().get_all_jobs()
+    assert "__ASSET_JOB" in {job.name for job in jobs}
+    assert {job.name: job.executor_def.name for job in jobs} == {job.name: "in_process" for job in jobs}
+
+
 def test_the_run_config_refuses_a_negative_overlap() -> None:
     """The launchpad's ``overlap_minutes`` is checked like ``OSIPI_OVERLAP_MINUTES``: a whole number >= 0."""
     with pytest.raises(pydantic.ValidationError):

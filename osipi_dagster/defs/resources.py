@@ -31,7 +31,8 @@ SECRET_FIELDS = frozenset({"password", "token", "client_secret"})
 class PIWebAPIResource(dg.ConfigurableResource):
     """A PI Web API: where it is, how to authenticate, and how hard to read it.
 
-    One client (one pooled HTTP session) is opened per step process and closed with the step. TLS
+    One client (one pooled HTTP session) is opened per process that executes steps, and closed with it:
+    once per run, shared by its steps, since they run in its run worker (defs/executor.py). TLS
     certificates are verified unless `verify_tls` is false; `ca_bundle` names a private CA's bundle.
     """
 
