@@ -308,26 +308,17 @@ def test_gold_of_a_silver_partition_not_as_silver_writes_it_is_the_same(
     lake, copy = day_lake.lake, Lakehouse(str(tmp_path))
     stamp = datetime(2025, 1, 8, tzinfo=UTC)
     for day in DAYS:
-        rows = read_partition(lake.table("silver.pi_timeseries_clean"), day, SHARD, SILVER_WRITTEN)
+        silver = read_partition(lake.table("silver.pi_timeseries_clean"), day, SHARD, SILVER_WRITTEN)
         if silver_as == "out_of_order" and day == DAY:
-            rows = rows.take(pa.array(range(rows.num_rows - 1, -1, -1)))
-        replace_partition(
-            copy.table("silver.pi_timeseries_clean"),
-            rows.to_batches(),
-            partition_date=day,
-            tag_shard=SHARD,
-            ingested_at=stamp,
-        )
-        if silver_as == "without_edges" and day == DAY:
-            continue
-        edges = read_partition(lake.table("silver.pi_timeseries_edges"), day, SHARD, EDGES_WRITTEN)
-        replace_partition(
-            copy.table("silver.pi_timeseries_edges"),
-            edges.to_batches(),
-            partition_date=day,
-            tag_shard=SHARD,
-            ingested_at=stamp,
-        )
+            silver = silver.take(pa.array(range(silver.num_rows - 1, -1, -1)))
+        copies = {"silver.pi_timeseries_clean": silver}
+        if not (silver_as == "without_edges" and day == DAY):
+            edges = lake.table("silver.pi_timeseries_edges")
+            copies["silver.pi_timeseries_edges"] = read_partition(edges, day, SHARD, EDGES_WRITTEN)
+        for name, rows in copies.items():
+            replace_partition(
+                copy.table(name), rows.to_batches(), partition_date=day, tag_shard=SHARD, ingested_at=stamp
+            )
     result = aggregate_partition(
         silver=copy.table("silver.pi_timeseries_clean"),
         edges=copy.table("silver.pi_timeseries_edges"),
