@@ -45,7 +45,7 @@ def _demo(cwd: Path, home: Path, *, first: bool) -> dict[str, int]:
     return {table: int(rows.replace(",", "")) for table, rows in counts.items()}
 
 
-@pytest.mark.slow(minutes=3)
+@pytest.mark.slow(minutes=5.5)
 @pytest.mark.timeout(2400)  # two demos of two servers as subprocesses; minutes on a loaded machine
 def test_demo_twice_gives_the_same_row_counts(tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
