@@ -1,6 +1,7 @@
 """``pi_timeseries``: PI recorded values, one (UTC day, tag shard) partition at a time."""
 
 from datetime import date, datetime, timedelta
+from functools import cache
 
 import dagster as dg
 from pydantic import Field
@@ -135,10 +136,13 @@ def _ingest(
     if config.new_points_after is not None:
         until = _time(config.new_points_until) or now
         new_points = points_first_seen(lake.table(POINTS.name), _time(config.new_points_after), until)
+    # A run over several days of a shard reads its catalog once: the same points for each of its days, and
+    # one read of the whole catalog table per shard rather than per partition.
+    points_of = cache(lambda shard: shard_points(lake.table(POINTS.name), shard))
     results: list[PartitionResult] = []
     for key in context.partition_keys:
         day, shard = split_partition_key(key)
-        points = shard_points(lake.table(POINTS.name), shard)
+        points = points_of(shard)
         web_ids = points.read
         if new_points is not None:
             web_ids = sorted(web_id for web_id, point_shard in new_points.items() if point_shard == shard)
