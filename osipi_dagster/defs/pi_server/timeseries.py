@@ -18,8 +18,9 @@ from osipi_dagster.lake import LakeTable, row_count
 from osipi_dagster.lake.schemas import DATA_LATENCY, POINTS, TIMESERIES, WATERMARKS
 from osipi_dagster.pipes.request import RemoteJob
 
-# A backfill launches one run per this many partitions: Dagster costs seconds per run, so one run per
-# partition would spend most of a backfill starting runs.
+# A backfill's runs carry at most this many partitions: Dagster costs seconds per run, so one run per
+# partition would spend most of a backfill starting runs. Dagster's backfill daemon fills a run with one
+# day's shards or one shard's days, never several of both (docs/DEPLOYMENT.md, "Sizing the pools").
 PARTITIONS_PER_RUN = 32
 
 
