@@ -10,11 +10,11 @@ Why runs, and not one backfill: Dagster's backfill daemon makes each run of a da
 day's shards or over one shard's days, never over several days *and* several shards (docs/DEPLOYMENT.md,
 "Sizing the pools"), so one backfill of 3 days x 16 shards is 3 runs of 16 partitions, never 4 at once.
 A run launched with the partition range tags spans the rectangle from its first to its last key (3 days x 4
-shards: 12 partitions), as the launchpad's tags, ``dagster job launch --tags`` or
-``DagsterGraphQLClient.submit_job_execution`` launch it: 4 such runs are 4 at once, each carrying a quarter
-of the values against one run's fixed cost. ``--backfills N`` launches N backfills instead, each over a
-block of the shards, and lets the daemon split them (``--backfills 1``: 3 runs of 16 partitions;
-``--backfills 4``: 12 runs of 4, 4 at a time, the layout measured before).
+shards: 12 partitions), launched here with GraphQL's ``launchRun`` (as a user's script does with
+``DagsterGraphQLClient.submit_job_execution(tags=...)``, docs/DEPLOYMENT.md): 4 such runs are 4 at once,
+each carrying a quarter of the values against one run's fixed cost. ``--backfills N`` launches N backfills
+instead, each over a block of the shards, and lets the daemon split them (``--backfills 1``: 3 runs of 16
+partitions; ``--backfills 4``: 12 runs of 4, 4 at a time, the layout measured before).
 
 Measured, from the instance (PostgreSQL) once it is done:
 
