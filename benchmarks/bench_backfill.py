@@ -3,12 +3,18 @@
 Starts a throwaway PostgreSQL cluster, the mock PI Web API (``--sampling 1s``: every point 1 Hz, clock fixed
 after the last day) and deploy/'s three Dagster processes, exactly as ``test_postgres_deployment.py`` does
 (``osipi_dagster_tests/services.py``), builds the catalog (not timed), then launches through GraphQL, at
-once, ``--backfills`` backfills that together cover ``--days`` closed days x ``--shards`` tag shards, each
-over a block of the shards, and lets the daemon run them, at most 4 runs at once (deploy/dagster.yaml).
+once, ``--runs`` runs of ``pi_timeseries`` that together cover ``--days`` closed days x ``--shards`` tag
+shards, each over every day of a block of the shards, and lets the queued run coordinator run them.
 
-Why several backfills: Dagster makes one run per day of a backfill's shards (docs/DEPLOYMENT.md, "Sizing the
-pools"), so one backfill of 3 days is 3 runs, never 4 at once; 4 backfills of 4 shards each are 12 runs of 4
-partitions, 4 at a time. ``--backfills 1`` measures the single backfill (fewer, larger runs).
+Why runs, and not one backfill: Dagster's backfill daemon makes each run of a date x shard backfill over one
+day's shards or over one shard's days, never over several days *and* several shards (docs/DEPLOYMENT.md,
+"Sizing the pools"), so one backfill of 3 days x 16 shards is 3 runs of 16 partitions, never 4 at once.
+A run launched with the partition range tags spans the rectangle from its first to its last key (3 days x 4
+shards: 12 partitions), launched here with GraphQL's ``launchRun`` (as a user's script does with
+``DagsterGraphQLClient.submit_job_execution(tags=...)``, docs/DEPLOYMENT.md): 4 such runs are 4 at once,
+each carrying a quarter of the values against one run's fixed cost. ``--backfills N`` launches N backfills
+instead, each over a block of the shards, and lets the daemon split them (``--backfills 1``: 3 runs of 16
+partitions; ``--backfills 4``: 12 runs of 4, 4 at a time, the layout measured before).
 
 Measured, from the instance (PostgreSQL) once it is done:
 
@@ -27,6 +33,7 @@ Measured, from the instance (PostgreSQL) once it is done:
   between samples), the run worker's before the asset's step starts, and the checks'.
 
     .venv/bin/python benchmarks/bench_backfill.py                       # 3 days x 16 shards x 200 points
+    .venv/bin/python benchmarks/bench_backfill.py --backfills 4         # the same as 4 backfills (12 runs)
     .venv/bin/python benchmarks/bench_backfill.py --days 1 --shards 4 --tags 40      # a quick check
 
 A run that fails stops the bench unless the daemon retried it (deploy/dagster.yaml's ``run_retries``): either
@@ -55,6 +62,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the deployment helpers live with the tests
 
+from osipi_dagster_tests.dagster_ui import DagsterUI  # noqa: E402
 from osipi_dagster_tests.processes import mock_pi  # noqa: E402
 from osipi_dagster_tests.services import (  # noqa: E402
     dagster_deployment,
@@ -156,24 +164,31 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=16, help="tag shards (OSIPI_TAG_SHARDS)")
     parser.add_argument("--tags", type=int, default=200, help="1 Hz points of the mock")
     parser.add_argument(
-        "--backfills",
+        "--runs",
         type=int,
         default=4,
-        help="backfills launched at once, each over a block of the shards (1: one backfill, a run per day)",
+        help="runs launched at once, each over every day x a block of the shards (the partition range tags)",
+    )
+    parser.add_argument(
+        "--backfills",
+        type=int,
+        help="launch this many backfills instead, each over a block of the shards, split into runs by the "
+        "daemon (1: one backfill, a run per day of 16 shards)",
     )
     parser.add_argument("--identity", action="store_true", help="no gzip between the mock and the client")
     args = parser.parse_args()
-    if not 1 <= args.backfills <= args.shards:
-        parser.error("--backfills must be between 1 and --shards")
+    if not 1 <= (args.backfills or args.runs) <= args.shards:
+        parser.error("--runs and --backfills must be between 1 and --shards")
     print(json.dumps(run(args)))
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     days = [LAST_DAY - timedelta(days=offset) for offset in reversed(range(args.days))]
     shards = [f"s{index:02d}" for index in range(args.shards)]
+    launched_at_once = args.backfills or args.runs
     blocks = [
-        shards[index * args.shards // args.backfills : (index + 1) * args.shards // args.backfills]
-        for index in range(args.backfills)
+        shards[index * args.shards // launched_at_once : (index + 1) * args.shards // launched_at_once]
+        for index in range(launched_at_once)
     ]
     launches = [[f"{day.isoformat()}|{shard}" for day in days for shard in block] for block in blocks]
     now = f"{(LAST_DAY + timedelta(days=1)).isoformat()}T00:00:00Z"
@@ -199,13 +214,22 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         processes.sample()  # CPU times of the services before the backfill
         processes.start()
         launched = time.time()
-        backfill_ids = [
-            ui.launch_backfill("pi_timeseries", partitions, {"osipi/bench": "backfill"})
-            for partitions in launches
-        ]
-        backfills = [ui.wait_backfill(backfill_id, timeout_s=7200) for backfill_id in backfill_ids]
+        if args.backfills:
+            backfill_ids = [
+                ui.launch_backfill("pi_timeseries", partitions, {"osipi/bench": "backfill"})
+                for partitions in launches
+            ]
+            backfills = [ui.wait_backfill(backfill_id, timeout_s=7200) for backfill_id in backfill_ids]
+            every_run = [run for backfill in backfills for run in backfill["runs"]]
+            done = {backfill["status"] for backfill in backfills} == {"COMPLETED_SUCCESS"}
+        else:
+            run_ids = [
+                ui.materialize(location, ["pi_timeseries"], _range_tags(partitions) | {"osipi/bench": "runs"})
+                for partitions in launches
+            ]
+            every_run = _wait_runs(ui, run_ids, timeout_s=7200)
+            done = True  # each launched run, or its retry, is checked below
         processes.stop()
-        every_run = [run for backfill in backfills for run in backfill["runs"]]
         failed = {
             run["runId"]: {"tags": _tags(run), "errors": ui.run_errors(run["runId"])}
             for run in every_run
@@ -220,9 +244,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             if run["tags"].get("dagster/will_retry") == "true"
         }
         lost = {run_id: run["errors"] for run_id, run in failed.items() if run_id not in retried}
-        statuses = [backfill["status"] for backfill in backfills]
-        if lost or set(statuses) != {"COMPLETED_SUCCESS"}:
-            raise SystemExit(f"runs failed (logs in {work}): {lost}; backfills {statuses}; retried {retried}")
+        if lost or not done:
+            raise SystemExit(
+                f"runs failed (logs in {work}): {lost}; backfills done: {done}; retried {retried}"
+            )
         timings = [
             _run_timings(postgres.environment(), work / "dagster_home", run["runId"])
             for run in every_run
@@ -237,6 +262,39 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if retried:
         print(f"runs that failed and were retried (event logs in {work}): {retried}")
     return result | {"runs_failed_then_retried": retried, "runs_failed": len(lost)}
+
+
+def _range_tags(partitions: list[str]) -> dict[str, str]:
+    """The tags of a run over the rectangle from the first to the last of ``partitions`` (every day x a
+    block of shards, listed day by day)."""
+    return {
+        "dagster/asset_partition_range_start": partitions[0],
+        "dagster/asset_partition_range_end": partitions[-1],
+    }
+
+
+def _wait_runs(ui: DagsterUI, run_ids: list[str], timeout_s: float) -> list[dict]:
+    """Every run of ``run_ids`` once ended, and the daemon's retries of those that failed outside the code
+    (deploy/dagster.yaml's ``run_retries``), followed until one of each chain ended without a retry."""
+    deadline = time.monotonic() + timeout_s
+    waiting, ended = list(run_ids), []
+    while waiting:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"runs still not done after {timeout_s:.0f} s: {waiting}")
+        time.sleep(2)
+        runs = {run["runId"]: run for run in ui.runs()}
+        for run_id in list(waiting):
+            run = runs.get(run_id)
+            if run is None or run["status"] not in {"SUCCESS", "FAILURE", "CANCELED"}:
+                continue
+            if _tags(run).get("dagster/will_retry") == "true":
+                retry = [r["runId"] for r in runs.values() if _tags(r).get("dagster/parent_run_id") == run_id]
+                if not retry:
+                    continue  # the daemon has not launched it yet
+                waiting += retry
+            waiting.remove(run_id)
+            ended.append(run)
+    return ended
 
 
 def _tags(run: dict[str, object]) -> dict[str, str]:
@@ -371,7 +429,7 @@ def _report(args, partitions, runs, processes: Processes, launched: float, load_
         "tags": args.tags,
         "accept_encoding": "identity" if args.identity else "gzip, deflate",
         "partitions": partitions,
-        "backfills": args.backfills,
+        "launched": f"{args.backfills} backfills" if args.backfills else f"{args.runs} runs",
         "runs": len(runs),
         "most_runs_at_once": most_at_once(list(zip(starting, ended, strict=True))),
         "values": values,

@@ -1,6 +1,7 @@
 """``pi_timeseries``: PI recorded values, one (UTC day, tag shard) partition at a time."""
 
 from datetime import date, datetime, timedelta
+from functools import cache
 
 import dagster as dg
 from pydantic import Field
@@ -17,8 +18,9 @@ from osipi_dagster.lake import LakeTable, row_count
 from osipi_dagster.lake.schemas import DATA_LATENCY, POINTS, TIMESERIES, WATERMARKS
 from osipi_dagster.pipes.request import RemoteJob
 
-# A backfill launches one run per this many partitions: Dagster costs seconds per run, so one run per
-# partition would spend most of a backfill starting runs.
+# A backfill's runs carry at most this many partitions: Dagster costs seconds per run, so one run per
+# partition would spend most of a backfill starting runs. Dagster's backfill daemon fills a run with one
+# day's shards or one shard's days, never several of both (docs/DEPLOYMENT.md, "Sizing the pools").
 PARTITIONS_PER_RUN = 32
 
 
@@ -135,10 +137,13 @@ def _ingest(
     if config.new_points_after is not None:
         until = _time(config.new_points_until) or now
         new_points = points_first_seen(lake.table(POINTS.name), _time(config.new_points_after), until)
+    # A run over several days of a shard reads its catalog once: the same points for each of its days, and
+    # one read of the whole catalog table per shard rather than per partition.
+    points_of = cache(lambda shard: shard_points(lake.table(POINTS.name), shard))
     results: list[PartitionResult] = []
     for key in context.partition_keys:
         day, shard = split_partition_key(key)
-        points = shard_points(lake.table(POINTS.name), shard)
+        points = points_of(shard)
         web_ids = points.read
         if new_points is not None:
             web_ids = sorted(web_id for web_id, point_shard in new_points.items() if point_shard == shard)
