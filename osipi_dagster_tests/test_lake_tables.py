@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from osipi_dagster.lake import (
     InvalidLakeRootError,
@@ -25,7 +25,7 @@ from osipi_dagster.lake import (
 from osipi_dagster.lake.errors import ConcurrentWriteError
 from osipi_dagster.lake.partitions import WRITER_COLUMNS, read_partition, replace_partition
 from osipi_dagster.lake.schemas import SILVER_EDGES, TIMESERIES
-from osipi_dagster.lake.tables import without_columns
+from osipi_dagster.lake.tables import LakeTable, without_columns
 
 
 def test_tables_live_under_schema_and_table_folders(tmp_path: Path) -> None:
@@ -123,3 +123,26 @@ def _edges_batch(value: float) -> pa.RecordBatch:
         [row | {"timestamp_ns": 1, "sequence": 0, "value": value, "is_good": True}],
         schema=without_columns(SILVER_EDGES.schema, WRITER_COLUMNS),
     )
+
+
+def test_a_partition_dataset_holds_only_that_partitions_files(tmp_path: Path) -> None:
+    uri = str(tmp_path / "bronze" / "sliced")
+    days = [date(2025, 1, 5), date(2025, 1, 5), date(2025, 1, 6), date(2025, 1, 6)]
+    rows = pa.table(
+        {
+            "partition_date": pa.array(days, pa.date32()),
+            "tag_shard": ["s00", "s01", "s00", "s01"],
+            "value": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    write_deltalake(uri, rows, partition_by=["partition_date", "tag_shard"])
+    table = LakeTable("bronze.sliced", uri)
+
+    dataset = table.partition_dataset({"partition_date": date(2025, 1, 6), "tag_shard": "s01"})
+
+    assert len(list(dataset.get_fragments())) == 1
+    assert dataset.to_table().to_pydict() == {
+        "partition_date": [date(2025, 1, 6)],
+        "tag_shard": ["s01"],
+        "value": [4.0],
+    }

@@ -203,8 +203,9 @@ def scan_slice(
         return SliceFigures({})
     # The texts read as dictionaries (a point's WebId repeats on every row: about 60 bytes a row saved),
     # and one batch read ahead: the parquet reader holds a row group (up to 1 Mi rows) at a time anyway.
-    dataset = table.load().to_pyarrow_dataset(
-        parquet_read_options=ds.ParquetReadOptions(dictionary_columns={"web_id", "string_value"})
+    dataset = table.partition_dataset(
+        {"partition_date": day, "tag_shard": shard},
+        read_options=ds.ParquetReadOptions(dictionary_columns={"web_id", "string_value"}),
     )
     scanner = dataset.scanner(
         columns=_SCAN_COLUMNS,

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -142,6 +142,20 @@ class LakeTable:
         """The latest committed version, or None if the table does not exist yet."""
         return self.load().version() if self.exists() else None
 
+    def partition_dataset(
+        self, partition: Mapping[str, date | str], *, read_options: ds.ParquetReadOptions | None = None
+    ) -> ds.Dataset:
+        """The files of one partition (``{"partition_date": day, "tag_shard": "s03"}``) as an Arrow dataset.
+
+        delta-rs picks the partition's files from the log before Arrow sees any: a dataset over every file
+        of the table costs about 0.1 ms a file to build (0.4 s for 4,000 files, measured), and a table of
+        a few years of days x shards holds tens of thousands, per partition read. Filter rows as before:
+        the dataset's fragments keep their partition values."""
+        pruning = [(column, "=", _partition_text(value)) for column, value in partition.items()]
+        return self.load().to_pyarrow_dataset(
+            file_pruning_predicate=pruning, parquet_read_options=read_options
+        )
+
     def __str__(self) -> str:
         return self.name
 
@@ -201,6 +215,11 @@ class Lakehouse:
                 "OSIPI_LAKE_ROOT (the lakehouse resource's root) at a folder this process may create and "
                 "write, or fix the folder's permissions."
             ) from exc
+
+
+def _partition_text(value: date | str) -> str:
+    # Delta stores partition values as text: a date as ISO 8601.
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def stored_table_name(name: str, table_prefix: str) -> str:

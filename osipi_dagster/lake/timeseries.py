@@ -267,8 +267,8 @@ def read_slice(
     point at one timestamp keep the order they were written in within a file. The whole slice is
     materialized: use it for tests, checks and small slices.
     """
-    expression = _slice_filter(time_slice(partition_date, tag_shard, time_range, web_ids))
-    rows = table.load().to_pyarrow_table(filters=expression)
+    target = time_slice(partition_date, tag_shard, time_range, web_ids)
+    rows = _slice_dataset(table, target).to_table(filter=_slice_filter(target))
     return restore_exact_timestamps(rows).sort_by([("web_id", "ascending"), ("timestamp", "ascending")])
 
 
@@ -279,7 +279,11 @@ def slice_row_count(
     if not table.exists():
         return 0
     target = time_slice(partition_date, tag_shard, kept_web_ids=kept_web_ids)
-    return table.load().to_pyarrow_dataset().count_rows(filter=_slice_filter(target))
+    return _slice_dataset(table, target).count_rows(filter=_slice_filter(target))
+
+
+def _slice_dataset(table: LakeTable, target: TimeSlice) -> ds.Dataset:
+    return table.partition_dataset({"partition_date": target.partition_date, "tag_shard": target.tag_shard})
 
 
 def _slice_filter(target: TimeSlice) -> ds.Expression:
