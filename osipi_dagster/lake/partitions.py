@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from osipi_dagster.lake.errors import LakeError
 from osipi_dagster.lake.schemas import SILVER_TIMESERIES, UTC_US
-from osipi_dagster.lake.streaming import BatchStream, ParquetLayout, local_folder, overwrite_partition_files
+from osipi_dagster.lake.streaming import BatchStream, ParquetLayout, local_folder, overwrite_files
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
@@ -260,7 +260,7 @@ def replace_partition(
         batches, table, schema, require_utc(ingested_at or utc_now(), what="ingested_at")
     )
     predicate = partition_predicate(partition_date, tag_shard)
-    commit = overwrite_partition_files(
+    commit = overwrite_files(
         table,
         ensure_table(table),
         stream,

@@ -26,6 +26,7 @@ from deltalake import write_deltalake
 
 from osipi_dagster.lake.errors import InvalidRowsError
 from osipi_dagster.lake.schemas import UTC_US
+from osipi_dagster.lake.streaming import BatchStream, ParquetLayout, overwrite_files
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
@@ -37,6 +38,13 @@ from osipi_dagster.lake.tables import (
     tagged_commit,
     utc_now,
     without_columns,
+)
+
+# The catalog tables' files, written by Arrow's Parquet writer: row groups of 50,000 rows (an attribute row
+# is about 500 bytes before encoding, so a row group is about 25 MB), Snappy-compressed text as delta-rs
+# wrote them before (paths and descriptions repeat their prefixes).
+CATALOG_LAYOUT = ParquetLayout(
+    row_group_rows=50_000, target_file_size=128 * 1024 * 1024, compression="snappy"
 )
 
 
@@ -74,32 +82,48 @@ def overwrite_table_batches(
     table: LakeTable, batches: Iterable[pa.RecordBatch], *, ingested_at: datetime | None = None
 ) -> WriteResult:
     """Replace the whole table with ``batches`` (every spec column but ``ingested_at``) in one commit,
-    streamed: one batch in memory at a time."""
+    streamed into Parquet files row group by row group (:func:`~osipi_dagster.lake.streaming.overwrite_files`:
+    memory for about two row groups of :data:`CATALOG_LAYOUT`, whatever the size of the table).
+
+    Raises:
+        InvalidRowsError: a batch lacks a column, has an unexpected one, or a null where none may be;
+            nothing is committed.
+        ConcurrentWriteError: another writer replaced the table at the same time; nothing is committed.
+    """
     started = time.perf_counter()
     spec = spec_of(table)
-    schema = without_columns(spec.schema, ["ingested_at"])
-    stamp = pa.scalar(require_utc(ingested_at or utc_now(), what="ingested_at"), UTC_US)
-    written = 0
-
-    def stamped() -> Iterator[pa.RecordBatch]:
-        nonlocal written
-        for batch in batches:
-            data = conform(batch, schema, what=f"Rows for {table}")
-            written += data.num_rows
-            yield data.append_column(
-                spec.schema.field("ingested_at"), pa.repeat(stamp, data.num_rows)
-            ).select(spec.schema.names)
-
-    delta_table = ensure_table(table)
-    reader = pa.RecordBatchReader.from_batches(spec.schema, stamped())
-    commit = tagged_commit(
-        table,
-        delta_table,
-        lambda properties: write_deltalake(
-            delta_table, reader, mode="overwrite", commit_properties=properties
-        ),
+    stream = _StampedStream(
+        batches, table, spec.schema, require_utc(ingested_at or utc_now(), what="ingested_at")
     )
-    return WriteResult.of(table, commit, rows=written, predicate=None, started=started)
+    commit = overwrite_files(
+        table,
+        ensure_table(table),
+        stream,
+        spec.schema,
+        partition_values={},
+        layout=CATALOG_LAYOUT,
+        rows_named=str(table),
+        advice="Run one refresh of the catalog at a time, then re-run.",
+    )
+    return WriteResult.of(table, commit, rows=stream.rows, predicate=None, started=started)
+
+
+class _StampedStream(BatchStream):
+    """The caller's batches conformed to the table's spec, with ``ingested_at`` added."""
+
+    def __init__(
+        self, batches: Iterable[pa.RecordBatch], table: LakeTable, schema: pa.Schema, ingested_at: datetime
+    ) -> None:
+        super().__init__(batches)
+        self._schema = schema
+        self._input_schema = without_columns(schema, ["ingested_at"])
+        self._what = f"Rows for {table}"
+        self._stamp = pa.scalar(ingested_at, UTC_US)
+
+    def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        data = conform(batch, self._input_schema, what=self._what)
+        stamps = pa.repeat(self._stamp, data.num_rows)
+        return data.append_column(self._schema.field("ingested_at"), stamps).select(self._schema.names)
 
 
 def scan_table(
