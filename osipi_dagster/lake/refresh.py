@@ -26,7 +26,7 @@ from deltalake import write_deltalake
 
 from osipi_dagster.lake.errors import InvalidRowsError
 from osipi_dagster.lake.schemas import UTC_US
-from osipi_dagster.lake.streaming import BatchStream, ParquetLayout, overwrite_files
+from osipi_dagster.lake.streaming import BatchStream, ParquetLayout, local_folder, overwrite_files
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
@@ -129,11 +129,20 @@ class _StampedStream(BatchStream):
 def scan_table(
     table: LakeTable, columns: Sequence[str] | None = None, *, batch_rows: int = 50_000
 ) -> Iterator[pa.RecordBatch]:
-    """The table's rows batch by batch (none if it was never written): memory for a batch, not the table."""
+    """The rows of an unpartitioned table batch by batch (none if it was never written): memory for a
+    batch, not the table.
+
+    Files are read one after the other, decoded in this thread: Arrow's dataset scanner (decoding threads,
+    read-ahead) kept far more (measured on a 420,000-row attribute table, 10,000-row batches hashed row by
+    row as :class:`RowFingerprints` does: +265 MiB peak RSS against +71 MiB read this way).
+    """
     if not table.exists():
         return
-    dataset = table.load().to_pyarrow_dataset()
-    yield from dataset.to_batches(columns=None if columns is None else list(columns), batch_size=batch_rows)
+    folder = local_folder(table)
+    wanted = None if columns is None else list(columns)
+    for fragment in table.load().to_pyarrow_dataset().get_fragments():
+        with pq.ParquetFile(fragment.path, filesystem=folder or fragment.filesystem) as file:
+            yield from file.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=False)
 
 
 class StagedRows:
@@ -186,7 +195,7 @@ class RowFingerprints:
         names = [name for name in spec_of(table).schema.names if name not in self.ignore]
         self.columns = [name for name in names if name not in self.key]
         keys, rows = [], []
-        for batch in scan_table(table, [*self.key, *self.columns]):
+        for batch in scan_table(table, [*self.key, *self.columns], batch_rows=10_000):
             batch_keys, batch_rows = self._hash(batch)
             keys.append(batch_keys)
             rows.append(batch_rows)
