@@ -139,7 +139,7 @@ class ParquetLayout:
     plain: frozenset[str] = frozenset()
     delta_encoded: frozenset[str] = frozenset()
     unfiltered: frozenset[str] = frozenset()
-    # None for the value columns (mostly encoded already); the catalog's text columns compress.
+    # "none" where the columns are mostly encoded already (silver, gold); the catalog's text compresses.
     compression: str = "none"
 
     def writer_options(self, schema: pa.Schema) -> dict[str, object]:
