@@ -172,9 +172,10 @@ class StagedRows:
         self.rows += batch.num_rows
 
     def batches(self, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
-        """The staged rows, in the order they were staged."""
+        """The staged rows, in the order they were staged, decoded in this thread (Arrow's decoding threads
+        kept about 30 MiB more while 420,000 attribute rows were streamed into a commit)."""
         self._close_writer()
-        yield from pq.ParquetFile(self._path).iter_batches(batch_size=batch_rows)
+        yield from pq.ParquetFile(self._path).iter_batches(batch_size=batch_rows, use_threads=False)
 
     def _close_writer(self) -> None:
         if self._writer is not None:
