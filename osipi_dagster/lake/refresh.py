@@ -26,7 +26,7 @@ from deltalake import write_deltalake
 
 from osipi_dagster.lake.errors import InvalidRowsError
 from osipi_dagster.lake.schemas import UTC_US
-from osipi_dagster.lake.streaming import BatchStream, ParquetLayout, local_folder, overwrite_files
+from osipi_dagster.lake.streaming import ParquetLayout, StampedStream, local_folder, overwrite_files
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
@@ -92,7 +92,7 @@ def overwrite_table_batches(
     """
     started = time.perf_counter()
     spec = spec_of(table)
-    stream = _StampedStream(
+    stream = StampedStream(
         batches, table, spec.schema, require_utc(ingested_at or utc_now(), what="ingested_at")
     )
     commit = overwrite_files(
@@ -106,24 +106,6 @@ def overwrite_table_batches(
         advice="Run one refresh of the catalog at a time, then re-run.",
     )
     return WriteResult.of(table, commit, rows=stream.rows, predicate=None, started=started)
-
-
-class _StampedStream(BatchStream):
-    """The caller's batches conformed to the table's spec, with ``ingested_at`` added."""
-
-    def __init__(
-        self, batches: Iterable[pa.RecordBatch], table: LakeTable, schema: pa.Schema, ingested_at: datetime
-    ) -> None:
-        super().__init__(batches)
-        self._schema = schema
-        self._input_schema = without_columns(schema, ["ingested_at"])
-        self._what = f"Rows for {table}"
-        self._stamp = pa.scalar(ingested_at, UTC_US)
-
-    def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        data = conform(batch, self._input_schema, what=self._what)
-        stamps = pa.repeat(self._stamp, data.num_rows)
-        return data.append_column(self._schema.field("ingested_at"), stamps).select(self._schema.names)
 
 
 def scan_table(

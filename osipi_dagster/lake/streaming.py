@@ -31,7 +31,8 @@ from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction
 
 from osipi_dagster.lake.errors import ConcurrentWriteError
-from osipi_dagster.lake.tables import Commit, LakeTable, spec_of, tagged_commit
+from osipi_dagster.lake.schemas import UTC_US
+from osipi_dagster.lake.tables import Commit, LakeTable, conform, spec_of, tagged_commit, without_columns
 
 _LOCAL = pafs.LocalFileSystem()
 _SAFE_FOLDER = re.compile(r"[A-Za-z0-9_.-]{1,100}")
@@ -63,6 +64,34 @@ class BatchStream(Iterator[pa.RecordBatch]):
             raise
         self.rows += converted.num_rows
         return converted
+
+
+class StampedStream(BatchStream):
+    """The caller's batches conformed to ``schema`` (the columns the table's files hold) but its
+    ``ingested_at``, which is added here (partition columns are in the files' folder and the Delta log, not
+    in the files)."""
+
+    def __init__(
+        self, batches: Iterable[pa.RecordBatch], table: LakeTable, schema: pa.Schema, ingested_at: datetime
+    ) -> None:
+        super().__init__(batches)
+        self._schema = schema
+        self._input_schema = without_columns(schema, ["ingested_at"])
+        self._what = f"A batch for {table}"
+        self._ingested_at = pa.scalar(ingested_at, UTC_US)
+        self._stamps = pa.repeat(self._ingested_at, 0)
+
+    def _repeated(self, rows: int) -> pa.Array:
+        """``ingested_at`` for a batch of ``rows``, kept for the next batch (most have one size)."""
+        if len(self._stamps) != rows:
+            self._stamps = pa.repeat(self._ingested_at, rows)
+        return self._stamps
+
+    def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        batch = conform(batch, self._input_schema, what=self._what)
+        columns = {name: batch.column(name) for name in self._input_schema.names}
+        columns["ingested_at"] = self._repeated(batch.num_rows)
+        return pa.RecordBatch.from_arrays([columns[name] for name in self._schema.names], schema=self._schema)
 
 
 def overwrite_streamed(
