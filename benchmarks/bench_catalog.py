@@ -14,11 +14,15 @@ reports:
   attributes and points added, removed, changed: all zero when the catalog is stable).
 
 Each refresh runs in a child process of its own (this script with ``--child``) so that each peak RSS belongs
-to that refresh alone.
+to that refresh alone. With ``--phases``, each refresh also reports the peak RSS of each of its phases
+(reading AF, each table's commit, reading points): the process's peak (``VmHWM``) is reset at each phase's
+start through ``/proc/self/clear_refs`` (Linux) and read at its end, the phases marked by wrapping the refresh
+functions and the lake's writer as the assets call them.
 
     .venv/bin/python benchmarks/bench_catalog.py --points 100000
     .venv/bin/python benchmarks/bench_catalog.py --points 10000 --keep /tmp/lake   # keep the lake to look at
     .venv/bin/python benchmarks/bench_catalog.py --points 100000 --max-frame-pages 2   # main before issue 11
+    .venv/bin/python benchmarks/bench_catalog.py --points 100000 --phases   # where each refresh peaks
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -120,7 +125,72 @@ def mock_figures(api: str, max_frame_pages: int | None) -> dict[str, object]:
     }
 
 
-def refresh(api: str, root: str) -> dict[str, object]:
+class PhaseProbe:
+    """The peak RSS of each phase of this process: ``mark`` ends the current phase (its peak is ``VmHWM``
+    since the last mark) and starts the next one with the peak reset to the current RSS."""
+
+    def __init__(self) -> None:
+        self.phases: list[dict[str, object]] = []
+        self._current = "start"
+        self._reset_peak()
+
+    def mark(self, phase: str) -> None:
+        status = _status_mib()
+        self.phases.append(
+            {
+                "phase": self._current,
+                "peak_mib": round(status["VmHWM"]),
+                "rss_end_mib": round(status["VmRSS"]),
+            }
+        )
+        self._current = phase
+        self._reset_peak()
+
+    def wrap(self, module: object, name: str, phase: Callable[..., str]) -> None:
+        """Mark ``phase(*args)`` when ``module.name`` is called and "after <it>" when it returns."""
+        function = getattr(module, name)
+
+        def wrapped(*args: object, **kwargs: object) -> object:
+            label = phase(*args)
+            self.mark(label)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.mark(f"after {label}")
+
+        setattr(module, name, wrapped)
+
+    @staticmethod
+    def _reset_peak() -> None:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+
+
+def _status_mib() -> dict[str, float]:
+    with open("/proc/self/status") as status:
+        return {
+            line.split(":")[0]: int(line.split()[1]) / 1024
+            for line in status
+            if line.startswith(("VmHWM:", "VmRSS:"))
+        }
+
+
+def probe_phases() -> PhaseProbe:
+    """A :class:`PhaseProbe` whose phases are the refresh functions as the assets call them, and each
+    table's write inside them."""
+    from osipi_dagster.defs.pi_server import af as af_asset
+    from osipi_dagster.defs.pi_server import points as points_asset
+    from osipi_dagster.ingest import af, catalog
+
+    probe = PhaseProbe()
+    probe.wrap(af_asset, "refresh_af", lambda *args: "refresh_af: read elements and attributes")
+    probe.wrap(points_asset, "refresh_point_catalog", lambda *args: "refresh_point_catalog: read points")
+    for module in (af, catalog):
+        probe.wrap(module, "overwrite_table_batches", lambda table, *args: f"commit {table.name}")
+    return probe
+
+
+def refresh(api: str, root: str, phases: bool) -> dict[str, object]:
     """In the child process: materialize ``pi_af`` and ``pi_points`` once; return its figures."""
     import dagster as dg
 
@@ -133,28 +203,42 @@ def refresh(api: str, root: str) -> dict[str, object]:
     with dg.instance_for_test() as instance:
         rss_before = self_peak_rss_mib()
         cpu_before = self_cpu_seconds()
+        probe = probe_phases() if phases else None
         started = time.perf_counter()
         result = dg.materialize([assets.af, assets.points], resources=resources, instance=instance)
         wall = time.perf_counter() - started
+        if probe is not None:
+            probe.mark("end")
         assert result.success
         metadata: dict[str, object] = {}
         for node in ("pi_af", "pi_points"):
             for materialization in result.asset_materializations_for_node(node):
                 metadata.update({key: value.value for key, value in materialization.metadata.items()})
+    phase_peaks = probe.phases if probe is not None else []
     return {
         "wall_seconds": round(wall, 1),
         "cpu_seconds": round(self_cpu_seconds() - cpu_before, 1),
-        "peak_rss_mib": round(self_peak_rss_mib()),
+        # The probe resets the kernel's peak at each phase: the run's peak is then the highest phase's.
+        "peak_rss_mib": round(max([self_peak_rss_mib(), *(p["peak_mib"] for p in phase_peaks)])),
         "peak_rss_mib_after_imports": round(rss_before),
         "points_active": metadata.get("points_active"),
         "changes": {key: metadata.get(key) for key in CHANGE_KEYS},
+        **({"phases": phase_peaks} if probe is not None else {}),
     }
 
 
-def run_child(api: str, root: Path, mock_pid: int) -> dict[str, object]:
+def run_child(api: str, root: Path, mock_pid: int, phases: bool) -> dict[str, object]:
     """One refresh in a child process, with the mock's CPU seconds over it."""
     mock_cpu = proc_cpu_seconds(mock_pid)
-    command = [sys.executable, __file__, "--child", api, "--root", str(root)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        api,
+        "--root",
+        str(root),
+        *(["--phases"] if phases else []),
+    ]
     child = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if child.returncode:
         raise SystemExit(f"the refresh failed (status {child.returncode}):\n{child.stderr[-5000:]}")
@@ -169,8 +253,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     mock, api, startup = start_mock(args.points)
     try:
         mock_side = {"startup_seconds": round(startup, 1), **mock_figures(api, args.max_frame_pages)}
-        first = run_child(api, root, mock.pid)
-        second = run_child(api, root, mock.pid)
+        first = run_child(api, root, mock.pid, args.phases)
+        second = run_child(api, root, mock.pid, args.phases)
         mock_side["peak_rss_mib"] = round(proc_peak_rss_mib(mock.pid))
     finally:
         mock.terminate()
@@ -201,11 +285,14 @@ def main() -> None:
         help="read at most this many pages of event frames (default: the whole day; main's mock at 100,000 "
         "points searches again for every page)",
     )
+    parser.add_argument(
+        "--phases", action="store_true", help="report each refresh's peak RSS phase by phase (Linux)"
+    )
     parser.add_argument("--child", metavar="API", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(refresh(args.child, args.root)))
+        print(json.dumps(refresh(args.child, args.root, args.phases)))
         return
     figures = run(args)
     mock_side, first, second = figures["mock"], figures["first"], figures["second"]
@@ -218,6 +305,9 @@ def main() -> None:
         f"{first['wall_seconds']} s (peak {first['peak_rss_mib']} MiB), second {second['wall_seconds']} s "
         f"(peak {second['peak_rss_mib']} MiB), changes on the second: {second['changes']}"
     )
+    for name in ("first", "second") if args.phases else ():
+        for phase in figures[name]["phases"]:
+            print(f"{name}: {phase['phase']}: peak {phase['peak_mib']} MiB, then {phase['rss_end_mib']} MiB")
     print(json.dumps(figures))
 
 

@@ -1,14 +1,30 @@
-"""Full refresh of the catalog tables and the row diff."""
+"""Full refresh of the catalog tables and the row diff; whole-table overwrites (``overwrite_table_batches``):
+one commit of files written by Arrow's Parquet writer, with the statistics delta-rs writes, and nothing
+committed on failure."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable, write_deltalake
 
-from osipi_dagster.lake import Lakehouse, RowDiff, diff_rows, overwrite_table, read_table
-from osipi_dagster.lake.schemas import AF_HIERARCHY
+from osipi_dagster.lake import (
+    Lakehouse,
+    RowDiff,
+    diff_rows,
+    overwrite_table,
+    overwrite_table_batches,
+    read_table,
+)
+from osipi_dagster.lake.errors import ConcurrentWriteError, InvalidRowsError
+from osipi_dagster.lake.refresh import CATALOG_LAYOUT
+from osipi_dagster.lake.schemas import AF_HIERARCHY, UTC_US
 from osipi_dagster.lake.tables import without_columns
 
 INPUT = without_columns(AF_HIERARCHY.schema, ["ingested_at"])
@@ -51,3 +67,105 @@ def test_overwrite_replaces_the_whole_table_and_the_diff_counts_changes(tmp_path
     assert (written.version, rewritten.version, rewritten.rows_written) == (1, 2, 3)
     assert sorted(read_table(table)["name"].to_pylist()) == ["Plant", "Pump 2", "Valve"]
     assert before["ingested_at"][0].as_py() == datetime(2025, 1, 6, tzinfo=UTC)
+
+
+INGESTED_AT = datetime(2025, 1, 6, 12, 30, 15, 123456, tzinfo=UTC)
+
+
+def _elements(start: int, count: int, description: str = "pump") -> pa.RecordBatch:
+    numbers = range(start, start + count)
+    return pa.RecordBatch.from_pydict(
+        {
+            "web_id": [f"E{n:07d}" for n in numbers],
+            "parent_web_id": [None if n % 10 == 0 else f"E{n - n % 10:07d}" for n in numbers],
+            "name": [f"Unit {n}" for n in numbers],
+            "path": [f"\\\\AF\\DB\\Site\\Unit {n}" for n in numbers],
+            "depth": [n % 10 for n in numbers],
+            "template_name": [None if n % 3 else "Pump" for n in numbers],
+            "category_names": [[] if n % 2 else ["Rotating", "Critical"] for n in numbers],
+            "description": [description] * count,
+            "database_web_id": ["D1"] * count,
+        },
+        schema=INPUT,
+    )
+
+
+def _add_actions(table_path: str) -> list[dict]:
+    log = sorted(Path(table_path, "_delta_log").glob("*.json"))[-1]
+    actions = [json.loads(line) for line in log.read_text().splitlines()]
+    return [action["add"] for action in actions if "add" in action]
+
+
+def test_a_catalog_table_is_written_in_row_groups_with_the_statistics_delta_rs_writes(tmp_path: Path) -> None:
+    """Memory holds a row group, not the table: a table of 2.5 row groups is one file of three; its Delta
+    statistics are those delta-rs's own writer gives the same rows (no bounds for a list column)."""
+    table = Lakehouse(str(tmp_path / "lake")).table(AF_HIERARCHY.name)
+    rows = CATALOG_LAYOUT.row_group_rows * 5 // 2
+    batches = [_elements(start, 5_000) for start in range(0, rows, 5_000)]
+
+    result = overwrite_table_batches(table, batches, ingested_at=INGESTED_AT)
+
+    assert (result.rows_written, result.files_added, result.files_removed) == (rows, 1, 0)
+    (added,) = _add_actions(table.uri)
+    assert pq.ParquetFile(Path(table.uri, added["path"])).metadata.num_row_groups == 3
+    by_delta_rs = str(tmp_path / "delta-rs")
+    stamped = pa.Table.from_batches(batches).append_column(
+        AF_HIERARCHY.schema.field("ingested_at"),
+        pa.repeat(pa.scalar(INGESTED_AT, UTC_US), rows),
+    )
+    write_deltalake(by_delta_rs, stamped)
+    (expected,) = _add_actions(by_delta_rs)
+    assert json.loads(added["stats"]) == json.loads(expected["stats"])
+    assert "category_names" not in json.loads(added["stats"])["nullCount"]
+    stored = table.load().to_pyarrow_table()
+    data = stored.select(INPUT.names)
+    assert data.equals(pa.Table.from_batches(batches).cast(data.schema))
+    assert stored.column("ingested_at").unique().to_pylist() == [INGESTED_AT]
+
+
+def test_a_catalog_overwrite_replaces_every_file_in_one_commit(tmp_path: Path) -> None:
+    table = Lakehouse(str(tmp_path / "lake")).table(AF_HIERARCHY.name)
+    overwrite_table_batches(table, [_elements(0, 5)])
+    overwrite_table_batches(table, [_elements(0, 5)])
+
+    result = overwrite_table_batches(table, [_elements(100, 3)])
+
+    assert (result.version, result.files_added, result.files_removed) == (3, 1, 1)
+    assert sorted(table.load().to_pyarrow_table().column("web_id").to_pylist()) == [
+        "E0000100",
+        "E0000101",
+        "E0000102",
+    ]
+
+
+def test_a_bad_batch_commits_nothing_and_raises_its_own_error(tmp_path: Path) -> None:
+    table = Lakehouse(str(tmp_path / "lake")).table(AF_HIERARCHY.name)
+    overwrite_table_batches(table, [_elements(0, 5)])
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        yield _elements(10, 5)
+        yield _elements(15, 5).drop_columns(["name"])
+
+    with pytest.raises(InvalidRowsError, match="missing \\['name'\\]") as raised:
+        overwrite_table_batches(table, batches())
+
+    assert "Nothing was committed" in str(raised.value.__notes__)
+    assert table.version() == 1
+    assert table.load().to_pyarrow_table().column("web_id").to_pylist() == [f"E{n:07d}" for n in range(5)]
+
+
+def test_a_catalog_table_replaced_by_another_writer_meanwhile_is_not_overwritten(tmp_path: Path) -> None:
+    """Two refreshes of one table at once: the one that commits first wins, the other fails clearly and
+    commits nothing (its files stay unreferenced until a vacuum)."""
+    table = Lakehouse(str(tmp_path / "lake")).table(AF_HIERARCHY.name)
+    overwrite_table_batches(table, [_elements(0, 5)])
+
+    def rows_while_another_writer_commits() -> Iterator[pa.RecordBatch]:
+        yield _elements(10, 5)
+        overwrite_table_batches(table, [_elements(20, 5, description="winner")])
+
+    with pytest.raises(ConcurrentWriteError, match="at the same time"):
+        overwrite_table_batches(table, rows_while_another_writer_commits())
+
+    assert table.version() == 2
+    assert DeltaTable(table.uri).to_pyarrow_table().column("description").unique().to_pylist() == ["winner"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 import requests
 
 from osipi_dagster.contract import to_ns
 from osipi_dagster.pi import PIWebAPIClient
+from osipi_dagster.pi.discovery import element_parent
 
 WIDE = ("2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z")
 WINDOW = ("2025-01-05T00:00:00Z", "2025-01-06T00:00:00Z")
@@ -66,6 +68,25 @@ def test_element_hierarchy_is_whole_with_parents(client, database, mock_pi):
             assert element.depth == parent.depth + 1
     assert any(e.template_name for e in elements)
     assert any(e.category_names for e in elements)
+
+
+def test_element_pages_find_parents_listed_after_their_children(client, database):
+    """PI sorts the listing by name, so a child can come pages before its parent: ``element_pages`` gives
+    each element its ``Links.Parent`` and ``element_parent`` the parent at its path once every page is read,
+    which is what ``elements`` returns."""
+    pages = list(client.element_pages(database.web_id, page_size=7))
+    listed = [element for page in pages for element in page]
+    by_path = {element.path.upper(): element.web_id for element in listed}
+
+    resolved = [
+        msgspec.structs.replace(e, parent_web_id=element_parent(e.path, e.parent_web_id, by_path))
+        for e in listed
+    ]
+
+    assert {len(page) for page in pages[:-1]} == {7}
+    assert resolved == client.elements(database.web_id, page_size=7)
+    position = {element.web_id: at for at, element in enumerate(listed)}
+    assert any(position[e.parent_web_id] > at for at, e in enumerate(resolved) if e.parent_web_id)
 
 
 def test_element_hierarchy_is_never_capped_at_1000(make_mock):

@@ -2,18 +2,18 @@
 
 Every element of every asset database is read (flat and paged, never capped at 1,000), then the attributes
 of all of a database's elements in one paged search (PI's FindElementAttributes), with their PI point
-reference resolved; ``selectedFields`` keeps only what the tables store. Pages are compared with the
-tables' current rows as they come and staged on local disk, so memory holds a page, not the AF model. Each
-table is then replaced in one commit, or left as it is when nothing in it changed; the diff (added,
-removed, changed rows) is returned for metadata.
+reference resolved; ``selectedFields`` keeps only what the tables store. Pages are staged on local disk as
+they come (the elements once more when every parent is known by its path) and compared with the tables'
+current rows, so memory holds a page and a path -> WebId entry per element, not the AF model. Each table is
+then replaced in one commit, or left as it is when nothing in it changed; the diff (added, removed, changed
+rows) is returned for metadata.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import islice
 
 import pyarrow as pa
 
@@ -26,6 +26,7 @@ from osipi_dagster.lake import (
     overwrite_table_batches,
 )
 from osipi_dagster.pi import ATTRIBUTE_FIELDS, ELEMENT_FIELDS, Attribute, Element, PIWebAPIClient
+from osipi_dagster.pi.discovery import element_parent
 
 # Objects per request: 10,000 attributes are a few MB of JSON, and a million attributes take 100 requests.
 PAGE_SIZE = 10_000
@@ -58,26 +59,29 @@ def refresh_af(
     element_prints = RowFingerprints(hierarchy_table, key=["web_id"])
     attribute_prints = RowFingerprints(attributes_table, key=["web_id"])
     databases = 0
+    # Every element's upper-cased path -> WebId: attributes name their element by Links.Element, and a
+    # server that leaves it out still gives the attribute's path, whose element part is the element's path;
+    # elements find their parent by its path once every page is read (PI sorts the listing by name).
+    owners: dict[str, str] = {}
     with (
+        StagedRows(_schema(hierarchy_table)) as listed,
         StagedRows(_schema(hierarchy_table)) as elements,
         StagedRows(_schema(attributes_table)) as attributes,
     ):
         for server in client.asset_servers():
             for database in client.asset_databases(server.web_id):
                 databases += 1
-                found = client.elements(database.web_id, page_size=page_size, selected_fields=ELEMENT_FIELDS)
-                # Attributes name their element by Links.Element; a server that leaves it out still gives
-                # the attribute's path, whose element part is the element's path.
-                owners = {element.path.upper(): element.web_id for element in found}
-                for chunk in _chunks(found, page_size):
-                    _stage(
-                        elements, element_prints, _hierarchy_batch(elements.schema, database.web_id, chunk)
-                    )
-                del found
-                for page in client.element_attributes(
+                for page in client.element_pages(
+                    database.web_id, page_size=page_size, selected_fields=ELEMENT_FIELDS
+                ):
+                    owners.update((element.path.upper(), element.web_id) for element in page)
+                    listed.append(_hierarchy_batch(listed.schema, database.web_id, page))
+                for found in client.element_attributes(
                     database.web_id, page_size=page_size, selected_fields=ATTRIBUTE_FIELDS
                 ):
-                    _stage(attributes, attribute_prints, _attribute_batch(attributes.schema, page, owners))
+                    _stage(attributes, attribute_prints, _attribute_batch(attributes.schema, found, owners))
+        for batch in listed.batches(page_size):
+            _stage(elements, element_prints, _with_parents(batch, owners))
         element_diff, attribute_diff = element_prints.diff(), attribute_prints.diff()
         hierarchy = _write_if_changed(hierarchy_table, elements, element_diff)
         attributes_write = _write_if_changed(attributes_table, attributes, attribute_diff)
@@ -96,12 +100,6 @@ def refresh_af(
 def _schema(table: LakeTable) -> pa.Schema:
     assert table.spec is not None  # the AF tables are known tables
     return pa.schema([field for field in table.spec.schema if field.name != "ingested_at"])
-
-
-def _chunks(items: Sequence[Element], size: int) -> Iterator[Sequence[Element]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 def _stage(staged: StagedRows, prints: RowFingerprints, batch: pa.RecordBatch) -> None:
@@ -131,6 +129,18 @@ def _hierarchy_batch(schema: pa.Schema, database_web_id: str, elements: Sequence
         for element in elements
     ]
     return pa.RecordBatch.from_pylist(rows, schema=schema)
+
+
+def _with_parents(batch: pa.RecordBatch, owners: dict[str, str]) -> pa.RecordBatch:
+    """``batch`` (hierarchy rows whose ``parent_web_id`` is the element's ``Links.Parent``) with each
+    element's parent found by its path among every element listed (``owners``)."""
+    linked = batch.column("parent_web_id").to_pylist()
+    parents = [
+        element_parent(path, parent, owners)
+        for path, parent in zip(batch.column("path").to_pylist(), linked, strict=True)
+    ]
+    at = batch.schema.get_field_index("parent_web_id")
+    return batch.set_column(at, batch.schema.field(at), pa.array(parents, pa.string()))
 
 
 def _attribute_batch(

@@ -26,12 +26,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from osipi_dagster.lake.errors import LakeError
-from osipi_dagster.lake.schemas import SILVER_TIMESERIES, UTC_US
-from osipi_dagster.lake.streaming import BatchStream, ParquetLayout, local_folder, overwrite_partition_files
+from osipi_dagster.lake.schemas import SILVER_TIMESERIES
+from osipi_dagster.lake.streaming import ParquetLayout, StampedStream, local_folder, overwrite_files
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
-    conform,
     ensure_table,
     require_utc,
     spec_of,
@@ -256,11 +255,9 @@ def replace_partition(
             f"{table} is not partitioned by {PARTITION_COLUMNS}: replace_partition cannot write it."
         )
     schema = _with_dictionaries(without_columns(spec.schema, PARTITION_COLUMNS), dictionary_columns)
-    stream = _PartitionStream(
-        batches, table, schema, require_utc(ingested_at or utc_now(), what="ingested_at")
-    )
+    stream = StampedStream(batches, table, schema, require_utc(ingested_at or utc_now(), what="ingested_at"))
     predicate = partition_predicate(partition_date, tag_shard)
-    commit = overwrite_partition_files(
+    commit = overwrite_files(
         table,
         ensure_table(table),
         stream,
@@ -279,30 +276,3 @@ def _with_dictionaries(schema: pa.Schema, names: Collection[str]) -> pa.Schema:
         raise LakeError(f"Only string columns of the table can be dictionary-encoded, not {unknown}.")
     dictionary = pa.dictionary(pa.int32(), pa.string())
     return pa.schema([f.with_type(dictionary) if f.name in names else f for f in schema])
-
-
-class _PartitionStream(BatchStream):
-    """Conforms the caller's batches to the table's spec and adds ``ingested_at`` (the partition columns are
-    in the files' folder and the Delta log, not in the files)."""
-
-    def __init__(
-        self, batches: Iterable[pa.RecordBatch], table: LakeTable, schema: pa.Schema, ingested_at: datetime
-    ) -> None:
-        super().__init__(batches)
-        self._schema = schema
-        self._input_schema = without_columns(schema, WRITER_COLUMNS)
-        self._what = f"A batch for {table}"
-        self._ingested_at = pa.scalar(ingested_at, UTC_US)
-        self._stamps = pa.repeat(self._ingested_at, 0)
-
-    def _repeated(self, rows: int) -> pa.Array:
-        """``ingested_at`` for a batch of ``rows``, kept for the next batch (most have one size)."""
-        if len(self._stamps) != rows:
-            self._stamps = pa.repeat(self._ingested_at, rows)
-        return self._stamps
-
-    def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        batch = conform(batch, self._input_schema, what=self._what)
-        columns = {name: batch.column(name) for name in self._input_schema.names}
-        columns["ingested_at"] = self._repeated(batch.num_rows)
-        return pa.RecordBatch.from_arrays([columns[name] for name in self._schema.names], schema=self._schema)

@@ -26,6 +26,7 @@ from deltalake import write_deltalake
 
 from osipi_dagster.lake.errors import InvalidRowsError
 from osipi_dagster.lake.schemas import UTC_US
+from osipi_dagster.lake.streaming import ParquetLayout, StampedStream, local_folder, overwrite_files
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
@@ -37,6 +38,13 @@ from osipi_dagster.lake.tables import (
     tagged_commit,
     utc_now,
     without_columns,
+)
+
+# The catalog tables' files, written by Arrow's Parquet writer: row groups of 50,000 rows (an attribute row
+# is about 500 bytes before encoding, so a row group is about 25 MB), Snappy-compressed text as delta-rs
+# wrote them before (paths and descriptions repeat their prefixes).
+CATALOG_LAYOUT = ParquetLayout(
+    row_group_rows=50_000, target_file_size=128 * 1024 * 1024, compression="snappy"
 )
 
 
@@ -74,42 +82,49 @@ def overwrite_table_batches(
     table: LakeTable, batches: Iterable[pa.RecordBatch], *, ingested_at: datetime | None = None
 ) -> WriteResult:
     """Replace the whole table with ``batches`` (every spec column but ``ingested_at``) in one commit,
-    streamed: one batch in memory at a time."""
+    streamed into Parquet files row group by row group (:func:`~osipi_dagster.lake.streaming.overwrite_files`:
+    memory for about two row groups of :data:`CATALOG_LAYOUT`, whatever the size of the table).
+
+    Raises:
+        InvalidRowsError: a batch lacks a column, has an unexpected one, or a null where none may be;
+            nothing is committed.
+        ConcurrentWriteError: another writer replaced the table at the same time; nothing is committed.
+    """
     started = time.perf_counter()
     spec = spec_of(table)
-    schema = without_columns(spec.schema, ["ingested_at"])
-    stamp = pa.scalar(require_utc(ingested_at or utc_now(), what="ingested_at"), UTC_US)
-    written = 0
-
-    def stamped() -> Iterator[pa.RecordBatch]:
-        nonlocal written
-        for batch in batches:
-            data = conform(batch, schema, what=f"Rows for {table}")
-            written += data.num_rows
-            yield data.append_column(
-                spec.schema.field("ingested_at"), pa.repeat(stamp, data.num_rows)
-            ).select(spec.schema.names)
-
-    delta_table = ensure_table(table)
-    reader = pa.RecordBatchReader.from_batches(spec.schema, stamped())
-    commit = tagged_commit(
-        table,
-        delta_table,
-        lambda properties: write_deltalake(
-            delta_table, reader, mode="overwrite", commit_properties=properties
-        ),
+    stream = StampedStream(
+        batches, table, spec.schema, require_utc(ingested_at or utc_now(), what="ingested_at")
     )
-    return WriteResult.of(table, commit, rows=written, predicate=None, started=started)
+    commit = overwrite_files(
+        table,
+        ensure_table(table),
+        stream,
+        spec.schema,
+        partition_values={},
+        layout=CATALOG_LAYOUT,
+        rows_named=str(table),
+        advice="Run one refresh of the catalog at a time, then re-run.",
+    )
+    return WriteResult.of(table, commit, rows=stream.rows, predicate=None, started=started)
 
 
 def scan_table(
     table: LakeTable, columns: Sequence[str] | None = None, *, batch_rows: int = 50_000
 ) -> Iterator[pa.RecordBatch]:
-    """The table's rows batch by batch (none if it was never written): memory for a batch, not the table."""
+    """The rows of an unpartitioned table batch by batch (none if it was never written): memory for a
+    batch, not the table.
+
+    Files are read one after the other, decoded in this thread: Arrow's dataset scanner (decoding threads,
+    read-ahead) kept far more (measured on a 420,000-row attribute table, 10,000-row batches hashed row by
+    row as :class:`RowFingerprints` does: +265 MiB peak RSS against +71 MiB read this way).
+    """
     if not table.exists():
         return
-    dataset = table.load().to_pyarrow_dataset()
-    yield from dataset.to_batches(columns=None if columns is None else list(columns), batch_size=batch_rows)
+    folder = local_folder(table)
+    wanted = None if columns is None else list(columns)
+    for fragment in table.load().to_pyarrow_dataset().get_fragments():
+        with pq.ParquetFile(fragment.path, filesystem=folder or fragment.filesystem) as file:
+            yield from file.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=False)
 
 
 class StagedRows:
@@ -139,9 +154,10 @@ class StagedRows:
         self.rows += batch.num_rows
 
     def batches(self, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
-        """The staged rows, in the order they were staged."""
+        """The staged rows, in the order they were staged, decoded in this thread (Arrow's decoding threads
+        kept about 30 MiB more while 420,000 attribute rows were streamed into a commit)."""
         self._close_writer()
-        yield from pq.ParquetFile(self._path).iter_batches(batch_size=batch_rows)
+        yield from pq.ParquetFile(self._path).iter_batches(batch_size=batch_rows, use_threads=False)
 
     def _close_writer(self) -> None:
         if self._writer is not None:
@@ -162,7 +178,7 @@ class RowFingerprints:
         names = [name for name in spec_of(table).schema.names if name not in self.ignore]
         self.columns = [name for name in names if name not in self.key]
         keys, rows = [], []
-        for batch in scan_table(table, [*self.key, *self.columns]):
+        for batch in scan_table(table, [*self.key, *self.columns], batch_rows=10_000):
             batch_keys, batch_rows = self._hash(batch)
             keys.append(batch_keys)
             rows.append(batch_rows)

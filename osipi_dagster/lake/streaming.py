@@ -1,5 +1,5 @@
 """One atomic Delta overwrite fed batch by batch from a Python iterator, for the writers that replace a slice
-of a table (``bronze.pi_timeseries``) or a whole partition (silver and gold).
+of a table (``bronze.pi_timeseries``), a whole partition (silver and gold) or a whole table (the catalog).
 
 The caller's batches are converted and checked on their way into the commit (:class:`BatchStream`), so
 memory holds about one batch on the writer's side whatever the size of the slice; any failure, the
@@ -31,7 +31,8 @@ from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction
 
 from osipi_dagster.lake.errors import ConcurrentWriteError
-from osipi_dagster.lake.tables import Commit, LakeTable, spec_of, tagged_commit
+from osipi_dagster.lake.schemas import UTC_US
+from osipi_dagster.lake.tables import Commit, LakeTable, conform, spec_of, tagged_commit, without_columns
 
 _LOCAL = pafs.LocalFileSystem()
 _SAFE_FOLDER = re.compile(r"[A-Za-z0-9_.-]{1,100}")
@@ -63,6 +64,34 @@ class BatchStream(Iterator[pa.RecordBatch]):
             raise
         self.rows += converted.num_rows
         return converted
+
+
+class StampedStream(BatchStream):
+    """The caller's batches conformed to ``schema`` (the columns the table's files hold) but its
+    ``ingested_at``, which is added here (partition columns are in the files' folder and the Delta log, not
+    in the files)."""
+
+    def __init__(
+        self, batches: Iterable[pa.RecordBatch], table: LakeTable, schema: pa.Schema, ingested_at: datetime
+    ) -> None:
+        super().__init__(batches)
+        self._schema = schema
+        self._input_schema = without_columns(schema, ["ingested_at"])
+        self._what = f"A batch for {table}"
+        self._ingested_at = pa.scalar(ingested_at, UTC_US)
+        self._stamps = pa.repeat(self._ingested_at, 0)
+
+    def _repeated(self, rows: int) -> pa.Array:
+        """``ingested_at`` for a batch of ``rows``, kept for the next batch (most have one size)."""
+        if len(self._stamps) != rows:
+            self._stamps = pa.repeat(self._ingested_at, rows)
+        return self._stamps
+
+    def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        batch = conform(batch, self._input_schema, what=self._what)
+        columns = {name: batch.column(name) for name in self._input_schema.names}
+        columns["ingested_at"] = self._repeated(batch.num_rows)
+        return pa.RecordBatch.from_arrays([columns[name] for name in self._schema.names], schema=self._schema)
 
 
 def overwrite_streamed(
@@ -129,7 +158,7 @@ def _committed(
 
 @dataclass(frozen=True)
 class ParquetLayout:
-    """How :func:`overwrite_partition_files` lays out a table's files: rows per row group, bytes per file,
+    """How :func:`overwrite_files` lays out a table's files: rows per row group, bytes per file,
     and column encodings where Parquet's defaults cost more than they give: ``plain`` columns get no
     dictionary, ``delta_encoded`` ones (sorted integers and times) ``DELTA_BINARY_PACKED`` and no
     dictionary, ``unfiltered`` ones no statistics (nobody prunes by them)."""
@@ -139,11 +168,13 @@ class ParquetLayout:
     plain: frozenset[str] = frozenset()
     delta_encoded: frozenset[str] = frozenset()
     unfiltered: frozenset[str] = frozenset()
+    # "none" where the columns are mostly encoded already (silver, gold); the catalog's text compresses.
+    compression: str = "none"
 
     def writer_options(self, schema: pa.Schema) -> dict[str, object]:
         """``pyarrow.parquet.ParquetWriter`` options for files of ``schema``."""
         return {
-            "compression": "none",  # what delta-rs writes by default: the files are mostly encoded already
+            "compression": self.compression,
             "use_dictionary": [n for n in schema.names if n not in self.plain | self.delta_encoded],
             "column_encoding": dict.fromkeys(
                 sorted(self.delta_encoded & set(schema.names)), "DELTA_BINARY_PACKED"
@@ -154,7 +185,7 @@ class ParquetLayout:
         }
 
 
-def overwrite_partition_files(
+def overwrite_files(
     table: LakeTable,
     delta_table: DeltaTable,
     stream: BatchStream,
@@ -165,22 +196,25 @@ def overwrite_partition_files(
     rows_named: str,
     advice: str,
 ) -> Commit:
-    """Replace the partition ``partition_values`` of ``table`` with ``stream``'s rows, in one commit: the rows
-    are written into new Parquet files (``schema``: the table's columns but the partition columns) by
-    Arrow's Parquet writer, then committed by delta-rs as one overwrite of the partition.
+    """Replace the partition ``partition_values`` of ``table`` (the whole table when it is empty) with
+    ``stream``'s rows, in one commit: the rows are written into new Parquet files (``schema``: the table's
+    columns but the partition columns) by Arrow's Parquet writer, then committed by delta-rs as one
+    overwrite of the partition.
 
     Why not ``write_deltalake``: delta-rs's Parquet writer re-hashes every string of a dictionary-encoded
     column row by row, and silver has thirteen (``benchmarks/bench_silver_gold.py --compare-writers``, 2 M
     silver rows with the same encodings: 0.88 µs of CPU a row in delta-rs, 0.26 in Arrow's writer, which
-    takes a dictionary array's indices as they are; docs/BENCHMARKS.md). Files written before a
-    failure stay in the table's folder unreferenced, as delta-rs's own do (``vacuum`` removes them).
+    takes a dictionary array's indices as they are; docs/BENCHMARKS.md), and it holds far more than a row
+    group in memory while it writes (a 420,000-row catalog table: +271 MiB; ``benchmarks/bench_catalog.py``).
+    Files written before a failure stay in the table's folder unreferenced, as delta-rs's own do:
+    ``vacuum`` removes them once they are older than the retention period.
 
     Raises:
         BaseException: the stream's own error, unchanged, with a note that nothing was committed.
         ConcurrentWriteError: another writer changed the partition at the same time; nothing was committed.
     """
 
-    filters = [(name, "=", value) for name, value in partition_values.items()]
+    filters = [(name, "=", value) for name, value in partition_values.items()] or None
     replaced = len(delta_table.file_uris(file_pruning_predicate=filters))
     added: list[AddAction] = []
 
@@ -210,7 +244,7 @@ def _write_files(
     """Write ``stream`` into Parquet files of about ``layout.target_file_size`` bytes in the partition's
     folder, row groups of ``layout.row_group_rows`` rows; their add actions (with Delta's statistics)."""
     files = _files_of(table)
-    folder = "/".join(f"{name}={_folder_name(value)}" for name, value in partition_values.items())
+    folder = "".join(f"{name}={_folder_name(value)}/" for name, value in partition_values.items())
     options = layout.writer_options(schema)
     added: list[AddAction] = []
     file: _PartFile | None = None
@@ -225,7 +259,7 @@ def _write_files(
                 added.append(file.close(partition_values))
                 file = None
             if file is None:
-                file = _PartFile(files, f"{folder}/part-{uuid.uuid4()}.parquet", schema, options)
+                file = _PartFile(files, f"{folder}part-{uuid.uuid4()}.parquet", schema, options)
             writing = writer.submit(file.write, rows, layout.row_group_rows)
         if writing is not None:
             writing.result()
@@ -261,7 +295,8 @@ class _PartFile:
 
     def __init__(self, files: pafs.FileSystem, path: str, schema: pa.Schema, options: dict) -> None:
         self.path = path
-        files.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        if "/" in path:
+            files.create_dir(path.rsplit("/", 1)[0], recursive=True)
         self._sink = files.open_output_stream(path)
         self._writer = pq.ParquetWriter(self._sink, schema, **options)
 
@@ -289,15 +324,19 @@ class _PartFile:
 def file_statistics(metadata: pq.FileMetaData) -> dict[str, object]:
     """Delta's statistics of a Parquet file from its footer: its row count and, per column written with
     statistics, its minimum, maximum and null count, as delta-rs writes them (times in UTC to the
-    millisecond, a maximum truncated like delta-rs's; no bounds that JSON cannot hold: NaN, infinities)."""
+    millisecond, a maximum truncated like delta-rs's; no bounds that JSON cannot hold: NaN, infinities;
+    none for a list column, whose Parquet statistics are its items')."""
     minimum: dict[str, object] = {}
     maximum: dict[str, object] = {}
     nulls: dict[str, int] = {}
     for i in range(metadata.num_columns):
+        column = metadata.schema.column(i)
+        if column.path != column.name:
+            continue
         stats = [metadata.row_group(g).column(i).statistics for g in range(metadata.num_row_groups)]
         if not stats or any(s is None or not s.has_null_count for s in stats):
             continue
-        name = metadata.schema.column(i).name
+        name = column.name
         nulls[name] = sum(s.null_count for s in stats)
         bounded = [s for s in stats if s.has_min_max]
         if bounded:

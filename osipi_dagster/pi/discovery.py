@@ -10,7 +10,7 @@ derives (parent, depth, point, open flag).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -91,7 +91,8 @@ class AssetDatabase(_Object, frozen=True, kw_only=True, rename="pascal"):
 
 class Element(_Object, frozen=True, kw_only=True, rename="pascal"):
     """An AF element. ``parent_web_id`` (None for a root element) and ``depth`` (0 for a root element)
-    are derived from the element's path within the listing."""
+    are derived from the element's path within the listing (:meth:`Discovery.element_pages`: the parent's
+    ``Links.Parent`` until the whole listing is read)."""
 
     id: str = ""
     description: str = ""
@@ -207,6 +208,17 @@ def _web_id_of_link(link: str | None, collection: str) -> str | None:
         return None
     head, _, tail = link.rstrip("/").rpartition("/")
     return tail if head.endswith("/" + collection) and tail else None
+
+
+def element_parent(path: str, linked_parent: str | None, web_ids_by_path: Mapping[str, str]) -> str | None:
+    """The WebId of the parent of the element at ``path``: the element listed at the parent's path
+    (``web_ids_by_path``: the upper-cased paths of a database's elements -> their WebIds), failing that
+    ``linked_parent`` (its ``Links.Parent``: the parent may be filtered out of the list); None for a root
+    element (``\\\\AF\\DB\\Root``)."""
+    parts = _split_path(path)
+    if len(parts) <= 3:
+        return None
+    return web_ids_by_path.get(("\\\\" + "\\".join(parts[:-1])).upper()) or linked_parent
 
 
 def _mark_seen(seen: set[int], item: _Object) -> bool:
@@ -334,9 +346,41 @@ class Discovery:
         """The database's whole element hierarchy, flat, with each element's parent and depth.
 
         PI answers ``searchFullHierarchy=true`` with a flat, paged list; it is read to the end (never
-        capped at 1,000). Parents come from the paths: an element whose parent is filtered out keeps the
-        parent from ``Links.Parent`` when PI gives one. ``selected_fields`` (e.g. :data:`ELEMENT_FIELDS`)
-        trims each answer to those fields.
+        capped at 1,000). Parents come from the paths (:func:`element_parent`): an element whose parent is
+        filtered out keeps the parent from ``Links.Parent`` when PI gives one. ``selected_fields`` (e.g.
+        :data:`ELEMENT_FIELDS`) trims each answer to those fields.
+        """
+        pages = self.element_pages(
+            database_web_id,
+            name_filter=name_filter,
+            template_name=template_name,
+            category_name=category_name,
+            page_size=page_size,
+            selected_fields=selected_fields,
+        )
+        found = [element for page in pages for element in page]
+        by_path = {element.path.upper(): element.web_id for element in found}
+        return [
+            msgspec.structs.replace(
+                element, parent_web_id=element_parent(element.path, element.parent_web_id, by_path)
+            )
+            for element in found
+        ]
+
+    def element_pages(
+        self,
+        database_web_id: str,
+        *,
+        name_filter: str | None = None,
+        template_name: str | None = None,
+        category_name: str | None = None,
+        page_size: int = 1000,
+        selected_fields: Sequence[str] = (),
+    ) -> Iterator[list[Element]]:
+        """:meth:`elements` page by page (``page_size`` elements a page), each element with its depth but,
+        as ``parent_web_id``, its ``Links.Parent`` (None when PI leaves it out): the element at the parent's
+        path, which :meth:`elements` prefers, may come on a later page (PI sorts the list by name), so
+        :func:`element_parent` finds it once every page is read. Memory holds a page, not the hierarchy.
         """
         params: list[tuple[str, str | int | float]] = [("searchFullHierarchy", "true")]
         for name, value in (
@@ -348,19 +392,16 @@ class Discovery:
                 params.append((name, value))
         params += _selected(selected_fields)
         path = f"assetdatabases/{quote(database_web_id, safe='')}/elements"
-        found = list(self._paged(path, Element, params, page_size))
-        by_path = {element.path.upper(): element.web_id for element in found}
-        result = []
-        for element in found:
-            parts = _split_path(element.path)
-            depth = max(0, len(parts) - 3)  # \\AF\DB\Root is depth 0
-            parent = None
-            if depth:
-                parent = by_path.get(("\\\\" + "\\".join(parts[:-1])).upper())
-                if parent is None:
-                    parent = _web_id_of_link(element.links.get("Parent"), "elements")
-            result.append(msgspec.structs.replace(element, parent_web_id=parent, depth=depth))
-        return result
+        page: list[Element] = []
+        for element in self._paged(path, Element, params, page_size):
+            depth = max(0, len(_split_path(element.path)) - 3)  # \\AF\DB\Root is depth 0
+            linked = _web_id_of_link(element.links.get("Parent"), "elements")
+            page.append(msgspec.structs.replace(element, parent_web_id=linked, depth=depth))
+            if len(page) == page_size:
+                yield page
+                page = []
+        if page:
+            yield page
 
     def attributes(
         self,
