@@ -7,9 +7,11 @@ value (``time.process_time`` of this process only; every server runs in another 
    decode, per-stream paging, column building, one vectorised timestamp cast), with the GC enabled;
 1. ``pregenerated``: a tiny local HTTP server that answers from pre-rendered JSON fragments, so the server
    costs next to nothing and the figure is the client's own ceiling;
-2. ``live mock``: the project's mock PI Web API (``python -m osipi_dagster.mock``) generating the data.
+2. ``live mock``: the project's mock PI Web API (``python -m osipi_dagster.mock``) generating the data; the
+   line ends with the mock's CPU time per value (``/proc``), so the server's cost per value can be compared
+   between shapes (e.g. ``--tags 600 --hours 1 --sampling 1s`` against ``--tags 100 --hours 6``).
 
-Run: ``.venv/bin/python benchmarks/bench_client.py [--tags 200] [--hours 6] [--repeat 3]``.
+Run: ``.venv/bin/python benchmarks/bench_client.py [--tags 200] [--hours 6] [--repeat 3] [--sampling 1s]``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import socket
 import statistics
 import subprocess
@@ -142,27 +145,48 @@ def _decode_only(streams: int, per_stream: int, repeat: int) -> None:
 # -- measuring ----------------------------------------------------------------------------------------
 
 
+def _server_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of the server process ``pid`` (Linux ``/proc``); 0 without one."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _measure(
-    client: PIWebAPIClient, web_ids: list[str], start: str, end: str, mode: str
-) -> tuple[float, float, int]:
-    wall, cpu = time.perf_counter(), time.process_time()
+    client: PIWebAPIClient, web_ids: list[str], start: str, end: str, mode: str, server: int | None
+) -> tuple[float, float, float, int]:
+    wall, cpu, server_cpu = time.perf_counter(), time.process_time(), _server_cpu_seconds(server)
     read = client.read_recorded(web_ids, start, end, mode=mode)
     rows = sum(batch.num_rows for batch in read)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    server_cpu = _server_cpu_seconds(server) - server_cpu
     if read.failures:
         raise SystemExit(f"{len(read.failures)} streams failed, e.g. {read.failures[0]}")
-    return rows / wall, cpu / rows * 1e6, rows
+    return rows / wall, cpu / rows * 1e6, server_cpu / rows * 1e6, rows
 
 
 def _report(
-    label: str, client: PIWebAPIClient, web_ids: list[str], start: str, end: str, repeat: int
+    label: str,
+    client: PIWebAPIClient,
+    web_ids: list[str],
+    start: str,
+    end: str,
+    repeat: int,
+    server: int | None = None,
 ) -> None:
+    """One line per mode; ``server``: the pid of a server process whose CPU per value to print too."""
     for mode in ("streamsets", "batch"):
-        runs = [_measure(client, web_ids, start, end, mode) for _ in range(repeat)]
+        runs = [_measure(client, web_ids, start, end, mode, server) for _ in range(repeat)]
         rate = statistics.median(r[0] for r in runs)
         cpu = statistics.median(r[1] for r in runs)
-        values = runs[0][2]
-        print(f"{label:<13} {mode:<10} {values:>10,} values {rate:>11,.0f} values/s {cpu:6.3f} µs CPU/value")
+        server_cpu = f", server {statistics.median(r[2] for r in runs):6.3f}" if server else ""
+        values = runs[0][3]
+        print(
+            f"{label:<13} {mode:<10} {values:>10,} values {rate:>11,.0f} values/s {cpu:6.3f} µs CPU/value"
+            f"{server_cpu}"
+        )
 
 
 def _wait_until_up(url: str) -> None:
@@ -181,6 +205,9 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=6.0, help="window per tag (1 value/s pre-generated)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument(
+        "--sampling", default=None, help="the live mock's sampling for every point (e.g. 1s; default: mixed)"
+    )
     args = parser.parse_args()
     seconds = int(args.hours * 3600)
     _decode_only(100, 5000, args.repeat)
@@ -216,6 +243,7 @@ def main() -> None:
             now,
             "--archive-days",
             "3",
+            *(["--sampling", args.sampling] if args.sampling else []),
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -229,7 +257,15 @@ def main() -> None:
             web_ids = [p.web_id for p in client.points(server_id)][: args.tags]
             live_end = datetime(2025, 1, 6, 12, tzinfo=UTC)
             live_start = live_end - timedelta(hours=args.hours)
-            _report("live mock", client, web_ids, live_start.isoformat(), live_end.isoformat(), args.repeat)
+            _report(
+                "live mock",
+                client,
+                web_ids,
+                live_start.isoformat(),
+                live_end.isoformat(),
+                args.repeat,
+                server=mock.pid,
+            )
     finally:
         mock.terminate()
         mock.wait(10)

@@ -211,6 +211,31 @@ def test_streamset_ad_hoc(mock_pi: RunningMock) -> None:
     assert _get(mock_pi, "/streamsets/end", webId=[wanted[0], "junk"]).status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("action", "params"),
+    [
+        ("recorded", {"startTime": "*-2h", "endTime": "*", "maxCount": 700}),
+        ("recorded", {"startTime": "*+1h", "endTime": "*+2h"}),  # nothing: every stream empty
+        ("interpolated", {"startTime": "*-3h", "endTime": "*+1h", "interval": "7m"}),  # No Data after now
+        ("plot", {"startTime": "*-1d", "endTime": "*", "intervals": 5}),
+    ],
+)
+def test_streamset_streams_read_as_each_stream_alone(mock_pi: RunningMock, action: str, params: dict) -> None:
+    """A stream set formats its streams' timestamps together: each stream still reads exactly as alone,
+    whatever the lengths (sparse and dense points, a few values, none)."""
+    points = _get(mock_pi, "/points/search", query="tag:=*Unit01*", maxCount=40).json()["Items"]
+    wanted = [p["WebId"] for p in points]
+    fields = "Items.WebId;Items.Items;Items.UnitsAbbreviation"
+    streams = _get(mock_pi, f"/streamsets/{action}", webId=wanted, selectedFields=fields, **params).json()[
+        "Items"
+    ]
+    assert [s["WebId"] for s in streams] == wanted
+    for web_id, stream in zip(wanted, streams, strict=True):
+        alone = _get(mock_pi, f"/streams/{web_id}/{action}", **params).json()
+        assert stream["Items"] == alone["Items"]
+        assert stream["UnitsAbbreviation"] == alone["UnitsAbbreviation"]
+
+
 def test_streamset_by_parent_element_and_event_frame(mock_pi: RunningMock) -> None:
     server = _get(mock_pi, "/assetservers").json()["Items"][0]
     database = requests.get(server["Links"]["Databases"], timeout=30).json()["Items"][0]

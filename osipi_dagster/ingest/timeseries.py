@@ -184,8 +184,9 @@ def ingest_partition(
         # One commit for the window of every point, then the watermarks (see the module docstring).
         tally = _Tally()
         # The stored values of the window's already-read part, loaded before the write replaces them.
+        wanted = set(web_ids)
         probe = LatenessProbe(
-            timeseries, day, shard, {w: m.read_until for w, m in known.items() if w in set(web_ids)}, start
+            timeseries, day, shard, {w: m.read_until for w, m in known.items() if w in wanted}, start
         )
         read: StreamRead | None = None
         if web_ids:
@@ -228,9 +229,8 @@ def ingest_partition(
             )
         future = {}
         if incremental and skew_tolerance is not None:
-            future = _future_values(
-                client, [w for w in web_ids if w not in set(future_points)], now, skew_tolerance
-            )
+            by_design = set(future_points)
+            future = _future_values(client, [w for w in web_ids if w not in by_design], now, skew_tolerance)
         result = PartitionResult(
             day,
             shard,

@@ -140,8 +140,11 @@ def timed_values(
     units: str,
     tree: FieldTree | None,
     digital_states: tuple[tuple[int, str], ...] = (),
+    stamps: list[bytes] | None = None,
 ) -> bytes:
-    """A JSON array of TimedValue objects for ``block`` with only the selected fields."""
+    """A JSON array of TimedValue objects for ``block`` with only the selected fields; ``stamps``: the
+    :func:`timestamps` of ``block.ts`` when the caller formatted them already (with other blocks' in one
+    call: the vectorised way costs the same for 500 values as for 100,000)."""
     n = len(block)
     if n == 0:
         return b"[]"
@@ -157,8 +160,10 @@ def timed_values(
     const(b"{")
     for name in [f for f in ("Timestamp", "Value") if f in fields]:
         const(b'"%s":' % name.encode() if segments[-1] == b"{" else b',"%s":' % name.encode())
-        segments.append(timestamps(block.ts) if name == "Timestamp" else
-                        values_json(block, digital_states))  # fmt: skip
+        if name == "Timestamp":
+            segments.append(timestamps(block.ts) if stamps is None else stamps)
+        else:
+            segments.append(values_json(block, digital_states))
     units_part, flag_table = _tails(units, fields)
     const(units_part.lstrip(b",") if segments[-1] == b"{" else units_part)
     if flag_table is not None:

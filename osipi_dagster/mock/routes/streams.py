@@ -113,10 +113,18 @@ class Reader:
         self.tree = parse_selected_fields(self.params.get("selectedFields"))
         if self.params.get("filterExpression"):
             raise PIError(400, "The filterExpression parameter is not supported by this server.")
+        # Windows by context: the streams of a stream set share one, parsed once rather than per stream.
+        self._windows: dict[tuple[int, int] | None, tuple[int, int]] = {}
 
     def window(self, stream: Stream | None, context: tuple[int, int] | None = None) -> tuple[int, int]:
         """(startTime, endTime): defaults ``*-1d`` / ``*``, or the event frame's time range."""
         context = context or (stream.context if stream else None)
+        found = self._windows.get(context)
+        if found is None:
+            found = self._windows[context] = self._window(context)
+        return found
+
+    def _window(self, context: tuple[int, int] | None) -> tuple[int, int]:
         if context is None:
             start, end = self.params.time("startTime", "*-1d"), self.params.time("endTime", "*")
         else:
@@ -231,11 +239,14 @@ class Reader:
 
     # -- JSON ------------------------------------------------------------------------------------------
 
-    def values_bytes(self, stream: Stream, block: Block | None, tree: FieldTree | None) -> bytes:
-        """A JSON array of TimedValues (the static value alone for a static attribute)."""
+    def values_bytes(
+        self, stream: Stream, block: Block | None, tree: FieldTree | None, stamps: list[bytes] | None = None
+    ) -> bytes:
+        """A JSON array of TimedValues (the static value alone for a static attribute); ``stamps``: the
+        block's timestamps, formatted already (see :func:`~osipi_dagster.mock.serialize.timed_values`)."""
         if block is None:
             return orjson.dumps([select(self.static_value(stream), tree)])
-        return timed_values(block, stream.units, tree, self.digital_states(stream))
+        return timed_values(block, stream.units, tree, self.digital_states(stream), stamps)
 
     def value_bytes(self, stream: Stream, block: Block | None, tree: FieldTree | None) -> bytes:
         """One TimedValue object (the static value for a static attribute)."""

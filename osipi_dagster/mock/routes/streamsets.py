@@ -15,8 +15,10 @@ and defaults are the single stream's (``streams.py``), plus ``webIdType`` for th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 
+import numpy as np
 import orjson
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -35,7 +37,8 @@ from osipi_dagster.mock.routes.streams import (
     source_link,
     stream_webid,
 )
-from osipi_dagster.mock.serialize import included
+from osipi_dagster.mock.serialize import included, timestamps
+from osipi_dagster.mock.values import Block
 
 router = APIRouter(prefix="/piwebapi")
 
@@ -69,22 +72,72 @@ def _answer(
     reader = Reader(request)
     streams, context = select_streams(reader)
     keep, stream_tree = included(reader.tree, "Items")
-    items = [_stream_item(reader, action, s, context, stream_tree) for s in streams] if keep else []
+    if not keep:
+        items = []
+    elif action in MULTI_VALUE:
+        items = _values_items(reader, action, streams, context, stream_tree)
+    else:
+        items = [_stream_item(reader, action, s, context, stream_tree) for s in streams]
     body = {"Links": {}, "Items": orjson.Fragment(b"[" + b",".join(items) + b"]")}
     return json_bytes(orjson.dumps(select(body, reader.tree)))
 
 
-def _stream_item(
-    reader: Reader, action: str, stream: Stream, context: tuple[int, int] | None, tree: FieldTree | None
-) -> bytes:
-    """One stream's object: its header, then its values (computed only when selected)."""
+def _header(reader: Reader, stream: Stream) -> dict:
     web = stream_webid(reader.state, stream, webid_type(reader.params))
-    body: dict = {
+    return {
         "WebId": web,
         "Name": stream.name,
         "Path": stream.path,
         "Links": {"Source": source_link(reader.request, stream, web)},
     }
+
+
+def _values_items(
+    reader: Reader,
+    action: str,
+    streams: list[Stream],
+    context: tuple[int, int] | None,
+    tree: FieldTree | None,
+) -> list[bytes]:
+    """The streams' objects for recorded, interpolated or plot. Every stream's values are read first (in
+    the streams' order, so the first error is the same), then their timestamps are formatted in one call:
+    formatting them stream by stream cost more than the reads in a stream set of many short streams."""
+    keep, value_tree = included(tree, "Items")
+    heads, blocks = [], []
+    for stream in streams:
+        heads.append(_header(reader, stream))
+        window = reader.window(stream, context)
+        blocks.append(_values_block(reader, action, stream, window) if keep else None)
+    stamped = [b for b in blocks if b is not None and len(b)]
+    stamps: Iterator[list[bytes]] = iter(())
+    if stamped and included(value_tree, "Timestamp")[0]:
+        every = timestamps(np.concatenate([b.ts for b in stamped]))
+        bounds = itertools.accumulate([len(b) for b in stamped], initial=0)
+        stamps = (every[a:b] for a, b in itertools.pairwise(bounds))
+    items = []
+    for stream, body, block in zip(streams, heads, blocks, strict=True):
+        if keep:
+            own = next(stamps, None) if block is not None and len(block) else None
+            body["Items"] = orjson.Fragment(reader.values_bytes(stream, block, value_tree, own))
+        body["UnitsAbbreviation"] = stream.units
+        items.append(orjson.dumps(select(body, tree)))
+    return items
+
+
+def _values_block(reader: Reader, action: str, stream: Stream, window: tuple[int, int]) -> Block | None:
+    if action == "recorded":
+        return reader.recorded(stream, reader.params.max_count(reader.limit), window)
+    if action == "interpolated":
+        return reader.interpolated(stream, window)
+    return reader.plot(stream, window)
+
+
+def _stream_item(
+    reader: Reader, action: str, stream: Stream, context: tuple[int, int] | None, tree: FieldTree | None
+) -> bytes:
+    """One stream's object for value, end, recordedattime or summary: its header, then its values
+    (computed only when selected)."""
+    body = _header(reader, stream)
     if action in SINGLE_VALUE:
         keep, value_tree = included(tree, "Value")
         if keep:
@@ -94,20 +147,7 @@ def _stream_item(
         return orjson.dumps(select(body, tree))
     keep, value_tree = included(tree, "Items")
     window = reader.window(stream, context)
-    if action == "summary":
-        body["Items"] = (
-            reader.summary_items(stream, reader.summaries(stream, window), value_tree) if keep else []
-        )
-        return orjson.dumps(select(body, tree))
-    if keep:
-        if action == "recorded":
-            block = reader.recorded(stream, reader.params.max_count(reader.limit), window)
-        elif action == "interpolated":
-            block = reader.interpolated(stream, window)
-        else:
-            block = reader.plot(stream, window)
-        body["Items"] = orjson.Fragment(reader.values_bytes(stream, block, value_tree))
-    body["UnitsAbbreviation"] = stream.units
+    body["Items"] = reader.summary_items(stream, reader.summaries(stream, window), value_tree) if keep else []
     return orjson.dumps(select(body, tree))
 
 
