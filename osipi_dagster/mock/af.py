@@ -71,6 +71,7 @@ from osipi_dagster.mock.af_search import FoundAttributes, filter_attributes, sea
 from osipi_dagster.mock.errors import PIError, not_found
 from osipi_dagster.mock.model import Attribute, Point
 from osipi_dagster.mock.params import Params
+from osipi_dagster.mock.responses import AnswerCache
 
 if TYPE_CHECKING:
     from osipi_dagster.mock.config import MockConfig
@@ -115,6 +116,9 @@ class AssetModel:
         self._attribute_searches: dict[tuple, list[tuple[Element, int]]] = {}
         # Each element template's attribute templates depth-first, with their paths below the owner.
         self._template_slots: dict[uuid.UUID, tuple[tuple[AttributeTemplate, str], ...]] = {}
+        # The answers of the catalog's listings (elements, attributes, points): the model and the archive's
+        # points never change once built, so a repeated listing is answered as it was the first time.
+        self.catalog_answers = AnswerCache()
         self._build()
 
     # -- construction ------------------------------------------------------------------------------------

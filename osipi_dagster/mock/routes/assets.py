@@ -395,7 +395,9 @@ def list_database_elements(web_id: str, request: Request) -> Response:
     """The root elements (or with ``searchFullHierarchy`` every element), filtered, sorted and paged."""
     view = View(request)
     database = view.af.database(webids.decode(web_id), web_id)
-    return view.page(search_elements(database, view.params), view.element)
+    return view.af.catalog_answers.answer(
+        request, lambda: view.page(search_elements(database, view.params), view.element)
+    )
 
 
 @router.get("/assetdatabases/{web_id}/elementattributes")
@@ -406,7 +408,9 @@ def find_element_attributes(web_id: str, request: Request) -> Response:
     (attributeNameFilter, attributeCategory, attributeType), sorted by name (sortOrder) and paged."""
     view = View(request)
     database = view.af.database(webids.decode(web_id), web_id)
-    return view.page(view.af.element_attributes(database, view.params), view.attribute)
+    return view.af.catalog_answers.answer(
+        request, lambda: view.page(view.af.element_attributes(database, view.params), view.attribute)
+    )
 
 
 @router.get("/assetdatabases/{web_id}/elementtemplates")

@@ -178,12 +178,16 @@ async def dataserver_points(request: Request) -> Response:
     """Points whose name matches ``nameFilter`` (and point source ``sourceFilter``), paged."""
     params, archive = Params.of(request), _archive(request)
     archive.resolve_server(request.path_params["webId"])
-    points = archive.find(params.get("nameFilter"))
-    source = params.get("sourceFilter")
-    if source:
-        points = [p for p in points if wildcard(source).fullmatch(p.point_source)]
-    page = _page(points, params, request.app.state.mock.config.max_returned_items)
-    return _answer(collection(_points_json(request, page, params)), params)
+
+    def render() -> Response:
+        points = archive.find(params.get("nameFilter"))
+        source = params.get("sourceFilter")
+        if source:
+            points = [p for p in points if wildcard(source).fullmatch(p.point_source)]
+        page = _page(points, params, request.app.state.mock.config.max_returned_items)
+        return _answer(collection(_points_json(request, page, params)), params)
+
+    return request.app.state.mock.af.catalog_answers.answer(request, render)
 
 
 @router.get("/dataservers/{webId}/enumerationsets")
