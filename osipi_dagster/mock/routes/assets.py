@@ -61,8 +61,9 @@ class View:
         self.now = self.params.now_ns
         self.system = self.af.system_guid
         # What selectedFields keeps of each object a page renders (None: all of it; set by page() only,
-        # since other answers put rendered objects at other depths).
+        # since other answers put rendered objects at other depths), and the answers of keeps() so far.
         self._rendered_fields: FieldTree | None = None
+        self._kept: dict[tuple[str, ...], bool] = {}
 
     def respond(self, body: object) -> Response:
         return json_response(body, selected_fields=self.params.get("selectedFields"))
@@ -78,12 +79,30 @@ class View:
     def keeps(self, *path: str) -> bool:
         """Does the answer keep the field at ``path`` (lower case) of an object a page renders? A link to
         another object costs its WebID, and a catalog refresh selects few of them (``selectedFields``)."""
+        kept = self._kept.get(path)
+        if kept is None:
+            kept = self._kept[path] = self._selects(path)
+        return kept
+
+    def _selects(self, path: tuple[str, ...]) -> bool:
         node = self._rendered_fields
         for part in path:
             if not node:  # no selectedFields, or the whole subtree selected
                 return node is not _NOTHING
             node = node.get(part, _NOTHING)
         return node is not _NOTHING
+
+    def kept_links(self, links: dict[str, str]) -> dict[str, str]:
+        """``links`` without those the answer leaves out."""
+        return {name: url for name, url in links.items() if self.keeps("links", name.lower())}
+
+    def kept_stream_links(self, web_id: str, kind: str) -> dict[str, str]:
+        """:meth:`stream_links` without those the answer leaves out (none is built then)."""
+        return {
+            name: f"{self.base}/{kind}/{web_id}/{action}"
+            for name, action in STREAM_LINKS.items()
+            if self.keeps("links", name.lower())
+        }
 
     def web_id(self, marker: str, guids: tuple, path: str, owner: str = "") -> str:
         return webids.encode(marker, guids, path, owner=owner, webid_type=self.webid_type)
@@ -165,16 +184,20 @@ class View:
     def element(self, element: Element) -> dict:
         web_id = self.element_id(element)
         url = f"{self.base}/elements/{web_id}"
-        links = {"Self": url, "Attributes": f"{url}/attributes", "Elements": f"{url}/elements"}
+        links = self.kept_links(
+            {"Self": url, "Attributes": f"{url}/attributes", "Elements": f"{url}/elements"}
+        )
         if self.keeps("links", "database"):
             links["Database"] = f"{self.base}/assetdatabases/{self.database_id(element.database)}"
         if self.keeps("links", "template"):
             links["Template"] = f"{self.base}/elementtemplates/{self.template_id(element.template)}"
-        links |= {
-            "Categories": f"{url}/categories",
-            "EventFrames": f"{url}/eventframes",
-            "NotificationRules": f"{url}/notificationrules",
-        }
+        links |= self.kept_links(
+            {
+                "Categories": f"{url}/categories",
+                "EventFrames": f"{url}/eventframes",
+                "NotificationRules": f"{url}/notificationrules",
+            }
+        )
         if element.parent is not None and self.keeps("links", "parent"):
             links["Parent"] = f"{self.base}/elements/{self.element_id(element.parent)}"
         body = {
@@ -187,7 +210,7 @@ class View:
             "HasChildren": bool(element.children),
             "CategoryNames": list(element.categories),
             "ExtendedProperties": {},
-            "Links": links | self.stream_links(web_id, "streamsets"),
+            "Links": links | self.kept_stream_links(web_id, "streamsets"),
         }
         if self.wants_paths():
             body["Paths"] = [element.path]
@@ -200,7 +223,7 @@ class View:
         owner = "Element" if attribute.owner_kind == "E" else "EventFrame"
         owner_route = "elements" if attribute.owner_kind == "E" else "eventframes"
         owner_marker = "Em" if attribute.owner_kind == "E" else "Fm"
-        links = {"Self": url, "Attributes": f"{url}/attributes"}
+        links = self.kept_links({"Self": url, "Attributes": f"{url}/attributes"})
         if self.keeps("links", owner.lower()):
             owner_path = attribute.path.split("|", 1)[0]
             owner_id = self.web_id(owner_marker, (self.system, attribute.owner_guid), owner_path)
@@ -211,10 +234,16 @@ class View:
             links["Template"] = f"{self.base}/attributetemplates/{self.attribute_template_id(node.template)}"
         if point is not None and self.keeps("links", "point"):
             links["Point"] = f"{self.base}/points/{self.archive.point_webid(point, self.webid_type)}"
-        if point is not None and point.digital_set and self.keeps("links"):
+        if (
+            point is not None
+            and point.digital_set
+            and (self.keeps("links", "enumerationset") or self.keeps("links", "enumerationvalues"))
+        ):
             enum_set = self.archive.enumeration_set(point.digital_set)
             set_url = f"{self.base}/enumerationsets/{self.archive.set_webid(enum_set, self.webid_type)}"
-            links |= {"EnumerationSet": set_url, "EnumerationValues": f"{set_url}/enumerationvalues"}
+            links |= self.kept_links(
+                {"EnumerationSet": set_url, "EnumerationValues": f"{set_url}/enumerationvalues"}
+            )
         body = {
             "WebId": web_id,
             "Id": str(attribute.guid),
@@ -238,7 +267,7 @@ class View:
             "TraitName": node.trait,
             "Span": point.span if point else None,
             "Zero": point.zero if point else None,
-            "Links": links | self.stream_links(web_id, "streams"),
+            "Links": links | self.kept_stream_links(web_id, "streams"),
         }
         if self.wants_paths():
             body["Paths"] = [attribute.path]
