@@ -35,15 +35,27 @@ def select(body: Any, tree: FieldTree | None) -> Any:
     if tree is None or not tree:
         return body
     if isinstance(body, list):
-        return [select(item, tree) for item in body]
-    if isinstance(body, dict):
-        out = {}
-        for key, value in body.items():
-            sub = tree.get(key.lower())
-            if sub is not None:
-                out[key] = select(value, sub)
-        return out
-    return body
+        plans: dict[tuple[str, ...], list[tuple[str, FieldTree]]] = {}  # the items of a page share keys
+        return [_select(item, tree, plans) for item in body]
+    return _select(body, tree, {})
+
+
+def _select(body: Any, tree: FieldTree, plans: dict[tuple[str, ...], list[tuple[str, FieldTree]]]) -> Any:
+    """``select`` of a non-empty ``tree``; ``plans`` holds the kept keys (and their subtrees) of each set of
+    keys seen so far, so that objects with the same keys are trimmed without looking each key up again."""
+    if isinstance(body, list):
+        return [_select(item, tree, plans) for item in body]
+    if not isinstance(body, dict):
+        return body
+    keys = tuple(body)
+    plan = plans.get(keys)
+    if plan is None:
+        plan = plans[keys] = [(key, sub) for key in keys if (sub := tree.get(key.lower())) is not None]
+    # Scalars and whole subtrees stay as they are (no call for most fields of a catalog's page).
+    return {
+        key: select(body[key], sub) if sub and isinstance(body[key], dict | list) else body[key]
+        for key, sub in plan
+    }
 
 
 def json_response(body: Any, status: int = 200, selected_fields: str | None = None) -> Response:

@@ -31,6 +31,7 @@ from osipi_dagster.mock.af_search import search_elements, wildcard
 from osipi_dagster.mock.archive import Archive
 from osipi_dagster.mock.errors import PIError, not_found
 from osipi_dagster.mock.links import api_base
+from osipi_dagster.mock.model import Attribute
 from osipi_dagster.mock.params import Params
 from osipi_dagster.mock.responses import FieldTree, collection, json_response, parse_selected_fields
 from osipi_dagster.mock.timeparse import format_time
@@ -64,6 +65,9 @@ class View:
         # since other answers put rendered objects at other depths), and the answers of keeps() so far.
         self._rendered_fields: FieldTree | None = None
         self._kept: dict[tuple[str, ...], bool] = {}
+        self._kept_links: dict[str, bool] = {}  # link name -> keeps("links", name.lower())
+        self._kept_streams: list[tuple[str, str]] | None = None  # the stream links kept, once known
+        self._owner_links: dict[int, str] = {}  # by the owner's GUID as an int (a UUID hashes in Python)
 
     def respond(self, body: object) -> Response:
         return json_response(body, selected_fields=self.params.get("selectedFields"))
@@ -92,17 +96,24 @@ class View:
             node = node.get(part, _NOTHING)
         return node is not _NOTHING
 
+    def keeps_link(self, name: str) -> bool:
+        """``keeps("links", name.lower())``, looked up once per link name: a page asks for every object."""
+        kept = self._kept_links.get(name)
+        if kept is None:
+            kept = self._kept_links[name] = self.keeps("links", name.lower())
+        return kept
+
     def kept_links(self, links: dict[str, str]) -> dict[str, str]:
         """``links`` without those the answer leaves out."""
-        return {name: url for name, url in links.items() if self.keeps("links", name.lower())}
+        return {name: url for name, url in links.items() if self.keeps_link(name)}
 
     def kept_stream_links(self, web_id: str, kind: str) -> dict[str, str]:
         """:meth:`stream_links` without those the answer leaves out (none is built then)."""
-        return {
-            name: f"{self.base}/{kind}/{web_id}/{action}"
-            for name, action in STREAM_LINKS.items()
-            if self.keeps("links", name.lower())
-        }
+        if self._kept_streams is None:
+            self._kept_streams = [
+                (name, action) for name, action in STREAM_LINKS.items() if self.keeps_link(name)
+            ]
+        return {name: f"{self.base}/{kind}/{web_id}/{action}" for name, action in self._kept_streams}
 
     def web_id(self, marker: str, guids: tuple, path: str, owner: str = "") -> str:
         return webids.encode(marker, guids, path, owner=owner, webid_type=self.webid_type)
@@ -184,21 +195,23 @@ class View:
     def element(self, element: Element) -> dict:
         web_id = self.element_id(element)
         url = f"{self.base}/elements/{web_id}"
-        links = self.kept_links(
-            {"Self": url, "Attributes": f"{url}/attributes", "Elements": f"{url}/elements"}
-        )
-        if self.keeps("links", "database"):
+        keeps = self.keeps_link
+        links = {}
+        for name, below in (("Self", ""), ("Attributes", "/attributes"), ("Elements", "/elements")):
+            if keeps(name):
+                links[name] = url + below
+        if keeps("Database"):
             links["Database"] = f"{self.base}/assetdatabases/{self.database_id(element.database)}"
-        if self.keeps("links", "template"):
+        if keeps("Template"):
             links["Template"] = f"{self.base}/elementtemplates/{self.template_id(element.template)}"
-        links |= self.kept_links(
-            {
-                "Categories": f"{url}/categories",
-                "EventFrames": f"{url}/eventframes",
-                "NotificationRules": f"{url}/notificationrules",
-            }
-        )
-        if element.parent is not None and self.keeps("links", "parent"):
+        for name, below in (
+            ("Categories", "/categories"),
+            ("EventFrames", "/eventframes"),
+            ("NotificationRules", "/notificationrules"),
+        ):
+            if keeps(name):
+                links[name] = url + below
+        if element.parent is not None and keeps("Parent"):
             links["Parent"] = f"{self.base}/elements/{self.element_id(element.parent)}"
         body = {
             "WebId": web_id,
@@ -221,23 +234,24 @@ class View:
         web_id = self.attribute_id(node)
         url = f"{self.base}/attributes/{web_id}"
         owner = "Element" if attribute.owner_kind == "E" else "EventFrame"
-        owner_route = "elements" if attribute.owner_kind == "E" else "eventframes"
-        owner_marker = "Em" if attribute.owner_kind == "E" else "Fm"
-        links = self.kept_links({"Self": url, "Attributes": f"{url}/attributes"})
-        if self.keeps("links", owner.lower()):
-            owner_path = attribute.path.split("|", 1)[0]
-            owner_id = self.web_id(owner_marker, (self.system, attribute.owner_guid), owner_path)
-            links[owner] = f"{self.base}/{owner_route}/{owner_id}"
-        if node.parent is not None and self.keeps("links", "parent"):
+        keeps = self.keeps_link
+        links = {}
+        if keeps("Self"):
+            links["Self"] = url
+        if keeps("Attributes"):
+            links["Attributes"] = f"{url}/attributes"
+        if keeps(owner):
+            links[owner] = self._owner_link(attribute)
+        if node.parent is not None and keeps("Parent"):
             links["Parent"] = f"{self.base}/attributes/{self.attribute_id(node.parent)}"
-        if node.template is not None and self.keeps("links", "template"):
+        if node.template is not None and keeps("Template"):
             links["Template"] = f"{self.base}/attributetemplates/{self.attribute_template_id(node.template)}"
-        if point is not None and self.keeps("links", "point"):
+        if point is not None and keeps("Point"):
             links["Point"] = f"{self.base}/points/{self.archive.point_webid(point, self.webid_type)}"
         if (
             point is not None
             and point.digital_set
-            and (self.keeps("links", "enumerationset") or self.keeps("links", "enumerationvalues"))
+            and (keeps("EnumerationSet") or keeps("EnumerationValues"))
         ):
             enum_set = self.archive.enumeration_set(point.digital_set)
             set_url = f"{self.base}/enumerationsets/{self.archive.set_webid(enum_set, self.webid_type)}"
@@ -272,6 +286,17 @@ class View:
         if self.wants_paths():
             body["Paths"] = [attribute.path]
         return body
+
+    def _owner_link(self, attribute: Attribute) -> str:
+        """The link to an attribute's element or event frame, made once per owner and answer: a page of a
+        database-wide search holds several attributes of each element."""
+        link = self._owner_links.get(attribute.owner_guid.int)
+        if link is None:
+            route, marker = ("elements", "Em") if attribute.owner_kind == "E" else ("eventframes", "Fm")
+            owner_path = attribute.path.split("|", 1)[0]
+            owner_id = self.web_id(marker, (self.system, attribute.owner_guid), owner_path)
+            link = self._owner_links[attribute.owner_guid.int] = f"{self.base}/{route}/{owner_id}"
+        return link
 
     def template(self, template: ElementTemplate) -> dict:
         web_id = self.template_id(template)
