@@ -87,6 +87,10 @@ class AnswerCache:
         self._size = 0
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        """How many answers are kept."""
+        return len(self._answers)
+
     def answer(self, request: Request, render: Callable[[], Response]) -> Response:
         """The answer kept for ``request``'s URL, else ``render()``'s (kept when it is a 200)."""
         key = str(request.url)
