@@ -621,3 +621,20 @@ def test_kept_answers_stay_within_their_budget_least_recently_used_first() -> No
     assert 0 < len(cache) < 36
     answer("a=2")
     assert made.count("a=2") == 2  # dropped long ago, made again
+
+
+def test_a_point_listing_drops_links_only_where_selected_fields_does(mock_pi: RunningMock) -> None:
+    server = get(mock_pi, "/dataservers")["Items"][0]["WebId"]
+    listing = f"/dataservers/{server}/points"
+    whole = get(mock_pi, listing, maxCount=2)["Items"]
+    assert [
+        item["Links"]["Self"]
+        for item in get(mock_pi, listing, maxCount=2, selectedFields="Items.Links.Self")["Items"]
+    ] == [item["Links"]["Self"] for item in whole]
+    assert get(mock_pi, listing, maxCount=2, selectedFields="Items.WebId;Items.Name")["Items"] == [
+        {"WebId": item["WebId"], "Name": item["Name"]} for item in whole
+    ]
+    assert get(mock_pi, listing, maxCount=2, selectedFields="Items")["Items"] == whole
+    # One point's own answer selects at its top level: its Links stay when selected.
+    single = get(mock_pi, f"/points/{whole[0]['WebId']}", selectedFields="WebId;Links.Value")
+    assert single == {"WebId": whole[0]["WebId"], "Links": {"Value": whole[0]["Links"]["Value"]}}
