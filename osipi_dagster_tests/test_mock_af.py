@@ -10,11 +10,14 @@ from dataclasses import replace
 
 import pytest
 import requests
+from starlette.requests import Request
+from starlette.responses import Response
 
 from osipi_dagster.mock import webids
 from osipi_dagster.mock.af import AssetModel
 from osipi_dagster.mock.archive import Archive
 from osipi_dagster.mock.params import Params
+from osipi_dagster.mock.responses import AnswerCache
 from osipi_dagster.mock.server import RunningMock
 from osipi_dagster_tests.conftest import TEST_CONFIG
 
@@ -552,3 +555,86 @@ def test_bad_input_answers(mock_pi: RunningMock) -> None:
     get(mock_pi, url, 400, sortOrder="Sideways")
     get(mock_pi, url, 400, searchFullHierarchy="maybe")
     get(mock_pi, url, 400, webIdType="Short")
+
+
+CATALOG_FIELDS = "Items.WebId;Items.Name;Items.Path;Items.Links.Parent;Items.Links.Element;Items.Links.Point"
+
+
+def test_a_repeated_catalog_listing_is_answered_as_the_first_time_from_the_kept_answer(make_mock) -> None:
+    mock = make_mock(tags=60)
+    links = database(mock)["Links"]
+    server = get(mock, "/dataservers")["Items"][0]["WebId"]
+    listings = [
+        (links["Self"] + "/elementattributes", {"searchFullHierarchy": "true", "maxCount": 25}),
+        (
+            links["Self"] + "/elementattributes",
+            {"searchFullHierarchy": "true", "selectedFields": CATALOG_FIELDS, "startIndex": 25},
+        ),
+        (links["Elements"], {"searchFullHierarchy": "true", "selectedFields": CATALOG_FIELDS}),
+        (f"{mock.api}/dataservers/{server}/points", {"maxCount": 40, "webIdType": "IDOnly"}),
+    ]
+    first = [requests.get(url, params=params, timeout=30) for url, params in listings]
+    kept = len(mock.state.af.catalog_answers)
+    again = [requests.get(url, params=params, timeout=30) for url, params in listings]
+    assert kept == len(listings) == len(mock.state.af.catalog_answers)  # the second round added nothing
+    for before, after in zip(first, again, strict=True):
+        assert before.status_code == after.status_code == 200
+        assert before.content == after.content and len(before.json()["Items"]) > 0
+        assert before.headers["Content-Type"] == after.headers["Content-Type"]
+    # Without gzip (the kept answer is stored compressed, and sent as it was made).
+    plain = requests.get(
+        listings[0][0], params=listings[0][1], headers={"Accept-Encoding": "identity"}, timeout=30
+    )
+    assert plain.content == first[0].content and "Content-Encoding" not in plain.headers
+
+
+def test_a_failed_catalog_listing_is_not_kept(make_mock) -> None:
+    mock = make_mock(tags=20, max_returned_items=100)
+    url = database(mock)["Links"]["Self"] + "/elementattributes"
+    for _ in range(2):
+        answer = requests.get(url, params={"maxCount": 101}, timeout=30)
+        assert answer.status_code == 400 and "maxCount" in answer.text
+    assert len(mock.state.af.catalog_answers) == 0
+
+
+def _request(query: str) -> Request:
+    scope = {"type": "http", "method": "GET", "path": "/piwebapi/x", "query_string": query.encode(),
+             "headers": [(b"host", b"127.0.0.1")], "scheme": "http", "server": ("127.0.0.1", 80)}  # fmt: skip
+    return Request(scope)
+
+
+def test_kept_answers_stay_within_their_budget_least_recently_used_first() -> None:
+    cache = AnswerCache(budget_bytes=600)
+    made: list[str] = []
+
+    def answer(query: str) -> bytes:
+        def render() -> Response:
+            made.append(query)
+            return Response(query.encode() * 100, 200)  # about 40 bytes once compressed
+
+        return bytes(cache.answer(_request(query), render).body)
+
+    bodies = {query: answer(query) for query in ("a=1", "a=2", "a=3")}
+    assert answer("a=1") == bodies["a=1"] and made == ["a=1", "a=2", "a=3"]  # a=1 kept, and used last
+    for number in range(4, 40):  # enough to fill the budget several times over
+        answer(f"a={number}")
+    assert 0 < len(cache) < 36
+    answer("a=2")
+    assert made.count("a=2") == 2  # dropped long ago, made again
+
+
+def test_a_point_listing_drops_links_only_where_selected_fields_does(mock_pi: RunningMock) -> None:
+    server = get(mock_pi, "/dataservers")["Items"][0]["WebId"]
+    listing = f"/dataservers/{server}/points"
+    whole = get(mock_pi, listing, maxCount=2)["Items"]
+    assert [
+        item["Links"]["Self"]
+        for item in get(mock_pi, listing, maxCount=2, selectedFields="Items.Links.Self")["Items"]
+    ] == [item["Links"]["Self"] for item in whole]
+    assert get(mock_pi, listing, maxCount=2, selectedFields="Items.WebId;Items.Name")["Items"] == [
+        {"WebId": item["WebId"], "Name": item["Name"]} for item in whole
+    ]
+    assert get(mock_pi, listing, maxCount=2, selectedFields="Items")["Items"] == whole
+    # One point's own answer selects at its top level: its Links stay when selected.
+    single = get(mock_pi, f"/points/{whole[0]['WebId']}", selectedFields="WebId;Links.Value")
+    assert single == {"WebId": whole[0]["WebId"], "Links": {"Value": whole[0]["Links"]["Value"]}}

@@ -71,6 +71,7 @@ from osipi_dagster.mock.af_search import FoundAttributes, filter_attributes, sea
 from osipi_dagster.mock.errors import PIError, not_found
 from osipi_dagster.mock.model import Attribute, Point
 from osipi_dagster.mock.params import Params
+from osipi_dagster.mock.responses import AnswerCache
 
 if TYPE_CHECKING:
     from osipi_dagster.mock.config import MockConfig
@@ -115,6 +116,9 @@ class AssetModel:
         self._attribute_searches: dict[tuple, list[tuple[Element, int]]] = {}
         # Each element template's attribute templates depth-first, with their paths below the owner.
         self._template_slots: dict[uuid.UUID, tuple[tuple[AttributeTemplate, str], ...]] = {}
+        # The answers of the catalog's listings (elements, attributes, points): the model and the archive's
+        # points never change once built, so a repeated listing is answered as it was the first time.
+        self.catalog_answers = AnswerCache()
         self._build()
 
     # -- construction ------------------------------------------------------------------------------------
@@ -406,10 +410,11 @@ class AssetModel:
         ``templated_point``) plus one non-templated PI Point attribute per point of ``points``."""
         values = value_of if callable(value_of) else (lambda spec: value_of.get(spec.name))
         top: list[AttributeNode] = []
+        every: list[AttributeNode] = []  # depth-first, as each node is made (a parent before its children)
         for template in templates:
             top.append(
                 self._templated_node(
-                    owner_guid, owner_kind, owner_path, template, None, values, templated_point
+                    owner_guid, owner_kind, owner_path, template, None, values, templated_point, every
                 )
             )
         points = list(points)
@@ -426,9 +431,10 @@ class AssetModel:
                 point.id,
                 None,
             )
-            top.append(AttributeNode(attribute, None, (), None, point, False, False, ""))
-        every = tuple(walk_nodes(top))
-        return AttributeSet(tuple(top), every, {node.attribute.guid: node for node in every})
+            node = AttributeNode(attribute, None, (), None, point, False, False, "")
+            top.append(node)
+            every.append(node)
+        return AttributeSet(tuple(top), tuple(every), {node.attribute.guid: node for node in every})
 
     def _templated_node(
         self,
@@ -439,7 +445,9 @@ class AssetModel:
         parent: AttributeNode | None,
         values: Callable[[AttributeSpec], object],
         templated_point: Point | None,
+        every: list[AttributeNode],
     ) -> AttributeNode:
+        """The attribute of ``template`` and its children, each appended to ``every`` as it is made."""
         spec = template.spec
         point = templated_point if spec.point else None
         if spec.scale and parent is not None and isinstance(parent.attribute.static_value, int | float):
@@ -461,11 +469,15 @@ class AssetModel:
             None if excluded else value,
         )
         node = AttributeNode(attribute, parent, (), template, point, spec.hidden, excluded, spec.trait)
-        children = tuple(
-            self._templated_node(owner_guid, owner_kind, owner_path, child, node, values, templated_point)
-            for child in template.children
-        )
-        object.__setattr__(node, "children", children)
+        every.append(node)
+        if template.children:  # most attributes have none: no tuple to build then
+            children = [
+                self._templated_node(
+                    owner_guid, owner_kind, owner_path, child, node, values, templated_point, every
+                )
+                for child in template.children
+            ]
+            object.__setattr__(node, "children", tuple(children))
         return node
 
     def _excluded(self, owner_path: str, spec: AttributeSpec) -> bool:

@@ -69,9 +69,17 @@ def _name_payload(path: str) -> str:
     return _b64(path.lstrip("\\").upper().encode("utf-8"))
 
 
-@lru_cache(maxsize=_PARTS_KEPT)
+_guid_payloads: dict[int, str] = {}  # by the GUID's int: hashing a UUID object is a Python call
+
+
 def _guid_payload(guid: uuid.UUID) -> str:
-    return _b64(guid.bytes_le)
+    number = guid.int
+    payload = _guid_payloads.get(number)
+    if payload is None:
+        if len(_guid_payloads) >= _PARTS_KEPT:
+            _guid_payloads.clear()
+        payload = _guid_payloads[number] = _b64(guid.bytes_le)
+    return payload
 
 
 @lru_cache(maxsize=_PARTS_KEPT)

@@ -31,6 +31,7 @@ from osipi_dagster.mock.af_search import search_elements, wildcard
 from osipi_dagster.mock.archive import Archive
 from osipi_dagster.mock.errors import PIError, not_found
 from osipi_dagster.mock.links import api_base
+from osipi_dagster.mock.model import Attribute
 from osipi_dagster.mock.params import Params
 from osipi_dagster.mock.responses import FieldTree, collection, json_response, parse_selected_fields
 from osipi_dagster.mock.timeparse import format_time
@@ -61,8 +62,12 @@ class View:
         self.now = self.params.now_ns
         self.system = self.af.system_guid
         # What selectedFields keeps of each object a page renders (None: all of it; set by page() only,
-        # since other answers put rendered objects at other depths).
+        # since other answers put rendered objects at other depths), and the answers of keeps() so far.
         self._rendered_fields: FieldTree | None = None
+        self._kept: dict[tuple[str, ...], bool] = {}
+        self._kept_links: dict[str, bool] = {}  # link name -> keeps("links", name.lower())
+        self._kept_streams: list[tuple[str, str]] | None = None  # the stream links kept, once known
+        self._owner_links: dict[int, str] = {}  # by the owner's GUID as an int (a UUID hashes in Python)
 
     def respond(self, body: object) -> Response:
         return json_response(body, selected_fields=self.params.get("selectedFields"))
@@ -78,12 +83,37 @@ class View:
     def keeps(self, *path: str) -> bool:
         """Does the answer keep the field at ``path`` (lower case) of an object a page renders? A link to
         another object costs its WebID, and a catalog refresh selects few of them (``selectedFields``)."""
+        kept = self._kept.get(path)
+        if kept is None:
+            kept = self._kept[path] = self._selects(path)
+        return kept
+
+    def _selects(self, path: tuple[str, ...]) -> bool:
         node = self._rendered_fields
         for part in path:
             if not node:  # no selectedFields, or the whole subtree selected
                 return node is not _NOTHING
             node = node.get(part, _NOTHING)
         return node is not _NOTHING
+
+    def keeps_link(self, name: str) -> bool:
+        """``keeps("links", name.lower())``, looked up once per link name: a page asks for every object."""
+        kept = self._kept_links.get(name)
+        if kept is None:
+            kept = self._kept_links[name] = self.keeps("links", name.lower())
+        return kept
+
+    def kept_links(self, links: dict[str, str]) -> dict[str, str]:
+        """``links`` without those the answer leaves out."""
+        return {name: url for name, url in links.items() if self.keeps_link(name)}
+
+    def kept_stream_links(self, web_id: str, kind: str) -> dict[str, str]:
+        """:meth:`stream_links` without those the answer leaves out (none is built then)."""
+        if self._kept_streams is None:
+            self._kept_streams = [
+                (name, action) for name, action in STREAM_LINKS.items() if self.keeps_link(name)
+            ]
+        return {name: f"{self.base}/{kind}/{web_id}/{action}" for name, action in self._kept_streams}
 
     def web_id(self, marker: str, guids: tuple, path: str, owner: str = "") -> str:
         return webids.encode(marker, guids, path, owner=owner, webid_type=self.webid_type)
@@ -165,17 +195,23 @@ class View:
     def element(self, element: Element) -> dict:
         web_id = self.element_id(element)
         url = f"{self.base}/elements/{web_id}"
-        links = {"Self": url, "Attributes": f"{url}/attributes", "Elements": f"{url}/elements"}
-        if self.keeps("links", "database"):
+        keeps = self.keeps_link
+        links = {}
+        for name, below in (("Self", ""), ("Attributes", "/attributes"), ("Elements", "/elements")):
+            if keeps(name):
+                links[name] = url + below
+        if keeps("Database"):
             links["Database"] = f"{self.base}/assetdatabases/{self.database_id(element.database)}"
-        if self.keeps("links", "template"):
+        if keeps("Template"):
             links["Template"] = f"{self.base}/elementtemplates/{self.template_id(element.template)}"
-        links |= {
-            "Categories": f"{url}/categories",
-            "EventFrames": f"{url}/eventframes",
-            "NotificationRules": f"{url}/notificationrules",
-        }
-        if element.parent is not None and self.keeps("links", "parent"):
+        for name, below in (
+            ("Categories", "/categories"),
+            ("EventFrames", "/eventframes"),
+            ("NotificationRules", "/notificationrules"),
+        ):
+            if keeps(name):
+                links[name] = url + below
+        if element.parent is not None and keeps("Parent"):
             links["Parent"] = f"{self.base}/elements/{self.element_id(element.parent)}"
         body = {
             "WebId": web_id,
@@ -187,7 +223,7 @@ class View:
             "HasChildren": bool(element.children),
             "CategoryNames": list(element.categories),
             "ExtendedProperties": {},
-            "Links": links | self.stream_links(web_id, "streamsets"),
+            "Links": links | self.kept_stream_links(web_id, "streamsets"),
         }
         if self.wants_paths():
             body["Paths"] = [element.path]
@@ -198,23 +234,30 @@ class View:
         web_id = self.attribute_id(node)
         url = f"{self.base}/attributes/{web_id}"
         owner = "Element" if attribute.owner_kind == "E" else "EventFrame"
-        owner_route = "elements" if attribute.owner_kind == "E" else "eventframes"
-        owner_marker = "Em" if attribute.owner_kind == "E" else "Fm"
-        links = {"Self": url, "Attributes": f"{url}/attributes"}
-        if self.keeps("links", owner.lower()):
-            owner_path = attribute.path.split("|", 1)[0]
-            owner_id = self.web_id(owner_marker, (self.system, attribute.owner_guid), owner_path)
-            links[owner] = f"{self.base}/{owner_route}/{owner_id}"
-        if node.parent is not None and self.keeps("links", "parent"):
+        keeps = self.keeps_link
+        links = {}
+        if keeps("Self"):
+            links["Self"] = url
+        if keeps("Attributes"):
+            links["Attributes"] = f"{url}/attributes"
+        if keeps(owner):
+            links[owner] = self._owner_link(attribute)
+        if node.parent is not None and keeps("Parent"):
             links["Parent"] = f"{self.base}/attributes/{self.attribute_id(node.parent)}"
-        if node.template is not None and self.keeps("links", "template"):
+        if node.template is not None and keeps("Template"):
             links["Template"] = f"{self.base}/attributetemplates/{self.attribute_template_id(node.template)}"
-        if point is not None and self.keeps("links", "point"):
+        if point is not None and keeps("Point"):
             links["Point"] = f"{self.base}/points/{self.archive.point_webid(point, self.webid_type)}"
-        if point is not None and point.digital_set and self.keeps("links"):
+        if (
+            point is not None
+            and point.digital_set
+            and (keeps("EnumerationSet") or keeps("EnumerationValues"))
+        ):
             enum_set = self.archive.enumeration_set(point.digital_set)
             set_url = f"{self.base}/enumerationsets/{self.archive.set_webid(enum_set, self.webid_type)}"
-            links |= {"EnumerationSet": set_url, "EnumerationValues": f"{set_url}/enumerationvalues"}
+            links |= self.kept_links(
+                {"EnumerationSet": set_url, "EnumerationValues": f"{set_url}/enumerationvalues"}
+            )
         body = {
             "WebId": web_id,
             "Id": str(attribute.guid),
@@ -238,11 +281,22 @@ class View:
             "TraitName": node.trait,
             "Span": point.span if point else None,
             "Zero": point.zero if point else None,
-            "Links": links | self.stream_links(web_id, "streams"),
+            "Links": links | self.kept_stream_links(web_id, "streams"),
         }
         if self.wants_paths():
             body["Paths"] = [attribute.path]
         return body
+
+    def _owner_link(self, attribute: Attribute) -> str:
+        """The link to an attribute's element or event frame, made once per owner and answer: a page of a
+        database-wide search holds several attributes of each element."""
+        link = self._owner_links.get(attribute.owner_guid.int)
+        if link is None:
+            route, marker = ("elements", "Em") if attribute.owner_kind == "E" else ("eventframes", "Fm")
+            owner_path = attribute.path.split("|", 1)[0]
+            owner_id = self.web_id(marker, (self.system, attribute.owner_guid), owner_path)
+            link = self._owner_links[attribute.owner_guid.int] = f"{self.base}/{route}/{owner_id}"
+        return link
 
     def template(self, template: ElementTemplate) -> dict:
         web_id = self.template_id(template)
@@ -395,7 +449,9 @@ def list_database_elements(web_id: str, request: Request) -> Response:
     """The root elements (or with ``searchFullHierarchy`` every element), filtered, sorted and paged."""
     view = View(request)
     database = view.af.database(webids.decode(web_id), web_id)
-    return view.page(search_elements(database, view.params), view.element)
+    return view.af.catalog_answers.answer(
+        request, lambda: view.page(search_elements(database, view.params), view.element)
+    )
 
 
 @router.get("/assetdatabases/{web_id}/elementattributes")
@@ -406,7 +462,9 @@ def find_element_attributes(web_id: str, request: Request) -> Response:
     (attributeNameFilter, attributeCategory, attributeType), sorted by name (sortOrder) and paged."""
     view = View(request)
     database = view.af.database(webids.decode(web_id), web_id)
-    return view.page(view.af.element_attributes(database, view.params), view.attribute)
+    return view.af.catalog_answers.answer(
+        request, lambda: view.page(view.af.element_attributes(database, view.params), view.attribute)
+    )
 
 
 @router.get("/assetdatabases/{web_id}/elementtemplates")

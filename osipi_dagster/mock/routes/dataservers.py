@@ -25,7 +25,7 @@ from osipi_dagster.mock.errors import PIError, not_found
 from osipi_dagster.mock.links import api_base
 from osipi_dagster.mock.model import Point
 from osipi_dagster.mock.params import Params
-from osipi_dagster.mock.responses import collection, json_response
+from osipi_dagster.mock.responses import collection, json_response, parse_selected_fields
 from osipi_dagster.mock.timeparse import format_time
 from osipi_dagster.mock.webids import WEBID_TYPES
 
@@ -69,11 +69,13 @@ def dataserver_json(request: Request, archive: Archive, kind: str) -> dict:
     }
 
 
-def point_json(base: str, archive: Archive, point: Point, kind: str, server_web: str) -> dict:
-    """The Point object with its full link set; ``base`` is ``http://host/piwebapi``."""
+def point_json(
+    base: str, archive: Archive, point: Point, kind: str, server_web: str, links: bool = True
+) -> dict:
+    """The Point object with its full link set (``links``: else without ``Links``, for an answer whose
+    ``selectedFields`` leaves them out); ``base`` is ``http://host/piwebapi``."""
     web = archive.point_webid(point, kind)
-    streams = f"{base}/streams/{web}"
-    return {
+    body = {
         "WebId": web,
         "Id": point.id,
         "Name": point.name,
@@ -88,24 +90,37 @@ def point_json(base: str, archive: Archive, point: Point, kind: str, server_web:
         "Step": point.step,
         "Future": point.future,
         "DisplayDigits": point.display_digits,
-        "Links": {
-            "Self": f"{base}/points/{web}",
-            "DataServer": f"{base}/dataservers/{server_web}",
-            "Attributes": f"{base}/points/{web}/attributes",
-            "InterpolatedData": streams + "/interpolated",
-            "RecordedData": streams + "/recorded",
-            "PlotData": streams + "/plot",
-            "SummaryData": streams + "/summary",
-            "Value": streams + "/value",
-            "EndValue": streams + "/end",
-        },
     }
+    if not links:
+        return body
+    streams = f"{base}/streams/{web}"
+    body["Links"] = {
+        "Self": f"{base}/points/{web}",
+        "DataServer": f"{base}/dataservers/{server_web}",
+        "Attributes": f"{base}/points/{web}/attributes",
+        "InterpolatedData": streams + "/interpolated",
+        "RecordedData": streams + "/recorded",
+        "PlotData": streams + "/plot",
+        "SummaryData": streams + "/summary",
+        "Value": streams + "/value",
+        "EndValue": streams + "/end",
+    }
+    return body
 
 
-def _points_json(request: Request, points: list[Point], params: Params) -> list[dict]:
+def _points_json(request: Request, points: list[Point], params: Params, links: bool = True) -> list[dict]:
     archive, kind, base = _archive(request), webid_type(params), api_base(request)
     server_web = archive.webid(kind)
-    return [point_json(base, archive, p, kind, server_web) for p in points]
+    return [point_json(base, archive, p, kind, server_web, links) for p in points]
+
+
+def _listed_points_json(request: Request, points: list[Point], params: Params) -> list[dict]:
+    """The ``Items`` of a listing of points, without their ``Links`` when ``selectedFields`` drops them (nine
+    URLs a point, and a catalog listing selects none)."""
+    tree = parse_selected_fields(params.get("selectedFields"))
+    items = (tree or {}).get("items")
+    links = tree is None or (items is not None and (not items or "links" in items))
+    return _points_json(request, points, params, links)
 
 
 def set_json(request: Request, archive: Archive, enum_set: EnumerationSet, kind: str) -> dict:
@@ -178,12 +193,16 @@ async def dataserver_points(request: Request) -> Response:
     """Points whose name matches ``nameFilter`` (and point source ``sourceFilter``), paged."""
     params, archive = Params.of(request), _archive(request)
     archive.resolve_server(request.path_params["webId"])
-    points = archive.find(params.get("nameFilter"))
-    source = params.get("sourceFilter")
-    if source:
-        points = [p for p in points if wildcard(source).fullmatch(p.point_source)]
-    page = _page(points, params, request.app.state.mock.config.max_returned_items)
-    return _answer(collection(_points_json(request, page, params)), params)
+
+    def render() -> Response:
+        points = archive.find(params.get("nameFilter"))
+        source = params.get("sourceFilter")
+        if source:
+            points = [p for p in points if wildcard(source).fullmatch(p.point_source)]
+        page = _page(points, params, request.app.state.mock.config.max_returned_items)
+        return _answer(collection(_listed_points_json(request, page, params)), params)
+
+    return request.app.state.mock.af.catalog_answers.answer(request, render)
 
 
 @router.get("/dataservers/{webId}/enumerationsets")
@@ -243,7 +262,7 @@ async def points_search(request: Request) -> Response:
         archive.resolve_server(server)
     points = archive.search(params.get("query"))
     page = _page(points, params, SEARCH_MAX_COUNT)
-    return _answer(collection(_points_json(request, page, params)), params)
+    return _answer(collection(_listed_points_json(request, page, params)), params)
 
 
 @router.get("/points/{webId}")
