@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
 import pytest
 
 from osipi_dagster.pi import PIWebAPIClient
@@ -189,3 +190,23 @@ def test_expected_counts_size_the_first_pages(mock_pi, web_ids):
 
 def _rows(api: str, web_ids: list[str]) -> list[tuple]:
     return [row for w in web_ids for row in raw_recorded(api, w, START.isoformat(), END.isoformat())]
+
+
+def test_the_next_request_is_sent_before_the_caller_takes_a_batch(mock_pi, web_ids, reference):
+    """While the caller writes a batch, the server already prepares the next one: with one request at a
+    time, the second request arrives while the caller still holds the first batch (before, the server idled
+    during every write). The read stays exact."""
+    counter = InFlight(hold_s=0.0)
+    with (
+        answer_proxy(mock_pi.url, counter.leave, change_request=counter.arrive) as proxy,
+        PIWebAPIClient(proxy.api) as client,
+    ):
+        read = client.read_recorded(web_ids, START, END, mode="streams", page_size=300, concurrency=1)
+        first = next(read)
+        deadline = time.monotonic() + 10
+        while len(counter.arrivals) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sent_while_held = len(counter.arrivals)
+        rows = rows_of(pa.Table.from_batches([first, *read]))
+    assert sent_while_held == 2
+    assert Counter(rows) == reference and not read.failures

@@ -366,11 +366,7 @@ class _Engine:
             while self._waiting or self._isolated or self._delayed or inflight:
                 self.check_cancel()
                 self._release_delayed()
-                while len(inflight) < self.options.concurrency:
-                    group = self._next_group()
-                    if not group:
-                        break
-                    inflight[pool.submit(self._fetch, group)] = group
+                self._send_more(inflight, pool)
                 if not inflight:
                     self._sleep(self._delayed[0][0] - time.monotonic())
                     continue
@@ -381,6 +377,9 @@ class _Engine:
                     group = inflight.pop(future)
                     answer = future.result()
                     self._apply(group, answer)
+                    # The next requests go out before the caller takes this batch, so that PI prepares
+                    # them while the caller writes it (else the server idles during every write).
+                    self._send_more(inflight, pool)
                     if answer.batch is not None and answer.batch.num_rows:
                         self.rows += answer.batch.num_rows
                         if answer.batch.num_rows >= FULL_SHARE * self.options.values_per_request:
@@ -400,6 +399,14 @@ class _Engine:
             # threads, their answers are dropped, and their retries are not sent (see _before_send).
             self._stopped.set()
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def _send_more(self, inflight: dict[Future[_Answer], list[_Stream]], pool: ThreadPoolExecutor) -> None:
+        """Send requests until ``concurrency`` are in flight or no stream is ready."""
+        while len(inflight) < self.options.concurrency:
+            group = self._next_group()
+            if not group:
+                return
+            inflight[pool.submit(self._fetch, group)] = group
 
     def _sleep(self, seconds: float) -> None:
         if self.cancel is None:
