@@ -2,11 +2,12 @@
 
 Every element of every asset database is read (flat and paged, never capped at 1,000), then the attributes
 of all of a database's elements in one paged search (PI's FindElementAttributes), with their PI point
-reference resolved; ``selectedFields`` keeps only what the tables store. Pages are staged on local disk as
-they come (the elements once more when every parent is known by its path) and compared with the tables'
-current rows, so memory holds a page and a path -> WebId entry per element, not the AF model. Each table is
-then replaced in one commit, or left as it is when nothing in it changed; the diff (added, removed, changed
-rows) is returned for metadata.
+reference resolved; ``selectedFields`` keeps only what the tables store. Pages are compared with the
+tables' current rows as they come (the elements once every parent is known by its path: they are staged on
+local disk until then) and staged on local disk from the first row that differs
+(:class:`~osipi_dagster.lake.ComparedRows`), so memory holds a page and a path -> WebId entry per element,
+not the AF model. Each table is then replaced in one commit, or left as it is when nothing in it changed; the
+diff (added, removed, changed rows) is returned for metadata.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from osipi_dagster.lake import (
+    ComparedRows,
     LakeTable,
     RowDiff,
-    RowFingerprints,
     StagedRows,
     WriteResult,
     overwrite_table_batches,
@@ -56,8 +57,6 @@ def refresh_af(
     """Read every AF database's elements and attributes and replace both tables (each only if it changed);
     ``page_size`` objects per request and per staged page."""
     started = time.perf_counter()
-    element_prints = RowFingerprints(hierarchy_table, key=["web_id"])
-    attribute_prints = RowFingerprints(attributes_table, key=["web_id"])
     databases = 0
     # Every element's upper-cased path -> WebId: attributes name their element by Links.Element, and a
     # server that leaves it out still gives the attribute's path, whose element part is the element's path;
@@ -65,8 +64,8 @@ def refresh_af(
     owners: dict[str, str] = {}
     with (
         StagedRows(_schema(hierarchy_table)) as listed,
-        StagedRows(_schema(hierarchy_table)) as elements,
-        StagedRows(_schema(attributes_table)) as attributes,
+        ComparedRows(hierarchy_table, key=["web_id"]) as elements,
+        ComparedRows(attributes_table, key=["web_id"]) as attributes,
     ):
         for server in client.asset_servers():
             for database in client.asset_databases(server.web_id):
@@ -79,10 +78,10 @@ def refresh_af(
                 for found in client.element_attributes(
                     database.web_id, page_size=page_size, selected_fields=ATTRIBUTE_FIELDS
                 ):
-                    _stage(attributes, attribute_prints, _attribute_batch(attributes.schema, found, owners))
+                    attributes.append(_attribute_batch(attributes.schema, found, owners))
         for batch in listed.batches(page_size):
-            _stage(elements, element_prints, _with_parents(batch, owners))
-        element_diff, attribute_diff = element_prints.diff(), attribute_prints.diff()
+            elements.append(_with_parents(batch, owners))
+        element_diff, attribute_diff = elements.diff(), attributes.diff()
         hierarchy = _write_if_changed(hierarchy_table, elements, element_diff)
         attributes_write = _write_if_changed(attributes_table, attributes, attribute_diff)
         return AFResult(
@@ -102,12 +101,7 @@ def _schema(table: LakeTable) -> pa.Schema:
     return pa.schema([field for field in table.spec.schema if field.name != "ingested_at"])
 
 
-def _stage(staged: StagedRows, prints: RowFingerprints, batch: pa.RecordBatch) -> None:
-    prints.compare(batch)
-    staged.append(batch)
-
-
-def _write_if_changed(table: LakeTable, staged: StagedRows, diff: RowDiff) -> WriteResult | None:
+def _write_if_changed(table: LakeTable, staged: ComparedRows, diff: RowDiff) -> WriteResult | None:
     if table.exists() and not (diff.added or diff.removed or diff.changed):
         return None
     return overwrite_table_batches(table, staged.batches())
