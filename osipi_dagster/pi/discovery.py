@@ -50,7 +50,8 @@ _DIRECTIONAL = frozenset(m for m in SEARCH_MODES if m.startswith(("Backward", "F
 # Not tracked by Python's garbage collector (``gc=False``, inherited by every listed object): an object holds
 # only strings, numbers and lists or dicts of strings, so it can never be part of a reference cycle, and a
 # catalog read decodes hundreds of thousands of them, which tracked made the collector walk again and again
-# (decoding 125,000 AF attributes in the run's process: 0.9 s of CPU tracked, 0.4 s untracked).
+# (125,000 AF attributes decoded, resolved and given their element a page at a time in a process that holds
+# Dagster: 1.3 s of CPU tracked, 0.7 s untracked).
 class _Object(msgspec.Struct, frozen=True, kw_only=True, rename="pascal", gc=False):
     web_id: str
     name: str = ""
