@@ -13,6 +13,8 @@ the point id, so neither renames nor new points move a point to another shard.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -403,7 +405,14 @@ def shard_points(points_table: LakeTable, tag_shard: str) -> ShardPoints:
 
 
 def _matches_any(name: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name.upper(), pattern.upper()) for pattern in patterns)
+    return bool(patterns) and _any_of(tuple(patterns)).match(name.upper()) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _any_of(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One expression for ``patterns`` (PI wildcards, upper-cased), matched once a name: a refresh matches
+    every point's name with the filters."""
+    return re.compile("|".join(fnmatch.translate(pattern.upper()) for pattern in patterns))
 
 
 class _ReferenceIndex:
