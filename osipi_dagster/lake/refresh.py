@@ -3,10 +3,11 @@
 ``bronze.pi_points``, ``bronze.pi_af_hierarchy`` and ``bronze.pi_af_attributes`` are replaced whole by each
 run, in one atomic commit: readers see the old table or the new one, never a mix. They hold up to a few
 hundred thousand rows (a million attributes on a large AF server), so a refresh works page by page:
-:class:`StagedRows` spills the new rows to a local Parquet file as they arrive, :class:`RowFingerprints`
-compares them with the table's current rows through 16 bytes a row (a hash of the key and one of the row),
-and :func:`overwrite_table_batches` streams the staged rows into the commit. Memory holds one page, not a
-version of the table, let alone two.
+:class:`RowFingerprints` compares the new rows with the table's current rows as they arrive (in place, by
+Arrow, while they come in the table's order; otherwise through 16 bytes a row: a hash of the key and one of
+the row), :class:`StagedRows` spills them to a local Parquet file (:class:`ComparedRows`: only from the first
+row that differs, so a refresh that changes nothing stages nothing), and :func:`overwrite_table_batches`
+streams the staged rows into the commit. Memory holds one page, not a version of the table, let alone two.
 """
 
 from __future__ import annotations
