@@ -133,18 +133,16 @@ class Attribute(_Object, frozen=True, kw_only=True, rename="pascal"):
 
 
 # What the catalog tables keep of an element, an attribute and a point: ``selectedFields`` trims the rest
-# (stream links, templates, security...), most of each answer's bytes, before it is sent.
+# (stream links, templates, security...), most of each answer's bytes, before it is sent. An element's or an
+# attribute's ``Id`` (a GUID, 6 % of an attribute's bytes) and an element's ``HasChildren`` are not stored.
 ELEMENT_FIELDS = tuple(
     f"Items.{name}"
-    for name in (
-        "WebId", "Id", "Name", "Path", "Description", "TemplateName", "HasChildren", "CategoryNames",
-        "Links.Parent",
-    )
-)  # fmt: skip
+    for name in ("WebId", "Name", "Path", "Description", "TemplateName", "CategoryNames", "Links.Parent")
+)
 ATTRIBUTE_FIELDS = tuple(
     f"Items.{name}"
     for name in (
-        "WebId", "Id", "Name", "Path", "Type", "DefaultUnitsNameAbbreviation", "DataReferencePlugIn",
+        "WebId", "Name", "Path", "Type", "DefaultUnitsNameAbbreviation", "DataReferencePlugIn",
         "ConfigString", "CategoryNames", "Links.Point", "Links.Element",
     )
 )  # fmt: skip
