@@ -155,19 +155,20 @@ def refresh_point_catalog(
         while page := list(islice(listing, PAGE_SIZE)):
             discovered += len(page)
             page_references = references.of(page)
-            listed, first_seen, shards, attribute_paths = [], [], [], []
-            for point in page:
-                point_references = page_references.get(point.web_id, [])
-                if not point_filter.keeps(point, point_references, template_elements):
-                    continue
-                seen = previous.first_seen(point.web_id, (server.web_id, point.id))
-                added += seen is None
-                shard = shard_of(f"{server.id}:{point.id}", shard_count)
+            listed = [
+                point
+                for point in page
+                if point_filter.keeps(point, page_references.get(point.web_id, []), template_elements)
+            ]
+            first_seen = previous.first_seen(listed, server.web_id)
+            added += first_seen.count(None)
+            shards = [shard_of(f"{server.id}:{point.id}", shard_count) for point in listed]
+            for shard in shards:
                 shard_counts[shard] = shard_counts.get(shard, 0) + 1
-                listed.append(point)
-                first_seen.append(seen or now)
-                shards.append(shard)
-                attribute_paths.append([r.attribute_path for r in point_references])
+            attribute_paths = [
+                [r.attribute_path for r in page_references.get(point.web_id, [])] for point in listed
+            ]
+            first_seen = [seen or now for seen in first_seen]
             kept += len(listed)
             columns = {"tag_shard": shards, "first_seen": first_seen, "af_attribute_paths": attribute_paths}
             staged.append(_point_rows(schema, listed, server.web_id, columns, now))
@@ -255,19 +256,19 @@ class _PreviousCatalog:
         self._renamed_from = np.zeros(self.rows.num_rows, bool)
         self.renamed = 0
 
-    def first_seen(self, web_id: str, identity: tuple[str, int | None]) -> datetime | None:
-        """When the point was first seen (None for a new point); marks its previous row as still there."""
-        at = self._by_web_id.find(web_id)
-        if at is None:
-            at = self._by_identity.find(identity)
-            if at is None:
-                return None
-            if not self._renamed_from[at]:
+    def first_seen(self, points: list[Point], data_server_web_id: str) -> list[datetime | None]:
+        """When each of ``points`` (of the data server ``data_server_web_id``) was first seen (None for a
+        new point); marks their previous rows as still there, or renamed."""
+        positions = self._by_web_id.find_all([point.web_id for point in points])
+        for index, (point, at) in enumerate(zip(points, positions, strict=True)):
+            if at is not None:
+                self._seen[at] = True
+                continue
+            at = positions[index] = self._by_identity.find((data_server_web_id, point.id))
+            if at is not None and not self._renamed_from[at]:
                 self._renamed_from[at] = True
                 self.renamed += 1
-        else:
-            self._seen[at] = True
-        return self._first_seen[at].as_py()
+        return self._first_seen.take(pa.array(positions, pa.int64())).to_pylist()
 
     def removed(self) -> list[str]:
         """The names of the points active until now that are gone. A rename's old row is not a deletion;
@@ -321,6 +322,19 @@ class _HashIndex:
         rank = np.zeros(len(values), np.int8) if prefer is None else (~prefer).astype(np.int8)
         order = np.lexsort((-np.arange(len(values)), rank, hashes))
         self._hashes, self._positions = hashes[order], order
+
+    def find_all(self, values: list) -> list[int | None]:
+        """:meth:`find` of each of ``values``, the hashes looked up at once: the first position with a
+        value's hash holds the value but for a collision, which :meth:`find` then resolves."""
+        if not len(self._hashes):
+            return [None] * len(values)
+        wanted = np.fromiter(map(hash, values), np.int64, len(values))
+        at = np.minimum(np.searchsorted(self._hashes, wanted), len(self._hashes) - 1)
+        hashed = (self._hashes[at] == wanted).tolist()
+        return [
+            (position if self._values[position] == value else self.find(value)) if hit else None
+            for value, hit, position in zip(values, hashed, self._positions[at].tolist(), strict=True)
+        ]
 
     def find(self, value: object) -> int | None:
         """A position of ``value``, or None."""
