@@ -101,14 +101,14 @@ def _schema(table: LakeTable) -> pa.Schema:
     return pa.schema([field for field in table.spec.schema if field.name != "ingested_at"])
 
 
-def _write_if_changed(table: LakeTable, staged: ComparedRows, diff: RowDiff) -> WriteResult | None:
+def _write_if_changed(table: LakeTable, rows: ComparedRows, diff: RowDiff) -> WriteResult | None:
     if table.exists() and not (diff.added or diff.removed or diff.changed):
         return None
-    return overwrite_table_batches(table, staged.batches())
+    return overwrite_table_batches(table, rows.batches())
 
 
 def _hierarchy_batch(schema: pa.Schema, database_web_id: str, elements: Sequence[Element]) -> pa.RecordBatch:
-    # Column by column: a dict per row for ``from_pylist`` cost about twice as much CPU.
+    # Column by column, as :func:`_attribute_batch` (a dict per row cost more than twice the CPU).
     return pa.RecordBatch.from_pydict(
         {
             "web_id": [element.web_id for element in elements],

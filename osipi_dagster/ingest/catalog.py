@@ -160,15 +160,15 @@ def refresh_point_catalog(
                 for point in page
                 if point_filter.keeps(point, page_references.get(point.web_id, []), template_elements)
             ]
-            first_seen = previous.first_seen(listed, server.web_id)
-            added += first_seen.count(None)
+            seen = previous.first_seen(listed, server.web_id)
+            added += seen.count(None)
             shards = [shard_of(f"{server.id}:{point.id}", shard_count) for point in listed]
             for shard in shards:
                 shard_counts[shard] = shard_counts.get(shard, 0) + 1
             attribute_paths = [
                 [r.attribute_path for r in page_references.get(point.web_id, [])] for point in listed
             ]
-            first_seen = [seen or now for seen in first_seen]
+            first_seen = [at or now for at in seen]
             kept += len(listed)
             columns = {"tag_shard": shards, "first_seen": first_seen, "af_attribute_paths": attribute_paths}
             staged.append(_point_rows(schema, listed, server.web_id, columns, now))
