@@ -23,6 +23,7 @@ wrapping the refresh functions and the lake's writer as the assets call them.
     .venv/bin/python benchmarks/bench_catalog.py --points 10000 --keep /tmp/lake   # keep the lake to look at
     .venv/bin/python benchmarks/bench_catalog.py --points 100000 --max-frame-pages 2   # main before issue 11
     .venv/bin/python benchmarks/bench_catalog.py --points 100000 --phases   # where each refresh peaks
+    .venv/bin/python benchmarks/bench_catalog.py --points 30000 --changed-points 30100   # a changed catalog
 """
 
 from __future__ import annotations
@@ -257,6 +258,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     try:
         mock_side = {"startup_seconds": round(startup, 1), **mock_figures(api, args.max_frame_pages)}
         first = run_child(api, root, mock.pid, args.phases)
+        if args.changed_points is not None:
+            mock.terminate()
+            mock.wait(60)
+            mock, api, _ = start_mock(args.changed_points)
         second = run_child(api, root, mock.pid, args.phases)
         mock_side["peak_rss_mib"] = round(proc_peak_rss_mib(mock.pid))
     finally:
@@ -290,6 +295,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--phases", action="store_true", help="report each refresh's peak RSS phase by phase (Linux)"
+    )
+    parser.add_argument(
+        "--changed-points",
+        type=lambda s: int(s.replace("_", "")),
+        default=None,
+        help="run the second refresh against another mock of this many points: a changed catalog (the mock "
+        "figures are then the first mock's, its peak RSS the second's)",
     )
     parser.add_argument("--child", metavar="API", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
