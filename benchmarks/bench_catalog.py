@@ -14,15 +14,16 @@ reports:
   attributes and points added, removed, changed: all zero when the catalog is stable).
 
 Each refresh runs in a child process of its own (this script with ``--child``) so that each peak RSS belongs
-to that refresh alone. With ``--phases``, each refresh also reports the peak RSS of each of its phases
-(reading AF, each table's commit, reading points): the process's peak (``VmHWM``) is reset at each phase's
-start through ``/proc/self/clear_refs`` (Linux) and read at its end, the phases marked by wrapping the refresh
-functions and the lake's writer as the assets call them.
+to that refresh alone. With ``--phases``, each refresh also reports the peak RSS and the CPU seconds of each
+of its phases (reading AF, each table's commit, reading points): the process's peak (``VmHWM``) is reset at
+each phase's start through ``/proc/self/clear_refs`` (Linux) and read at its end, the phases marked by
+wrapping the refresh functions and the lake's writer as the assets call them.
 
     .venv/bin/python benchmarks/bench_catalog.py --points 100000
     .venv/bin/python benchmarks/bench_catalog.py --points 10000 --keep /tmp/lake   # keep the lake to look at
     .venv/bin/python benchmarks/bench_catalog.py --points 100000 --max-frame-pages 2   # main before issue 11
     .venv/bin/python benchmarks/bench_catalog.py --points 100000 --phases   # where each refresh peaks
+    .venv/bin/python benchmarks/bench_catalog.py --points 30000 --changed-points 30100   # a changed catalog
 """
 
 from __future__ import annotations
@@ -126,24 +127,27 @@ def mock_figures(api: str, max_frame_pages: int | None) -> dict[str, object]:
 
 
 class PhaseProbe:
-    """The peak RSS of each phase of this process: ``mark`` ends the current phase (its peak is ``VmHWM``
-    since the last mark) and starts the next one with the peak reset to the current RSS."""
+    """The peak RSS and the CPU seconds of each phase of this process: ``mark`` ends the current phase (its
+    peak is ``VmHWM`` since the last mark) and starts the next one with the peak reset to the current RSS."""
 
     def __init__(self) -> None:
         self.phases: list[dict[str, object]] = []
         self._current = "start"
+        self._cpu = self_cpu_seconds()
         self._reset_peak()
 
     def mark(self, phase: str) -> None:
         status = _status_mib()
+        cpu = self_cpu_seconds()
         self.phases.append(
             {
                 "phase": self._current,
                 "peak_mib": round(status["VmHWM"]),
                 "rss_end_mib": round(status["VmRSS"]),
+                "cpu_seconds": round(cpu - self._cpu, 2),
             }
         )
-        self._current = phase
+        self._current, self._cpu = phase, cpu
         self._reset_peak()
 
     def wrap(self, module: object, name: str, phase: Callable[..., str]) -> None:
@@ -254,6 +258,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     try:
         mock_side = {"startup_seconds": round(startup, 1), **mock_figures(api, args.max_frame_pages)}
         first = run_child(api, root, mock.pid, args.phases)
+        if args.changed_points is not None:
+            mock.terminate()
+            mock.wait(60)
+            mock, api, _ = start_mock(args.changed_points)
         second = run_child(api, root, mock.pid, args.phases)
         mock_side["peak_rss_mib"] = round(proc_peak_rss_mib(mock.pid))
     finally:
@@ -288,6 +296,13 @@ def main() -> None:
     parser.add_argument(
         "--phases", action="store_true", help="report each refresh's peak RSS phase by phase (Linux)"
     )
+    parser.add_argument(
+        "--changed-points",
+        type=lambda s: int(s.replace("_", "")),
+        default=None,
+        help="run the second refresh against another mock of this many points: a changed catalog (the mock "
+        "figures are then the first mock's, its peak RSS the second's)",
+    )
     parser.add_argument("--child", metavar="API", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -307,7 +322,10 @@ def main() -> None:
     )
     for name in ("first", "second") if args.phases else ():
         for phase in figures[name]["phases"]:
-            print(f"{name}: {phase['phase']}: peak {phase['peak_mib']} MiB, then {phase['rss_end_mib']} MiB")
+            print(
+                f"{name}: {phase['phase']}: peak {phase['peak_mib']} MiB, then {phase['rss_end_mib']} MiB, "
+                f"{phase['cpu_seconds']} s CPU"
+            )
     print(json.dumps(figures))
 
 

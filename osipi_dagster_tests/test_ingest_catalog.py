@@ -13,10 +13,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from osipi_dagster.ingest.af import refresh_af
-from osipi_dagster.ingest.catalog import CatalogResult, PointFilter, refresh_point_catalog, shard_points
+from osipi_dagster.ingest.catalog import (
+    CatalogResult,
+    PointFilter,
+    _HashIndex,
+    refresh_point_catalog,
+    shard_points,
+)
 from osipi_dagster.ingest.rows import table_rows
 from osipi_dagster.ingest.shards import shard_keys, shard_of
 from osipi_dagster.lake import Lakehouse, LakeTable, overwrite_table, read_table
@@ -482,3 +489,14 @@ def test_an_af_template_filter_keeps_points_of_derived_templates(
     lake.refresh(mock_pi.api, T1, PointFilter(af_templates=[template]))
 
     assert active(lake.rows()) == expected
+
+
+def test_a_page_of_points_is_found_in_the_previous_catalog_as_one_by_one() -> None:
+    """The previous catalog's index finds a page's WebIds at once as it finds each, hash collisions
+    (CPython hashes -1 and -2 alike) and repeated values (the preferred position first) included."""
+    values = [-2, 5, -1, 7, -2, "E1", "E2", "E1"]
+    for index in (_HashIndex(values), _HashIndex(values, prefer=np.array([1, 0, 1, 1, 0, 0, 1, 1], bool))):
+        wanted = [-1, -2, 5, 6, "E1", "E2", "E3", -3, 7]
+        assert index.find_all(wanted) == [index.find(value) for value in wanted]
+        assert index.find_all(wanted)[:2] == [2, index.find(-2)] and index.find(-2) in (0, 4)
+    assert _HashIndex([]).find_all(["E1"]) == [None]

@@ -15,7 +15,9 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from osipi_dagster.lake import (
+    ComparedRows,
     Lakehouse,
+    LakeTable,
     RowDiff,
     diff_rows,
     overwrite_table,
@@ -169,3 +171,133 @@ def test_a_catalog_table_replaced_by_another_writer_meanwhile_is_not_overwritten
 
     assert table.version() == 2
     assert DeltaTable(table.uri).to_pyarrow_table().column("description").unique().to_pylist() == ["winner"]
+
+
+def _compared(table: LakeTable, batches: list[pa.RecordBatch]) -> tuple[RowDiff, pa.Table, int]:
+    """The diff of ``batches`` against the table, every row :meth:`ComparedRows.batches` gives back for a
+    commit, and how many rows matched in place."""
+    with ComparedRows(table, key=["web_id"]) as compared:
+        for batch in batches:
+            compared.append(batch)
+        diff = compared.diff()
+        rows = pa.Table.from_batches(list(compared.batches(7)), schema=compared.schema)
+        return diff, rows, compared.prints.in_place
+
+
+def _pages(rows: pa.Table, size: int = 40) -> list[pa.RecordBatch]:
+    return [
+        batch for start in range(0, rows.num_rows, size) for batch in rows.slice(start, size).to_batches()
+    ]
+
+
+@pytest.fixture
+def written(tmp_path: Path) -> tuple[LakeTable, pa.Table]:
+    """A hierarchy table of 250 rows in two Parquet files (rows matched in place cross files), and its
+    rows."""
+    table = Lakehouse(str(tmp_path / "lake")).table(AF_HIERARCHY.name)
+    rows = pa.Table.from_batches([_elements(0, 250)])
+    overwrite_table_batches(table, [_elements(0, 100)])
+    # Two more files in one commit: appended by delta-rs, which keeps the rows' order file by file.
+    write_deltalake(
+        table.uri,
+        pa.Table.from_batches([_elements(100, 150)]).append_column(
+            AF_HIERARCHY.schema.field("ingested_at"), pa.repeat(pa.scalar(INGESTED_AT, UTC_US), 150)
+        ),
+        mode="append",
+    )
+    return table, rows
+
+
+def test_rows_listed_again_unchanged_match_in_place_and_stage_nothing(
+    written: tuple[LakeTable, pa.Table],
+) -> None:
+    table, rows = written
+    with ComparedRows(table, key=["web_id"]) as compared:
+        for batch in _pages(rows):
+            compared.append(batch)
+        assert compared.diff() == RowDiff(added=0, removed=0, changed=0, unchanged=250)
+        assert (compared.prints.in_place, compared._staged.rows, len(compared.prints._keys)) == (250, 0, 0)
+
+
+def _another(value: object) -> object:
+    """A value other than ``value``, of its type: a null string becomes empty, a list gains an item."""
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, list):
+        return [*value, "New"]
+    return "" if value is None else f"{value}x"
+
+
+@pytest.mark.parametrize("column", INPUT.names)
+def test_a_change_in_any_column_of_any_row_is_counted_and_staged(
+    written: tuple[LakeTable, pa.Table], column: str
+) -> None:
+    """Every stored column of a row that matched in place up to the change: the change is found, and the
+    rows given back for the commit are the new rows, those matched in place read again from the table."""
+    table, rows = written
+    for at in (0, 137, 249):
+        changed = rows.to_pylist()
+        changed[at][column] = _another(changed[at][column])
+        new = pa.Table.from_pylist(changed, schema=INPUT)
+
+        diff, staged, in_place = _compared(table, _pages(new))
+
+        expected = (
+            RowDiff(added=1, removed=1, changed=0, unchanged=249)
+            if column == "web_id"
+            else RowDiff(added=0, removed=0, changed=1, unchanged=249)
+        )
+        assert diff == expected, (column, at)
+        assert in_place == at // 40 * 40
+        assert staged.equals(new)
+
+
+def test_rows_in_another_order_are_matched_by_key(written: tuple[LakeTable, pa.Table]) -> None:
+    table, rows = written
+    new = rows.take(list(range(249, -1, -1)))
+
+    diff, staged, in_place = _compared(table, _pages(new))
+
+    assert diff == RowDiff(added=0, removed=0, changed=0, unchanged=250)
+    assert in_place == 0
+    assert staged.equals(new)
+
+
+@pytest.mark.parametrize(("kept", "more"), [(250, 1), (249, 0), (200, 0), (0, 5)])
+def test_rows_added_or_removed_at_the_end_are_counted(
+    written: tuple[LakeTable, pa.Table], kept: int, more: int
+) -> None:
+    table, rows = written
+    new = pa.concat_tables([rows.slice(0, kept), pa.Table.from_batches([_elements(1_000, more)])])
+
+    diff, staged, _ = _compared(table, _pages(new))
+
+    assert diff == RowDiff(added=more, removed=250 - kept, changed=0, unchanged=kept)
+    assert staged.equals(new)
+
+
+def test_a_new_table_counts_every_row_added_without_hashing(tmp_path: Path) -> None:
+    table = Lakehouse(str(tmp_path / "lake")).table(AF_HIERARCHY.name)
+    new = pa.Table.from_batches([_elements(0, 90)])
+
+    with ComparedRows(table, key=["web_id"]) as compared:
+        for batch in _pages(new):
+            compared.append(batch)
+        assert compared.diff() == RowDiff(added=90, removed=0, changed=0, unchanged=0)
+        assert len(compared.prints._keys) == 0
+        assert pa.Table.from_batches(list(compared.batches()), schema=compared.schema).equals(new)
+
+
+def test_rows_matched_in_place_are_read_again_from_the_version_compared(
+    written: tuple[LakeTable, pa.Table],
+) -> None:
+    """The table replaced between the comparison and the commit: the rows given back are those compared
+    (the replaced version's files stay until a vacuum), never the other writer's."""
+    table, rows = written
+    with ComparedRows(table, key=["web_id"]) as compared:
+        for batch in _pages(rows.slice(0, 200)):
+            compared.append(batch)
+        overwrite_table_batches(table, [_elements(500, 300, description="other writer")])
+        assert compared.diff() == RowDiff(added=0, removed=50, changed=0, unchanged=200)
+        staged = pa.Table.from_batches(list(compared.batches()), schema=compared.schema)
+    assert staged.equals(rows.slice(0, 200))

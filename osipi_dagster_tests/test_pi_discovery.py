@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import msgspec
 import pytest
 import requests
@@ -112,6 +114,15 @@ def test_attributes_resolve_their_points(client, server, database):
             else:
                 assert attribute.point_web_id is None
     assert resolved
+
+
+def test_listed_objects_are_left_out_of_the_garbage_collectors_walks(client, server, database):
+    """A catalog read decodes hundreds of thousands of objects: none of them is tracked (they hold only
+    strings, numbers, and lists and dicts of strings, so they cannot form a cycle)."""
+    (page, *_) = client.element_attributes(database.web_id, page_size=50)
+    listed = [next(iter(client.points(server.web_id))), *client.elements(database.web_id)[:3], *page]
+    assert not any(gc.is_tracked(item) for item in listed)
+    assert any(getattr(item, "category_names", None) for item in listed)
 
 
 def test_enumeration_sets(client, server):

@@ -2,11 +2,12 @@
 
 Every element of every asset database is read (flat and paged, never capped at 1,000), then the attributes
 of all of a database's elements in one paged search (PI's FindElementAttributes), with their PI point
-reference resolved; ``selectedFields`` keeps only what the tables store. Pages are staged on local disk as
-they come (the elements once more when every parent is known by its path) and compared with the tables'
-current rows, so memory holds a page and a path -> WebId entry per element, not the AF model. Each table is
-then replaced in one commit, or left as it is when nothing in it changed; the diff (added, removed, changed
-rows) is returned for metadata.
+reference resolved; ``selectedFields`` keeps only what the tables store. Pages are compared with the
+tables' current rows as they come (the elements once every parent is known by its path: they are staged on
+local disk until then) and staged on local disk from the first row that differs
+(:class:`~osipi_dagster.lake.ComparedRows`), so memory holds a page and a path -> WebId entry per element,
+not the AF model. Each table is then replaced in one commit, or left as it is when nothing in it changed; the
+diff (added, removed, changed rows) is returned for metadata.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from osipi_dagster.lake import (
+    ComparedRows,
     LakeTable,
     RowDiff,
-    RowFingerprints,
     StagedRows,
     WriteResult,
     overwrite_table_batches,
@@ -56,8 +57,6 @@ def refresh_af(
     """Read every AF database's elements and attributes and replace both tables (each only if it changed);
     ``page_size`` objects per request and per staged page."""
     started = time.perf_counter()
-    element_prints = RowFingerprints(hierarchy_table, key=["web_id"])
-    attribute_prints = RowFingerprints(attributes_table, key=["web_id"])
     databases = 0
     # Every element's upper-cased path -> WebId: attributes name their element by Links.Element, and a
     # server that leaves it out still gives the attribute's path, whose element part is the element's path;
@@ -65,8 +64,8 @@ def refresh_af(
     owners: dict[str, str] = {}
     with (
         StagedRows(_schema(hierarchy_table)) as listed,
-        StagedRows(_schema(hierarchy_table)) as elements,
-        StagedRows(_schema(attributes_table)) as attributes,
+        ComparedRows(hierarchy_table, key=["web_id"]) as elements,
+        ComparedRows(attributes_table, key=["web_id"]) as attributes,
     ):
         for server in client.asset_servers():
             for database in client.asset_databases(server.web_id):
@@ -79,10 +78,10 @@ def refresh_af(
                 for found in client.element_attributes(
                     database.web_id, page_size=page_size, selected_fields=ATTRIBUTE_FIELDS
                 ):
-                    _stage(attributes, attribute_prints, _attribute_batch(attributes.schema, found, owners))
+                    attributes.append(_attribute_batch(attributes.schema, found, owners))
         for batch in listed.batches(page_size):
-            _stage(elements, element_prints, _with_parents(batch, owners))
-        element_diff, attribute_diff = element_prints.diff(), attribute_prints.diff()
+            elements.append(_with_parents(batch, owners))
+        element_diff, attribute_diff = elements.diff(), attributes.diff()
         hierarchy = _write_if_changed(hierarchy_table, elements, element_diff)
         attributes_write = _write_if_changed(attributes_table, attributes, attribute_diff)
         return AFResult(
@@ -102,33 +101,28 @@ def _schema(table: LakeTable) -> pa.Schema:
     return pa.schema([field for field in table.spec.schema if field.name != "ingested_at"])
 
 
-def _stage(staged: StagedRows, prints: RowFingerprints, batch: pa.RecordBatch) -> None:
-    prints.compare(batch)
-    staged.append(batch)
-
-
-def _write_if_changed(table: LakeTable, staged: StagedRows, diff: RowDiff) -> WriteResult | None:
+def _write_if_changed(table: LakeTable, rows: ComparedRows, diff: RowDiff) -> WriteResult | None:
     if table.exists() and not (diff.added or diff.removed or diff.changed):
         return None
-    return overwrite_table_batches(table, staged.batches())
+    return overwrite_table_batches(table, rows.batches())
 
 
 def _hierarchy_batch(schema: pa.Schema, database_web_id: str, elements: Sequence[Element]) -> pa.RecordBatch:
-    rows = [
+    # Column by column, as :func:`_attribute_batch` (a dict per row cost more than twice the CPU).
+    return pa.RecordBatch.from_pydict(
         {
-            "web_id": element.web_id,
-            "parent_web_id": element.parent_web_id,
-            "name": element.name,
-            "path": element.path,
-            "depth": element.depth,
-            "template_name": element.template_name,
-            "category_names": list(element.category_names),
-            "description": element.description,
-            "database_web_id": database_web_id,
-        }
-        for element in elements
-    ]
-    return pa.RecordBatch.from_pylist(rows, schema=schema)
+            "web_id": [element.web_id for element in elements],
+            "parent_web_id": [element.parent_web_id for element in elements],
+            "name": [element.name for element in elements],
+            "path": [element.path for element in elements],
+            "depth": [element.depth for element in elements],
+            "template_name": [element.template_name for element in elements],
+            "category_names": [element.category_names for element in elements],
+            "description": [element.description for element in elements],
+            "database_web_id": [database_web_id] * len(elements),
+        },
+        schema=schema,
+    )
 
 
 def _with_parents(batch: pa.RecordBatch, owners: dict[str, str]) -> pa.RecordBatch:
@@ -146,19 +140,23 @@ def _with_parents(batch: pa.RecordBatch, owners: dict[str, str]) -> pa.RecordBat
 def _attribute_batch(
     schema: pa.Schema, attributes: list[Attribute], owners: dict[str, str]
 ) -> pa.RecordBatch:
-    rows = [
+    # Column by column: a dict per row for ``from_pylist`` cost 2.4 times the CPU (10.8 against 4.5 ms for
+    # 10,000 attributes).
+    return pa.RecordBatch.from_pydict(
         {
-            "web_id": attribute.web_id,
-            "element_web_id": attribute.element_web_id or owners.get(attribute.path.split("|", 1)[0].upper()),
-            "name": attribute.name,
-            "path": attribute.path,
-            "type": attribute.type,
-            "units": attribute.default_units_name_abbreviation,
-            "data_reference": attribute.data_reference_plug_in,
-            "config_string": attribute.config_string,
-            "point_web_id": attribute.point_web_id,
-            "category_names": list(attribute.category_names),
-        }
-        for attribute in attributes
-    ]
-    return pa.RecordBatch.from_pylist(rows, schema=schema)
+            "web_id": [attribute.web_id for attribute in attributes],
+            "element_web_id": [
+                attribute.element_web_id or owners.get(attribute.path.split("|", 1)[0].upper())
+                for attribute in attributes
+            ],
+            "name": [attribute.name for attribute in attributes],
+            "path": [attribute.path for attribute in attributes],
+            "type": [attribute.type for attribute in attributes],
+            "units": [attribute.default_units_name_abbreviation for attribute in attributes],
+            "data_reference": [attribute.data_reference_plug_in for attribute in attributes],
+            "config_string": [attribute.config_string for attribute in attributes],
+            "point_web_id": [attribute.point_web_id for attribute in attributes],
+            "category_names": [attribute.category_names for attribute in attributes],
+        },
+        schema=schema,
+    )

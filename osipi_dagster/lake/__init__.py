@@ -8,7 +8,8 @@ Every writer commits once and atomically: readers see a table before or after a 
 * :func:`write_watermarks` / :func:`read_watermarks`: ``checkpoints.pi_watermarks``.
 * :func:`merge_event_frames`: ``bronze.pi_event_frames`` (MERGE by WebId); :func:`merge_rows` in general.
 * :func:`overwrite_table` and :func:`diff_rows`: full refreshes of small tables; :class:`StagedRows`,
-  :class:`RowFingerprints` and :func:`overwrite_table_batches` the same page by page for the catalog tables.
+  :class:`RowFingerprints`, :class:`ComparedRows` and :func:`overwrite_table_batches` the same page by page
+  for the catalog tables.
 """
 
 from osipi_dagster.lake.errors import (
@@ -23,6 +24,7 @@ from osipi_dagster.lake.errors import (
 from osipi_dagster.lake.eventframes import EVENT_FRAME_INPUT_SCHEMA, merge_event_frames
 from osipi_dagster.lake.merge import MergeResult, merge_rows
 from osipi_dagster.lake.refresh import (
+    ComparedRows,
     RowDiff,
     RowFingerprints,
     StagedRows,
@@ -49,6 +51,7 @@ from osipi_dagster.lake.watermarks import Watermark, read_watermarks, write_wate
 __all__ = [
     "EVENT_FRAME_INPUT_SCHEMA",
     "TABLE_SPECS",
+    "ComparedRows",
     "ConcurrentWriteError",
     "InvalidLakeRootError",
     "InvalidRowsError",
