@@ -93,7 +93,7 @@ def read_partition(
     """
     if not table.exists():
         return None
-    return _dataset(table, dictionary_columns).to_table(
+    return _dataset(table, partition_date, tag_shard, dictionary_columns).to_table(
         columns=list(columns), filter=_partition_filter(partition_date, tag_shard)
     )
 
@@ -188,7 +188,9 @@ def _partition_files(
     dictionary_columns: Collection[str],
 ) -> list[pq.ParquetFile]:
     """The partition's data files, in the table's order, opened to read ``dictionary_columns`` as such."""
-    fragments = _dataset(table, ()).get_fragments(filter=_partition_filter(partition_date, tag_shard))
+    fragments = _dataset(table, partition_date, tag_shard, ()).get_fragments(
+        filter=_partition_filter(partition_date, tag_shard)
+    )
     wanted = [name for name in columns if name in dictionary_columns]
     return [
         pq.ParquetFile(fragment.path, filesystem=_files_of(table, fragment), read_dictionary=wanted)
@@ -213,9 +215,14 @@ def _file_batches(
             yield from file.iter_batches(batch_size=batch_rows, columns=list(columns))
 
 
-def _dataset(table: LakeTable, dictionary_columns: Collection[str]) -> ds.Dataset:
+def _dataset(
+    table: LakeTable, partition_date: date, tag_shard: str, dictionary_columns: Collection[str]
+) -> ds.Dataset:
+    """The partition's files only (a dataset of the whole table costs about 0.1 ms a file to build)."""
     options = ds.ParquetReadOptions(dictionary_columns=set(dictionary_columns))
-    return table.load().to_pyarrow_dataset(parquet_read_options=options)
+    return table.partition_dataset(
+        {"partition_date": partition_date, "tag_shard": tag_shard}, read_options=options
+    )
 
 
 def _partition_filter(partition_date: date, tag_shard: str) -> ds.Expression:
