@@ -114,9 +114,9 @@ def _stored(table: LakeTable, day: date, shard: str, start_ns: int, until: pa.Ta
     if not table.exists():
         return _EMPTY_KEYS
     last_ns = pc.max(until["until_ns"]).as_py()
-    keys = table.load().to_pyarrow_table(
+    keys = table.partition_dataset({"partition_date": day, "tag_shard": shard}).to_table(
         columns=["web_id", "timestamp_ns"],
-        filters=(ds.field("partition_date") == pa.scalar(day, pa.date32()))
+        filter=(ds.field("partition_date") == pa.scalar(day, pa.date32()))
         & (ds.field("tag_shard") == shard)
         & (ds.field("timestamp_ns") >= start_ns)
         & (ds.field("timestamp_ns") < last_ns),
