@@ -123,7 +123,15 @@ def _run(
             frozen.raise_for_status()
             end_ns = to_ns(now)
             truth = await asyncio.to_thread(_truth, mock.api, web_ids, start_ns, end_ns)
-            await _until(lambda: _streamed(table, start_ns, end_ns) == truth, "the window", running, 240)
+            try:
+                await _until(lambda: _streamed(table, start_ns, end_ns) == truth, "the window", running, 240)
+            except AssertionError as exc:
+                streamed = _streamed(table, start_ns, end_ns)
+                missing, extra = truth - streamed, streamed - truth
+                raise AssertionError(
+                    f"{exc}: {sum(missing.values())} value(s) missing, e.g. {sorted(missing)[:3]}; "
+                    f"{sum(extra.values())} extra, e.g. {sorted(extra)[:3]}"
+                ) from exc
             stream.stop()
             await running
             return truth, start_ns, end_ns
