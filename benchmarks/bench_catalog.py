@@ -202,7 +202,9 @@ def refresh(api: str, root: str, phases: bool) -> dict[str, object]:
     from osipi_dagster.defs.resources import DeltaLakehouseResource, PIWebAPIResource
     from osipi_dagster.settings import PIServerSettings
 
-    assets = server_assets(PIServerSettings())
+    # --changed-points reads another mock on purpose: the safety limit on removals (a comparison of counts,
+    # no cost) would refuse it.
+    assets = server_assets(PIServerSettings(catalog_max_removed_share=1.0))
     resources = {"pi": PIWebAPIResource(base_url=api), "lakehouse": DeltaLakehouseResource(root=root)}
     with dg.instance_for_test() as instance:
         rss_before = self_peak_rss_mib()

@@ -289,8 +289,9 @@ class PIServerSettings(BaseModel):
         ge=0.0,
         le=1.0,
         description="A catalog refresh that would mark more than this share of the active points deleted "
-        "(or all of them) fails unless the removal is confirmed in the run config; so does a "
-        "notification-rules refresh that would remove more than this share of the rules.",
+        "(or all of them) fails unless the removal is confirmed in the run config; so does an AF refresh "
+        "that would remove more than this share of the elements or attributes, and a notification-rules "
+        "refresh that would remove more than this share of the rules.",
     )
 
     # Asset checks of pi_timeseries (docs/OPERATIONS.md, "Checks"). ERROR for what means the lake itself is

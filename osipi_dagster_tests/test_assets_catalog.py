@@ -1,8 +1,10 @@
 """``pi_af`` (``pi_af_hierarchy``, ``pi_af_attributes``) and ``pi_points`` materialized through Dagster
-against the mock and Delta tables in ``tmp_path``, with a run-config point filter."""
+against the mock and Delta tables in ``tmp_path``, with a run-config point filter, and pi_af's run config
+confirming a removal its safety limit refused."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from osipi_dagster.defs.pi_server.af import AFRefreshConfig
 from osipi_dagster.defs.pi_server.points import PointCatalogConfig
 from osipi_dagster.defs.resources import DeltaLakehouseResource, PIWebAPIResource
 from osipi_dagster.ingest.catalog import PointFilter
@@ -18,6 +21,7 @@ from osipi_dagster.mock.server import RunningMock
 from osipi_dagster_tests.definitions_helpers import DEFAULT_PARTITIONS, pi_af, pi_points
 from osipi_dagster_tests.test_ingest_af import RawAF, raw_af
 from osipi_dagster_tests.test_ingest_catalog import RawCatalog, raw_catalog
+from osipi_dagster_tests.untrusted_server import Answer, Exchange, Proxy
 
 POINTS_KEYS = {
     "points_active",
@@ -171,3 +175,52 @@ def test_a_narrower_filter_on_the_next_run_reports_deleted_points(
         0,
         0,
     )
+
+
+def test_an_af_refresh_that_loses_every_database_fails_until_confirmed_in_the_run_config(
+    mock_pi: RunningMock, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """pi_af behind a proxy that lists no asset database: the run fails with the counts to confirm and
+    pi_points does not run; the same run with AFRefreshConfig confirming both counts succeeds and reports
+    every element and attribute removed."""
+    resources = {
+        "pi": PIWebAPIResource(base_url=mock_pi.api),
+        "lakehouse": DeltaLakehouseResource(root=str(tmp_path)),
+    }
+    first = dg.materialize([pi_af], resources=resources, instance=instance)
+    counts = {
+        event.asset_key.path[-1]: event.materialization.metadata["dagster/row_count"].value
+        for event in first.get_asset_materialization_events()
+    }
+    elements, attributes = counts["pi_af_hierarchy"], counts["pi_af_attributes"]
+
+    def no_databases(exchange: Exchange) -> Answer | None:
+        if exchange.route.endswith("/assetdatabases"):
+            return Answer(200, json.dumps({"Links": {}, "Items": []}).encode())
+        return None
+
+    proxy = Proxy(mock_pi.url, answer=no_databases)
+    try:
+        resources["pi"] = PIWebAPIResource(base_url=proxy.api)
+        refused = dg.materialize(
+            [pi_af, pi_points], resources=resources, instance=instance, raise_on_error=False
+        )
+        confirm = AFRefreshConfig(confirm_removed_elements=elements, confirm_removed_attributes=attributes)
+        confirmed = dg.materialize(
+            [pi_af], resources=resources, instance=instance, run_config=dg.RunConfig({"pi_af": confirm})
+        )
+    finally:
+        proxy.close()
+
+    assert not refused.success
+    failure = next(event for event in refused.all_events if event.is_step_failure)
+    message = failure.step_failure_data.error.cause.message
+    assert "AFShrinkError" in failure.step_failure_data.error.cause.cls_name
+    assert f"`confirm_removed_elements: {elements}` and `confirm_removed_attributes: {attributes}`" in message
+    assert not refused.get_asset_materialization_events()
+    metadata = {
+        event.asset_key.path[-1]: event.materialization.metadata
+        for event in confirmed.get_asset_materialization_events()
+    }
+    assert metadata["pi_af_hierarchy"]["elements_removed"].value == elements
+    assert metadata["pi_af_attributes"]["attributes_removed"].value == attributes

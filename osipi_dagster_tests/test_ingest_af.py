@@ -124,9 +124,9 @@ def af_tables(root: Path) -> AFTables:
     return AFTables(lake.table("bronze.pi_af_hierarchy"), lake.table("bronze.pi_af_attributes"))
 
 
-def run_refresh(api: str, tables: AFTables):
+def run_refresh(api: str, tables: AFTables, **options):
     with PIWebAPIClient(api) as client:
-        return refresh_af(client, tables.hierarchy, tables.attributes)
+        return refresh_af(client, tables.hierarchy, tables.attributes, **options)
 
 
 def stored(table: LakeTable, columns: tuple[str, ...] | None = None) -> dict[str, dict]:
@@ -249,7 +249,7 @@ def test_a_different_af_reports_elements_added_removed_and_changed(
     other = make_mock(**overrides)
     other_af = raw_af(other.api)
 
-    result = run_refresh(other.api, tables)
+    result = run_refresh(other.api, tables, max_removed_share=1.0)  # another AF on purpose: no safety limit
 
     old, new = expected_element_rows(mock_af), expected_element_rows(other_af)
     common = old.keys() & new.keys()

@@ -104,9 +104,9 @@ class Lake:
     hierarchy: LakeTable
     attributes: LakeTable
 
-    def refresh_af(self, api: str) -> None:
+    def refresh_af(self, api: str, **options) -> None:
         with PIWebAPIClient(api) as client:
-            refresh_af(client, self.hierarchy, self.attributes)
+            refresh_af(client, self.hierarchy, self.attributes, **options)
 
     def refresh(
         self,
@@ -385,7 +385,7 @@ def test_renames_and_deletions_between_two_servers_are_told_apart(
     renamed = [p for p in other.points if old_by_id[p["Id"]] != p["WebId"]]
     assert renamed and len(renamed) < 150
 
-    lake.refresh_af(smaller.api)
+    lake.refresh_af(smaller.api, max_removed_share=1.0)  # the smaller server's AF, on purpose
     result = lake.refresh(smaller.api, T2, confirm_removed=50)  # 50 of 200 points deleted on purpose
 
     rows = lake.rows()

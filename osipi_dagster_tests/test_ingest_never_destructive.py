@@ -4,7 +4,8 @@ delete").
 Real mock over HTTP, a real proxy in front of it where PI must answer something odd (an empty point list,
 as after a permission change), real Delta tables. The catalog refuses a refresh that would delete too many
 points; the time series keeps the rows of points the catalog keeps as deleted; a shard the catalog lists
-empty never empties its slice.
+empty never empties its slice; the AF refresh and the notification rules refuse an answer that removes too
+much of what the lake holds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from osipi_dagster.ingest.af import AFResult, AFShrinkError, refresh_af
 from osipi_dagster.ingest.alarms_rules import (
     NotificationRulesResult,
     NotificationRulesShrinkError,
@@ -231,3 +233,88 @@ def test_an_empty_rule_list_from_pi_is_refused_and_writes_nothing(
     assert "(all of them" in message and "PI Web API listed 0 rules" in message
     assert f"confirm_removed_rules: {first.rules}" in message and "Nothing was written" in message
     assert read_table(rules).num_rows == 0
+
+
+def refresh_af_tables(api: str, lake: Lakehouse, **options) -> AFResult:
+    with PIWebAPIClient(api, compress=False) as pi:
+        return refresh_af(
+            pi, lake.table("bronze.pi_af_hierarchy"), lake.table("bronze.pi_af_attributes"), **options
+        )
+
+
+def test_an_af_server_listing_no_database_is_refused_and_writes_nothing(
+    mock_pi: RunningMock, lake: Lakehouse
+) -> None:
+    """A proxy answers the asset-database listing with no database (the service account lost its access):
+    the refresh fails naming both counts and how to confirm them, and neither AF table changes. One
+    confirmed count alone is not enough; both exact counts empty the tables."""
+    first = refresh_af_tables(mock_pi.api, lake)
+    tables = [lake.table("bronze.pi_af_hierarchy"), lake.table("bronze.pi_af_attributes")]
+    before = [(table.version(), read_table(table)) for table in tables]
+    elements, attributes = first.element_count, first.attribute_count
+    assert elements > 1 and attributes > 1
+
+    def no_databases(exchange: Exchange) -> Answer | None:
+        if exchange.route.endswith("/assetdatabases"):
+            return Answer(200, json.dumps({"Links": {}, "Items": []}).encode())
+        return None
+
+    proxy = Proxy(mock_pi.url, answer=no_databases)
+    try:
+        with pytest.raises(AFShrinkError) as error:
+            refresh_af_tables(proxy.api, lake)
+        with pytest.raises(
+            AFShrinkError, match=f"Refusing to remove {attributes} of the {attributes} AF attr"
+        ):
+            refresh_af_tables(proxy.api, lake, confirm_removed_elements=elements)
+        assert [(table.version(), read_table(table)) for table in tables] == before
+        confirmed = refresh_af_tables(
+            proxy.api, lake, confirm_removed_elements=elements, confirm_removed_attributes=attributes
+        )
+    finally:
+        proxy.close()
+
+    message = str(error.value)
+    assert (
+        f"Refusing to remove {elements} of the {elements} AF elements (all of them) and {attributes} of"
+        in message
+    )
+    assert "PI Web API listed 0 asset database(s) (none) with 0 elements and 0 attributes" in message
+    assert "Nothing was written" in message
+    assert f"`confirm_removed_elements: {elements}` and `confirm_removed_attributes: {attributes}`" in message
+    assert (confirmed.element_diff.removed, confirmed.attribute_diff.removed) == (elements, attributes)
+    assert [read_table(table).num_rows for table in tables] == [0, 0]
+
+
+def test_an_af_shrink_above_the_share_needs_the_exact_count(make_mock, lake: Lakehouse) -> None:
+    """Two asset databases, then a server where the second one is hidden: about half of the elements would
+    go, above the default 10 %. A wrong count is refused and writes nothing; a larger allowed share goes
+    through; the next refresh, removing nothing, needs no confirmation."""
+    both = make_mock(af_databases=2)
+    first = refresh_af_tables(both.api, lake)
+    assert first.databases == 2
+    hierarchy = lake.table("bronze.pi_af_hierarchy")
+    version = hierarchy.version()
+
+    def first_database_only(exchange: Exchange, answer: Answer) -> Answer:
+        if not exchange.route.endswith("/assetdatabases"):
+            return answer
+        listing = json.loads(answer.body)
+        return Answer(answer.status, json.dumps({**listing, "Items": listing["Items"][:1]}).encode())
+
+    proxy = Proxy(both.url, rewrite=first_database_only)
+    try:
+        with pytest.raises(AFShrinkError, match=r"AF elements \(more than 10% of them\)") as error:
+            refresh_af_tables(proxy.api, lake)
+        removed = int(str(error.value).split("Refusing to remove ", 1)[1].split(" ", 1)[0])
+        with pytest.raises(AFShrinkError):
+            refresh_af_tables(proxy.api, lake, confirm_removed_elements=removed - 1, max_removed_share=0.10)
+        assert hierarchy.version() == version
+        shrunk = refresh_af_tables(proxy.api, lake, max_removed_share=1.0)
+        again = refresh_af_tables(proxy.api, lake)  # nothing removed now: no confirmation needed
+    finally:
+        proxy.close()
+
+    assert shrunk.databases == 1 and shrunk.element_diff.removed == removed
+    assert 0 < removed < first.element_count
+    assert (again.element_diff.removed, again.hierarchy) == (0, None)

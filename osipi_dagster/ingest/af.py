@@ -8,6 +8,11 @@ local disk until then) and staged on local disk from the first row that differs
 (:class:`~osipi_dagster.lake.ComparedRows`), so memory holds a page and a path -> WebId entry per element,
 not the AF model. Each table is then replaced in one commit, or left as it is when nothing in it changed; the
 diff (added, removed, changed rows) is returned for metadata.
+
+An answer that would remove every element (or attribute) the lake holds, or more than ``max_removed_share``
+of them, raises :class:`AFShrinkError` before either table is written (``ingest/shrink.py``): an asset
+database hidden by a permission change, taken offline or renamed behind a proxy is not a mass deletion,
+since the point catalog's AF filters and every AF join downstream would act on it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from osipi_dagster.ingest.shrink import removal_refused
 from osipi_dagster.lake import (
     ComparedRows,
     LakeTable,
@@ -31,6 +37,11 @@ from osipi_dagster.pi.discovery import element_parent
 
 # Objects per request: 10,000 attributes are a few MB of JSON, and a million attributes take 100 requests.
 PAGE_SIZE = 10_000
+
+
+class AFShrinkError(RuntimeError):
+    """A refresh would remove too many of the AF elements or attributes the lake holds; nothing was
+    written."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +64,20 @@ def refresh_af(
     attributes_table: LakeTable,
     *,
     page_size: int = PAGE_SIZE,
+    max_removed_share: float = 0.10,
+    confirm_removed_elements: int | None = None,
+    confirm_removed_attributes: int | None = None,
 ) -> AFResult:
     """Read every AF database's elements and attributes and replace both tables (each only if it changed);
-    ``page_size`` objects per request and per staged page."""
+    ``page_size`` objects per request and per staged page.
+
+    Raises:
+        AFShrinkError: the answer removes every element or attribute the tables hold, or more than
+            ``max_removed_share`` of them, and the matching ``confirm_removed_*`` is not that exact count;
+            neither table was written.
+    """
     started = time.perf_counter()
-    databases = 0
+    databases: list[str] = []
     # Every element's upper-cased path -> WebId: attributes name their element by Links.Element, and a
     # server that leaves it out still gives the attribute's path, whose element part is the element's path;
     # elements find their parent by its path once every page is read (PI sorts the listing by name).
@@ -69,7 +89,7 @@ def refresh_af(
     ):
         for server in client.asset_servers():
             for database in client.asset_databases(server.web_id):
-                databases += 1
+                databases.append(database.path)
                 for page in client.element_pages(
                     database.web_id, page_size=page_size, selected_fields=ELEMENT_FIELDS
                 ):
@@ -82,10 +102,18 @@ def refresh_af(
         for batch in listed.batches(page_size):
             elements.append(_with_parents(batch, owners))
         element_diff, attribute_diff = elements.diff(), attributes.diff()
+        _refuse_a_shrink(
+            [
+                _Removal("elements", element_diff, elements.rows, confirm_removed_elements),
+                _Removal("attributes", attribute_diff, attributes.rows, confirm_removed_attributes),
+            ],
+            databases,
+            max_removed_share,
+        )
         hierarchy = _write_if_changed(hierarchy_table, elements, element_diff)
         attributes_write = _write_if_changed(attributes_table, attributes, attribute_diff)
         return AFResult(
-            databases=databases,
+            databases=len(databases),
             element_count=elements.rows,
             attribute_count=attributes.rows,
             hierarchy=hierarchy,
@@ -94,6 +122,50 @@ def refresh_af(
             attribute_diff=attribute_diff,
             duration_seconds=time.perf_counter() - started,
         )
+
+
+@dataclass(frozen=True)
+class _Removal:
+    """What a refresh does to one AF table's rows, and the count its run config confirms."""
+
+    what: str  # "elements" or "attributes": the table's rows, and its run config field's suffix
+    diff: RowDiff
+    listed: int
+    confirmed: int | None
+
+    @property
+    def previous(self) -> int:
+        return self.diff.removed + self.diff.changed + self.diff.unchanged
+
+
+def _refuse_a_shrink(removals: list[_Removal], databases: list[str], max_removed_share: float) -> None:
+    refused = [
+        removal
+        for removal in removals
+        if removal_refused(
+            removal.diff.removed,
+            removal.previous,
+            removal.listed,
+            max_removed_share=max_removed_share,
+            confirm_removed=removal.confirmed,
+        )
+    ]
+    if not refused:
+        return
+    counts = " and ".join(
+        f"{r.diff.removed} of the {r.previous} AF {r.what} "
+        f"({'all of them' if not r.listed else f'more than {max_removed_share:.0%} of them'})"
+        for r in refused
+    )
+    listed = " and ".join(f"{r.listed} {r.what}" for r in removals)
+    where = f"{len(databases)} asset database(s) ({', '.join(databases[:5]) or 'none'})"
+    confirm = " and ".join(f"`confirm_removed_{r.what}: {r.diff.removed}`" for r in refused)
+    raise AFShrinkError(
+        f"Refusing to remove {counts} the lake holds: PI Web API listed {where} with {listed}. Nothing was "
+        "written. If an asset database, a permission or the PI server changed by mistake, fix it and re-run. "
+        f"If these really are gone, confirm with the pi_af run config {confirm} (the exact counts), or raise "
+        "catalog_max_removed_share (OSIPI_CATALOG_MAX_REMOVED_SHARE)."
+    )
 
 
 def _schema(table: LakeTable) -> pa.Schema:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from osipi_dagster.ingest.shrink import removal_refused
 from osipi_dagster.lake import LakeTable, RowDiff, WriteResult, diff_rows, overwrite_table, read_table
 from osipi_dagster.lake.schemas import NOTIFICATION_RULES
 from osipi_dagster.lake.tables import without_columns
@@ -107,9 +108,13 @@ def _refuse_a_shrink(
     removed = [
         row["path"] for row in before.select(["web_id", "path"]).to_pylist() if row["web_id"] not in kept
     ]
-    if not removed or confirm_removed == len(removed):
-        return
-    if rows.num_rows and len(removed) <= max_removed_share * before.num_rows:
+    if not removal_refused(
+        len(removed),
+        before.num_rows,
+        rows.num_rows,
+        max_removed_share=max_removed_share,
+        confirm_removed=confirm_removed,
+    ):
         return
     limit = "all of them" if not rows.num_rows else f"more than {max_removed_share:.0%} of them"
     examples = ", ".join(removed[:5])

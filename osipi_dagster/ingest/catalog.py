@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from osipi_dagster.ingest.server_clock import find_data_server
 from osipi_dagster.ingest.shards import shard_of
+from osipi_dagster.ingest.shrink import removal_refused
 from osipi_dagster.lake import (
     LakeTable,
     StagedRows,
@@ -173,10 +174,12 @@ def refresh_point_catalog(
             columns = {"tag_shard": shards, "first_seen": first_seen, "af_attribute_paths": attribute_paths}
             staged.append(_point_rows(schema, listed, server.web_id, columns, now))
         removed = previous.removed()
-        if (
-            removed
-            and confirm_removed != len(removed)
-            and (kept == 0 or len(removed) > max_removed_share * previous.active)
+        if removal_refused(
+            len(removed),
+            previous.active,
+            kept,
+            max_removed_share=max_removed_share,
+            confirm_removed=confirm_removed,
         ):
             raise CatalogShrinkError(
                 _shrink_message(removed, previous.active, discovered, kept, point_filter, max_removed_share)

@@ -1,6 +1,7 @@
 """``pi_af_hierarchy`` and ``pi_af_attributes``: the Asset Framework, refreshed whole on every run."""
 
 import dagster as dg
+from pydantic import Field
 
 from osipi_dagster.defs.pi_server.metadata import (
     KINDS,
@@ -13,6 +14,24 @@ from osipi_dagster.defs.pi_server.wiring import ServerWiring
 from osipi_dagster.ingest.af import refresh_af
 from osipi_dagster.lake import LakeTable, RowDiff, WriteResult
 from osipi_dagster.lake.schemas import AF_ATTRIBUTES, AF_HIERARCHY
+
+
+class AFRefreshConfig(dg.Config):
+    """Confirms, for this run, a refresh that removes more AF objects than the server's
+    `catalog_max_removed_share` allows (a refused run's error gives the exact counts)."""
+
+    confirm_removed_elements: int | None = Field(
+        default=None,
+        ge=0,
+        description="Confirm a refresh that removes this many AF elements, above the server's "
+        "catalog_max_removed_share: the exact count the refused run's error gave.",
+    )
+    confirm_removed_attributes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Confirm a refresh that removes this many AF attributes, above the server's "
+        "catalog_max_removed_share: the exact count the refused run's error gave.",
+    )
 
 
 def af_assets(server: ServerWiring) -> dg.AssetsDefinition:
@@ -45,12 +64,22 @@ def af_assets(server: ServerWiring) -> dg.AssetsDefinition:
         pool=POOL,
         required_resource_keys=server.resource_keys,
     )
-    def pi_af(context: dg.AssetExecutionContext):
+    def pi_af(context: dg.AssetExecutionContext, config: AFRefreshConfig):
         """Read the whole AF hierarchy and its attributes; replace both tables (a full refresh), each only
-        when something in it changed."""
+        when something in it changed. A refresh that would remove all the elements or attributes the lake
+        holds, or more than the server's `catalog_max_removed_share` of them, fails and writes nothing
+        unless the run config confirms the counts (`confirm_removed_elements`,
+        `confirm_removed_attributes`)."""
         lake = server.lake(context)
         hierarchy, attributes = lake.table(AF_HIERARCHY.name), lake.table(AF_ATTRIBUTES.name)
-        result = refresh_af(server.pi(context).client, hierarchy, attributes)
+        result = refresh_af(
+            server.pi(context).client,
+            hierarchy,
+            attributes,
+            max_removed_share=server.settings.catalog_max_removed_share,
+            confirm_removed_elements=config.confirm_removed_elements,
+            confirm_removed_attributes=config.confirm_removed_attributes,
+        )
         yield dg.MaterializeResult(
             asset_key=server.key("pi_af_hierarchy"),
             metadata={
