@@ -293,6 +293,13 @@ class PIServerSettings(BaseModel):
         "that would remove more than this share of the elements or attributes, and a notification-rules "
         "refresh that would remove more than this share of the rules.",
     )
+    vacuum_retention_hours: WholeNumber = Field(
+        default=168,
+        ge=1,
+        description="pi_lake_maintenance_job deletes the files each of the server's tables stopped using "
+        "more than this many hours ago (Delta VACUUM): time travel reaches back this far, and no reader or "
+        "writer may run longer.",
+    )
 
     # Asset checks of pi_timeseries (docs/OPERATIONS.md, "Checks"). ERROR for what means the lake itself is
     # wrong (duplicated rows, a changed table layout): downstream must not read it. WARN for what the lake
@@ -561,6 +568,7 @@ PI_SERVER_VARIABLES: dict[str, str] = {
     "OSIPI_AF_TEMPLATES": "af_templates",
     "OSIPI_AF_ATTRIBUTE_NAMES": "af_attribute_names",
     "OSIPI_CATALOG_MAX_REMOVED_SHARE": "catalog_max_removed_share",
+    "OSIPI_VACUUM_RETENTION_HOURS": "vacuum_retention_hours",
     "OSIPI_PI_STREAM_UPDATES": "stream_updates",
     "OSIPI_SENSOR_INTERVAL_SECONDS": "sensor_interval_seconds",
     "OSIPI_SENSOR_MAX_RUNS_PER_TICK": "sensor_max_runs_per_tick",

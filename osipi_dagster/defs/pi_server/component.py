@@ -35,6 +35,7 @@ from osipi_dagster.defs.pi_server.event_frames_sensor import event_frames_sensor
 from osipi_dagster.defs.pi_server.gold import gold_asset
 from osipi_dagster.defs.pi_server.jobs import server_jobs
 from osipi_dagster.defs.pi_server.live import live_asset, live_check, live_sensor
+from osipi_dagster.defs.pi_server.maintenance import maintenance_job, maintenance_schedule
 from osipi_dagster.defs.pi_server.points import points_asset
 from osipi_dagster.defs.pi_server.reconciliation import reconciliation_asset, reconciliation_schedule
 from osipi_dagster.defs.pi_server.report import report_asset
@@ -105,14 +106,16 @@ def server_definitions(settings: PIServerSettings) -> dg.Definitions:
     assets = server_assets(settings)
     stream = stream_from_env()
     checks = server_checks(server)
+    maintenance = maintenance_job(server)
     return dg.Definitions(
         assets=dg.map_asset_specs(server.owned, [*assets.all, live_asset(server)]),
         asset_checks=[*checks, live_check(server, stream)],
-        jobs=jobs.all,
+        jobs=[*jobs.all, maintenance],
         schedules=[
             *day_schedules(server, jobs),
             reconciliation_schedule(server, jobs.reconciliation),
             report_schedule(server, jobs.report),
+            maintenance_schedule(server, maintenance),
         ],
         sensors=[
             timeseries_sensor(server, jobs.timeseries),
