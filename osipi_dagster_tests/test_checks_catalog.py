@@ -17,8 +17,10 @@ import pytest
 
 from osipi_dagster.definitions import build_definitions
 from osipi_dagster.lake import Lakehouse, read_table
+from osipi_dagster.lake.maintenance import vacuum_table
 from osipi_dagster.mock.server import RunningMock
 from osipi_dagster.settings import LakeSettings, PIServerSettings
+from osipi_dagster_tests.test_lake_maintenance import age_removals
 
 Evaluations = dict[tuple[str, str], dg.AssetCheckEvaluation]
 CATALOG_KEYS = [dg.AssetKey("pi_af_hierarchy"), dg.AssetKey("pi_af_attributes"), dg.AssetKey("pi_points")]
@@ -129,7 +131,8 @@ def test_a_duplicated_point_and_a_changed_shard_count_fail_the_catalog_checks(
 ) -> None:
     """A catalog row appended by hand a second time: ``unique_web_ids`` fails as an error naming the point.
     The catalog refreshed with 8 shards instead of 16: ``stable_shards`` fails as an error, counting exactly
-    the points whose shard changed between the two versions of the table."""
+    the points whose shard changed between the two versions of the table, also once a vacuum committed
+    after the refresh."""
     run(definitions(mock_pi.api, tmp_path), "pi_catalog_job", instance)
     points = Lakehouse(str(tmp_path)).table("bronze.pi_points")
     before = read_table(points)
@@ -156,6 +159,18 @@ def test_a_duplicated_point_and_a_changed_shard_count_fail_the_catalog_checks(
     assert not stable.passed and stable.severity == dg.AssetCheckSeverity.ERROR
     assert (figures(stable)["points_moved"], figures(stable)["points_compared"]) == (moved, after.num_rows)
     assert found[("pi_points", "unique_web_ids")].passed
+
+    # The versions before the last two are vacuumed: two commits of the same rows after the refresh.
+    age_removals(points, hours=200, before_version=points.version())
+    assert vacuum_table(points, retention_hours=1).files_deleted > 0
+    again = run(definitions(mock_pi.api, tmp_path, tag_shards=8), "checks_only", instance)
+    assert figures(again[("pi_points", "stable_shards")])["points_moved"] == moved
+
+    # Now the previous version's files too (delta-rs' own vacuum, below the job's floor of an hour).
+    points.load().vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
+    vacuumed = run(definitions(mock_pi.api, tmp_path, tag_shards=8), "checks_only", instance)
+    assert vacuumed[("pi_points", "stable_shards")].passed
+    assert "were vacuumed" in vacuumed[("pi_points", "stable_shards")].description
 
 
 def test_the_event_frame_checks_count_open_frames_and_find_a_duplicate_and_a_frame_ending_too_early(

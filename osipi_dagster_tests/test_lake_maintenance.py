@@ -40,10 +40,13 @@ def hierarchy_rows(names: list[str]) -> pa.Table:
     )
 
 
-def age_removals(table: LakeTable, hours: float) -> int:
-    """Date every ``remove`` action of ``table``'s log ``hours`` earlier; the number of actions aged."""
+def age_removals(table: LakeTable, hours: float, before_version: int | None = None) -> int:
+    """Date every ``remove`` action of ``table``'s log (of the commits before ``before_version``) ``hours``
+    earlier; the number of actions aged."""
     aged = 0
     for log in sorted(Path(table.uri, "_delta_log").glob("*.json")):
+        if before_version is not None and int(log.stem) >= before_version:
+            continue
         lines = []
         for line in log.read_text().splitlines():
             action = json.loads(line)

@@ -765,22 +765,42 @@ def duplicate_keys(rows: pa.Table | None, what: str) -> Outcome:
     )
 
 
+_SAME_ROWS = frozenset({"VACUUM START", "VACUUM END", "OPTIMIZE"})  # Delta operations that change no rows
+
+
 def stable_shards(points: LakeTable) -> Outcome:
     """No point moved to another tag shard since the previous version of the catalog (its history would
     sit under its old shard while its new values land in the new one)."""
     if not points.exists():
         return Outcome(True, "The tag catalog does not exist yet.")
     current = points.load()
-    version = current.version()
+    # The last two versions that wrote rows: a vacuum (pi_lake_maintenance_job) or a compaction commits
+    # versions of the same rows in between.
+    versions = sorted(
+        (
+            int(commit["version"])
+            for commit in current.history(20)
+            if commit.get("operation") not in _SAME_ROWS
+        ),
+        reverse=True,
+    )
+    version = versions[0] if versions else current.version()
     nothing_before = Outcome(True, f"No previous version of {points} to compare version {version} with.")
-    if version < 1:
+    if len(versions) < 2:
         return nothing_before
     previous = points.load()
     try:
-        previous.load_as_version(version - 1)
+        previous.load_as_version(versions[1])
     except DeltaError:  # the log of that version was cleaned up
         return nothing_before
-    before = previous.to_pyarrow_table(columns=["web_id", "tag_shard"])
+    try:
+        before = previous.to_pyarrow_table(columns=["web_id", "tag_shard"])
+    except OSError:  # its files were vacuumed (pi_lake_maintenance_job)
+        return Outcome(
+            True,
+            f"The files of version {versions[1]} of {points} were vacuumed: version {version} has no "
+            "previous version to compare with.",
+        )
     after = current.to_pyarrow_table(columns=["web_id", "name", "tag_shard"])
     joined = after.join(before, "web_id", join_type="inner", left_suffix="", right_suffix="_before")
     moved = joined.filter(pc.not_equal(joined["tag_shard"], joined["tag_shard_before"]))
@@ -790,7 +810,7 @@ def stable_shards(points: LakeTable) -> Outcome:
     ]
     return Outcome(
         passed=moved.num_rows == 0,
-        description=f"{moved.num_rows} of {joined.num_rows} points kept from version {version - 1} are in "
+        description=f"{moved.num_rows} of {joined.num_rows} points kept from version {versions[1]} are in "
         f"another tag shard in version {version} (a changed shard count re-assigns them: see "
         "defs/pi_server/partitions.py).",
         figures={"points_compared": joined.num_rows, "points_moved": moved.num_rows},
