@@ -128,9 +128,13 @@ def _run(
             except AssertionError as exc:
                 streamed = _streamed(table, start_ns, end_ns)
                 missing, extra = truth - streamed, streamed - truth
+                last = (time.time_ns() - reports[-1].committed_ns) / NS if reports else None
                 raise AssertionError(
                     f"{exc}: {sum(missing.values())} value(s) missing, e.g. {sorted(missing)[:3]}; "
-                    f"{sum(extra.values())} extra, e.g. {sorted(extra)[:3]}"
+                    f"{sum(extra.values())} extra, e.g. {sorted(extra)[:3]}; {len(reports)} commits, "
+                    f"the last {last} s ago; window [{start_ns}, {end_ns}]; the stream's buffer holds "
+                    f"{stream._buffered} values, {stream._in_commit} in a commit, "
+                    f"{len(stream._gap_reads)} gap read(s) running"
                 ) from exc
             stream.stop()
             await running
