@@ -33,7 +33,9 @@ from osipi_dagster.lake.refresh import (
     overwrite_table_batches,
     read_table,
     replace_day,
+    scan_files,
     scan_table,
+    table_files,
 )
 from osipi_dagster.lake.schemas import TABLE_SPECS, TableSpec
 from osipi_dagster.lake.tables import (
@@ -81,8 +83,10 @@ __all__ = [
     "replace_slice",
     "row_count",
     "row_counts",
+    "scan_files",
     "scan_table",
     "slice_row_count",
     "stored_table_name",
+    "table_files",
     "write_watermarks",
 ]

@@ -116,11 +116,12 @@ def scan_table(
 ) -> Iterator[pa.RecordBatch]:
     """The rows of an unpartitioned table batch by batch (none if it was never written): memory for a
     batch, not the table."""
-    yield from _scan_files(_table_files(table), columns, batch_rows)
+    yield from scan_files(table_files(table), columns, batch_rows)
 
 
-def _table_files(table: LakeTable) -> list[tuple[str, pafs.FileSystem]]:
-    """The Parquet files of the table's current version (none if it was never written), in the order they
+def table_files(table: LakeTable) -> list[tuple[str, pafs.FileSystem]]:
+    """The Parquet files of the table's current version (none if it was never written), to read with
+    :func:`scan_files` (the same version however often, whatever commits meanwhile), in the order they
     were written: delta-rs lists the latest commit's first, and a catalog table written file after file in
     one commit then reads in the order its rows were written (:class:`RowFingerprints` matches rows in place
     in that order)."""
@@ -136,7 +137,7 @@ def _table_files(table: LakeTable) -> list[tuple[str, pafs.FileSystem]]:
     return [(fragment.path, folder or fragment.filesystem) for fragment in fragments]
 
 
-def _scan_files(
+def scan_files(
     files: Sequence[tuple[str, pafs.FileSystem]], columns: Sequence[str] | None, batch_rows: int
 ) -> Iterator[pa.RecordBatch]:
     """The rows of ``files`` batch by batch.
@@ -213,7 +214,7 @@ class RowFingerprints:
         self.columns = [name for name in names if name not in self.key]
         # One version's files, listed once: the rows matched in place, hashed, then read again for a
         # commit (:meth:`in_place_rows`) are the same rows even if the table is replaced meanwhile.
-        self._files = _table_files(table)
+        self._files = table_files(table)
         self._in_place: Iterator[pa.RecordBatch] | None = self._scan()
         self._held: list[pa.RecordBatch] = []  # rows read for matching in place, not yet matched
         self.in_place = 0  # the table's first rows, which the rows compared so far matched in place
@@ -266,7 +267,7 @@ class RowFingerprints:
                 return
 
     def _scan(self, batch_rows: int = 10_000) -> Iterator[pa.RecordBatch]:
-        return _scan_files(self._files, [*self.key, *self.columns], batch_rows)
+        return scan_files(self._files, [*self.key, *self.columns], batch_rows)
 
     def _next_rows(self, count: int) -> pa.Table | None:
         """The table's next ``count`` (at least one) rows for matching in place, or None when it has fewer
