@@ -4,7 +4,6 @@ confirming a removal its safety limit refused."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from osipi_dagster.mock.server import RunningMock
 from osipi_dagster_tests.definitions_helpers import DEFAULT_PARTITIONS, pi_af, pi_points
 from osipi_dagster_tests.test_ingest_af import RawAF, raw_af
 from osipi_dagster_tests.test_ingest_catalog import RawCatalog, raw_catalog
-from osipi_dagster_tests.untrusted_server import Answer, Exchange, Proxy
+from osipi_dagster_tests.untrusted_server import Proxy, empty_listing
 
 POINTS_KEYS = {
     "points_active",
@@ -194,12 +193,7 @@ def test_an_af_refresh_that_loses_every_database_fails_until_confirmed_in_the_ru
     }
     elements, attributes = counts["pi_af_hierarchy"], counts["pi_af_attributes"]
 
-    def no_databases(exchange: Exchange) -> Answer | None:
-        if exchange.route.endswith("/assetdatabases"):
-            return Answer(200, json.dumps({"Links": {}, "Items": []}).encode())
-        return None
-
-    proxy = Proxy(mock_pi.url, answer=no_databases)
+    proxy = Proxy(mock_pi.url, answer=empty_listing("/assetdatabases"))
     try:
         resources["pi"] = PIWebAPIResource(base_url=proxy.api)
         refused = dg.materialize(

@@ -37,7 +37,7 @@ from osipi_dagster.pi import PIWebAPIClient
 from osipi_dagster.pi.options import ReadOptions
 from osipi_dagster_tests.conftest import TEST_NOW
 from osipi_dagster_tests.timeseries_helpers import SECOND_NS, assert_same_rows, day_start_ns, lake_rows, truth
-from osipi_dagster_tests.untrusted_server import Answer, Exchange, Proxy
+from osipi_dagster_tests.untrusted_server import Answer, Exchange, Proxy, empty_listing
 
 NOW = datetime.fromisoformat(TEST_NOW.replace("Z", "+00:00"))
 DAY = date(2025, 1, 5)
@@ -95,12 +95,7 @@ def test_an_empty_point_list_from_pi_is_refused_and_writes_nothing(
     points = lake.table("bronze.pi_points")
     version, rows = points.version(), read_table(points)
 
-    def no_points(exchange: Exchange) -> Answer | None:
-        if exchange.route.endswith("/points"):
-            return Answer(200, json.dumps({"Links": {}, "Items": []}).encode())
-        return None
-
-    proxy = Proxy(mock_pi.url, answer=no_points)
+    proxy = Proxy(mock_pi.url, answer=empty_listing("/points"))
     try:
         with pytest.raises(CatalogShrinkError) as error:
             refresh(proxy.api, lake)
@@ -212,12 +207,7 @@ def test_an_empty_rule_list_from_pi_is_refused_and_writes_nothing(
     version, rows = rules.version(), read_table(rules)
     assert first.rules > 1
 
-    def no_rules(exchange: Exchange) -> Answer | None:
-        if exchange.route.endswith("/notificationrules/search"):
-            return Answer(200, json.dumps({"Links": {}, "Items": []}).encode())
-        return None
-
-    proxy = Proxy(mock_pi.url, answer=no_rules)
+    proxy = Proxy(mock_pi.url, answer=empty_listing("/notificationrules/search"))
     try:
         with pytest.raises(NotificationRulesShrinkError) as error:
             refresh_rules(proxy.api, lake)
@@ -254,12 +244,7 @@ def test_an_af_server_listing_no_database_is_refused_and_writes_nothing(
     elements, attributes = first.element_count, first.attribute_count
     assert elements > 1 and attributes > 1
 
-    def no_databases(exchange: Exchange) -> Answer | None:
-        if exchange.route.endswith("/assetdatabases"):
-            return Answer(200, json.dumps({"Links": {}, "Items": []}).encode())
-        return None
-
-    proxy = Proxy(mock_pi.url, answer=no_databases)
+    proxy = Proxy(mock_pi.url, answer=empty_listing("/assetdatabases"))
     try:
         with pytest.raises(AFShrinkError) as error:
             refresh_af_tables(proxy.api, lake)

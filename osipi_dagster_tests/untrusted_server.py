@@ -8,6 +8,7 @@ request is first offered to ``answer``, which may answer it itself; otherwise it
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,18 @@ class Answer:
 
 Answerer = Callable[[Exchange], Answer | None]
 Rewriter = Callable[[Exchange, Answer], Answer]
+
+
+def empty_listing(route_suffix: str) -> Answerer:
+    """Answer every request whose route ends with ``route_suffix`` with an empty listing (``Items: []``), as
+    a PI Web API that lost a permission or a proxy answering an empty page does; forward the others."""
+
+    def answer(exchange: Exchange) -> Answer | None:
+        if exchange.route.endswith(route_suffix):
+            return Answer(200, json.dumps({"Links": {}, "Items": []}).encode())
+        return None
+
+    return answer
 
 
 class Proxy:
