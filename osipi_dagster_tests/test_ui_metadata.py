@@ -25,6 +25,7 @@ JOBS = {
     "pi_event_frames_job",
     "pi_reconciliation_job",
     "pi_ingestion_report_job",
+    "pi_lake_maintenance_job",
 }
 
 
