@@ -4,7 +4,8 @@ Status retries (429, 500, 502, 503, 504) and connection retries are urllib3's ``
 session's adapter; each retry it sends is counted as a request and logged. The client retries only what
 urllib3 cannot see: a 2xx body that does not decode (cut short, not JSON, a top-level WebException), because
 with PI Web API that is a transient failure of that one answer. Bodies are read with ``stream=True`` and
-``raw.read()`` (two to three times cheaper than ``.content``) and handed to a decode function.
+``raw.read()`` (two to three times cheaper than ``.content``; a gzip body is inflated by one zlib call, see
+:func:`_body`) and handed to a decode function.
 
 A PI Web API is finite: every request to one server from this process, retries included, goes through
 that server's :class:`RequestBudget` (at most ``max_in_flight`` requests at once, at most
