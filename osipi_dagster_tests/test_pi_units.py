@@ -5,6 +5,7 @@ Everything that talks HTTP is tested against the mock in the other test_pi_* fil
 
 from __future__ import annotations
 
+import gzip
 import pickle
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -18,11 +19,19 @@ from hypothesis import strategies as st
 from osipi_dagster.contract import format_ns, to_ns, to_pi_time
 from osipi_dagster.pi import RECORDED_SCHEMA, SUMMARY_SCHEMA
 from osipi_dagster.pi.auth import BasicAuth, BearerAuth, KerberosAuth, OIDCClientCredentials
-from osipi_dagster.pi.decode import Segment, TimedValue, TimedValues, build_batch, decoder, first_error
+from osipi_dagster.pi.decode import (
+    Segment,
+    TimedValue,
+    TimedValues,
+    build_batch,
+    decoder,
+    first_error,
+    odd_values,
+)
 from osipi_dagster.pi.discovery import point_path_from_config
 from osipi_dagster.pi.errors import MissingExtraError, PIWebAPIError, error_messages, redact_url
 from osipi_dagster.pi.paging import Cursor, plan_page, request_count
-from osipi_dagster.pi.transport import RetryPolicy
+from osipi_dagster.pi.transport import RetryPolicy, _gunzip
 
 
 class TestTimes:
@@ -196,9 +205,43 @@ class TestDecode:
         assert first_error(items) == (0, "Value: bad; worse")
         assert first_error(_values({"Timestamp": "2025-01-06T12:00:00Z", "Value": 1.0})) is None
 
+    def test_a_batch_is_the_same_whether_the_read_found_its_odd_values_or_not(self):
+        items = _values(
+            {"Timestamp": "2025-01-06T12:00:00Z", "Value": 1.5, "Good": True},
+            {
+                "Timestamp": "2025-01-06T12:00:01Z",
+                "Value": {"Name": "I/O Timeout", "Value": 246, "IsSystem": True},
+                "Good": False,
+            },
+            {"Timestamp": "2025-01-06T12:00:02Z", "Value": "text", "Good": True},
+            {"Timestamp": "2025-01-06T12:00:03Z", "Value": 2.5, "Questionable": True, "Good": True},
+            {"Timestamp": "2025-01-06T12:00:04Z", "Value": None, "Good": True},
+            {"Timestamp": "2025-01-06T12:00:05Z", "Value": True, "Good": True},
+            {"Timestamp": "2025-01-06T12:00:06Z", "Value": 3.5, "Good": True},
+        )
+        assert odd_values(items) == [1, 2, 3, 4, 5]
+        known = build_batch(
+            [
+                Segment("W1", "m", items[:2], odd=odd_values(items[:2])),
+                Segment("W2", None, items[2:], odd=odd_values(items[2:])),
+            ]
+        )
+        assert known.equals(build_batch([Segment("W1", "m", items[:2]), Segment("W2", None, items[2:])]))
+        assert known.column("value").to_pylist()[4:] == [None, 1.0, 3.5]
+
     def test_page_decoder_reads_units(self):
         page = decoder(TimedValues).decode(b'{"Items":[],"UnitsAbbreviation":"m3/h"}')
         assert page.UnitsAbbreviation == "m3/h"
+
+
+def test_gzip_bodies_are_inflated_whole_or_refused():
+    body = b'{"Items":[]}' * 100
+    assert _gunzip(gzip.compress(body)) == body
+    assert _gunzip(gzip.compress(body[:7]) + gzip.compress(body[7:])) == body  # several members
+    assert _gunzip(b"") == b""
+    for broken in (gzip.compress(body)[:-9], b'{"Items":[]}', gzip.compress(body) + b"junk"):
+        with pytest.raises(urllib3.exceptions.DecodeError):
+            _gunzip(broken)
 
 
 class TestErrorsAndSecrets:

@@ -2,9 +2,10 @@
 
 msgspec decodes a body into typed structs (``gc=False``, so a million values do not wake the garbage
 collector), the columns are gathered with list comprehensions, and the timestamps are parsed by one
-vectorised Arrow cast that keeps PI's seven fractional digits. One comprehension finds the values that
-are not a good plain number (states, text, flags set: a handful on a real page); the columns are built in
-C around them, and only those values take a per-value Python branch.
+vectorised Arrow cast that keeps PI's seven fractional digits. One comprehension per page finds the values
+that are not a good plain number (:func:`odd_values`: errors, states, text, flags set: a handful on a real
+page); the read's error check and the columns look at those only, the columns are built in C around them,
+and only those values take a per-value Python branch.
 
 A stream's answer must be one: ``Items`` (or ``Value`` for value and end reads) is required, so an answer
 without it fails that stream instead of reading as "no values". A multi-stream answer is decoded strictly
@@ -24,6 +25,7 @@ that is not a time, or lies outside what a nanosecond timestamp holds (1677-09-2
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,13 +234,28 @@ def stream_problem(stream: Any) -> str | None:
     return None
 
 
-def first_error(items: list[TimedValue]) -> tuple[int, str] | None:
+def odd_values(items: Sequence[TimedValue]) -> list[int]:
+    """The positions of the values that are not a good plain number: carrying ``Errors``, a ``Value`` that
+    is not a float (a state, text, a flag, null), not ``Good``, or ``Questionable``, ``Substituted`` or
+    ``Annotated``. A handful on a real page; every later step looks at these only."""
+    return [
+        i
+        for i, item in enumerate(items)
+        if item.Errors
+        or type(item.Value) is not float
+        or item.Good is not True
+        or item.Questionable
+        or item.Substituted
+        or item.Annotated
+    ]
+
+
+def first_error(items: Sequence[TimedValue], odd: Sequence[int] | None = None) -> tuple[int, str] | None:
     """The index and message of the first value carrying ``Errors`` (PI's handled per-value error), or
-    whose ``Value`` is an object holding ``Errors`` (decoded as a :class:`State`)."""
-    # One pass over the page; the loop that finds the index only runs when an error or a state is there.
-    if not any([item.Errors or type(item.Value) is State for item in items]):
-        return None
-    for index, item in enumerate(items):
+    whose ``Value`` is an object holding ``Errors`` (decoded as a :class:`State`). ``odd`` is
+    :func:`odd_values` of ``items`` when the caller has it."""
+    for index in odd_values(items) if odd is None else odd:
+        item = items[index]
         value = item.Value
         if item.Errors:
             errors = item.Errors
@@ -278,12 +295,15 @@ class TimestampError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """Consecutive values of one stream to put in a batch (``summary_type`` only for summaries)."""
+    """Consecutive values of one stream to put in a batch (``summary_type`` only for summaries); ``odd``
+    is :func:`odd_values` of ``items`` when known (the read found them while checking the page for
+    errors), else :func:`build_batch` finds them."""
 
     web_id: str
     units: str | None
     items: list[TimedValue]
     summary_type: str | None = None
+    odd: list[int] | None = None
 
 
 _TRUE = frozenset({"true", "True", "TRUE", "1"})
@@ -303,16 +323,14 @@ def _repeat(values: list[str | None], counts: list[int]) -> pa.Array:
     return pa.array(values, pa.string()).take(pa.array(index))
 
 
-def _values(
-    raw: list[Any], odd: list[int], numbers_only: pa.Array | None = None
-) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]:
+def _values(raw: list[Any], odd: list[int]) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]:
     """value, string_value, state_code, state_name, is_system for the raw ``Value`` fields; every value
-    that is not a float is among the positions ``odd`` (or ``numbers_only`` holds them all as floats)."""
+    that is not a float is among the positions ``odd``."""
     n = len(raw)
     others = [i for i in odd if type(raw[i]) is not float]
     if not others:
         return (
-            numbers_only if numbers_only is not None else pa.array(raw, pa.float64()),
+            pa.array(raw, pa.float64()),
             pa.nulls(n, pa.string()),
             pa.nulls(n, pa.int32()),
             pa.nulls(n, pa.string()),
@@ -352,15 +370,6 @@ def _values(
         pa.nulls(n, pa.string()) if names is None else pa.array(names, pa.string()),
         pa.repeat(pa.scalar(False), n) if system is None else pa.array(system, pa.bool_()),
     )
-
-
-def _numbers_only(raw: list[Any]) -> pa.Array | None:
-    """The values as floats when all are numbers, booleans (1.0/0.0) or nulls, which Arrow converts exactly as
-    :func:`_values` would; None when one is not (text, states, lists)."""
-    try:
-        return pa.array(raw, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-        return None
 
 
 def _timestamps(segments: list[Segment], items: list[TimedValue]) -> pa.Array:
@@ -439,6 +448,18 @@ def _scatter(default: bool, n: int, positions: np.ndarray, values: pa.Array) -> 
     return pa.array(column)
 
 
+def _odd_positions(segments: list[Segment]) -> list[int] | None:
+    """The segments' ``odd`` positions among all their values, or None when a segment does not know its."""
+    odd: list[int] = []
+    offset = 0
+    for segment in segments:
+        if segment.odd is None:
+            return None
+        odd += [offset + i for i in segment.odd]
+        offset += len(segment.items)
+    return odd
+
+
 def build_batch(segments: list[Segment], *, summary: bool = False) -> pa.RecordBatch:
     """One record batch (``RECORDED_SCHEMA``, or ``SUMMARY_SCHEMA`` when ``summary``) from ``segments``.
 
@@ -455,25 +476,10 @@ def build_batch(segments: list[Segment], *, summary: bool = False) -> pa.RecordB
         return pa.RecordBatch.from_pylist([], schema=schema)
     timestamps = _timestamps(segments, items)
     raw = [item.Value for item in items]
-    # A page of good plain numbers (the common case) is told by one pass over the flags and one conversion;
-    # otherwise one more pass finds the values that are not (a handful on a real page: states, text, flags
-    # set) and the columns are built in C around them.
-    flagged = [
-        item.Good is not True or item.Questionable or item.Substituted or item.Annotated for item in items
-    ]
-    numbers = None if any(flagged) else _numbers_only(raw)
-    odd: list[int] = []
-    if numbers is None:
-        odd = [
-            i
-            for i, item in enumerate(items)
-            if type(item.Value) is not float
-            or item.Good is not True
-            or item.Questionable
-            or item.Substituted
-            or item.Annotated
-        ]
-    value, string_value, state_code, state_name, is_system = _values(raw, odd, numbers)
+    odd = _odd_positions(segments)
+    if odd is None:
+        odd = odd_values(items)
+    value, string_value, state_code, state_name, is_system = _values(raw, odd)
     good, flags = _quality(items, odd, is_system)
     columns = [_repeat([s.web_id for s in segments], counts)]
     if summary:

@@ -770,24 +770,27 @@ class _Engine:
         units = item.UnitsAbbreviation
         if units is None and items:
             units = items[0].UnitsAbbreviation
-        failed = dec.first_error(items)
+        odd = dec.odd_values(items)
+        failed = dec.first_error(items, odd)
         if not self.spec.paged:
             if failed is not None:
                 return _Outcome(stream, error=f"value at {items[failed[0]].Timestamp}: {failed[1]}")
-            return _Outcome(stream, [dec.Segment(stream.web_id, units, items)], where=where)
-        return self._page_outcome(stream, items, units, failed, max_count, where)
+            return _Outcome(stream, [dec.Segment(stream.web_id, units, items, odd=odd)], where=where)
+        return self._page_outcome(stream, items, units, odd, failed, max_count, where)
 
     def _page_outcome(
         self,
         stream: _Stream,
         items: list[dec.TimedValue],
         units: str | None,
+        odd: list[int],
         failed: tuple[int, str] | None,
         max_count: int,
         where: str,
     ) -> _Outcome:
         """What a page of recorded values does to its stream; a page that cannot be the answer to the
-        stream's read (see :func:`page_problem`) fails the stream and yields nothing."""
+        stream's read (see :func:`page_problem`) fails the stream and yields nothing. ``odd`` is
+        :func:`~osipi_dagster.pi.decode.odd_values` of ``items``; its segment keeps those it yields."""
         cursor_ns = last_ns = 0
         if items:
             try:
@@ -810,7 +813,9 @@ class _Engine:
             )
         segments = []
         if step.end > step.begin:
-            segments.append(dec.Segment(stream.web_id, units, items[step.begin : step.end]))
+            begin, end = step.begin, step.end
+            kept = [i - begin for i in odd if begin <= i < end]
+            segments.append(dec.Segment(stream.web_id, units, items[begin:end], odd=kept))
         if failed is not None:
             error = f"value at {items[failed[0]].Timestamp}: {failed[1]}"
             return _Outcome(stream, segments, step.next, error=error, where=where)
