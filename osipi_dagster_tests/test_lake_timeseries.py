@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from osipi_dagster.lake import (
@@ -22,7 +23,8 @@ from osipi_dagster.lake import (
     replace_slice,
     row_count,
 )
-from osipi_dagster_tests.lake_helpers import DAY, NEXT_DAY, SECOND, at, contents, hourly, recorded
+from osipi_dagster.lake.streaming import DELTA_RS_BATCH_ROWS
+from osipi_dagster_tests.lake_helpers import DAY, NEXT_DAY, SECOND, at, contents, dense, hourly, recorded
 
 
 @pytest.fixture
@@ -67,7 +69,7 @@ def test_time_range_replacement_keeps_values_outside_the_range(table: LakeTable)
     )
 
     rows = read_slice(table, DAY, "s00")
-    a = rows.filter(pa.compute.equal(rows["web_id"], "A"))
+    a = rows.filter(pc.equal(rows["web_id"], "A"))
     hours = {
         ts.value // SECOND % 86_400 / 3600: value
         for ts, value in zip(a["timestamp"], a["value"].to_pylist(), strict=True)
@@ -91,6 +93,17 @@ def test_several_values_at_one_timestamp_and_sub_microsecond_times_survive_exact
     assert rows["value"].to_pylist() == [1.0, 2.0, 3.0, 4.0]
     stored = table.load().to_pyarrow_table(columns=["timestamp", "timestamp_ns"])
     assert stored["timestamp"].cast(pa.int64()).to_pylist()[0] == tick // 1000  # floored to the µs
+
+
+def test_a_batch_delta_rs_takes_in_slices_is_written_whole_and_exactly(table: LakeTable) -> None:
+    big = dense("A", 2 * DELTA_RS_BATCH_ROWS + 123)  # handed to delta-rs in three slices
+
+    written = replace_slice(table, [hourly(["B"]), big], partition_date=DAY, tag_shard="s00")
+
+    rows = read_slice(table, DAY, "s00")
+    stored_a = rows.filter(pc.equal(rows["web_id"], "A")).select(["timestamp", "value"])
+    assert written.rows_written == big.num_rows + 24 == rows.num_rows
+    assert stored_a.to_pylist() == pa.table(big).select(["timestamp", "value"]).to_pylist()
 
 
 def test_a_row_outside_the_slice_raises_and_nothing_is_committed(table: LakeTable) -> None:

@@ -36,6 +36,12 @@ from osipi_dagster.lake.tables import Commit, LakeTable, conform, spec_of, tagge
 
 _LOCAL = pafs.LocalFileSystem()
 _SAFE_FOLDER = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+# The most rows :func:`overwrite_streamed` hands delta-rs in one batch. In the one-stream plan that
+# :func:`_single_writer_partition` gives, delta-rs keeps about ten of the batches it is handed (the caller's
+# Arrow memory) before its writer is done with them, whatever their size: 25, 92 and 368 MiB for batches of
+# 25,000, 100,000 and 400,000 rows of ``bronze.pi_timeseries`` (docs/BENCHMARKS.md, issue 11's peak). Slices
+# of this size keep ten slices, one or two of the caller's batches (a slice is a view of its batch).
+DELTA_RS_BATCH_ROWS = 16_384
 
 
 class BatchStream(Iterator[pa.RecordBatch]):
@@ -120,7 +126,7 @@ def overwrite_streamed(
         with _single_writer_partition():
             write_deltalake(
                 delta_table,
-                pa.RecordBatchReader.from_batches(schema, stream),
+                pa.RecordBatchReader.from_batches(schema, _sliced(stream, DELTA_RS_BATCH_ROWS)),
                 mode="overwrite",
                 predicate=predicate,
                 target_file_size=target_file_size,
@@ -129,6 +135,13 @@ def overwrite_streamed(
             )
 
     return _committed(table, delta_table, stream, write, rows_named=rows_named, advice=advice)
+
+
+def _sliced(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """The batches cut into slices of at most ``rows`` rows (views, not copies)."""
+    for batch in batches:
+        for offset in range(0, batch.num_rows, rows):
+            yield batch.slice(offset, rows)
 
 
 def _committed(

@@ -1,0 +1,161 @@
+"""What ``replace_slice`` holds while delta-rs writes: synthetic recorded values streamed into one
+``bronze.pi_timeseries`` slice of a fresh lake, no PI and no Dagster, so the writer's memory shows alone.
+
+``--batches`` batches of ``--rows`` rows (1,000 points, 45-character WebIds, random floats, the other
+columns null or constant, as the mock's points are), each produced ``--pace`` seconds after the one before
+(about the PI client's pace: 0.12 s a 100,000-value batch at 550,000 values/s end to end; 0 for a producer
+faster than the writer), are written with ``replace_slice`` in one commit. A thread samples, every 50 ms,
+the bytes allocated by Arrow's default memory pool (the caller's batches that delta-rs has not let go of)
+and the RSS; the figures are their maxima, the process's CPU seconds during the write, and its peak RSS.
+
+``--unpinned-write-first`` writes a 1,000-row table with ``write_deltalake`` (unpinned, in the calling
+thread) before, as the catalog did in a process before i11-catalog-3 (docs/BENCHMARKS.md, issue 11's
+peak): delta-rs's later writes in the process then hold fewer batches. ``--delta-rs-batch-rows N``
+replaces ``streaming.DELTA_RS_BATCH_ROWS`` (0: the caller's batches handed whole, as before i11-peak).
+
+    .venv/bin/python benchmarks/bench_slice_memory.py                                    # 150 x 100,000 rows
+    .venv/bin/python benchmarks/bench_slice_memory.py --delta-rs-batch-rows 0            # whole batches
+    .venv/bin/python benchmarks/bench_slice_memory.py --pace 0 --batches 600             # a fast producer
+
+Prints one line and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from deltalake import write_deltalake
+
+from osipi_dagster.contract import RECORDED_SCHEMA
+from osipi_dagster.lake import Lakehouse, replace_slice, streaming
+
+DAY = date(2025, 1, 6)
+POINTS = 1000
+
+
+class PeakSampler:
+    """The maxima of Arrow's allocated bytes and of the RSS, sampled every 50 ms in a thread."""
+
+    def __init__(self) -> None:
+        self.arrow_mib = 0
+        self.rss_mib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="peak-sampler", daemon=True)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.arrow_mib = max(self.arrow_mib, pa.total_allocated_bytes() >> 20)
+            self.rss_mib = max(self.rss_mib, rss_mib())
+
+
+def rss_mib() -> int:
+    """This process's resident set size in MiB (Linux ``/proc``)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) >> 10
+    return 0
+
+
+def recorded_batches(batches: int, rows: int, pace: float) -> Iterator[pa.RecordBatch]:
+    """``batches`` batches of ``rows`` values, two points a batch, ``pace`` seconds apart."""
+    web_ids = pa.array([f"F1DPsyntheticPointWebId{n:06d}abcdefghijklmnop" for n in range(POINTS)])
+    day_start = int(datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC).timestamp()) * 1_000_000_000
+    per_point = rows // 2
+    rng = np.random.default_rng(0)
+    false = pa.array(np.zeros(rows, bool))
+    for i in range(batches):
+        points = np.repeat(np.array([2 * i, 2 * i + 1]) % POINTS, [per_point, rows - per_point])
+        seconds = np.concatenate([np.arange(per_point), np.arange(rows - per_point)]) % 86_400
+        yield pa.RecordBatch.from_arrays(
+            [
+                web_ids.take(pa.array(points)),
+                pa.array(day_start + seconds * 1_000_000_000 + i, pa.timestamp("ns", tz="UTC")),
+                pa.array(rng.random(rows)),
+                pa.nulls(rows, pa.string()),
+                pa.nulls(rows, pa.int32()),
+                pa.nulls(rows, pa.string()),
+                false,
+                pa.array(np.ones(rows, bool)),
+                false,
+                false,
+                false,
+                pa.nulls(rows, pa.string()),
+            ],
+            schema=RECORDED_SCHEMA,
+        )
+        if pace:
+            time.sleep(pace)
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    """Write the slice; return the measurements."""
+    if args.delta_rs_batch_rows is not None:
+        streaming.DELTA_RS_BATCH_ROWS = args.delta_rs_batch_rows or args.rows
+    root = Path(tempfile.mkdtemp(prefix="bench_slice_memory_"))
+    if args.unpinned_write_first:
+        write_deltalake(str(root / "first"), pa.table({"n": pa.array(range(1000))}), mode="overwrite")
+    table = Lakehouse(str(root / "lake")).table("bronze.pi_timeseries")
+    cpu = time.process_time()
+    started = time.perf_counter()
+    with PeakSampler() as peaks:
+        written = replace_slice(
+            table, recorded_batches(args.batches, args.rows, args.pace), partition_date=DAY, tag_shard="s00"
+        )
+    return {
+        "rows": written.rows_written,
+        "batch_rows": args.rows,
+        "pace_seconds": args.pace,
+        "delta_rs_batch_rows": streaming.DELTA_RS_BATCH_ROWS,
+        "unpinned_write_first": args.unpinned_write_first,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "cpu_seconds": round(time.process_time() - cpu, 1),
+        "arrow_max_mib": peaks.arrow_mib,
+        "rss_max_mib": peaks.rss_mib,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=150)
+    parser.add_argument("--rows", type=int, default=100_000, help="rows a batch")
+    parser.add_argument("--pace", type=float, default=0.12, help="seconds between batches")
+    parser.add_argument("--unpinned-write-first", action="store_true")
+    parser.add_argument("--delta-rs-batch-rows", type=int, default=None)
+    figures = run(parser.parse_args())
+    handed = (
+        "whole batches"
+        if figures["delta_rs_batch_rows"] >= figures["batch_rows"]
+        else f"slices of at most {figures['delta_rs_batch_rows']:,} rows"
+    )
+    print(
+        f"{figures['rows']:,} rows in batches of {figures['batch_rows']:,} every {figures['pace_seconds']} s,"
+        f" delta-rs handed {handed}"
+        f"{', after an unpinned write' if figures['unpinned_write_first'] else ''}: "
+        f"{figures['wall_seconds']} s wall, {figures['cpu_seconds']} s CPU; Arrow memory at most "
+        f"{figures['arrow_max_mib']} MiB, peak RSS {figures['peak_rss_mib']} MiB"
+    )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
