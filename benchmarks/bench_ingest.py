@@ -104,6 +104,15 @@ def self_peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def self_rss_mib() -> float:
+    """This process's resident set size now (``VmRSS``) in MiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def self_cpu_seconds() -> float:
     """User + system CPU seconds of this process, every thread included."""
     usage = resource.getrusage(resource.RUSAGE_SELF)

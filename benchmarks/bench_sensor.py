@@ -34,7 +34,7 @@ from pathlib import Path
 
 import dagster as dg
 import requests
-from bench_ingest import proc_cpu_seconds, self_cpu_seconds, start_mock
+from bench_ingest import proc_cpu_seconds, self_cpu_seconds, self_rss_mib, start_mock
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from osipi_dagster.definitions import build_definitions
@@ -53,13 +53,6 @@ def peak_rss_mib() -> float:
     """This process's peak RSS since the last :func:`reset_peak_rss` (``VmHWM``), in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -84,7 +77,7 @@ def measure(name: str, tick: Callable[[], SensorExecutionData], mock_pid: int) -
     """Evaluate one tick and print its costs."""
     reset_peak_rss()
     before_rss, cpu, mock_cpu, wall = (
-        rss_mib(),
+        self_rss_mib(),
         self_cpu_seconds(),
         proc_cpu_seconds(mock_pid),
         time.perf_counter(),

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import tempfile
 import threading
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from bench_ingest import self_peak_rss_mib, self_rss_mib
 from deltalake import write_deltalake
 
 from osipi_dagster.contract import RECORDED_SCHEMA
@@ -63,16 +63,7 @@ class PeakSampler:
     def _run(self) -> None:
         while not self._stop.wait(0.05):
             self.arrow_mib = max(self.arrow_mib, pa.total_allocated_bytes() >> 20)
-            self.rss_mib = max(self.rss_mib, rss_mib())
-
-
-def rss_mib() -> int:
-    """This process's resident set size in MiB (Linux ``/proc``)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) >> 10
-    return 0
+            self.rss_mib = max(self.rss_mib, round(self_rss_mib()))
 
 
 def recorded_batches(batches: int, rows: int, pace: float) -> Iterator[pa.RecordBatch]:
@@ -110,27 +101,33 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     """Write the slice; return the measurements."""
     if args.delta_rs_batch_rows is not None:
         streaming.DELTA_RS_BATCH_ROWS = args.delta_rs_batch_rows or args.rows
-    root = Path(tempfile.mkdtemp(prefix="bench_slice_memory_"))
-    if args.unpinned_write_first:
-        write_deltalake(str(root / "first"), pa.table({"n": pa.array(range(1000))}), mode="overwrite")
-    table = Lakehouse(str(root / "lake")).table("bronze.pi_timeseries")
-    cpu = time.process_time()
-    started = time.perf_counter()
-    with PeakSampler() as peaks:
-        written = replace_slice(
-            table, recorded_batches(args.batches, args.rows, args.pace), partition_date=DAY, tag_shard="s00"
-        )
+    with tempfile.TemporaryDirectory(prefix="bench_slice_memory_") as folder:
+        root = Path(folder)
+        if args.unpinned_write_first:
+            write_deltalake(str(root / "first"), pa.table({"n": pa.array(range(1000))}), mode="overwrite")
+        table = Lakehouse(str(root / "lake")).table("bronze.pi_timeseries")
+        cpu = time.process_time()
+        started = time.perf_counter()
+        with PeakSampler() as peaks:
+            written = replace_slice(
+                table,
+                recorded_batches(args.batches, args.rows, args.pace),
+                partition_date=DAY,
+                tag_shard="s00",
+            )
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     return {
         "rows": written.rows_written,
         "batch_rows": args.rows,
         "pace_seconds": args.pace,
         "delta_rs_batch_rows": streaming.DELTA_RS_BATCH_ROWS,
         "unpinned_write_first": args.unpinned_write_first,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "cpu_seconds": round(time.process_time() - cpu, 1),
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
         "arrow_max_mib": peaks.arrow_mib,
         "rss_max_mib": peaks.rss_mib,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10,
+        "peak_rss_mib": round(self_peak_rss_mib()),
     }
 
 
