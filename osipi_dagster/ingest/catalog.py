@@ -36,7 +36,6 @@ from osipi_dagster.lake import (
     WriteResult,
     overwrite_table_batches,
     scan_files,
-    scan_table,
     table_files,
 )
 from osipi_dagster.lake.schemas import POINTS
@@ -314,7 +313,7 @@ def _read_columns(
     before, or else the current version's), typed by its spec even when it is empty."""
     assert table.spec is not None  # the catalog tables are known tables
     schema = pa.schema([table.spec.schema.field(name) for name in columns])
-    scanned = scan_table(table, columns) if files is None else scan_files(files, columns, 50_000)
+    scanned = scan_files(table_files(table) if files is None else files, columns, 50_000)
     batches = [(batch if keep is None else batch.filter(keep(batch))).cast(schema) for batch in scanned]
     return pa.Table.from_batches(batches, schema=schema).combine_chunks()
 

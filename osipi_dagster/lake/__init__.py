@@ -34,7 +34,6 @@ from osipi_dagster.lake.refresh import (
     read_table,
     replace_day,
     scan_files,
-    scan_table,
     table_files,
 )
 from osipi_dagster.lake.schemas import TABLE_SPECS, TableSpec
@@ -84,7 +83,6 @@ __all__ = [
     "row_count",
     "row_counts",
     "scan_files",
-    "scan_table",
     "slice_row_count",
     "stored_table_name",
     "table_files",

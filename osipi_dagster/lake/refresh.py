@@ -111,14 +111,6 @@ def overwrite_table_batches(
     return WriteResult.of(table, commit, rows=stream.rows, predicate=None, started=started)
 
 
-def scan_table(
-    table: LakeTable, columns: Sequence[str] | None = None, *, batch_rows: int = 50_000
-) -> Iterator[pa.RecordBatch]:
-    """The rows of an unpartitioned table batch by batch (none if it was never written): memory for a
-    batch, not the table."""
-    yield from scan_files(table_files(table), columns, batch_rows)
-
-
 def table_files(table: LakeTable) -> list[tuple[str, pafs.FileSystem]]:
     """The Parquet files of the table's current version (none if it was never written), to read with
     :func:`scan_files` (the same version however often, whatever commits meanwhile), in the order they
@@ -140,7 +132,8 @@ def table_files(table: LakeTable) -> list[tuple[str, pafs.FileSystem]]:
 def scan_files(
     files: Sequence[tuple[str, pafs.FileSystem]], columns: Sequence[str] | None, batch_rows: int
 ) -> Iterator[pa.RecordBatch]:
-    """The rows of ``files`` batch by batch.
+    """The rows of ``files`` (:func:`table_files`: a version of an unpartitioned table) batch by batch:
+    memory for a batch, not the table.
 
     Files are read one after the other, decoded in this thread: Arrow's dataset scanner (decoding threads,
     read-ahead) kept far more (measured on a 420,000-row attribute table, 10,000-row batches hashed row by
