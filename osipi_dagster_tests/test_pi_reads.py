@@ -131,6 +131,7 @@ def test_modes_agree_on_many_tags(client, points):
     for name, read in reads.items():
         assert not read.failures, name
         assert sorted(read.completed) == sorted(web_ids), name
+        assert read.values_read == Counter(row[0] for row in results[name].elements()), name
     first = results.pop("default")
     assert sum(first.values()) > 10_000
     for name, result in results.items():

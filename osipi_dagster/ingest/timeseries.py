@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from osipi_dagster.contract import TICK_NS, day_bounds, to_ns
 from osipi_dagster.ingest.cancellation import run_interruptibly
@@ -80,19 +78,6 @@ class PointReadError(Exception):
         super().__init__(
             f"{len(self.failures)} point(s) of {day.isoformat()}|{shard} could not be read: {shown}{more}. "
             "Nothing was written for this partition; re-run it once PI answers for these points."
-        )
-
-
-@dataclass
-class _Tally:
-    """Counts values per point as batches stream past (for the watermarks)."""
-
-    values: Counter[str] = field(default_factory=Counter)
-
-    def add(self, batch: pa.RecordBatch) -> None:
-        counts = pc.value_counts(batch.column("web_id"))
-        self.values.update(
-            dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
         )
 
 
@@ -182,7 +167,6 @@ def ingest_partition(
 
     def read_and_replace(cancel: threading.Event) -> PartitionResult:
         # One commit for the window of every point, then the watermarks (see the module docstring).
-        tally = _Tally()
         # The stored values of the window's already-read part, loaded before the write replaces them.
         wanted = set(web_ids)
         probe = LatenessProbe(
@@ -205,14 +189,14 @@ def ingest_partition(
             )
         write = replace_slice(
             timeseries,
-            _checked(read, tally, probe, day, shard),
+            _checked(read, probe, day, shard),
             partition_date=day,
             tag_shard=shard,
             time_range=(start, end) if incremental else None,
             web_ids=web_ids if points_only else None,
             kept_web_ids=kept,
         )
-        if web_ids:
+        if read is not None:
             write_watermarks(
                 watermarks,
                 shard,
@@ -221,7 +205,7 @@ def ingest_partition(
                         web_id,
                         read_until=end,
                         window_start=start,
-                        values_read=tally.values[web_id],
+                        values_read=read.values_read[web_id],
                         run_id=run_id,
                     )
                     for web_id in web_ids
@@ -290,14 +274,13 @@ def _future_values(
 
 
 def _checked(
-    read: StreamRead | None, tally: _Tally, probe: LatenessProbe, day: date, shard: str
+    read: StreamRead | None, probe: LatenessProbe, day: date, shard: str
 ) -> Iterator[pa.RecordBatch]:
     """The read's batches; raises before the stream ends (so before the commit) if any point failed (a
     cancelled read raises by itself, within a fraction of a second)."""
     if read is None:
         return
     for batch in read:
-        tally.add(batch)
         probe.add(batch)
         yield batch
     if read.failures:

@@ -51,7 +51,7 @@ import math
 import re
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -189,7 +189,8 @@ class StreamRead:
     ``failures`` (a list of :class:`StreamFailure`) fills up while the read runs and is complete once the
     iteration ends; ``completed`` lists the WebIds read to the end. ``requests`` counts this read's HTTP
     requests, retries included, ``full_requests`` those whose answer carried at least :data:`FULL_SHARE`
-    of ``values_per_request``, and ``rows`` the rows yielded. Every batch has the schema ``schema``.
+    of ``values_per_request``, ``rows`` the rows yielded, and ``values_read`` those rows by WebId (counted
+    from the answers, so no caller scans the batches for it). Every batch has the schema ``schema``.
     Once ``cancel`` is set, iterating raises :class:`ReadCancelledError`.
     """
 
@@ -208,6 +209,7 @@ class StreamRead:
         self.schema: pa.Schema = spec.schema
         self.failures: list[StreamFailure] = self._engine.failures
         self.completed: list[str] = self._engine.completed
+        self.values_read: Counter[str] = self._engine.values_read
 
     def __iter__(self) -> StreamRead:
         return self
@@ -313,6 +315,7 @@ class _Engine:
         self.completed: list[str] = []
         self.rows = 0
         self.full_requests = 0
+        self.values_read: Counter[str] = Counter()
         self._end_ns = to_ns(spec.end) if spec.paged else 0
         # Density planning sizes the pages of paged reads whose page size is not fixed by the caller.
         self._planning = spec.paged and options.page_size is None
@@ -382,6 +385,9 @@ class _Engine:
                     self._send_more(inflight, pool)
                     if answer.batch is not None and answer.batch.num_rows:
                         self.rows += answer.batch.num_rows
+                        for outcome in answer.outcomes:
+                            for segment in outcome.segments:
+                                self.values_read[segment.web_id] += len(segment.items)
                         if answer.batch.num_rows >= FULL_SHARE * self.options.values_per_request:
                             self.full_requests += 1
                         yield answer.batch
