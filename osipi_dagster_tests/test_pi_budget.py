@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 import pytest
@@ -210,3 +211,42 @@ def test_the_next_request_is_sent_before_the_caller_takes_a_batch(mock_pi, web_i
         rows = rows_of(pa.Table.from_batches([first, *read]))
     assert sent_while_held == 2
     assert Counter(rows) == reference and not read.failures
+
+
+def test_streams_not_read_yet_are_planned_from_the_density_of_those_read(make_mock):
+    """Many 1 Hz tags, a short window, no expected counts: once the first request shows the density, each
+    stream not in it is read in one page (before, every stream took a blind first page of
+    values_per_request / streams_per_request values, then a second for the rest). The read stays exact."""
+    mock = make_mock(tags=120, sampling="1s")
+    with PIWebAPIClient(mock.api) as client:
+        server = client.data_servers()[0]
+        web_ids = [p.web_id for p in client.points(server.web_id)]
+    start, end = START, START + timedelta(minutes=10)
+    expected = Counter(
+        row for w in web_ids for row in raw_recorded(mock.api, w, start.isoformat(), end.isoformat())
+    )
+    with (
+        answer_proxy(mock.url) as proxy,
+        PIWebAPIClient(proxy.api) as client,
+    ):
+        read = client.read_recorded(
+            web_ids, start, end, values_per_request=6000, streams_per_request=40, concurrency=1
+        )
+        rows = rows_of(read)
+        pages: Counter[str] = Counter()  # per stream, the requests (or batch sub-requests) that read it
+        for exchange in proxy.exchanges:
+            if exchange.path.endswith("/streamsets/recorded"):
+                pages.update(exchange.web_ids())
+            elif exchange.path.endswith("/batch"):
+                pages.update(_stream_of(sub["Resource"]) for sub in exchange.body.values())
+            else:
+                pages[_stream_of(exchange.path)] += 1
+        first = proxy.exchanges[0].web_ids()
+    assert Counter(rows) == expected and not read.failures
+    assert len(first) == 40
+    assert {w: pages[w] for w in web_ids if w not in first} == {w: 1 for w in web_ids if w not in first}
+
+
+def _stream_of(url: str) -> str:
+    """The WebId of a ``.../streams/{webId}/recorded`` URL."""
+    return unquote(urlsplit(url).path.split("/")[-2])

@@ -49,6 +49,7 @@ import itertools
 import logging
 import math
 import re
+import statistics
 import threading
 import time
 from collections import Counter, deque
@@ -255,6 +256,8 @@ class Limits:
 # it; a stream holding more than planned is just paged again.
 _PLAN_SLACK = 1.1
 _PLAN_MARGIN = 16
+# A stream not read yet is planned at the median density of the last pages read (see _Engine._weight).
+_DENSITY_SAMPLE = 256
 FULL_SHARE = 0.8  # a request carrying this share of values_per_request counts as full in the read's stats
 _OVERLOAD_STATUSES = frozenset({413, 502, 503})  # the server asks for smaller or fewer requests
 _SMALLEST_SCALE = 1 / 64  # adaptive page sizes never go below this share of values_per_request
@@ -267,6 +270,7 @@ class _Stream:
     attempts: int = 0  # failures since the stream last made progress
     rate: float | None = None  # values per nanosecond of PI time, from a hint or the stream's last page
     planned: int | None = None  # its next maxCount: the values skipped at the cursor + those expected after
+    guessed: bool = False  # planned from other streams' density (not read yet), not from its own
 
 
 @dataclass
@@ -276,7 +280,9 @@ class _Outcome:
     stream: _Stream
     segments: list[dec.Segment] = field(default_factory=list)
     next: Cursor | None = None  # success: None = complete; error: the cursor after the yielded rows, if any
-    rate: float | None = None  # the density the page showed (values per nanosecond), when it can tell
+    # The density the page showed (values per nanosecond), when it can tell; for a page that ends the
+    # stream, its values over the rest of the read's window.
+    rate: float | None = None
     error: str | None = None  # the stream failed in this answer: retry it, then report it
     status: int | None = None
     fatal: bool = False  # report at once: no retry can help
@@ -320,6 +326,8 @@ class _Engine:
         # Density planning sizes the pages of paged reads whose page size is not fixed by the caller.
         self._planning = spec.paged and options.page_size is None
         self._scale = 1.0  # the share of values_per_request asked per request (adaptive page sizes)
+        self._densities: deque[float] = deque(maxlen=_DENSITY_SAMPLE)  # of the last pages read
+        self._typical_rate: float | None = None  # their median
         self._tiebreak = itertools.count()
         self._requests = 0
         self._requests_lock = threading.Lock()  # worker threads count their sends
@@ -465,15 +473,34 @@ class _Engine:
         return math.ceil(expected * _PLAN_SLACK) + _PLAN_MARGIN
 
     def _weight(self, stream: _Stream) -> int:
-        """The values ``stream`` is expected to add to a request."""
-        if stream.planned is not None and self._planning:
+        """The values ``stream`` is expected to add to a request.
+
+        A stream not read yet, with no expected count, is planned as dense as the median of the last pages
+        read, once there are some: on a site of many similar tags and a short window, each stream then ends
+        in its first page, instead of a first page of ``values_per_request / streams_per_request`` values
+        and a second for the rest (twice the pages for the server and the client). A wrong guess costs
+        requests, never values."""
+        if not self._planning:
+            return max(1, self._budget() // self.options.streams_per_request)
+        if stream.planned is None and self._typical_rate is not None:
+            self._replan(stream, self._typical_rate, guessed=True)
+        if stream.planned is not None:
             return min(stream.planned, self._budget())
         return max(1, self._budget() // self.options.streams_per_request)
 
+    def _replan(self, stream: _Stream, rate: float, *, guessed: bool = False) -> None:
+        """Plan ``stream``'s next page at ``rate`` from its cursor: the rest of the window, with a margin."""
+        stream.rate, stream.guessed = rate, guessed
+        left_ns = max(0, self._end_ns - to_ns(stream.cursor.start))
+        stream.planned = stream.cursor.taken + self._plan(stream.rate * left_ns)
+
     def _fills_streamset(self, queue: deque[_Stream]) -> bool:
-        """Whether the streams at one cursor make a good streamset request: first pages (density not yet
-        known, every stream at the read's start) always do; later, only enough of them to fill one."""
-        if not self._planning or queue[0].planned is None or len(queue) >= self.options.streams_per_request:
+        """Whether the streams at one cursor make a good streamset request: first pages (every stream at
+        the read's start, its density unknown or guessed) always do; later, only enough to fill one."""
+        first = queue[0]
+        if not self._planning or first.planned is None or first.guessed:
+            return True
+        if len(queue) >= self.options.streams_per_request:
             return True
         wanted, total = FULL_SHARE * self._budget(), 0
         for stream in queue:
@@ -536,15 +563,15 @@ class _Engine:
                 self._enqueue(stream)
             elif outcome.error is None:
                 stream.attempts = 0
+                if outcome.rate is not None and self._planning:
+                    self._densities.append(outcome.rate)
                 if outcome.next is None:
                     self.completed.append(stream.web_id)
                 else:
                     stream.cursor = outcome.next
-                    if outcome.rate is not None and self._planning:
-                        stream.rate = outcome.rate
-                    if stream.rate is not None and self._planning:
-                        left_ns = max(0, self._end_ns - to_ns(stream.cursor.start))
-                        stream.planned = stream.cursor.taken + self._plan(stream.rate * left_ns)
+                    rate = outcome.rate if outcome.rate is not None else stream.rate
+                    if rate is not None and self._planning:
+                        self._replan(stream, rate)
                     self._enqueue(stream)
             else:
                 if outcome.next is not None and outcome.next != stream.cursor:
@@ -555,6 +582,8 @@ class _Engine:
                     self._fail(stream, outcome.status, outcome.error)
                 else:
                     self._delay(stream)
+        if self._densities:
+            self._typical_rate = statistics.median(self._densities)
 
     def _adapt(self, answer: _Answer) -> None:
         """Halve the page size after a slow answer or an overloaded server; grow it back on fast answers."""
@@ -619,12 +648,14 @@ class _Engine:
 
     def _single(self, group: list[_Stream]) -> bool:
         """Whether a streamset read sends ``group`` as a plain stream request: one stream's planned
-        follow-up page, where a batch or a streamset of one would only add its envelope."""
+        follow-up page, where a batch or a streamset of one would only add its envelope (a first page
+        planned from other streams' density stays a streamset request, like every first page)."""
         return (
             self.options.mode is ReadMode.STREAMSETS
             and len(group) == 1
             and self._planning
             and group[0].planned is not None
+            and not group[0].guessed
         )
 
     def _refused_limit(self, error: PIWebAPIError, sent: int) -> int | None:
@@ -828,6 +859,8 @@ class _Engine:
         rate = None
         if step.next is not None and last_ns > cursor_ns:
             rate = (step.end - step.begin) / (last_ns - cursor_ns)
+        elif step.next is None:
+            rate = (step.end - step.begin) / max(1, self._end_ns - to_ns(stream.cursor.start))
         return _Outcome(stream, segments, step.next, rate=rate, where=where)
 
     def _summary_outcome(self, stream: _Stream, item: dec.StreamSummaries, where: str) -> _Outcome:
