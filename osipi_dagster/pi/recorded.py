@@ -12,11 +12,13 @@ the server in one of three ways (``mode``):
 - ``"streams"``: one ``GET /streams/{id}/{action}`` per stream.
 
 Density-aware planning (recorded reads without a fixed ``page_size``): each stream's density (values per
-second of PI time) is known from a hint (``expected_counts``, e.g. the previous run's count) or learnt
-from its first page; a stream's next page then asks for what the stream is expected to still hold (plus
-a margin), and requests are packed so that their expected values add up to ``values_per_request``. Most
-streams thus finish in their second page and most requests are full. The planning only sizes
-``maxCount``: paging stays exact whatever the estimate (a stream that holds more is simply paged again).
+second of PI time) is known from a hint (``expected_counts``, e.g. the previous run's count), learnt from
+its first page, or, for a stream not read yet, guessed as the median density of the last pages read; a
+stream's next page then asks for what the stream is expected to still hold (plus a margin), and requests
+are packed so that their expected values add up to ``values_per_request``. Most streams thus finish in
+their first page (only those of the first requests, sent before any density is known, take two) and most
+requests are full. The planning only sizes ``maxCount``: paging stays exact whatever the estimate (a
+stream that holds more is simply paged again).
 
 Adaptive page sizes: an answer slower than ``slow_answer_s``, or a request refused with 413 or failing
 with 502/503 after the transport's retries, halves the values asked per request for the rest of the read
