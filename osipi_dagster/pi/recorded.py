@@ -13,7 +13,7 @@ the server in one of three ways (``mode``):
 
 Density-aware planning (recorded reads without a fixed ``page_size``): each stream's density (values per
 second of PI time) is known from a hint (``expected_counts``, e.g. the previous run's count), learnt from
-its first page, or, for a stream not read yet, guessed as the median density of the last pages read; a
+its first page, or, for a stream not read yet, guessed from the densities of the last pages read; a
 stream's next page then asks for what the stream is expected to still hold (plus a margin), and requests
 are packed so that their expected values add up to ``values_per_request``. Most streams thus finish in
 their first page (only those of the first requests, sent before any density is known, take two) and most
@@ -51,7 +51,6 @@ import itertools
 import logging
 import math
 import re
-import statistics
 import threading
 import time
 from collections import Counter, deque
@@ -258,8 +257,10 @@ class Limits:
 # it; a stream holding more than planned is just paged again.
 _PLAN_SLACK = 1.1
 _PLAN_MARGIN = 16
-# A stream not read yet is planned at the median density of the last pages read (see _Engine._weight).
+# A stream not read yet is planned at a low density among the last pages read (see _Engine._weight): the
+# tenth lowest of every hundred.
 _DENSITY_SAMPLE = 256
+_GUESS_QUANTILE = 0.1
 FULL_SHARE = 0.8  # a request carrying this share of values_per_request counts as full in the read's stats
 _OVERLOAD_STATUSES = frozenset({413, 502, 503})  # the server asks for smaller or fewer requests
 _SMALLEST_SCALE = 1 / 64  # adaptive page sizes never go below this share of values_per_request
@@ -329,7 +330,7 @@ class _Engine:
         self._planning = spec.paged and options.page_size is None
         self._scale = 1.0  # the share of values_per_request asked per request (adaptive page sizes)
         self._densities: deque[float] = deque(maxlen=_DENSITY_SAMPLE)  # of the last pages read
-        self._typical_rate: float | None = None  # their median
+        self._guessed_rate: float | None = None  # the density a stream not read yet is planned at
         self._tiebreak = itertools.count()
         self._requests = 0
         self._requests_lock = threading.Lock()  # worker threads count their sends
@@ -477,15 +478,16 @@ class _Engine:
     def _weight(self, stream: _Stream) -> int:
         """The values ``stream`` is expected to add to a request.
 
-        A stream not read yet, with no expected count, is planned as dense as the median of the last pages
+        A stream not read yet, with no expected count, is planned at a low density among the last pages
         read, once there are some: on a site of many similar tags and a short window, each stream then ends
         in its first page, instead of a first page of ``values_per_request / streams_per_request`` values
-        and a second for the rest (twice the pages for the server and the client). A wrong guess costs
-        requests, never values."""
+        and a second for the rest (twice the pages for the server and the client). A low density, not the
+        median: a stream guessed too sparse only takes a second page, as before, while streams guessed too
+        dense would share nearly empty requests. A wrong guess costs requests, never values."""
         if not self._planning:
             return max(1, self._budget() // self.options.streams_per_request)
-        if stream.planned is None and self._typical_rate is not None:
-            self._replan(stream, self._typical_rate, guessed=True)
+        if stream.planned is None and self._guessed_rate is not None:
+            self._replan(stream, self._guessed_rate, guessed=True)
         if stream.planned is not None:
             return min(stream.planned, self._budget())
         return max(1, self._budget() // self.options.streams_per_request)
@@ -585,7 +587,8 @@ class _Engine:
                 else:
                     self._delay(stream)
         if self._densities:
-            self._typical_rate = statistics.median(self._densities)
+            ordered = sorted(self._densities)
+            self._guessed_rate = ordered[int(_GUESS_QUANTILE * (len(ordered) - 1))]
 
     def _adapt(self, answer: _Answer) -> None:
         """Halve the page size after a slow answer or an overloaded server; grow it back on fast answers."""
