@@ -125,8 +125,10 @@ def test_a_stream_answered_twice_fails_and_is_never_stored_twice(mock_pi, web_id
 
 
 def test_a_missing_stream_fails_and_an_unrequested_one_is_ignored(mock_pi, web_ids, reference, caplog):
-    """One stream is replaced by a stream nobody asked for: the missing one fails, the stranger is
-    ignored (and logged), never stored under the missing stream's WebId."""
+    """One stream is replaced by a stream nobody asked for: the stranger is ignored (and logged), never
+    stored under the missing stream's WebId. Read again in stream sets (a fixed page size), the missing
+    stream fails; with planned pages, it is read again alone, in a plain stream request, and gets exactly
+    its own values."""
     missing = web_ids[2]
     stranger_point = mock_webids.encode(
         "DP", (uuid.UUID(int=7),), "PIMOCK\\STRANGER", point_id=424242, webid_type="Full"
@@ -137,11 +139,14 @@ def test_a_missing_stream_fails_and_an_unrequested_one_is_ignored(mock_pi, web_i
 
     caplog.set_level(logging.WARNING, logger="osipi_dagster.pi")
     with answer_proxy(mock_pi.url, _streamset(replace_one)) as proxy, _client(proxy.api) as client:
-        read = client.read_recorded(web_ids, START, END)
-        rows = rows_of(read)
-    ((failed, message),) = [(f.web_id, f.message) for f in read.failures]
+        in_streamsets = client.read_recorded(web_ids, START, END, page_size=10_000)
+        rows = rows_of(in_streamsets)
+        planned = client.read_recorded(web_ids, START, END)
+        planned_rows = rows_of(planned)
+    ((failed, message),) = [(f.web_id, f.message) for f in in_streamsets.failures]
     assert failed == missing and "missing" in message
     assert _by_stream(rows) == {w: reference[w] for w in web_ids if w != missing}
+    assert not planned.failures and _by_stream(planned_rows) == {w: reference[w] for w in web_ids}
     assert any(stranger_point in r.getMessage() and "not requested" in r.getMessage() for r in caplog.records)
 
 

@@ -652,15 +652,13 @@ class _Engine:
             return _Answer(limit=limit) if limit is not None else _Answer(error=error)
 
     def _single(self, group: list[_Stream]) -> bool:
-        """Whether a streamset read sends ``group`` as a plain stream request: one stream's planned
-        follow-up page, where a batch or a streamset of one would only add its envelope (a first page
-        planned from other streams' density stays a streamset request, like every first page)."""
+        """Whether a streamset read sends ``group`` as a plain stream request: one stream's planned page,
+        where a batch or a streamset of one would only add its envelope."""
         return (
             self.options.mode is ReadMode.STREAMSETS
             and len(group) == 1
             and self._planning
             and group[0].planned is not None
-            and not group[0].guessed
         )
 
     def _refused_limit(self, error: PIWebAPIError, sent: int) -> int | None:
