@@ -501,10 +501,8 @@ class _Engine:
     def _fills_streamset(self, queue: deque[_Stream]) -> bool:
         """Whether the streams at one cursor make a good streamset request: first pages (every stream at
         the read's start, its density unknown or guessed) always do; later, only enough to fill one."""
-        first = queue[0]
-        if not self._planning or first.planned is None or first.guessed:
-            return True
-        if len(queue) >= self.options.streams_per_request:
+        first, spr = queue[0], self.options.streams_per_request
+        if not self._planning or first.planned is None or first.guessed or len(queue) >= spr:
             return True
         wanted, total = FULL_SHARE * self._budget(), 0
         for stream in queue:
