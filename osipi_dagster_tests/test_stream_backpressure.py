@@ -74,10 +74,13 @@ class SlowCommits(LiveStream):
 
 
 def _truth(api: str, web_ids: list[str], start_ns: int, end_ns: int) -> Counter:
+    """The mock's recorded values in the window, each identity once: PI can hold the same value twice at one
+    timestamp (the mock's multi-value points do), and the live table holds it once (docs/STREAMING.md,
+    "Each value once")."""
     start = datetime.fromtimestamp(start_ns / NS, UTC).isoformat()
     end = datetime.fromtimestamp(end_ns / NS, UTC).isoformat()
     rows = (row for web_id in web_ids for row in raw_recorded(api, web_id, start, end))
-    return Counter(row[: len(COLUMNS)] for row in rows if start_ns <= row[1] <= end_ns)
+    return Counter({row[: len(COLUMNS)] for row in rows if start_ns <= row[1] <= end_ns})
 
 
 def _streamed(table: LakeTable, start_ns: int, end_ns: int) -> Counter:

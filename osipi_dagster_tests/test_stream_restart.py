@@ -126,14 +126,17 @@ def test_killed_and_restarted_stream_holds_each_value_once(tmp_path: Path) -> No
                 requests.post(mock.url + "/admin/clock", json={"now": now}, timeout=30).raise_for_status()
                 window_end = to_ns(now)
                 truth = _truth(mock.api, web_ids, window_start, window_end)
-                settled = partial(_holds, root, window_start, window_end, truth)
+                # PI can hold the same value twice at one timestamp (the mock's multi-value points do): the
+                # live table holds it once, the batch table twice (docs/STREAMING.md, "Each value once").
+                live_truth = Counter(set(truth))
+                settled = partial(_holds, root, window_start, window_end, live_truth)
                 wait_for(settled, "the live table to hold the window's values", process, log, 180)
             assert process.returncode in (0, -signal.SIGINT), log.read_text()[-3000:]
 
         # Not an empty comparison: the window holds several values per point (how many depends on how fast
         # the restarts were: a quiet machine restarts in a second or two).
         assert sum(truth.values()) > POINTS * 4
-        assert _streamed(root, window_start, window_end) == truth
+        assert _streamed(root, window_start, window_end) == live_truth
         live = _live_rows(root)
         identities = Counter(zip(*(live[name].to_pylist() for name in COLUMNS), strict=True))
         assert max(identities.values()) == 1  # no value twice, in the window or out of it

@@ -15,9 +15,10 @@ a read is running no batch is committed, so that what the table holds of a chann
 to their latest committed value (late values aside, within ``lookback_s``): a safe place to resume from
 after a crash at any moment.
 
-**Each value once.** A value is its point, exact timestamp, value and flags (``lake.live.IDENTITY``; values
-at one timestamp that differ are all kept). Before a commit the stream drops rows identical to an earlier
-row of the batch or to a row it committed in the last ``RECENT_S`` seconds (a gap read overlapping the
+**Each value once.** A value is its point, exact timestamp, value and flags (``lake.live.IDENTITY``; values at
+one timestamp that differ are all kept, two that are the same are one row: a channel cannot tell the second
+from a message sent twice; the batch table holds both). Before a commit the stream drops rows identical to an
+earlier row of the batch or to a row it committed in the last ``RECENT_S`` seconds (a gap read overlapping the
 channel, a message sent twice); a channel value stamped at or before its point's last committed value that
 those do not know (a restarted channel's initial values, a value sent again later) is looked up in the table
 (the channel's new values, stamped after their point's last one, never are).
