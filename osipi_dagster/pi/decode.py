@@ -329,11 +329,10 @@ def _repeat(values: list[str | None], counts: list[int], dictionary: bool) -> pa
     if not dictionary:
         index = np.repeat(np.arange(len(values), dtype=np.int32), counts)
         return pa.array(values, pa.string()).take(pa.array(index))
-    distinct = {value: code for code, value in enumerate(dict.fromkeys(v for v in values if v is not None))}
-    codes = np.repeat(np.array([distinct.get(value, 0) for value in values], np.int32), counts)
-    missing = None if len(distinct) == len(set(values)) else np.repeat([v is None for v in values], counts)
-    indices = pa.array(codes, mask=missing)
-    return pa.DictionaryArray.from_arrays(indices, pa.array(list(distinct), pa.string()))
+    codes = {value: code for code, value in enumerate(dict.fromkeys(v for v in values if v is not None))}
+    indices = np.repeat(np.array([codes.get(value, 0) for value in values], np.int32), counts)
+    nulls = np.repeat(np.array([value is None for value in values]), counts) if None in values else None
+    return pa.DictionaryArray.from_arrays(pa.array(indices, mask=nulls), pa.array(list(codes), pa.string()))
 
 
 def _values(raw: list[Any], odd: list[int]) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]:
