@@ -12,6 +12,8 @@ repeated WebId and units columns). The wrappers are this script's only change to
     .venv/bin/python benchmarks/bench_read_stages.py --tags 3000 --hours 1    # many tags, short window
     .venv/bin/python benchmarks/bench_read_stages.py --tags 125 --hours 24    # the same values, few tags
 
+``--dictionary`` reads ``web_id`` and ``units`` as dictionary columns, as the bronze ingest does.
+
 Set ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` in the environment to see their effect on the
 page faults (docs/OPERATIONS.md, "The memory allocator").
 """
@@ -68,6 +70,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tags", type=int, default=3000)
     parser.add_argument("--hours", type=int, default=1, help="1 to 24: the first hours of 2025-01-06")
+    parser.add_argument(
+        "--dictionary", action="store_true", help="web_id and units as dictionary columns (as ingest reads)"
+    )
     args = parser.parse_args()
     seconds: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
@@ -80,7 +85,7 @@ def main() -> None:
             web_ids = [p.web_id for p in client.points(client.data_servers()[0].web_id)]
             end = DAY + timedelta(hours=args.hours, microseconds=-1)
             faults, cpu = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
-            read = client.read_recorded(web_ids, DAY.isoformat(), end.isoformat())
+            read = client.read_recorded(web_ids, DAY.isoformat(), end.isoformat(), dictionary=args.dictionary)
             values = sum(batch.num_rows for batch in read)
             cpu = time.process_time() - cpu
             faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
@@ -90,6 +95,7 @@ def main() -> None:
     figures = {
         "tags": args.tags,
         "hours": args.hours,
+        "dictionary": args.dictionary,
         "values": values,
         "requests": read.requests,
         "client_cpu_ns_per_value": round(cpu / values * 1e9, 1),

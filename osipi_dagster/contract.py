@@ -31,6 +31,12 @@ units           string                       the stream's units abbreviation, nu
 
 ``SUMMARY_SCHEMA`` adds ``summary_type`` after ``web_id``; its ``timestamp`` is the one PI gives the
 summary value (the interval start, or the event time for Minimum and Maximum).
+
+:func:`dictionary_encoded` gives a schema whose repeated string columns (``web_id``, ``summary_type``,
+``units``) are ``dictionary<int32, string>``: the same values, each batch holding every distinct string
+once and an index per row. A reader asks for it (``read_recorded(dictionary=True)``) when its batches go to
+a writer that dictionary-encodes them anyway (Parquet): the client does not write an 80-byte WebId per value,
+and the writer does not hash it again (``docs/BENCHMARKS.md``, "Dictionary-encoded WebIds").
 """
 
 from __future__ import annotations
@@ -65,6 +71,16 @@ SUMMARY_SCHEMA = pa.schema(
         *_VALUE_FIELDS,
     ]
 )
+
+DICTIONARY_STRING = pa.dictionary(pa.int32(), pa.string())
+REPEATED_COLUMNS = frozenset({"web_id", "summary_type", "units"})
+
+
+def dictionary_encoded(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with its :data:`REPEATED_COLUMNS` as ``dictionary<int32, string>`` (see the module)."""
+    return pa.schema(
+        [field.with_type(DICTIONARY_STRING) if field.name in REPEATED_COLUMNS else field for field in schema]
+    )
 
 
 _ISO = re.compile(

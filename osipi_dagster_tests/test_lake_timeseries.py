@@ -120,6 +120,32 @@ def test_a_row_outside_the_slice_raises_and_nothing_is_committed(table: LakeTabl
     assert contents(table, DAY, "s00") == before
 
 
+def test_dictionary_encoded_web_ids_and_units_are_stored_as_plain_strings(
+    table: LakeTable, tmp_path: Path
+) -> None:
+    """Batches of ``read_recorded(dictionary=True)`` (``web_id`` and ``units`` dictionary columns) and plain
+    ones go into one write; the table and its readers keep plain strings, with the same rows as a write of
+    plain batches only; a point outside ``web_ids`` is still named."""
+    encoded = hourly(["C", "D"])
+    for name in ("web_id", "units"):
+        index = encoded.schema.get_field_index(name)
+        encoded = encoded.set_column(index, name, encoded.column(name).dictionary_encode())
+    assert pa.types.is_dictionary(encoded.schema.field("web_id").type)
+    plain = Lakehouse(str(tmp_path / "plain")).table("bronze.pi_timeseries")
+
+    replace_slice(table, [hourly(["A", "B"]), encoded], partition_date=DAY, tag_shard="s00")
+    replace_slice(plain, [hourly(["A", "B"]), hourly(["C", "D"])], partition_date=DAY, tag_shard="s00")
+
+    rows = read_slice(table, DAY, "s00")
+    assert rows.schema.field("web_id").type == rows.schema.field("units").type == pa.string()
+    stored = table.load().to_pyarrow_dataset().schema
+    assert stored.field("web_id").type == stored.field("units").type == pa.string()
+    assert contents(table, DAY, "s00") == contents(plain, DAY, "s00")
+    assert len(contents(table, DAY, "s00")) == 96
+    with pytest.raises(InvalidRowsError, match=r"not among the web_ids.*\['C', 'D'\]"):
+        replace_slice(table, [encoded], partition_date=DAY, tag_shard="s00", web_ids=["A"])
+
+
 def test_a_batch_with_a_null_in_a_required_column_is_rejected(table: LakeTable) -> None:
     batch = hourly(["A"])
     broken = batch.set_column(batch.schema.get_field_index("good"), "good", pa.nulls(24, pa.bool_()))

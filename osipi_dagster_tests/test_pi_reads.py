@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from osipi_dagster.contract import format_ns, to_ns
+from osipi_dagster.contract import dictionary_encoded, format_ns, to_ns
 from osipi_dagster.pi import RECORDED_SCHEMA, SUMMARY_SCHEMA, PIWebAPIClient
 from osipi_dagster_tests.pi_helpers import raw_recorded, rows_of
 
@@ -82,6 +82,28 @@ def test_values_decode_exactly(mock_pi, client, profile):
     expected = [row for w in web_ids for row in raw_recorded(mock_pi.api, w, start, end)]
     assert Counter(rows_of(table)) == Counter(expected)
     assert any(r[1] % 1_000_000_000 % 1000 for r in expected), "some stamps use the 7th fractional digit"
+
+
+def test_dictionary_columns_hold_the_same_values(mock_pi, client, profile):
+    """``dictionary=True``: ``web_id`` and ``units`` are dictionary columns, each batch's dictionary holds
+    its distinct strings once (a stream without units stays null), and the rows are the raw JSON's."""
+    kinds = ("system", "digital", "string", "subsecond", "duplicates", "dense", "empty")
+    web_ids = sorted({profile[k][0] for k in kinds})
+    start, end = WINDOW_START.isoformat(), WINDOW_END.isoformat()
+    read = client.read_recorded(web_ids, start, end, page_size=700, dictionary=True)
+    batches = list(read)
+    assert not read.failures and sorted(read.completed) == web_ids
+    assert read.schema == dictionary_encoded(RECORDED_SCHEMA)
+    for batch in batches:
+        assert batch.schema == read.schema
+        for name in ("web_id", "units"):
+            dictionary = batch.column(name).dictionary.to_pylist()
+            assert len(set(dictionary)) == len(dictionary) and None not in dictionary, name
+    table = pa.Table.from_batches(batches, schema=read.schema)
+    expected = [row for w in web_ids for row in raw_recorded(mock_pi.api, w, start, end)]
+    assert Counter(rows_of(table)) == Counter(expected)
+    assert any(row[-1] is None for row in expected) and any(row[-1] for row in expected)  # units both ways
+    assert len(batches) > 1
 
 
 @st.composite

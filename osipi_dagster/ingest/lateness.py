@@ -73,7 +73,7 @@ class LatenessProbe:
             pa.table({"web_id": batch["web_id"], "timestamp_ns": batch["timestamp"].cast(pa.int64())}),
             self._start_ns,
             self._until,
-        )
+        ).cast(_EMPTY_KEYS.schema)  # plain WebIds: each batch's dictionary differs, and they are grouped
         self._new.append(keys if self.exact else _count(keys))
 
     def result(self, read_at: datetime) -> Lateness:

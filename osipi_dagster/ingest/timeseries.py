@@ -186,6 +186,7 @@ def ingest_partition(
                 concurrency=settings.concurrency,
                 cancel=cancel,
                 expected_counts=_expected_counts(known, web_ids, start, end),
+                dictionary=True,  # for the Parquet writer (lake/timeseries.py)
             )
         write = replace_slice(
             timeseries,

@@ -148,6 +148,7 @@ class PIWebAPIClient(Notifications):
         filter_expression: str | None = None,
         cancel: threading.Event | None = None,
         expected_counts: Mapping[str, float] | None = None,
+        dictionary: bool = False,
     ) -> StreamRead:
         """Every recorded value of each stream with ``start <= timestamp <= end`` (PI's inclusive bounds).
 
@@ -164,6 +165,10 @@ class PIWebAPIClient(Notifications):
         estimate costs requests, never values.
         ``boundary_type`` must be ``Inside``: PI's ``Outside`` and ``Interpolated`` add boundary values to
         every page, which paging cannot keep exact (a ``ValueError`` says so).
+
+        With ``dictionary``, ``web_id`` and ``units`` are dictionary columns
+        (:func:`~osipi_dagster.contract.dictionary_encoded`), for a writer that dictionary-encodes them
+        anyway (Parquet, Delta).
 
         Returns a :class:`StreamRead`: batches are yielded as pages arrive; a stream that fails for good is
         reported in ``failures`` with the time from which to read it again, and never stops the others.
@@ -183,7 +188,12 @@ class PIWebAPIClient(Notifications):
         if filter_expression:
             params.append(("filterExpression", filter_expression))
         spec = ReadSpec(
-            "recorded", tuple(params), paged=True, start=format_ns(start_ns), end=format_ns(end_ns)
+            "recorded",
+            tuple(params),
+            paged=True,
+            start=format_ns(start_ns),
+            end=format_ns(end_ns),
+            dictionary=dictionary,
         )
         options = ReadOptions(
             mode=self._mode(web_ids, mode),

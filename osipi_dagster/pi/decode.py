@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from osipi_dagster.contract import RECORDED_SCHEMA, SUMMARY_SCHEMA, TIMESTAMP_TYPE, to_ns
+from osipi_dagster.contract import RECORDED_SCHEMA, SUMMARY_SCHEMA, TIMESTAMP_TYPE, dictionary_encoded, to_ns
 from osipi_dagster.pi.errors import PIResponseError, error_messages
 
 
@@ -306,6 +306,12 @@ class Segment:
     odd: list[int] | None = None
 
 
+_SCHEMAS = {  # (summary, dictionary) -> the schema of build_batch's batches
+    (False, False): RECORDED_SCHEMA,
+    (True, False): SUMMARY_SCHEMA,
+    (False, True): dictionary_encoded(RECORDED_SCHEMA),
+    (True, True): dictionary_encoded(SUMMARY_SCHEMA),
+}
 _TRUE = frozenset({"true", "True", "TRUE", "1"})
 _NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
@@ -317,10 +323,16 @@ def _flag(raw: list[Any]) -> pa.Array:
         return pa.array([v if v is None or type(v) is bool else v in _TRUE for v in raw], pa.bool_())
 
 
-def _repeat(values: list[str | None], counts: list[int]) -> pa.Array:
-    """``values[i]`` repeated ``counts[i]`` times, as one Arrow string column (no per-row Python)."""
-    index = np.repeat(np.arange(len(values), dtype=np.int32), counts)
-    return pa.array(values, pa.string()).take(pa.array(index))
+def _repeat(values: list[str | None], counts: list[int], dictionary: bool) -> pa.Array:
+    """``values[i]`` repeated ``counts[i]`` times, as one Arrow string column (no per-row Python); with
+    ``dictionary``, as ``dictionary<int32, string>`` indices into the distinct values (no string copied)."""
+    if not dictionary:
+        index = np.repeat(np.arange(len(values), dtype=np.int32), counts)
+        return pa.array(values, pa.string()).take(pa.array(index))
+    codes = {value: code for code, value in enumerate(dict.fromkeys(v for v in values if v is not None))}
+    indices = np.repeat(np.array([codes.get(value, 0) for value in values], np.int32), counts)
+    nulls = np.repeat(np.array([value is None for value in values]), counts) if None in values else None
+    return pa.DictionaryArray.from_arrays(pa.array(indices, mask=nulls), pa.array(list(codes), pa.string()))
 
 
 def _values(raw: list[Any], odd: list[int]) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]:
@@ -460,8 +472,11 @@ def _odd_positions(segments: list[Segment]) -> list[int] | None:
     return odd
 
 
-def build_batch(segments: list[Segment], *, summary: bool = False) -> pa.RecordBatch:
-    """One record batch (``RECORDED_SCHEMA``, or ``SUMMARY_SCHEMA`` when ``summary``) from ``segments``.
+def build_batch(
+    segments: list[Segment], *, summary: bool = False, dictionary: bool = False
+) -> pa.RecordBatch:
+    """One record batch (``RECORDED_SCHEMA``, or ``SUMMARY_SCHEMA`` when ``summary``; their
+    :func:`~osipi_dagster.contract.dictionary_encoded` form with ``dictionary``) from ``segments``.
 
     Raises :class:`TimestampError` naming every segment that holds a timestamp Arrow cannot read.
     """
@@ -471,7 +486,7 @@ def build_batch(segments: list[Segment], *, summary: bool = False) -> pa.RecordB
         items.extend(segment.items)
         counts.append(len(segment.items))
     n = len(items)
-    schema = SUMMARY_SCHEMA if summary else RECORDED_SCHEMA
+    schema = _SCHEMAS[summary, dictionary]
     if n == 0:
         return pa.RecordBatch.from_pylist([], schema=schema)
     timestamps = _timestamps(segments, items)
@@ -481,9 +496,9 @@ def build_batch(segments: list[Segment], *, summary: bool = False) -> pa.RecordB
         odd = odd_values(items)
     value, string_value, state_code, state_name, is_system = _values(raw, odd)
     good, flags = _quality(items, odd, is_system)
-    columns = [_repeat([s.web_id for s in segments], counts)]
+    columns = [_repeat([s.web_id for s in segments], counts, dictionary)]
     if summary:
-        columns.append(_repeat([s.summary_type for s in segments], counts))
+        columns.append(_repeat([s.summary_type for s in segments], counts, dictionary))
     columns += [timestamps, value, string_value, state_code, state_name, is_system, good, *flags]
-    columns.append(_repeat([s.units or None for s in segments], counts))
+    columns.append(_repeat([s.units or None for s in segments], counts, dictionary))
     return pa.RecordBatch.from_arrays(columns, schema=schema)

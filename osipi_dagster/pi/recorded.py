@@ -63,7 +63,7 @@ from urllib.parse import quote, urlencode
 import msgspec
 import pyarrow as pa
 
-from osipi_dagster.contract import RECORDED_SCHEMA, SUMMARY_SCHEMA, to_ns
+from osipi_dagster.contract import RECORDED_SCHEMA, SUMMARY_SCHEMA, dictionary_encoded, to_ns
 from osipi_dagster.pi import decode as dec
 from osipi_dagster.pi.errors import (
     PIAuthenticationError,
@@ -138,6 +138,7 @@ class ReadSpec:
     paged: bool = False
     start: str = ""
     end: str = ""
+    dictionary: bool = False  # repeated strings as dictionary columns (contract.dictionary_encoded)
 
     @property
     def summary(self) -> bool:
@@ -145,7 +146,8 @@ class ReadSpec:
 
     @property
     def schema(self) -> pa.Schema:
-        return SUMMARY_SCHEMA if self.summary else RECORDED_SCHEMA
+        schema = SUMMARY_SCHEMA if self.summary else RECORDED_SCHEMA
+        return dictionary_encoded(schema) if self.dictionary else schema
 
     @property
     def kind(self) -> type:
@@ -878,11 +880,15 @@ class _Engine:
         if not segments:
             return _Answer(outcomes=outcomes)
         try:
-            batch = dec.build_batch(segments, summary=self.spec.summary)
+            batch = dec.build_batch(segments, summary=self.spec.summary, dictionary=self.spec.dictionary)
         except dec.TimestampError as error:
             outcomes = _without_bad_timestamps(outcomes, error)
             segments = [segment for outcome in outcomes for segment in outcome.segments]
-            batch = dec.build_batch(segments, summary=self.spec.summary) if segments else None
+            batch = (
+                dec.build_batch(segments, summary=self.spec.summary, dictionary=self.spec.dictionary)
+                if segments
+                else None
+            )
         return _Answer(batch=batch, outcomes=outcomes)
 
 
