@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from deltalake import write_deltalake
 
 from osipi_dagster.lake import (
     InvalidRowsError,
@@ -23,6 +24,7 @@ from osipi_dagster.lake import (
     replace_slice,
     row_count,
 )
+from osipi_dagster.lake.partitions import scan_partition
 from osipi_dagster.lake.streaming import DELTA_RS_BATCH_ROWS
 from osipi_dagster_tests.lake_helpers import DAY, NEXT_DAY, SECOND, at, contents, dense, hourly, recorded
 
@@ -144,6 +146,35 @@ def test_dictionary_encoded_web_ids_and_units_are_stored_as_plain_strings(
     assert len(contents(table, DAY, "s00")) == 96
     with pytest.raises(InvalidRowsError, match=r"not among the web_ids.*\['C', 'D'\]"):
         replace_slice(table, [encoded], partition_date=DAY, tag_shard="s00", web_ids=["A"])
+
+
+def test_files_written_before_dictionary_columns_read_alongside_the_new_ones(table: LakeTable) -> None:
+    """A table from before this version holds files whose Parquet schema says plain strings; a slice written
+    now (its files' schema says dictionary) lands beside them in the same partition. Reading the table gives
+    plain strings throughout, and scanning the partition's files with WebIds as dictionaries (silver's
+    scan) gives one type for both kinds of file."""
+    replace_slice(table, [hourly(["A"])], partition_date=DAY, tag_shard="s00")
+    early = table.load().to_pyarrow_table(filters=pc.field("timestamp_ns") < at(DAY, 6 * 3600))
+    old_style = early.set_column(early.schema.get_field_index("tag_shard"), "tag_shard", pa.repeat("s01", 6))
+    assert old_style.schema.field("web_id").type == pa.string() and old_style.num_rows == 6
+    write_deltalake(table.load(), old_style, mode="append")  # as replace_slice wrote before this change
+    start, end = datetime(2025, 1, 6, 12, tzinfo=UTC), datetime(2025, 1, 6, 18, tzinfo=UTC)
+    late = recorded([("A", at(DAY, hour * 3600), -1.0) for hour in range(12, 18)])
+    encoded = late.set_column(0, "web_id", late.column("web_id").dictionary_encode())
+    replace_slice(
+        table, [encoded], partition_date=DAY, tag_shard="s01", time_range=(start, end), web_ids=["A"]
+    )
+
+    rows = read_slice(table, DAY, "s01")
+    assert rows.schema.field("web_id").type == pa.string()
+    assert rows["value"].to_pylist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] + [-1.0] * 6
+    scanned = list(
+        scan_partition(table, DAY, "s01", ["web_id", "units"], dictionary_columns=["web_id", "units"])
+    )
+    assert len(scanned) == 2  # one batch per file: the old one and the new one
+    assert {str(batch.schema) for batch in scanned} == {str(scanned[0].schema)}
+    assert pa.types.is_dictionary(scanned[0].schema.field("web_id").type)
+    assert [value for batch in scanned for value in batch["web_id"].to_pylist()] == ["A"] * 12
 
 
 def test_a_batch_with_a_null_in_a_required_column_is_rejected(table: LakeTable) -> None:
