@@ -52,7 +52,7 @@ _MAX_WEB_IDS_IN_MESSAGE = 5
 
 # The batches reach delta-rs with WebIds and units as dictionary columns (plain ones are encoded): its
 # Parquet writer dictionary-encodes them anyway, and the client builds no 80-byte WebId per value (41-63 ->
-# 4-5 ns a value; end to end 7 % less client CPU and a 30-90 MiB lower peak: docs/BENCHMARKS.md,
+# 4-5 ns a value; end to end 2-7 % less client CPU and a 26-99 MiB lower peak: docs/BENCHMARKS.md,
 # "Dictionary-encoded WebIds"). The table's schema stays plain strings, and so do the columns its readers
 # get (only a data file's own Arrow schema says dictionary).
 _RECORDED_DICTIONARY = dictionary_encoded(RECORDED_SCHEMA)
