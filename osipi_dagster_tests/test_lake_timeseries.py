@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from deltalake import write_deltalake
 
@@ -172,6 +173,9 @@ def test_files_written_before_dictionary_columns_read_alongside_the_new_ones(tab
         scan_partition(table, DAY, "s01", ["web_id", "units"], dictionary_columns=["web_id", "units"])
     )
     assert len(scanned) == 2  # one batch per file: the old one and the new one
+    files = table.partition_dataset({"partition_date": DAY, "tag_shard": "s01"}).files
+    kinds = sorted(str(pq.read_schema(Path(table.uri) / path).field("web_id").type) for path in files)
+    assert kinds == ["dictionary<values=string, indices=int32, ordered=0>", "string"]  # both kinds of file
     assert {str(batch.schema) for batch in scanned} == {str(scanned[0].schema)}
     assert pa.types.is_dictionary(scanned[0].schema.field("web_id").type)
     assert [value for batch in scanned for value in batch["web_id"].to_pylist()] == ["A"] * 12

@@ -306,12 +306,19 @@ class Segment:
     odd: list[int] | None = None
 
 
-_SCHEMAS = {  # (summary, dictionary) -> the schema of build_batch's batches
+_SCHEMAS = {
     (False, False): RECORDED_SCHEMA,
     (True, False): SUMMARY_SCHEMA,
     (False, True): dictionary_encoded(RECORDED_SCHEMA),
     (True, True): dictionary_encoded(SUMMARY_SCHEMA),
 }
+
+
+def batch_schema(*, summary: bool = False, dictionary: bool = False) -> pa.Schema:
+    """The schema of :func:`build_batch`'s batches for these options."""
+    return _SCHEMAS[summary, dictionary]
+
+
 _TRUE = frozenset({"true", "True", "TRUE", "1"})
 _NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
@@ -486,7 +493,7 @@ def build_batch(
         items.extend(segment.items)
         counts.append(len(segment.items))
     n = len(items)
-    schema = _SCHEMAS[summary, dictionary]
+    schema = batch_schema(summary=summary, dictionary=dictionary)
     if n == 0:
         return pa.RecordBatch.from_pylist([], schema=schema)
     timestamps = _timestamps(segments, items)

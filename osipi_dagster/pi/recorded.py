@@ -46,6 +46,7 @@ left to finish in their threads.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -63,7 +64,7 @@ from urllib.parse import quote, urlencode
 import msgspec
 import pyarrow as pa
 
-from osipi_dagster.contract import RECORDED_SCHEMA, SUMMARY_SCHEMA, dictionary_encoded, to_ns
+from osipi_dagster.contract import to_ns
 from osipi_dagster.pi import decode as dec
 from osipi_dagster.pi.errors import (
     PIAuthenticationError,
@@ -146,8 +147,7 @@ class ReadSpec:
 
     @property
     def schema(self) -> pa.Schema:
-        schema = SUMMARY_SCHEMA if self.summary else RECORDED_SCHEMA
-        return dictionary_encoded(schema) if self.dictionary else schema
+        return dec.batch_schema(summary=self.summary, dictionary=self.dictionary)
 
     @property
     def kind(self) -> type:
@@ -879,16 +879,13 @@ class _Engine:
         segments = [segment for outcome in outcomes for segment in outcome.segments]
         if not segments:
             return _Answer(outcomes=outcomes)
+        build = functools.partial(dec.build_batch, summary=self.spec.summary, dictionary=self.spec.dictionary)
         try:
-            batch = dec.build_batch(segments, summary=self.spec.summary, dictionary=self.spec.dictionary)
+            batch = build(segments)
         except dec.TimestampError as error:
             outcomes = _without_bad_timestamps(outcomes, error)
             segments = [segment for outcome in outcomes for segment in outcome.segments]
-            batch = (
-                dec.build_batch(segments, summary=self.spec.summary, dictionary=self.spec.dictionary)
-                if segments
-                else None
-            )
+            batch = build(segments) if segments else None
         return _Answer(batch=batch, outcomes=outcomes)
 
 
