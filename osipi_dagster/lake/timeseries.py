@@ -47,18 +47,16 @@ from osipi_dagster.lake.tables import (
 TARGET_FILE_SIZE = 128 * 1024 * 1024
 ROW_GROUP_ROWS = 1024 * 1024
 
-# Column encodings, as silver's (lake/partitions.py): a point's times increase, so DELTA_BINARY_PACKED
-# stores a 1 Hz point's two time columns in a fraction of a byte a row, where Parquet's default dictionary
-# overflows at once and falls back to 8 plain bytes each; values rarely repeat, so no dictionary either.
-# Measured on a read of the mock written alone: delta-rs's CPU 171-231 -> 139-147 ns a row and files
-# 16.5-16.9 -> 8.7-9.8 bytes a row (docs/BENCHMARKS.md, "Bronze column encodings"). Every reader of the
-# table reads it (delta-rs, pyarrow, DuckDB, Spark 3.3+ and Databricks).
+# Column encodings. A point's times increase, so DELTA_BINARY_PACKED stores a 1 Hz point's two time columns
+# in a fraction of a byte a row (as silver's, lake/partitions.py), where Parquet's default dictionary
+# overflows at once and falls back to 8 plain bytes each. Values keep their dictionary: PI's values often
+# repeat (step, digital and coarsely quantised points), and on values that do not, dropping it saved next to
+# nothing. End to end, delta-rs's CPU per value fell 22-29 % and the client's 7-11 % (docs/BENCHMARKS.md,
+# "Bronze column encodings"). Every reader of the table reads it (delta-rs, pyarrow, DuckDB, Spark 3.3+).
 BRONZE_LAYOUT = ParquetLayout(
-    ROW_GROUP_ROWS,
-    TARGET_FILE_SIZE,
-    plain=frozenset({"value"}),
-    delta_encoded=frozenset({"timestamp", "timestamp_ns"}),
+    ROW_GROUP_ROWS, TARGET_FILE_SIZE, delta_encoded=frozenset({"timestamp", "timestamp_ns"})
 )
+
 _MAX_WEB_IDS_IN_MESSAGE = 5
 
 
