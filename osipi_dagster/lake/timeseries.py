@@ -51,8 +51,9 @@ ROW_GROUP_ROWS = 1024 * 1024
 # in a fraction of a byte a row (as silver's, lake/partitions.py), where Parquet's default dictionary
 # overflows at once and falls back to 8 plain bytes each. Values keep their dictionary: PI's values often
 # repeat (step, digital and coarsely quantised points), and on values that do not, dropping it saved next to
-# nothing. End to end, delta-rs's CPU per value fell 22-29 % and the client's 7-11 % (docs/BENCHMARKS.md,
-# "Bronze column encodings"). Every reader of the table reads it (delta-rs, pyarrow, DuckDB, Spark 3.3+).
+# nothing. End to end, delta-rs's CPU per value fell 17-24 %, the client's 5-8 % and files are 37 % smaller
+# (docs/BENCHMARKS.md, "Bronze column encodings"). Every reader of the table reads it (delta-rs, pyarrow,
+# DuckDB, Spark 3.3+).
 BRONZE_LAYOUT = ParquetLayout(
     ROW_GROUP_ROWS, TARGET_FILE_SIZE, delta_encoded=frozenset({"timestamp", "timestamp_ns"})
 )
