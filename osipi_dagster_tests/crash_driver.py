@@ -19,6 +19,7 @@ Progress goes to stdout, one line per event, flushed, so the parent sees how far
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -91,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
         client.read_recorded = dying_read_recorded  # type: ignore[method-assign]
     if args.small_files:
-        lake_timeseries.TARGET_FILE_SIZE = 64 * 1024
-        lake_timeseries.ROW_GROUP_ROWS = 4096
+        lake_timeseries.BRONZE_LAYOUT = dataclasses.replace(
+            lake_timeseries.BRONZE_LAYOUT, target_file_size=64 * 1024, row_group_rows=4096
+        )
     result = ingest.ingest_partition(
         client,
         timeseries=lake.table("bronze.pi_timeseries"),

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import write_deltalake
 
+import osipi_dagster.lake.timeseries as lake_timeseries
 from osipi_dagster.lake import (
     InvalidRowsError,
     Lakehouse,
@@ -26,7 +27,7 @@ from osipi_dagster.lake import (
     row_count,
 )
 from osipi_dagster.lake.partitions import scan_partition
-from osipi_dagster.lake.streaming import DELTA_RS_BATCH_ROWS
+from osipi_dagster.lake.streaming import DELTA_RS_BATCH_ROWS, ParquetLayout
 from osipi_dagster_tests.lake_helpers import DAY, NEXT_DAY, SECOND, at, contents, dense, hourly, recorded
 
 
@@ -179,6 +180,53 @@ def test_files_written_before_dictionary_columns_read_alongside_the_new_ones(tab
     assert {str(batch.schema) for batch in scanned} == {str(scanned[0].schema)}
     assert pa.types.is_dictionary(scanned[0].schema.field("web_id").type)
     assert [value for batch in scanned for value in batch["web_id"].to_pylist()] == ["A"] * 12
+
+
+def _encodings(table: LakeTable, column: str) -> list[tuple[bool, tuple[str, ...]]]:
+    """Per data file of slice (DAY, s00), those with a dictionary for ``column`` last: whether ``column``
+    has a dictionary page, and its encodings."""
+    files = table.partition_dataset({"partition_date": DAY, "tag_shard": "s00"}).files
+    chunks = []
+    for path in files:
+        metadata = pq.ParquetFile(Path(table.uri) / path).metadata
+        index = metadata.schema.to_arrow_schema().get_field_index(column)
+        chunk = metadata.row_group(0).column(index)
+        chunks.append((chunk.has_dictionary_page, tuple(sorted(chunk.encodings))))
+    return sorted(chunks)
+
+
+def test_bronze_files_keep_times_delta_encoded_and_read_back_exactly(
+    table: LakeTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two time columns reach Parquet as DELTA_BINARY_PACKED without a dictionary; the WebIds and values
+    keep theirs (``BRONZE_LAYOUT``). Irregular 100 ns timestamps, each point's times starting over, and a
+    file written with Parquet's default encodings before this layout, in the same partition, all read back
+    exactly."""
+    default_layout = ParquetLayout(lake_timeseries.ROW_GROUP_ROWS, lake_timeseries.TARGET_FILE_SIZE)
+    monkeypatch.setattr(lake_timeseries, "BRONZE_LAYOUT", default_layout)  # as written before this layout
+    early = [("A", at(DAY, 60 * minute, nanos=100 * minute), float(minute)) for minute in range(300)]
+    replace_slice(table, [recorded(early)], partition_date=DAY, tag_shard="s00")
+    monkeypatch.undo()
+    start, end = datetime(2025, 1, 6, 6, tzinfo=UTC), datetime(2025, 1, 7, tzinfo=UTC)
+    late = [
+        (web_id, at(DAY, 6 * 3600 + 7 * second + offset, nanos=second % 9_999_999 * 100), second * 0.5)
+        for offset, web_id in enumerate(["B", "A", "C"])
+        for second in range(2_000)
+    ]
+    replace_slice(table, [recorded(late)], partition_date=DAY, tag_shard="s00", time_range=(start, end))
+
+    dictionary, delta = "RLE_DICTIONARY", "DELTA_BINARY_PACKED"
+    for column in ("timestamp", "timestamp_ns"):
+        (new_page, new_encodings), (old_page, old_encodings) = _encodings(table, column)
+        assert old_page and dictionary in old_encodings, "no file in the default layout: nothing tested"
+        assert not new_page and delta in new_encodings and dictionary not in new_encodings
+    for column in ("web_id", "value"):
+        assert [page for page, _ in _encodings(table, column)] == [True, True], column
+    rows = read_slice(table, DAY, "s00")
+    expected = sorted(early + late)
+    assert rows["web_id"].to_pylist() == [web_id for web_id, _, _ in expected]
+    assert rows["timestamp"].cast(pa.int64()).to_pylist() == [ns for _, ns, _ in expected]
+    assert rows["value"].to_pylist() == [value for _, _, value in expected]
 
 
 def test_a_batch_with_a_null_in_a_required_column_is_rejected(table: LakeTable) -> None:

@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction
@@ -107,12 +107,12 @@ def overwrite_streamed(
     schema: pa.Schema,
     *,
     predicate: str,
-    target_file_size: int,
-    writer_properties: WriterProperties,
+    layout: ParquetLayout,
     rows_named: str,
     advice: str,
 ) -> Commit:
-    """Replace the rows of ``table`` matching ``predicate`` with ``stream``'s, in one commit.
+    """Replace the rows of ``table`` matching ``predicate`` with ``stream``'s, in one commit, written by
+    delta-rs in files laid out as ``layout`` says.
 
     ``rows_named`` names the rows replaced and ``advice`` what to do when another writer changed them at the
     same time (the :class:`ConcurrentWriteError`'s message).
@@ -129,8 +129,8 @@ def overwrite_streamed(
                 pa.RecordBatchReader.from_batches(schema, _sliced(stream, DELTA_RS_BATCH_ROWS)),
                 mode="overwrite",
                 predicate=predicate,
-                target_file_size=target_file_size,
-                writer_properties=writer_properties,
+                target_file_size=layout.target_file_size,
+                writer_properties=layout.delta_rs_properties(),
                 commit_properties=properties,
             )
 
@@ -171,10 +171,10 @@ def _committed(
 
 @dataclass(frozen=True)
 class ParquetLayout:
-    """How :func:`overwrite_files` lays out a table's files: rows per row group, bytes per file,
-    and column encodings where Parquet's defaults cost more than they give: ``plain`` columns get no
-    dictionary, ``delta_encoded`` ones (sorted integers and times) ``DELTA_BINARY_PACKED`` and no
-    dictionary, ``unfiltered`` ones no statistics (nobody prunes by them)."""
+    """How :func:`overwrite_files` and :func:`overwrite_streamed` lay out a table's files: rows per row
+    group, bytes per file, and column encodings where Parquet's defaults cost more than they give:
+    ``plain`` columns get no dictionary, ``delta_encoded`` ones (sorted integers and times)
+    ``DELTA_BINARY_PACKED`` and no dictionary, ``unfiltered`` ones no statistics (nobody prunes by them)."""
 
     row_group_rows: int
     target_file_size: int
@@ -196,6 +196,21 @@ class ParquetLayout:
             "write_statistics": [n for n in schema.names if n not in self.unfiltered],
             "store_schema": False,  # the Delta log holds the schema
         }
+
+    def delta_rs_properties(self) -> WriterProperties:
+        """The same layout for delta-rs's Parquet writer (``write_deltalake``)."""
+        delta: dict[str, ColumnProperties] = {}
+        for name in self.plain | self.delta_encoded | self.unfiltered:
+            delta[name] = ColumnProperties(
+                dictionary_enabled=False if name in self.plain | self.delta_encoded else None,
+                encoding="DELTA_BINARY_PACKED" if name in self.delta_encoded else None,
+                statistics_enabled="NONE" if name in self.unfiltered else None,
+            )
+        return WriterProperties(
+            max_row_group_size=self.row_group_rows,
+            compression="UNCOMPRESSED" if self.compression == "none" else self.compression.upper(),
+            column_properties=delta or None,
+        )
 
 
 def overwrite_files(

@@ -23,7 +23,9 @@ def tables_markdown() -> str:
         "`python -m osipi_dagster.lake.tables_doc`; edit those, not this file. Tables live under the",
         "lakehouse root as `<root>/<schema>/<table>`; a PI server other than the default prefixes each",
         "table name with its name (`bronze.site_b__pi_timeseries`).",
-        "Timestamps are `timestamp[us, tz=UTC]`.",
+        "Timestamps are `timestamp[us, tz=UTC]`. In the Parquet files of `bronze.pi_timeseries` and",
+        "`silver.pi_timeseries`, `timestamp` and `timestamp_ns` are `DELTA_BINARY_PACKED` (read by delta-rs,",
+        "pyarrow, DuckDB, Spark 3.3+ and Databricks Runtime 11.3+).",
     ]
     specs = sorted(TABLE_SPECS.values(), key=lambda s: (_layer_order(s.name), s.name))
     for spec in specs:

@@ -23,12 +23,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import WriterProperties
 
 from osipi_dagster.contract import RECORDED_SCHEMA, day_bounds, dictionary_encoded, format_ns, to_ns
 from osipi_dagster.lake.errors import InvalidRowsError
 from osipi_dagster.lake.schemas import TIMESERIES, UTC_NS, UTC_US
-from osipi_dagster.lake.streaming import BatchStream, overwrite_streamed
+from osipi_dagster.lake.streaming import BatchStream, ParquetLayout, overwrite_streamed
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
@@ -47,6 +46,18 @@ from osipi_dagster.lake.tables import (
 # groups large enough for efficient scans.
 TARGET_FILE_SIZE = 128 * 1024 * 1024
 ROW_GROUP_ROWS = 1024 * 1024
+
+# Column encodings. A point's times increase, so DELTA_BINARY_PACKED stores a 1 Hz point's two time columns
+# in a fraction of a byte a row (as silver's, lake/partitions.py), where Parquet's default dictionary
+# overflows at once and falls back to 8 plain bytes each. Values keep their dictionary: PI's values often
+# repeat (step, digital and coarsely quantised points), and on values that do not, dropping it saved next to
+# nothing. End to end, delta-rs's CPU per value fell 17-24 %, the client's 5-8 % and files are 37 % smaller
+# (docs/BENCHMARKS.md, "Bronze column encodings"). Every reader of the table reads it (delta-rs, pyarrow,
+# DuckDB, Spark 3.3+).
+BRONZE_LAYOUT = ParquetLayout(
+    ROW_GROUP_ROWS, TARGET_FILE_SIZE, delta_encoded=frozenset({"timestamp", "timestamp_ns"})
+)
+
 _MAX_WEB_IDS_IN_MESSAGE = 5
 
 
@@ -190,8 +201,7 @@ def replace_slice(
         stream,
         _WRITTEN_SCHEMA,
         predicate=target.predicate,
-        target_file_size=TARGET_FILE_SIZE,
-        writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS),
+        layout=BRONZE_LAYOUT,
         rows_named=f"rows of {table} slice {target.describe()}",
         advice="Make sure one run at a time owns a slice, then re-run.",
     )
