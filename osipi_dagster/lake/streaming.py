@@ -218,7 +218,8 @@ def overwrite_files(
     else:
         removed, rewritten = _replaced_files(delta_table, files, partition_values, selection)
         replaced = len(removed)
-    claim = Transaction(_claim_id(table, partition_values), time.time_ns())
+    now_ns = time.time_ns()
+    claim = Transaction(claim_id(table, partition_values), now_ns, last_updated=now_ns // 1_000_000)
     added: list[AddAction] = []
 
     def write(properties: CommitProperties) -> None:
@@ -348,7 +349,7 @@ def _as_schema(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def _claim_id(table: LakeTable, partition_values: Mapping[str, str]) -> str:
+def claim_id(table: LakeTable, partition_values: Mapping[str, str]) -> str:
     """The application transaction id the writes of this partition commit (see overwrite_files)."""
     return "osipi:" + "/".join([table.name, *(f"{k}={v}" for k, v in partition_values.items())])
 

@@ -51,6 +51,11 @@ _FALSE_WORDS = frozenset({"", "false", "0", "no", "off", "n", "f"})
 WRITE_ID_KEY = "osipi.write_id"
 # How many recent commits to search for our own: concurrent writers of other slices commit in between.
 _HISTORY_SEARCH_DEPTH = 200
+# Every write of a partition claims it with a Delta application transaction (lake/streaming.py,
+# overwrite_files), one per partition ever written. A claim only matters while a concurrent write of the
+# partition runs (delta-rs checks the commits made since the loser's snapshot, which the log keeps for 30
+# days), so checkpoints drop claims older than a week instead of keeping one per (date, shard) for ever.
+CLAIM_RETENTION = {"delta.setTransactionRetentionDuration": "interval 7 days"}
 
 _NAME_PART = r"[a-z][a-z0-9_]{0,62}"
 _TABLE_NAME = re.compile(rf"^({_NAME_PART})\.({_NAME_PART})$")
@@ -321,6 +326,7 @@ def ensure_table(table: LakeTable) -> DeltaTable:
                 partition_by=list(spec.partition_by) or None,
                 name=spec.name,
                 description=spec.description,
+                configuration=CLAIM_RETENTION,
                 storage_options=table.delta_options,
                 # By default delta-rs retries a lost version-0 commit as version 1: a second CREATE whose
                 # metadata action makes every writer that read version 0 fail with "Metadata changed".
