@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -259,20 +260,19 @@ def _replaced_files(
     also hold other rows. A file's statistics decide where they can (exact integer bounds); otherwise its
     selected and other rows are counted (reading only the columns the selection needs)."""
     actions = pa.table(delta_table.get_add_actions(flatten=True))
+    for name, value in partition_values.items():  # in Arrow: a table's files, not a partition's, are many
+        actions = actions.filter(pc.equal(actions.column(f"partition.{name}").cast(pa.string()), value))
     column, start, end = selection.bounds
 
     def values(name: str) -> list[object]:
         found = name in actions.column_names
         return actions.column(name).to_pylist() if found else [None] * actions.num_rows
 
-    partitions = {name: values(f"partition.{name}") for name in partition_values}
     low, high, sizes = values(f"min.{column}"), values(f"max.{column}"), values("size_bytes")
     removed: list[RemoveAction] = []
     rewritten: list[_Rewrite] = []
     now_ms = int(time.time() * 1000)
     for i, path in enumerate(values("path")):
-        if any(_partition_text(partitions[name][i]) != value for name, value in partition_values.items()):
-            continue
         bounded = low[i] is not None and high[i] is not None
         if bounded and (high[i] < start or low[i] >= end):
             continue
@@ -292,10 +292,6 @@ def _replaced_files(
             )
         )
     return removed, rewritten
-
-
-def _partition_text(value: object) -> str:
-    return value.isoformat() if isinstance(value, date) else str(value)
 
 
 def _count_rows(files: pafs.FileSystem, path: str, selection: RowSelection) -> tuple[int, int]:
