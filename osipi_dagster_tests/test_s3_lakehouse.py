@@ -179,7 +179,8 @@ def test_an_open_day_range_replaced_on_s3_keeps_the_rest_of_its_file(
     root, options = _lake_config(s3, bucket, monkeypatch)
     table = Lakehouse(root, options).table(TIMESERIES.name)
     replace_slice(table, [hourly(["A", "B"], DAY)], partition_date=DAY, tag_shard="s00")
-    start, end = datetime(2025, 1, 6, 10, tzinfo=UTC), datetime(2025, 1, 6, 12, tzinfo=UTC)
+    midnight = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
+    start, end = midnight + timedelta(hours=10), midnight + timedelta(hours=12)
 
     result = replace_slice(
         table,

@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from pathlib import Path
-from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,14 +26,20 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError
-from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction, RemoveAction, Transaction
 
 from osipi_dagster.lake.errors import ConcurrentWriteError, LakeError
 from osipi_dagster.lake.schemas import UTC_US
-from osipi_dagster.lake.tables import Commit, LakeTable, conform, spec_of, tagged_commit, without_columns
+from osipi_dagster.lake.tables import (
+    Commit,
+    LakeTable,
+    conform,
+    spec_of,
+    table_files,
+    tagged_commit,
+    without_columns,
+)
 
-_LOCAL = pafs.LocalFileSystem()
 _SAFE_FOLDER = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _BATCH_ROWS = 65_536  # rows a batch when a file is read back to be rewritten
 
@@ -211,7 +215,7 @@ def overwrite_files(
             selection reads), or not the rows it had when planned; nothing was committed.
     """
     filters = [(name, "=", value) for name, value in partition_values.items()] or None
-    files = _files_of(table)
+    files = table_files(table)
     if selection is None:
         removed: list[RemoveAction] = []
         rewritten: list[_Rewrite] = []
@@ -473,19 +477,3 @@ def _json_value(value: object) -> object:
     if isinstance(value, date):
         return value.isoformat()
     return value
-
-
-def local_folder(table: LakeTable) -> pafs.FileSystem | None:
-    """A local table's folder as Arrow's own file system, or None for a table in an object store."""
-    uri = urlparse(table.uri)
-    if uri.scheme == "file":
-        return pafs.SubTreeFileSystem(uri.path, _LOCAL)
-    if len(uri.scheme) <= 1:  # a path (with a drive letter on Windows)
-        return pafs.SubTreeFileSystem(str(Path(table.uri).resolve()), _LOCAL)
-    return None
-
-
-def _files_of(table: LakeTable) -> pafs.FileSystem:
-    """The table's folder as a file system: Arrow's own for a local table, delta-rs's (object stores, with
-    the table's credentials) otherwise."""
-    return local_folder(table) or pafs.PyFileSystem(DeltaStorageHandler(table.uri, table.delta_options))
