@@ -3,7 +3,10 @@
 Generates ``--rows`` values in the PI client's schema with numpy, in batches of ``--batch-rows``, point
 after point and in time order within a point (the order the client yields them), spread evenly over one
 UTC day, streams them through :func:`osipi_dagster.lake.replace_slice`, then replaces the same slice a
-second time (the idempotent re-run). Prints rows/s and the process's peak RSS.
+second time (the idempotent re-run), then replaces the day's last ``--range-hours`` hours with their rows (an
+open day's run re-reading its overlap: the files holding those rows are removed and their other rows written
+again). Prints, per write, rows/s and the process's CPU nanoseconds per row written (and per row kept, for
+the range), and the process's peak RSS.
 
     .venv/bin/python benchmarks/bench_lake.py --rows 10_000_000
     .venv/bin/python benchmarks/bench_lake.py --rows 86_400_000 --points 1000   # a 1,000-point 1 Hz day
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from osipi_dagster.contract import RECORDED_SCHEMA
 from osipi_dagster.lake import Lakehouse, read_slice, replace_slice, row_count
@@ -75,6 +79,7 @@ def main() -> None:
     parser.add_argument("--rows", type=lambda s: int(s.replace("_", "")), default=10_000_000)
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--batch-rows", type=int, default=100_000)
+    parser.add_argument("--range-hours", type=float, default=2.0, help="the last write's time range")
     parser.add_argument("--root", type=Path, default=None, help="table root (default: a temporary folder)")
     parser.add_argument("--verify", action="store_true", help="read the slice back and check it (needs RAM)")
     args = parser.parse_args()
@@ -84,14 +89,31 @@ def main() -> None:
     rss_at_start = peak_rss_mib()
     started = time.perf_counter()
     try:
-        runs = []
-        for attempt in ("first write", "idempotent re-run"):
+        runs, cpu_ns_per_row = [], []
+        range_start = DAY_START_NS + DAY_NS - int(args.range_hours * 3600) * 1_000_000_000
+        time_range = (
+            datetime.fromtimestamp(range_start / 1e9, UTC),
+            datetime.fromtimestamp((DAY_START_NS + DAY_NS) / 1e9, UTC),
+        )
+        for attempt in ("first write", "idempotent re-run", f"the last {args.range_hours:g} h"):
             batches = synthetic_batches(args.rows, args.points, args.batch_rows)
-            result = replace_slice(table, batches, partition_date=DAY, tag_shard="s00")
+            ranged = attempt.startswith("the last")
+            if ranged:
+                batches = (
+                    b.filter(pc.greater_equal(b["timestamp"].cast(pa.int64()), range_start)) for b in batches
+                )
+            cpu = time.process_time()
+            result = replace_slice(
+                table, batches, partition_date=DAY, tag_shard="s00", time_range=time_range if ranged else None
+            )
+            cpu = time.process_time() - cpu
             runs.append(result)
+            kept = args.rows - result.rows_written if ranged else 0
+            cpu_ns_per_row.append(round(cpu / (result.rows_written + kept) * 1e9, 1))
             print(
-                f"{attempt}: {result.rows_written:,} rows in {result.duration_seconds:.1f} s = "
-                f"{result.rows_per_second:,.0f} rows/s, {result.files_added} file(s) added, "
+                f"{attempt}: {result.rows_written:,} rows ({kept:,} kept) in "
+                f"{result.duration_seconds:.1f} s = {result.rows_per_second:,.0f} rows/s, "
+                f"{cpu_ns_per_row[-1]} ns of CPU a row written or kept, {result.files_added} file(s) added, "
                 f"{result.files_removed} removed, version {result.version}, "
                 f"peak RSS {peak_rss_mib():,.0f} MiB"
             )
@@ -106,6 +128,7 @@ def main() -> None:
             "points": args.points,
             "batch_rows": args.batch_rows,
             "rows_per_second": [round(r.rows_per_second) for r in runs],
+            "cpu_ns_per_row": cpu_ns_per_row,
             "files": len(sizes),
             "min_rows_per_file": min(sizes),
             "table_bytes": sum(pa.table(files).column("size_bytes").to_pylist()),

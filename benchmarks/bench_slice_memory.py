@@ -1,20 +1,15 @@
-"""What ``replace_slice`` holds while delta-rs writes: synthetic recorded values streamed into one
+"""What ``replace_slice`` holds while it writes: synthetic recorded values streamed into one
 ``bronze.pi_timeseries`` slice of a fresh lake, no PI and no Dagster, so the writer's memory shows alone.
 
 ``--batches`` batches of ``--rows`` rows (1,000 points, 45-character WebIds, random floats, the other
 columns null or constant, as the mock's points are), each produced ``--pace`` seconds after the one before
 (about the PI client's pace: 0.12 s a 100,000-value batch at 550,000 values/s end to end; 0 for a producer
 faster than the writer), are written with ``replace_slice`` in one commit. A thread samples, every 50 ms,
-the bytes allocated by Arrow's default memory pool (the caller's batches that delta-rs has not let go of)
-and the RSS; the figures are their maxima, the process's CPU seconds during the write, and its peak RSS.
-
-``--unpinned-write-first`` writes a 1,000-row table with ``write_deltalake`` (unpinned, in the calling
-thread) before, as the catalog did in a process before i11-catalog-3 (docs/BENCHMARKS.md, issue 11's
-peak): delta-rs's later writes in the process then hold fewer batches. ``--delta-rs-batch-rows N``
-replaces ``streaming.DELTA_RS_BATCH_ROWS`` (0: the caller's batches handed whole, as before i11-peak).
+the bytes allocated by Arrow's default memory pool (the caller's batches the writer holds: the row group
+being gathered and the one being encoded) and the RSS; the figures are their maxima, the process's CPU
+seconds during the write, and its peak RSS.
 
     .venv/bin/python benchmarks/bench_slice_memory.py                                    # 150 x 100,000 rows
-    .venv/bin/python benchmarks/bench_slice_memory.py --delta-rs-batch-rows 0            # whole batches
     .venv/bin/python benchmarks/bench_slice_memory.py --pace 0 --batches 600             # a fast producer
 
 Prints one line and one JSON line.
@@ -34,10 +29,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 from bench_ingest import self_peak_rss_mib, self_rss_mib
-from deltalake import write_deltalake
 
 from osipi_dagster.contract import RECORDED_SCHEMA
-from osipi_dagster.lake import Lakehouse, replace_slice, streaming
+from osipi_dagster.lake import Lakehouse, replace_slice
 
 DAY = date(2025, 1, 6)
 POINTS = 1000
@@ -99,12 +93,8 @@ def recorded_batches(batches: int, rows: int, pace: float) -> Iterator[pa.Record
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     """Write the slice; return the measurements."""
-    if args.delta_rs_batch_rows is not None:
-        streaming.DELTA_RS_BATCH_ROWS = args.delta_rs_batch_rows or args.rows
     with tempfile.TemporaryDirectory(prefix="bench_slice_memory_") as folder:
         root = Path(folder)
-        if args.unpinned_write_first:
-            write_deltalake(str(root / "first"), pa.table({"n": pa.array(range(1000))}), mode="overwrite")
         table = Lakehouse(str(root / "lake")).table("bronze.pi_timeseries")
         cpu = time.process_time()
         started = time.perf_counter()
@@ -121,8 +111,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "rows": written.rows_written,
         "batch_rows": args.rows,
         "pace_seconds": args.pace,
-        "delta_rs_batch_rows": streaming.DELTA_RS_BATCH_ROWS,
-        "unpinned_write_first": args.unpinned_write_first,
         "wall_seconds": round(wall, 1),
         "cpu_seconds": round(cpu, 1),
         "arrow_max_mib": peaks.arrow_mib,
@@ -136,18 +124,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=150)
     parser.add_argument("--rows", type=int, default=100_000, help="rows a batch")
     parser.add_argument("--pace", type=float, default=0.12, help="seconds between batches")
-    parser.add_argument("--unpinned-write-first", action="store_true")
-    parser.add_argument("--delta-rs-batch-rows", type=int, default=None)
     figures = run(parser.parse_args())
-    handed = (
-        "whole batches"
-        if figures["delta_rs_batch_rows"] >= figures["batch_rows"]
-        else f"slices of at most {figures['delta_rs_batch_rows']:,} rows"
-    )
     print(
-        f"{figures['rows']:,} rows in batches of {figures['batch_rows']:,} every {figures['pace_seconds']} s,"
-        f" delta-rs handed {handed}"
-        f"{', after an unpinned write' if figures['unpinned_write_first'] else ''}: "
+        f"{figures['rows']:,} rows in batches of {figures['batch_rows']:,} "
+        f"every {figures['pace_seconds']} s: "
         f"{figures['wall_seconds']} s wall, {figures['cpu_seconds']} s CPU; Arrow memory at most "
         f"{figures['arrow_max_mib']} MiB, peak RSS {figures['peak_rss_mib']} MiB"
     )

@@ -32,6 +32,7 @@ class Exchange:
     query: list[tuple[str, str]]
     body: Any  # the parsed JSON body of a POST, else None
     headers: dict[str, str] = field(default_factory=dict)  # the client's request headers
+    raw_query: str = ""  # the query as the client sent it, escapes and all
     status: int = 0
     answer: Any = None
 
@@ -88,6 +89,7 @@ def answer_proxy(
                 parse_qsl(parts.query),
                 json.loads(raw) if raw else None,
                 dict(self.headers.items()),
+                raw_query=parts.query,
             )
             with proxy.lock:
                 proxy.exchanges.append(exchange)

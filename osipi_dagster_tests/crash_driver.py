@@ -6,8 +6,8 @@
 * ``after-data-commit``: ``write_watermarks`` (as ``osipi_dagster.ingest.timeseries`` calls it, so only
   after ``replace_slice`` returned) kills the process instead of writing.
 * ``mid-stream``: the client's read yields ``--after-batches`` batches into the Delta commit, then the
-  process kills itself while delta-rs is consuming the stream.
-* ``--small-files``: make delta-rs roll its parquet files over every few thousand rows, so that files really
+  process kills itself while the Parquet writer is consuming the stream.
+* ``--small-files``: make the writer roll its Parquet files over every few thousand rows, so that files really
   are on disk (written, not yet committed) when the process dies.
 
 Only the crash is placed by patching, and only inside this process; the ingestion itself is the real code.

@@ -14,10 +14,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 
-from osipi_dagster.lake import Lakehouse, LakeTable, overwrite_table, read_table
+from osipi_dagster.lake import Lakehouse, LakeTable, overwrite_table, read_table, replace_slice
 from osipi_dagster.lake.maintenance import InvalidRetentionError, vacuum_table
 from osipi_dagster.lake.schemas import AF_HIERARCHY
+from osipi_dagster.lake.streaming import claim_id
+from osipi_dagster.lake.tables import CLAIM_RETENTION
+from osipi_dagster_tests.lake_helpers import DAY, NEXT_DAY, hourly
 
 
 def hierarchy_rows(names: list[str]) -> pa.Table:
@@ -100,6 +104,46 @@ def test_files_removed_within_the_retention_are_kept(tmp_path: Path) -> None:
     first = table.load()
     first.load_as_version(1)  # time travel within the retention still reads the first write's rows
     assert first.to_pyarrow_table(columns=["name"]).column("name").to_pylist() == ["A"]
+
+
+def test_partition_claims_older_than_a_week_leave_the_log_at_the_maintenance_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """Each write of a partition claims it (a Delta application transaction: lake/streaming.py); a claim
+    older than ``CLAIM_RETENTION`` is dropped at the checkpoint the maintenance writes, the others stay."""
+    table = Lakehouse(str(tmp_path)).table("bronze.pi_timeseries")
+    for day in (DAY, NEXT_DAY):
+        replace_slice(table, [hourly(["A"], day=day)], partition_date=day, tag_shard="s00")
+    old, recent = (
+        claim_id(table, {"partition_date": day.isoformat(), "tag_shard": "s00"}) for day in (DAY, NEXT_DAY)
+    )
+    assert None not in (table.load().transaction_version(old), table.load().transaction_version(recent))
+    age_claim(table, old, hours=8 * 24)
+
+    vacuum_table(table, retention_hours=1)
+
+    assert table.load().transaction_version(old) is None
+    assert table.load().transaction_version(recent) is not None
+
+
+def test_the_maintenance_gives_a_table_from_before_the_claims_their_retention(tmp_path: Path) -> None:
+    table = Lakehouse(str(tmp_path)).table(AF_HIERARCHY.name)
+    DeltaTable.create(table.uri, AF_HIERARCHY.schema)  # as ensure_table created tables before the claims
+    assert CLAIM_RETENTION.items() - table.load().metadata().configuration.items()
+
+    vacuum_table(table, retention_hours=1)
+
+    assert CLAIM_RETENTION.items() <= table.load().metadata().configuration.items()
+
+
+def age_claim(table: LakeTable, claim: str, hours: float) -> None:
+    """Date ``claim``'s application transactions in ``table``'s log ``hours`` earlier."""
+    for log in sorted(Path(table.uri, "_delta_log").glob("*.json")):
+        actions = [json.loads(line) for line in log.read_text().splitlines()]
+        for action in actions:
+            if action.get("txn", {}).get("appId") == claim:
+                action["txn"]["lastUpdated"] -= int(hours * 3_600_000)
+        log.write_text("\n".join(map(json.dumps, actions)) + "\n")
 
 
 def test_a_retention_under_an_hour_is_refused_and_a_missing_table_is_skipped(tmp_path: Path) -> None:

@@ -117,6 +117,25 @@ def test_a_partition_replaced_by_another_writer_meanwhile_is_not_overwritten(tmp
     assert table.version() == 2
 
 
+def test_two_first_writes_of_a_partition_at_once_cannot_both_commit(tmp_path: Path) -> None:
+    """Neither write removes a file (the partition is empty when both begin), so only the partition's claim
+    (a Delta application transaction) keeps the second from committing its rows beside the first's."""
+    table = Lakehouse(str(tmp_path)).table(SILVER_EDGES.name)
+    replace_partition(table, [_edges_batch(0.0)], partition_date=date(2025, 1, 4), tag_shard="s00")
+
+    def rows_while_another_writer_commits() -> Iterator[pa.RecordBatch]:
+        yield _edges_batch(1.0)
+        replace_partition(table, [_edges_batch(2.0)], partition_date=date(2025, 1, 5), tag_shard="s00")
+
+    with pytest.raises(ConcurrentWriteError, match="at the same time"):
+        replace_partition(
+            table, rows_while_another_writer_commits(), partition_date=date(2025, 1, 5), tag_shard="s00"
+        )
+    stored = read_partition(table, date(2025, 1, 5), "s00", ["value"])
+    assert stored is not None and stored.column("value").to_pylist() == [2.0]
+    assert table.version() == 2
+
+
 def _edges_batch(value: float) -> pa.RecordBatch:
     row = {"web_id": "P1", "point_name": "p", "point_type": "Float64", "step": False, "edge": "last"}
     return pa.RecordBatch.from_pylist(

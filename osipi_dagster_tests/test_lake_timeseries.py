@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,6 +20,7 @@ from deltalake import write_deltalake
 
 import osipi_dagster.lake.timeseries as lake_timeseries
 from osipi_dagster.lake import (
+    ConcurrentWriteError,
     InvalidRowsError,
     Lakehouse,
     LakeTable,
@@ -27,7 +29,8 @@ from osipi_dagster.lake import (
     row_count,
 )
 from osipi_dagster.lake.partitions import scan_partition
-from osipi_dagster.lake.streaming import DELTA_RS_BATCH_ROWS, ParquetLayout
+from osipi_dagster.lake.streaming import ParquetLayout
+from osipi_dagster.lake.tables import ensure_table
 from osipi_dagster_tests.lake_helpers import DAY, NEXT_DAY, SECOND, at, contents, dense, hourly, recorded
 
 
@@ -84,6 +87,160 @@ def test_time_range_replacement_keeps_values_outside_the_range(table: LakeTable)
     assert "timestamp_ns >= " in result.predicate and "web_id IN ('A')" in result.predicate
 
 
+def test_a_partial_replace_rewrites_only_the_files_holding_its_rows(table: LakeTable) -> None:
+    """An open day's run replaces [watermark - overlap, now). A file wholly before the range stays (same
+    path), a file wholly inside it goes, and a file holding rows on both sides is replaced by one holding its
+    other rows unchanged (their ingested_at, and the order of two values at one timestamp), whichever writer
+    wrote it: delta-rs before this version, with plain or dictionary WebIds, or Arrow's writer."""
+    _write_as_delta_rs(table, recorded([("A", at(DAY, 60 * m), float(m)) for m in range(120)]), _T0)
+    twice = at(DAY, 2.5 * 3600)
+    straddling = [
+        ("A", at(DAY, 2 * 3600), 1.0),
+        ("A", twice, 3.0),
+        ("A", twice, 2.0),
+        ("B", at(DAY, 12600), 4.0),
+    ]
+    _write_as_delta_rs(table, recorded(straddling), _T1, dictionary=True)
+    inside = recorded([("B", at(DAY, 4.5 * 3600), 5.0)])
+    replace_slice(
+        table, [inside], partition_date=DAY, tag_shard="s00", time_range=_hours(4, 5), ingested_at=_T1
+    )
+    before = set(_files(table))
+
+    result = replace_slice(
+        table,
+        [recorded([("B", at(DAY, 3.75 * 3600), 9.0)])],
+        partition_date=DAY,
+        tag_shard="s00",
+        time_range=_hours(3, 6),
+        ingested_at=_T2,
+    )
+
+    assert (result.files_removed, result.files_added) == (2, 1)
+    assert len(before & set(_files(table))) == 1  # the 00:00-01:59 file, untouched
+    rows = read_slice(table, DAY, "s00")
+    stamped = list(
+        zip(
+            rows["web_id"].to_pylist(),
+            rows["value"].to_pylist(),
+            rows["ingested_at"].to_pylist(),
+            strict=True,
+        )
+    )
+    assert stamped == (
+        [("A", float(m), _T0) for m in range(120)]
+        + [("A", 1.0, _T1), ("A", 3.0, _T1), ("A", 2.0, _T1)]
+        + [("B", 9.0, _T2)]
+    )
+
+
+def test_kept_points_are_written_again_and_files_without_them_replaced_whole(table: LakeTable) -> None:
+    """A whole-day replace that keeps deleted points' history: a file holding kept and other points is
+    replaced by one holding the kept points' rows; a file without kept points goes whole."""
+    _write_as_delta_rs(table, hourly(["A", "K"]), _T0)
+    _write_as_delta_rs(table, hourly(["B"]), _T0)
+
+    result = replace_slice(
+        table, [hourly(["A", "B"], value=50.0)], partition_date=DAY, tag_shard="s00", kept_web_ids=["K"]
+    )
+
+    assert (result.files_removed, result.files_added) == (2, 1)
+    rows = read_slice(table, DAY, "s00")
+    by_point = {w: rows.filter(pc.equal(rows["web_id"], w))["value"].to_pylist() for w in ("A", "B", "K")}
+    assert by_point == {
+        "A": [50.0 + h for h in range(24)],
+        "B": [50.0 + h for h in range(24)],
+        "K": [1.0 + h for h in range(24)],
+    }
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({}, {"time_range": (datetime(2025, 1, 6, 12, tzinfo=UTC), datetime(2025, 1, 6, 13, tzinfo=UTC))}),
+        ({"time_range": (datetime(2025, 1, 6, 12, tzinfo=UTC), datetime(2025, 1, 6, 13, tzinfo=UTC))}, {}),
+        ({"web_ids": ["A"]}, {"web_ids": ["B"]}),
+    ],
+    ids=["whole-day-then-range", "range-then-whole-day", "disjoint-points"],
+)
+def test_two_writes_of_one_partition_at_once_cannot_both_commit(
+    table: LakeTable, tmp_path: Path, first: dict, second: dict
+) -> None:
+    """A write that commits while another of the same (date, shard) is still streaming makes that one fail,
+    whatever their slices: a commit that only adds files (a range of an empty partition) would otherwise
+    land beside a whole-day replace made meanwhile, and the day would hold its values twice."""
+
+    def rows_while_another_writer_commits() -> Iterator[pa.RecordBatch]:
+        yield _rows_of(hourly(["A", "B"], value=100.0), **second)
+        replace_slice(
+            table, [_rows_of(hourly(["A", "B"]), **first)], partition_date=DAY, tag_shard="s00", **first
+        )
+
+    with pytest.raises(ConcurrentWriteError, match="at the same time"):
+        replace_slice(
+            table, rows_while_another_writer_commits(), partition_date=DAY, tag_shard="s00", **second
+        )
+
+    alone = Lakehouse(str(tmp_path / "alone")).table("bronze.pi_timeseries")
+    replace_slice(
+        alone, [_rows_of(hourly(["A", "B"]), **first)], partition_date=DAY, tag_shard="s00", **first
+    )
+    assert table.version() == 1
+    assert contents(table, DAY, "s00") == contents(alone, DAY, "s00") != []
+
+
+def _rows_of(
+    batch: pa.RecordBatch,
+    time_range: tuple[datetime, datetime] | None = None,
+    web_ids: list[str] | None = None,
+) -> pa.RecordBatch:
+    """The batch's rows in the slice ``time_range`` / ``web_ids`` describe."""
+    keep = pa.repeat(pa.scalar(True), batch.num_rows)
+    if time_range is not None:
+        ns = batch["timestamp"].cast(pa.int64())
+        start, end = (int(t.timestamp()) * SECOND for t in time_range)
+        keep = pc.and_(pc.greater_equal(ns, start), pc.less(ns, end))
+    if web_ids is not None:
+        keep = pc.and_(keep, pc.is_in(batch["web_id"], pa.array(web_ids)))
+    return batch.filter(keep)
+
+
+def _write_as_delta_rs(
+    table: LakeTable, batch: pa.RecordBatch, ingested_at: datetime, dictionary: bool = False
+) -> None:
+    """Append ``batch`` to slice (DAY, s00) as replace_slice wrote before this version: one file by delta-rs
+    (WebIds plain before session 9, dictionary in sessions 9 and 10)."""
+    rows = pa.table(
+        lake_timeseries._SliceStream([batch], lake_timeseries.time_slice(DAY, "s00"), ingested_at).__next__()
+    )
+    rows = rows.append_column(
+        pa.field("partition_date", pa.date32(), nullable=False),
+        pa.repeat(pa.scalar(DAY, pa.date32()), rows.num_rows),
+    )
+    rows = rows.append_column(
+        pa.field("tag_shard", pa.string(), nullable=False), pa.repeat(pa.scalar("s00"), rows.num_rows)
+    )
+    if not dictionary:
+        rows = rows.set_column(
+            0, pa.field("web_id", pa.string(), nullable=False), rows["web_id"].cast(pa.string())
+        )
+    write_deltalake(ensure_table(table), rows, mode="append")
+
+
+def _files(table: LakeTable) -> list[str]:
+    return table.partition_dataset({"partition_date": DAY, "tag_shard": "s00"}).files
+
+
+def _hours(start: float, end: float) -> tuple[datetime, datetime]:
+    return (
+        datetime(2025, 1, 6, tzinfo=UTC) + timedelta(hours=start),
+        datetime(2025, 1, 6, tzinfo=UTC) + timedelta(hours=end),
+    )
+
+
+_T0, _T1, _T2 = (datetime(2026, 1, 1, hour, tzinfo=UTC) for hour in range(3))
+
+
 def test_several_values_at_one_timestamp_and_sub_microsecond_times_survive_exactly(table: LakeTable) -> None:
     tick = at(DAY, 3600, nanos=123_456_700)  # PI's 100 ns resolution, below Delta's microsecond
     batch = recorded([("A", tick, 1.0), ("A", tick, 2.0), ("A", tick, 3.0), ("A", tick + 100, 4.0)])
@@ -99,14 +256,24 @@ def test_several_values_at_one_timestamp_and_sub_microsecond_times_survive_exact
     assert stored["timestamp"].cast(pa.int64()).to_pylist()[0] == tick // 1000  # floored to the µs
 
 
-def test_a_batch_delta_rs_takes_in_slices_is_written_whole_and_exactly(table: LakeTable) -> None:
-    big = dense("A", 2 * DELTA_RS_BATCH_ROWS + 123)  # handed to delta-rs in three slices
+def test_batches_spanning_row_groups_and_files_are_written_whole_and_exactly(
+    table: LakeTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = dataclasses.replace(lake_timeseries.BRONZE_LAYOUT, row_group_rows=1_000, target_file_size=20_000)
+    monkeypatch.setattr(lake_timeseries, "BRONZE_LAYOUT", small)
+    big = dense("A", 20_123)  # 21 row groups over several files
+    pages = [big.slice(offset, 700) for offset in range(0, big.num_rows, 700)]
 
-    written = replace_slice(table, [hourly(["B"]), big], partition_date=DAY, tag_shard="s00")
+    written = replace_slice(table, [hourly(["B"]), *pages], partition_date=DAY, tag_shard="s00")
 
     rows = read_slice(table, DAY, "s00")
     stored_a = rows.filter(pc.equal(rows["web_id"], "A")).select(["timestamp", "value"])
     assert written.rows_written == big.num_rows + 24 == rows.num_rows
+    assert (
+        written.files_added
+        == len(table.partition_dataset({"partition_date": DAY, "tag_shard": "s00"}).files)
+        > 2
+    )
     assert stored_a.to_pylist() == pa.table(big).select(["timestamp", "value"]).to_pylist()
 
 
@@ -151,35 +318,38 @@ def test_dictionary_encoded_web_ids_and_units_are_stored_as_plain_strings(
 
 
 def test_files_written_before_dictionary_columns_read_alongside_the_new_ones(table: LakeTable) -> None:
-    """A table from before this version holds files whose Parquet schema says plain strings; a slice written
-    now (its files' schema says dictionary) lands beside them in the same partition. Reading the table gives
-    plain strings throughout, and scanning the partition's files with WebIds as dictionaries (silver's
-    scan) gives one type for both kinds of file."""
+    """A table from before this version holds files whose Parquet schema says plain strings, and files
+    delta-rs wrote from dictionary columns (their stored Arrow schema says dictionary); a slice written now
+    (Arrow's writer, no stored Arrow schema) lands beside them in the same partition. Reading the table
+    gives plain strings throughout, and scanning the partition's files with WebIds as dictionaries (silver's
+    scan) gives one type for every kind of file."""
     replace_slice(table, [hourly(["A"])], partition_date=DAY, tag_shard="s00")
-    early = table.load().to_pyarrow_table(filters=pc.field("timestamp_ns") < at(DAY, 6 * 3600))
-    old_style = early.set_column(early.schema.get_field_index("tag_shard"), "tag_shard", pa.repeat("s01", 6))
-    assert old_style.schema.field("web_id").type == pa.string() and old_style.num_rows == 6
-    write_deltalake(table.load(), old_style, mode="append")  # as replace_slice wrote before this change
+    stored = table.load().to_pyarrow_table(filters=pc.field("timestamp_ns") < at(DAY, 12 * 3600))
+    stored = stored.set_column(stored.schema.get_field_index("tag_shard"), "tag_shard", pa.repeat("s01", 12))
+    plain, encoded = stored.slice(0, 6), stored.slice(6)
+    web_ids = encoded.column("web_id").dictionary_encode()
+    encoded = encoded.set_column(0, pa.field("web_id", web_ids.type, nullable=False), web_ids)
+    assert plain.schema.field("web_id").type == pa.string()
+    write_deltalake(table.load(), plain, mode="append")  # as replace_slice wrote before session 9
+    write_deltalake(table.load(), encoded, mode="append")  # as it wrote in sessions 9 and 10
     start, end = datetime(2025, 1, 6, 12, tzinfo=UTC), datetime(2025, 1, 6, 18, tzinfo=UTC)
     late = recorded([("A", at(DAY, hour * 3600), -1.0) for hour in range(12, 18)])
-    encoded = late.set_column(0, "web_id", late.column("web_id").dictionary_encode())
-    replace_slice(
-        table, [encoded], partition_date=DAY, tag_shard="s01", time_range=(start, end), web_ids=["A"]
-    )
+    late = late.set_column(0, "web_id", late.column("web_id").dictionary_encode())
+    replace_slice(table, [late], partition_date=DAY, tag_shard="s01", time_range=(start, end), web_ids=["A"])
 
     rows = read_slice(table, DAY, "s01")
     assert rows.schema.field("web_id").type == pa.string()
-    assert rows["value"].to_pylist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] + [-1.0] * 6
+    assert rows["value"].to_pylist() == [float(hour) for hour in range(1, 13)] + [-1.0] * 6
     scanned = list(
         scan_partition(table, DAY, "s01", ["web_id", "units"], dictionary_columns=["web_id", "units"])
     )
-    assert len(scanned) == 2  # one batch per file: the old one and the new one
+    assert len(scanned) == 3  # one batch per file
     files = table.partition_dataset({"partition_date": DAY, "tag_shard": "s01"}).files
     kinds = sorted(str(pq.read_schema(Path(table.uri) / path).field("web_id").type) for path in files)
-    assert kinds == ["dictionary<values=string, indices=int32, ordered=0>", "string"]  # both kinds of file
+    assert kinds == ["dictionary<values=string, indices=int32, ordered=0>", "string", "string"]
     assert {str(batch.schema) for batch in scanned} == {str(scanned[0].schema)}
     assert pa.types.is_dictionary(scanned[0].schema.field("web_id").type)
-    assert [value for batch in scanned for value in batch["web_id"].to_pylist()] == ["A"] * 12
+    assert [value for batch in scanned for value in batch["web_id"].to_pylist()] == ["A"] * 18
 
 
 def _encodings(table: LakeTable, column: str) -> list[tuple[bool, tuple[str, ...]]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from osipi_dagster.contract import dictionary_encoded, format_ns, to_ns
 from osipi_dagster.pi import RECORDED_SCHEMA, SUMMARY_SCHEMA, PIWebAPIClient
+from osipi_dagster_tests.answer_proxy import answer_proxy
 from osipi_dagster_tests.pi_helpers import raw_recorded, rows_of
 
 WINDOW_START = datetime(2025, 1, 6, 0, 0, tzinfo=UTC)
@@ -167,6 +169,21 @@ def test_streamset_urls_stay_short(client, points):
     read = client.read_recorded(web_ids, start, end, max_url_length=2000, streams_per_request=1000)
     assert len(rows_of(read)) > 0 and not read.failures
     assert read.requests >= len(web_ids) * 90 // 1900
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_read_urls_carry_times_and_fields_unescaped(mock_pi, points, mode):
+    """Times (``:``) and selectedFields (``;``) go as RFC 3986 allows them in a query: a URL without any
+    percent-escape is one urllib3 does not re-check byte by byte in Python (recorded.py, _QUERY_SAFE)."""
+    web_ids = [p.web_id for p in points[:3]]
+    start, end = WINDOW_START.isoformat(), (WINDOW_START + timedelta(minutes=5)).isoformat()
+    with answer_proxy(mock_pi.url) as proxy, PIWebAPIClient(proxy.api) as client:
+        read = client.read_recorded(web_ids, start, end, mode=mode)
+        assert len(rows_of(read)) > 0 and not read.failures
+    queries = [e.raw_query for e in proxy.exchanges if e.method == "GET"]
+    queries += [urlsplit(r["Resource"]).query for e in proxy.exchanges if e.body for r in e.body.values()]
+    assert queries and all("%" not in q and "startTime=2025-01-06T00:00:00" in q for q in queries), queries
+    assert all("selectedFields=Items." in q or "selectedFields=Timestamp" in q for q in queries), queries
 
 
 def test_single_stream_read(mock_pi, client, profile):

@@ -21,6 +21,7 @@ from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from dagster_deltalake import S3Config
 
@@ -168,6 +169,33 @@ def test_a_derived_partition_replaced_on_s3_is_read_back_whole(
         stored = read_partition(table, DAY, shard, ["web_id", "value"])
         assert stored is not None and stored.column("value").to_pylist() == values
     assert [h["operation"] for h in table.load().history()][:3] == ["WRITE", "WRITE", "WRITE"]
+
+
+def test_an_open_day_range_replaced_on_s3_keeps_the_rest_of_its_file(
+    s3: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A time range of one point replaced in a slice written whole: the file is read back from S3 and its
+    other rows written again beside the new ones (lake/streaming.py, a partial replace)."""
+    root, options = _lake_config(s3, bucket, monkeypatch)
+    table = Lakehouse(root, options).table(TIMESERIES.name)
+    replace_slice(table, [hourly(["A", "B"], DAY)], partition_date=DAY, tag_shard="s00")
+    midnight = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
+    start, end = midnight + timedelta(hours=10), midnight + timedelta(hours=12)
+
+    result = replace_slice(
+        table,
+        [hourly(["A"], DAY, value=-100.0).slice(10, 2)],
+        partition_date=DAY,
+        tag_shard="s00",
+        time_range=(start, end),
+        web_ids=["A"],
+    )
+
+    stored = read_slice(table, DAY, "s00")
+    values = {w: stored.filter(pc.equal(stored["web_id"], w))["value"].to_pylist() for w in "AB"}
+    assert values["B"] == [1.0 + hour for hour in range(24)]
+    assert values["A"] == [1.0 + h if not 10 <= h < 12 else -100.0 + h for h in range(24)]
+    assert (result.files_removed, result.files_added) == (1, 1)
 
 
 # -- helpers -----------------------------------------------------------------------------------------------

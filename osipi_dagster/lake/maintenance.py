@@ -16,7 +16,9 @@ After the vacuum a checkpoint is written: the log keeps a removal (a "tombstone"
 older than the table's ``delta.deletedFileRetentionDuration`` (a week by default), and delta-rs counts a
 tombstone as a deleted file at every vacuum that sees it, so without the checkpoint each day's run would count
 the week's files again. With a retention under the table's duration, a file is still counted by the later
-runs until then. Log files older than ``delta.logRetentionDuration`` (30 days) go at checkpoints.
+runs until then. Log files older than ``delta.logRetentionDuration`` (30 days) go at checkpoints, and so do
+the partitions' claims older than a week (:data:`~osipi_dagster.lake.tables.CLAIM_RETENTION`; a table created
+before the claims is given the setting here, once).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 from dataclasses import dataclass
 
 from osipi_dagster.lake.errors import LakeError
-from osipi_dagster.lake.tables import LakeTable
+from osipi_dagster.lake.tables import CLAIM_RETENTION, LakeTable
 
 MIN_RETENTION_HOURS = 1
 DEFAULT_RETENTION_HOURS = 168  # Delta's default (delta.deletedFileRetentionDuration): a week of time travel
@@ -63,6 +65,8 @@ def vacuum_table(table: LakeTable, *, retention_hours: int = DEFAULT_RETENTION_H
     deleted = delta_table.vacuum(
         retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False
     )
+    if not CLAIM_RETENTION.items() <= delta_table.metadata().configuration.items():
+        delta_table.alter.set_table_properties(CLAIM_RETENTION)
     delta_table.create_checkpoint()
     return VacuumResult(
         table=table.name,

@@ -27,11 +27,12 @@ import pyarrow.parquet as pq
 
 from osipi_dagster.lake.errors import LakeError
 from osipi_dagster.lake.schemas import SILVER_TIMESERIES
-from osipi_dagster.lake.streaming import ParquetLayout, StampedStream, local_folder, overwrite_files
+from osipi_dagster.lake.streaming import ParquetLayout, StampedStream, overwrite_files
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
     ensure_table,
+    local_folder,
     require_utc,
     spec_of,
     sql_literal,

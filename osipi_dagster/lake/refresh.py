@@ -29,12 +29,13 @@ from deltalake import write_deltalake
 
 from osipi_dagster.lake.errors import InvalidRowsError
 from osipi_dagster.lake.schemas import UTC_US
-from osipi_dagster.lake.streaming import ParquetLayout, StampedStream, local_folder, overwrite_files
+from osipi_dagster.lake.streaming import ParquetLayout, StampedStream, overwrite_files
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
     conform,
     ensure_table,
+    local_folder,
     require_utc,
     spec_of,
     sql_literal,

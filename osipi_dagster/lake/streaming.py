@@ -1,54 +1,54 @@
 """One atomic Delta overwrite fed batch by batch from a Python iterator, for the writers that replace a slice
-of a table (``bronze.pi_timeseries``), a whole partition (silver and gold) or a whole table (the catalog).
+of a partition (``bronze.pi_timeseries``), a whole partition (silver and gold) or a whole table (the catalog).
 
-The caller's batches are converted and checked on their way into the commit (:class:`BatchStream`), so
-memory holds about one batch on the writer's side whatever the size of the slice; any failure, the
-stream's own or a conflicting writer's, leaves the table as it was (:func:`overwrite_streamed`).
+The caller's batches are converted and checked on their way into the files (:class:`BatchStream`), so
+memory holds about two row groups on the writer's side whatever the size of the slice; any failure, the
+stream's own or a conflicting writer's, leaves the table as it was (:func:`overwrite_files`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-import os
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from pathlib import Path
-from urllib.parse import urlparse
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import ColumnProperties, CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError
-from deltalake.fs import DeltaStorageHandler
-from deltalake.transaction import AddAction
+from deltalake.transaction import AddAction, RemoveAction, Transaction
 
-from osipi_dagster.lake.errors import ConcurrentWriteError
+from osipi_dagster.lake.errors import ConcurrentWriteError, LakeError
 from osipi_dagster.lake.schemas import UTC_US
-from osipi_dagster.lake.tables import Commit, LakeTable, conform, spec_of, tagged_commit, without_columns
+from osipi_dagster.lake.tables import (
+    Commit,
+    LakeTable,
+    conform,
+    spec_of,
+    table_files,
+    tagged_commit,
+    without_columns,
+)
 
-_LOCAL = pafs.LocalFileSystem()
 _SAFE_FOLDER = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-# The most rows :func:`overwrite_streamed` hands delta-rs in one batch. In the one-stream plan that
-# :func:`_single_writer_partition` gives, delta-rs keeps about ten of the batches it is handed (the caller's
-# Arrow memory) before its writer is done with them, whatever their size: 25, 92 and 368 MiB for batches of
-# 25,000, 100,000 and 400,000 rows of ``bronze.pi_timeseries`` (docs/BENCHMARKS.md, issue 11's peak). Slices
-# of this size keep ten slices, one or two of the caller's batches (a slice is a view of its batch).
-DELTA_RS_BATCH_ROWS = 16_384
+_BATCH_ROWS = 65_536  # rows a batch when a file is read back to be rewritten
 
 
 class BatchStream(Iterator[pa.RecordBatch]):
     """The caller's batches converted by :meth:`convert`, counting rows and remembering the first failure.
 
-    delta-rs wraps an exception raised by the stream in a generic ``DeltaError``; keeping the original lets
-    :func:`overwrite_streamed` re-raise it unchanged, which is what the caller can act on.
+    Keeping the original lets :func:`overwrite_files` re-raise it unchanged, with a note that nothing was
+    committed, whatever wrapped it on the way.
     """
 
     def __init__(self, batches: Iterable[pa.RecordBatch]) -> None:
@@ -100,50 +100,6 @@ class StampedStream(BatchStream):
         return pa.RecordBatch.from_arrays([columns[name] for name in self._schema.names], schema=self._schema)
 
 
-def overwrite_streamed(
-    table: LakeTable,
-    delta_table: DeltaTable,
-    stream: BatchStream,
-    schema: pa.Schema,
-    *,
-    predicate: str,
-    layout: ParquetLayout,
-    rows_named: str,
-    advice: str,
-) -> Commit:
-    """Replace the rows of ``table`` matching ``predicate`` with ``stream``'s, in one commit, written by
-    delta-rs in files laid out as ``layout`` says.
-
-    ``rows_named`` names the rows replaced and ``advice`` what to do when another writer changed them at the
-    same time (the :class:`ConcurrentWriteError`'s message).
-
-    Raises:
-        BaseException: the stream's own error, unchanged, with a note that nothing was committed.
-        ConcurrentWriteError: another writer changed the same rows at the same time; nothing was committed.
-    """
-
-    def write(properties: CommitProperties) -> None:
-        with _single_writer_partition():
-            write_deltalake(
-                delta_table,
-                pa.RecordBatchReader.from_batches(schema, _sliced(stream, DELTA_RS_BATCH_ROWS)),
-                mode="overwrite",
-                predicate=predicate,
-                target_file_size=layout.target_file_size,
-                writer_properties=layout.delta_rs_properties(),
-                commit_properties=properties,
-            )
-
-    return _committed(table, delta_table, stream, write, rows_named=rows_named, advice=advice)
-
-
-def _sliced(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
-    """The batches cut into slices of at most ``rows`` rows (views, not copies)."""
-    for batch in batches:
-        for offset in range(0, batch.num_rows, rows):
-            yield batch.slice(offset, rows)
-
-
 def _committed(
     table: LakeTable,
     delta_table: DeltaTable,
@@ -171,7 +127,7 @@ def _committed(
 
 @dataclass(frozen=True)
 class ParquetLayout:
-    """How :func:`overwrite_files` and :func:`overwrite_streamed` lay out a table's files: rows per row
+    """How :func:`overwrite_files` lays out a table's files: rows per row
     group, bytes per file, and column encodings where Parquet's defaults cost more than they give:
     ``plain`` columns get no dictionary, ``delta_encoded`` ones (sorted integers and times)
     ``DELTA_BINARY_PACKED`` and no dictionary, ``unfiltered`` ones no statistics (nobody prunes by them)."""
@@ -197,20 +153,22 @@ class ParquetLayout:
             "store_schema": False,  # the Delta log holds the schema
         }
 
-    def delta_rs_properties(self) -> WriterProperties:
-        """The same layout for delta-rs's Parquet writer (``write_deltalake``)."""
-        delta: dict[str, ColumnProperties] = {}
-        for name in self.plain | self.delta_encoded | self.unfiltered:
-            delta[name] = ColumnProperties(
-                dictionary_enabled=False if name in self.plain | self.delta_encoded else None,
-                encoding="DELTA_BINARY_PACKED" if name in self.delta_encoded else None,
-                statistics_enabled="NONE" if name in self.unfiltered else None,
-            )
-        return WriterProperties(
-            max_row_group_size=self.row_group_rows,
-            compression="UNCOMPRESSED" if self.compression == "none" else self.compression.upper(),
-            column_properties=delta or None,
-        )
+
+@dataclass(frozen=True)
+class RowSelection:
+    """The rows of one partition a write replaces, when it does not replace them all.
+
+    ``rows`` selects them: an Arrow expression on the files' columns (the partition's columns are not in
+    the files). Every selected row lies in ``bounds``, ``(column, start, end)`` meaning
+    ``start <= column < end`` for an integer column the Delta log keeps exact statistics of, so a file whose
+    statistics put it outside is left unread; when ``bounded_only``, the selected rows are exactly those in
+    the bounds, and a file whose statistics put it inside is removed unread.
+    """
+
+    rows: ds.Expression
+    columns: frozenset[str]  # the columns ``rows`` reads
+    bounds: tuple[str, int, int]
+    bounded_only: bool
 
 
 def overwrite_files(
@@ -223,38 +181,64 @@ def overwrite_files(
     layout: ParquetLayout,
     rows_named: str,
     advice: str,
+    selection: RowSelection | None = None,
 ) -> Commit:
-    """Replace the partition ``partition_values`` of ``table`` (the whole table when it is empty) with
-    ``stream``'s rows, in one commit: the rows are written into new Parquet files (``schema``: the table's
-    columns but the partition columns) by Arrow's Parquet writer, then committed by delta-rs as one
-    overwrite of the partition.
+    """Replace the partition ``partition_values`` of ``table`` (the whole table when it is empty), or only
+    its rows in ``selection``, with ``stream``'s rows, in one commit: the rows are written into new Parquet
+    files (``schema``: the table's columns but the partition columns) by Arrow's Parquet writer, then
+    committed by delta-rs.
+
+    With a ``selection``, the partition's files that hold selected rows are removed, and those that also
+    hold other rows have these written again, unchanged, into the new files (what a Delta ``DELETE`` does);
+    files without selected rows stay as they are.
+
+    The commit claims the partition: it carries a Delta application transaction (``txn``) named after it,
+    and delta-rs fails a commit whose application transaction another commit made since its snapshot. So of
+    two writes of one partition that overlap in time, whichever rows they select, only the first to commit
+    does: the other fails with :class:`ConcurrentWriteError`. Without it, a write that removed no file (the
+    partition empty when it began, or a selection no file held yet) would commit its files beside those of
+    a replace made meanwhile, and the partition would hold both.
 
     Why not ``write_deltalake``: delta-rs's Parquet writer re-hashes every string of a dictionary-encoded
     column row by row, and silver has thirteen (``benchmarks/bench_silver_gold.py --compare-writers``, 2 M
     silver rows with the same encodings: 0.88 µs of CPU a row in delta-rs, 0.26 in Arrow's writer, which
-    takes a dictionary array's indices as they are; docs/BENCHMARKS.md), and it holds far more than a row
-    group in memory while it writes (a 420,000-row catalog table: +271 MiB; ``benchmarks/bench_catalog.py``).
-    Files written before a failure stay in the table's folder unreferenced, as delta-rs's own do:
-    ``vacuum`` removes them once they are older than the retention period.
+    takes a dictionary array's indices as they are; docs/BENCHMARKS.md); bronze's recorded values cost 131-136
+    ns a row through delta-rs, 91-93 through this (docs/BENCHMARKS.md, "Bronze through Arrow's writer"). And
+    delta-rs holds far more than a row group in memory while it writes (a 420,000-row catalog table:
+    +271 MiB; ``benchmarks/bench_catalog.py``).
+    Files written before a failure stay in the table's folder unreferenced, as delta-rs's own do.
 
     Raises:
         BaseException: the stream's own error, unchanged, with a note that nothing was committed.
         ConcurrentWriteError: another writer changed the partition at the same time; nothing was committed.
+        LakeError: a file to rewrite has rows the selection can neither select nor keep (a null where the
+            selection reads), or not the rows it had when planned; nothing was committed.
     """
-
     filters = [(name, "=", value) for name, value in partition_values.items()] or None
-    replaced = len(delta_table.file_uris(file_pruning_predicate=filters))
+    files = table_files(table)
+    if selection is None:
+        removed: list[RemoveAction] = []
+        rewritten: list[_Rewrite] = []
+        replaced = len(delta_table.file_uris(file_pruning_predicate=filters))
+    else:
+        removed, rewritten = _replaced_files(delta_table, files, partition_values, selection)
+        replaced = len(removed)
+    now_ns = time.time_ns()
+    claim = Transaction(claim_id(table, partition_values), now_ns, last_updated=now_ns // 1_000_000)
     added: list[AddAction] = []
 
     def write(properties: CommitProperties) -> None:
-        added.extend(_write_files(table, stream, schema, partition_values, layout))
+        rows = _kept_rows(files, rewritten, selection, schema) if selection else iter(())
+        added.extend(_write_files(files, itertools.chain(rows, stream), schema, partition_values, layout))
         delta_table.create_write_transaction(
-            added,
-            mode="overwrite",
+            [*added, *removed],
+            mode="overwrite" if selection is None else "append",
             schema=spec_of(table).schema,
             partition_by=list(partition_values),
-            partition_filters=filters,
-            commit_properties=properties,
+            partition_filters=filters if selection is None else None,
+            commit_properties=CommitProperties(
+                custom_metadata=properties.custom_metadata, app_transactions=[claim]
+            ),
         )
 
     commit = _committed(table, delta_table, stream, write, rows_named=rows_named, advice=advice)
@@ -262,16 +246,123 @@ def overwrite_files(
     return replace(commit, files_added=len(added), files_removed=replaced)
 
 
+@dataclass(frozen=True)
+class _Rewrite:
+    """A file that holds selected rows and others: the others are written again."""
+
+    path: str
+    kept_rows: int
+
+
+def _replaced_files(
+    delta_table: DeltaTable,
+    files: pafs.FileSystem,
+    partition_values: Mapping[str, str],
+    selection: RowSelection,
+) -> tuple[list[RemoveAction], list[_Rewrite]]:
+    """The partition's files that hold rows of ``selection`` (their remove actions), and those of them that
+    also hold other rows. A file's statistics decide where they can (exact integer bounds); otherwise its
+    selected and other rows are counted (reading only the columns the selection needs)."""
+    actions = pa.table(delta_table.get_add_actions(flatten=True))
+    for name, value in partition_values.items():  # in Arrow: a table's files, not a partition's, are many
+        actions = actions.filter(pc.equal(actions.column(f"partition.{name}").cast(pa.string()), value))
+    column, start, end = selection.bounds
+
+    def values(name: str) -> list[object]:
+        found = name in actions.column_names
+        return actions.column(name).to_pylist() if found else [None] * actions.num_rows
+
+    low, high, sizes = values(f"min.{column}"), values(f"max.{column}"), values("size_bytes")
+    removed: list[RemoveAction] = []
+    rewritten: list[_Rewrite] = []
+    now_ms = int(time.time() * 1000)
+    for i, path in enumerate(values("path")):
+        bounded = low[i] is not None and high[i] is not None
+        if bounded and (high[i] < start or low[i] >= end):
+            continue
+        if not (bounded and selection.bounded_only and start <= low[i] and high[i] < end):
+            selected, kept = _count_rows(files, str(path), selection)
+            if not selected:
+                continue
+            if kept:
+                rewritten.append(_Rewrite(str(path), kept))
+        removed.append(
+            RemoveAction(
+                path=str(path),
+                data_change=True,
+                deletion_timestamp=now_ms,
+                size=sizes[i],
+                partition_values=dict(partition_values),
+            )
+        )
+    return removed, rewritten
+
+
+def _count_rows(files: pafs.FileSystem, path: str, selection: RowSelection) -> tuple[int, int]:
+    """How many of the file's rows ``selection`` selects and how many it does not."""
+    with files.open_input_file(path) as source:
+        parquet = pq.ParquetFile(source)
+        selected = others = 0
+        for batch in parquet.iter_batches(_BATCH_ROWS, columns=list(selection.columns)):
+            selected += batch.filter(selection.rows).num_rows
+            others += batch.filter(~selection.rows).num_rows
+        neither = parquet.metadata.num_rows - selected - others
+    if neither:
+        raise LakeError(
+            f"{neither} row(s) of {path} are neither in nor out of the rows this write replaces (a null "
+            f"where the selection reads {sorted(selection.columns)}). Nothing was committed: repair the "
+            "file's rows before this partition is written again."
+        )
+    return selected, others
+
+
+def _kept_rows(
+    files: pafs.FileSystem, rewritten: list[_Rewrite], selection: RowSelection, schema: pa.Schema
+) -> Iterator[pa.RecordBatch]:
+    """The rows of ``rewritten`` files that ``selection`` does not select, in their order, as ``schema``
+    says (dictionary columns read as such; a column a file lacks as nulls)."""
+    dictionaries = [f.name for f in schema if pa.types.is_dictionary(f.type)]
+    for rewrite in rewritten:
+        kept = 0
+        with files.open_input_file(rewrite.path) as source:
+            parquet = pq.ParquetFile(source, read_dictionary=dictionaries)
+            stored = set(parquet.schema_arrow.names)
+            for batch in parquet.iter_batches(_BATCH_ROWS, columns=[n for n in schema.names if n in stored]):
+                rows = batch.filter(~selection.rows)
+                kept += rows.num_rows
+                yield _as_schema(rows, schema)
+        if kept != rewrite.kept_rows:
+            raise LakeError(
+                f"{rewrite.path} held {rewrite.kept_rows} row(s) to keep when this write began and {kept} "
+                "when it rewrote them. Nothing was committed: another writer changed the file meanwhile; "
+                "re-run."
+            )
+
+
+def _as_schema(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    columns = [
+        batch.column(f.name).cast(f.type)
+        if f.name in batch.schema.names
+        else pa.nulls(batch.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def claim_id(table: LakeTable, partition_values: Mapping[str, str]) -> str:
+    """The application transaction id the writes of this partition commit (see overwrite_files)."""
+    return "osipi:" + "/".join([table.name, *(f"{k}={v}" for k, v in partition_values.items())])
+
+
 def _write_files(
-    table: LakeTable,
-    stream: BatchStream,
+    files: pafs.FileSystem,
+    stream: Iterator[pa.RecordBatch],
     schema: pa.Schema,
     partition_values: Mapping[str, str],
     layout: ParquetLayout,
 ) -> list[AddAction]:
     """Write ``stream`` into Parquet files of about ``layout.target_file_size`` bytes in the partition's
     folder, row groups of ``layout.row_group_rows`` rows; their add actions (with Delta's statistics)."""
-    files = _files_of(table)
     folder = "".join(f"{name}={_folder_name(value)}/" for name, value in partition_values.items())
     options = layout.writer_options(schema)
     added: list[AddAction] = []
@@ -305,17 +396,19 @@ def _folder_name(value: str) -> str:
 
 def _row_groups(batches: Iterator[pa.RecordBatch], schema: pa.Schema, rows: int) -> Iterator[pa.Table]:
     """The batches gathered (not copied) into tables of at least ``rows`` rows, the last one smaller: Arrow's
-    writer starts a row group at every table it is given."""
+    writer starts a row group at every table it is given. A dictionary column's chunks get one dictionary:
+    given chunks with different ones, Arrow's writer falls back to plain values for the whole row group
+    (bronze's batches, one dictionary a page: 89 bytes a row instead of 10)."""
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     for batch in batches:
         pending.append(batch)
         pending_rows += batch.num_rows
         if pending_rows >= rows:
-            yield pa.Table.from_batches(pending, schema)
+            yield pa.Table.from_batches(pending, schema).unify_dictionaries()
             pending, pending_rows = [], 0
     if pending_rows:
-        yield pa.Table.from_batches(pending, schema)
+        yield pa.Table.from_batches(pending, schema).unify_dictionaries()
 
 
 class _PartFile:
@@ -384,44 +477,3 @@ def _json_value(value: object) -> object:
     if isinstance(value, date):
         return value.isoformat()
     return value
-
-
-def local_folder(table: LakeTable) -> pafs.FileSystem | None:
-    """A local table's folder as Arrow's own file system, or None for a table in an object store."""
-    uri = urlparse(table.uri)
-    if uri.scheme == "file":
-        return pafs.SubTreeFileSystem(uri.path, _LOCAL)
-    if len(uri.scheme) <= 1:  # a path (with a drive letter on Windows)
-        return pafs.SubTreeFileSystem(str(Path(table.uri).resolve()), _LOCAL)
-    return None
-
-
-def _files_of(table: LakeTable) -> pafs.FileSystem:
-    """The table's folder as a file system: Arrow's own for a local table, delta-rs's (object stores, with
-    the table's credentials) otherwise."""
-    return local_folder(table) or pafs.PyFileSystem(DeltaStorageHandler(table.uri, table.delta_options))
-
-
-@contextmanager
-def _single_writer_partition() -> Iterator[None]:
-    """Make delta-rs plan the write with one partition, so the input stream gets backpressure.
-
-    delta-rs (1.6) hash-repartitions the input of a partitioned table by its partition columns into
-    ``num_cpus`` streams. A slice has one partition value, so every row lands in the same stream, and
-    DataFusion's repartition only blocks its producer once *every* output stream holds data: it never
-    blocks here, and a producer faster than the parquet writer piles batches up in memory (measured:
-    1.3 GiB for 20 M rows on 2 cores, growing with the day). delta-rs counts CPUs with the calling
-    thread's affinity when it plans the write, so pinning this thread to one CPU for the call gives a
-    one-stream plan that blocks the producer (flat ~0.5 GiB for 86 M rows), while the writing itself
-    still runs on the tokio worker threads, which already exist and are not pinned. No-op where
-    ``sched_setaffinity`` does not exist (macOS, Windows): memory then depends on the producer's pace.
-    """
-    if not hasattr(os, "sched_setaffinity"):
-        yield
-        return
-    allowed = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(allowed)})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, allowed)

@@ -22,12 +22,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.fs import DeltaStorageHandler
 
 from osipi_dagster.lake.errors import (
     InvalidLakeRootError,
@@ -51,7 +54,13 @@ _FALSE_WORDS = frozenset({"", "false", "0", "no", "off", "n", "f"})
 WRITE_ID_KEY = "osipi.write_id"
 # How many recent commits to search for our own: concurrent writers of other slices commit in between.
 _HISTORY_SEARCH_DEPTH = 200
+# Every write of a partition claims it with a Delta application transaction (lake/streaming.py,
+# overwrite_files), one per partition ever written. A claim only matters while a concurrent write of the
+# partition runs (delta-rs checks the commits made since the loser's snapshot, which the log keeps for 30
+# days), so checkpoints drop claims older than a week instead of keeping one per (date, shard) for ever.
+CLAIM_RETENTION = {"delta.setTransactionRetentionDuration": "interval 7 days"}
 
+_LOCAL = pafs.LocalFileSystem()
 _NAME_PART = r"[a-z][a-z0-9_]{0,62}"
 _TABLE_NAME = re.compile(rf"^({_NAME_PART})\.({_NAME_PART})$")
 _TABLE_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,40}__$")
@@ -321,6 +330,7 @@ def ensure_table(table: LakeTable) -> DeltaTable:
                 partition_by=list(spec.partition_by) or None,
                 name=spec.name,
                 description=spec.description,
+                configuration=CLAIM_RETENTION,
                 storage_options=table.delta_options,
                 # By default delta-rs retries a lost version-0 commit as version 1: a second CREATE whose
                 # metadata action makes every writer that read version 0 fail with "Metadata changed".
@@ -414,17 +424,18 @@ def tagged_commit(
     with a unique id and found by its tag rather than assumed to be the latest. Its version is
     ``delta_table.version()`` right after the write (the state delta-rs keeps after its commit): the
     ``version`` numbers ``history()`` reports can be off while concurrent writers commit. A commit of add
-    actions (``create_write_transaction``) does not advance ``delta_table``: its version is history's.
+    actions (``create_write_transaction``) does not advance ``delta_table``: its version is that of the first
+    log entry after ``delta_table``'s that holds the tag.
     """
     write_id = uuid.uuid4().hex
     version_before = delta_table.version()
     write(CommitProperties(custom_metadata={WRITE_ID_KEY: write_id}))
     version = delta_table.version()
+    if version == version_before:  # a commit of add actions leaves delta_table as it was
+        version = _logged_version(table, write_id, after=version_before)
     for commit in table.load().history(_HISTORY_SEARCH_DEPTH):
         if commit.get(WRITE_ID_KEY) == write_id:
             metrics = commit.get("operationMetrics", {})
-            if version == version_before:  # a commit of add actions leaves delta_table as it was
-                version = int(commit["version"])
             return Commit(
                 version, int(metrics.get("num_added_files", 0)), int(metrics.get("num_removed_files", 0))
             )
@@ -432,6 +443,39 @@ def tagged_commit(
         f"Committed write {write_id} is not among the last {_HISTORY_SEARCH_DEPTH} commits of "
         f"{table}; the data is committed but its metrics are unknown."
     )
+
+
+def _logged_version(table: LakeTable, write_id: str, *, after: int) -> int:
+    """The version of the commit tagged ``write_id``, made after version ``after``: the first log entry
+    after it that holds the tag (history()'s version numbers are not to be trusted here)."""
+    files = table_files(table)
+    for version in range(after + 1, after + 1 + _HISTORY_SEARCH_DEPTH):
+        path = f"_delta_log/{version:020d}.json"
+        if files.get_file_info(path).type == pafs.FileType.NotFound:
+            break
+        with files.open_input_stream(path) as entry:
+            if write_id.encode() in entry.read():
+                return version
+    raise LakeError(
+        f"Committed write {write_id} is not among the log entries of {table} after version {after}; the "
+        "data is committed but its version is unknown."
+    )
+
+
+def local_folder(table: LakeTable) -> pafs.FileSystem | None:
+    """A local table's folder as Arrow's own file system, or None for a table in an object store."""
+    uri = urlparse(table.uri)
+    if uri.scheme == "file":
+        return pafs.SubTreeFileSystem(uri.path, _LOCAL)
+    if len(uri.scheme) <= 1:  # a path (with a drive letter on Windows)
+        return pafs.SubTreeFileSystem(str(Path(table.uri).resolve()), _LOCAL)
+    return None
+
+
+def table_files(table: LakeTable) -> pafs.FileSystem:
+    """The table's folder as a file system: Arrow's own for a local table, delta-rs's (object stores, with
+    the table's credentials) otherwise."""
+    return local_folder(table) or pafs.PyFileSystem(DeltaStorageHandler(table.uri, table.delta_options))
 
 
 def sql_literal(value: str) -> str:

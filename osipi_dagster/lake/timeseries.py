@@ -2,9 +2,10 @@
 
 A run owns one slice of the table, a (``partition_date``, ``tag_shard``) pair, or, for the incremental
 open day, a time range of that slice, optionally only for some points. :func:`replace_slice` replaces
-exactly that slice in one atomic Delta commit (an overwrite with a predicate), streaming the client's
-record batches into the commit so memory stays bounded whatever the size of the day. Running it twice
-with the same values gives the same table contents: nothing is ever appended twice.
+exactly that slice in one atomic Delta commit (the files holding its rows removed, their other rows written
+again), streaming the client's record batches into new files so memory stays bounded whatever the size of
+the day. Running it twice with the same values gives the same table contents: nothing is ever appended
+twice, and two writes of one (date, shard) at once cannot both commit.
 
 Timestamps: PI stores 100 ns ticks, Delta stores microseconds. The table keeps both ``timestamp``
 (floored to the microsecond, for SQL and engines) and ``timestamp_ns`` (the exact nanoseconds since the
@@ -27,7 +28,7 @@ import pyarrow.dataset as ds
 from osipi_dagster.contract import RECORDED_SCHEMA, day_bounds, dictionary_encoded, format_ns, to_ns
 from osipi_dagster.lake.errors import InvalidRowsError
 from osipi_dagster.lake.schemas import TIMESERIES, UTC_NS, UTC_US
-from osipi_dagster.lake.streaming import BatchStream, ParquetLayout, overwrite_streamed
+from osipi_dagster.lake.streaming import BatchStream, ParquetLayout, RowSelection, overwrite_files
 from osipi_dagster.lake.tables import (
     LakeTable,
     WriteResult,
@@ -36,13 +37,14 @@ from osipi_dagster.lake.tables import (
     require_utc,
     sql_literal,
     utc_now,
+    without_columns,
 )
 
-# File sizing. delta-rs rolls a data file over once it holds target_file_size bytes, so every file but
-# the last of a write is at least this big: at the ~15 bytes a row the benchmark's PI-like values take,
-# 128 MiB is about 8.6 million rows a file, far above the 250,000-row floor. The parquet writer keeps one
-# row group in memory while encoding it, so the row group size bounds the writer's memory (about 100
-# bytes a row before encoding: ~100 MB for 1 Mi rows); 1 Mi rows is parquet-rs's default and keeps row
+# File sizing. The writer rolls a data file over once it holds target_file_size bytes, so every file but
+# the last of a write is at least this big: at the ~10 bytes a row the benchmark's PI-like values take,
+# 128 MiB is about 13 million rows a file, far above the 250,000-row floor. The writer holds about two row
+# groups of the caller's batches (one being encoded, one being gathered), so the row group size bounds its
+# memory (about 40 bytes a row of dictionary-encoded batches: ~40 MB for 1 Mi rows); 1 Mi rows keeps row
 # groups large enough for efficient scans.
 TARGET_FILE_SIZE = 128 * 1024 * 1024
 ROW_GROUP_ROWS = 1024 * 1024
@@ -51,9 +53,9 @@ ROW_GROUP_ROWS = 1024 * 1024
 # in a fraction of a byte a row (as silver's, lake/partitions.py), where Parquet's default dictionary
 # overflows at once and falls back to 8 plain bytes each. Values keep their dictionary: PI's values often
 # repeat (step, digital and coarsely quantised points), and on values that do not, dropping it saved next to
-# nothing. End to end, delta-rs's CPU per value fell 17-24 %, the client's 5-8 % and files are 37 % smaller
-# (docs/BENCHMARKS.md, "Bronze column encodings"). Every reader of the table reads it (delta-rs, pyarrow,
-# DuckDB, Spark 3.3+).
+# nothing. End to end (then through delta-rs's writer), its CPU per value fell 17-24 %, the client's 5-8 % and
+# files are 37 % smaller (docs/BENCHMARKS.md, "Bronze column encodings"). Every reader of the table reads it
+# (delta-rs, pyarrow, DuckDB, Spark 3.3+).
 BRONZE_LAYOUT = ParquetLayout(
     ROW_GROUP_ROWS, TARGET_FILE_SIZE, delta_encoded=frozenset({"timestamp", "timestamp_ns"})
 )
@@ -61,13 +63,13 @@ BRONZE_LAYOUT = ParquetLayout(
 _MAX_WEB_IDS_IN_MESSAGE = 5
 
 
-# The batches reach delta-rs with WebIds and units as dictionary columns (plain ones are encoded): its
-# Parquet writer dictionary-encodes them anyway, and the client builds no 80-byte WebId per value (41-63 ->
+# The batches reach the Parquet writer with WebIds and units as dictionary columns (plain ones are
+# encoded): Parquet dictionary-encodes them anyway, and the client builds no 80-byte WebId per value (41-63 ->
 # 4-5 ns a value; end to end 2-7 % less client CPU and a 26-99 MiB lower peak: docs/BENCHMARKS.md,
 # "Dictionary-encoded WebIds"). The table's schema stays plain strings, and so do the columns its readers
-# get (only a data file's own Arrow schema says dictionary).
+# get. The files hold every column but the partition's (in their folder and the Delta log).
 _RECORDED_DICTIONARY = dictionary_encoded(RECORDED_SCHEMA)
-_WRITTEN_SCHEMA = dictionary_encoded(TIMESERIES.schema)
+_WRITTEN_SCHEMA = dictionary_encoded(without_columns(TIMESERIES.schema, ["partition_date", "tag_shard"]))
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,28 @@ class TimeSlice:
         if self.kept_web_ids:
             terms.append(f"web_id NOT IN ({', '.join(sql_literal(w) for w in sorted(self.kept_web_ids))})")
         return " AND ".join(terms)
+
+    @property
+    def rows(self) -> ds.Expression:
+        """The slice's rows among its (date, shard) partition's (the files' columns: no partition's)."""
+        rows = (ds.field("timestamp_ns") >= self.start_ns) & (ds.field("timestamp_ns") < self.end_ns)
+        if self.web_ids is not None:
+            rows &= ds.field("web_id").isin(sorted(self.web_ids))
+        if self.kept_web_ids:
+            rows &= ~ds.field("web_id").isin(sorted(self.kept_web_ids))
+        return rows
+
+    def selection(self) -> RowSelection | None:
+        """The slice as the rows of its partition a write replaces; None when it is the whole partition."""
+        points = self.web_ids is None and not self.kept_web_ids
+        if self.whole_day and points:
+            return None
+        return RowSelection(
+            self.rows,
+            columns=frozenset({"timestamp_ns", "web_id"}),
+            bounds=("timestamp_ns", self.start_ns, self.end_ns),
+            bounded_only=points,
+        )
 
     def describe(self) -> str:
         text = (
@@ -177,33 +201,38 @@ def replace_slice(
     ``timestamp >= start AND timestamp < end``), and by ``web_ids`` (only these points) or ``kept_web_ids``
     (all but these points) when given (see :func:`time_slice`).
     Every row of the slice that is not in ``batches`` is deleted, every row of ``batches`` is added, and
-    nothing outside the slice is touched.
+    no row outside the slice changes (a file holding rows of the slice and others is replaced by one holding
+    the others unchanged: :func:`~osipi_dagster.lake.streaming.overwrite_files`).
 
     The batches (the PI client's ``RECORDED_SCHEMA``, its ``web_id`` and ``units`` plain or dictionary
-    columns: ``read_recorded(dictionary=True)`` saves both sides a string per value) are streamed into the
-    commit one at a time, so a day of any size fits in bounded memory. Each batch is checked before it is
-    handed to Delta: a row outside the slice (another day, outside the time range, a point not in
+    columns: ``read_recorded(dictionary=True)`` saves both sides a string per value) are streamed into
+    Parquet files row group by row group, so a day of any size fits in bounded memory. Each batch is checked
+    before it is written: a row outside the slice (another day, outside the time range, a point not in
     ``web_ids``), a missing column or a null in a required column raises :class:`InvalidRowsError`; that
     error, or any error raised by the iterator itself, aborts the write and nothing is committed (files
-    already written are unreferenced and invisible to readers; ``VACUUM`` removes them).
+    already written are unreferenced and invisible to readers).
+
+    The commit claims the (date, shard) partition: of two writes of one partition at the same time, whatever
+    their slices, only one commits.
 
     Raises:
         InvalidRowsError: a batch breaks the contract above; the table is unchanged.
-        ConcurrentWriteError: another writer replaced overlapping rows at the same time; re-run.
+        ConcurrentWriteError: another writer wrote the same (date, shard) partition at the same time; re-run.
     """
     started = time.perf_counter()
     target = time_slice(partition_date, tag_shard, time_range, web_ids, kept_web_ids)
     delta_table = ensure_table(table)
     stream = _SliceStream(batches, target, require_utc(ingested_at or utc_now(), what="ingested_at"))
-    commit = overwrite_streamed(
+    commit = overwrite_files(
         table,
         delta_table,
         stream,
         _WRITTEN_SCHEMA,
-        predicate=target.predicate,
+        partition_values={"partition_date": target.partition_date.isoformat(), "tag_shard": tag_shard},
         layout=BRONZE_LAYOUT,
-        rows_named=f"rows of {table} slice {target.describe()}",
-        advice="Make sure one run at a time owns a slice, then re-run.",
+        rows_named=f"{table} partition {target.partition_date.isoformat()}|{tag_shard}",
+        advice="Make sure one run at a time writes a (date, shard) partition, then re-run.",
+        selection=target.selection(),
     )
     return WriteResult.of(table, commit, rows=stream.rows, predicate=target.predicate, started=started)
 
@@ -214,11 +243,7 @@ class _SliceStream(BatchStream):
     def __init__(self, batches: Iterable[pa.RecordBatch], target: TimeSlice, ingested_at: datetime) -> None:
         super().__init__(batches)
         self._target = target
-        self._constants = {
-            "partition_date": pa.scalar(target.partition_date, pa.date32()),
-            "tag_shard": pa.scalar(target.tag_shard, pa.string()),
-            "ingested_at": pa.scalar(ingested_at, UTC_US),
-        }
+        self._ingested_at = pa.scalar(ingested_at, UTC_US)
         self._web_ids = None if target.web_ids is None else pa.array(sorted(target.web_ids), pa.string())
         self._kept = pa.array(sorted(target.kept_web_ids), pa.string()) if target.kept_web_ids else None
 
@@ -232,7 +257,7 @@ class _SliceStream(BatchStream):
         columns = {name: batch.column(name) for name in RECORDED_SCHEMA.names}
         columns["timestamp"] = pa.array(floored_us, UTC_US)
         columns["timestamp_ns"] = exact_ns
-        columns.update({name: pa.repeat(value, batch.num_rows) for name, value in self._constants.items()})
+        columns["ingested_at"] = pa.repeat(self._ingested_at, batch.num_rows)
         return pa.RecordBatch.from_arrays(
             [columns[name] for name in _WRITTEN_SCHEMA.names], schema=_WRITTEN_SCHEMA
         )
@@ -307,18 +332,10 @@ def _slice_dataset(table: LakeTable, target: TimeSlice) -> ds.Dataset:
 
 
 def _slice_filter(target: TimeSlice) -> ds.Expression:
-    expression = (ds.field("partition_date") == pa.scalar(target.partition_date, pa.date32())) & (
+    partition = (ds.field("partition_date") == pa.scalar(target.partition_date, pa.date32())) & (
         ds.field("tag_shard") == target.tag_shard
     )
-    if not target.whole_day:
-        expression &= (ds.field("timestamp_ns") >= target.start_ns) & (
-            ds.field("timestamp_ns") < target.end_ns
-        )
-    if target.web_ids is not None:
-        expression &= ds.field("web_id").isin(sorted(target.web_ids))
-    if target.kept_web_ids:
-        expression &= ~ds.field("web_id").isin(sorted(target.kept_web_ids))
-    return expression
+    return partition & target.rows
 
 
 def restore_exact_timestamps(rows: pa.Table) -> pa.Table:

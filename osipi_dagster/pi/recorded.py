@@ -85,6 +85,10 @@ log = logging.getLogger("osipi_dagster.pi")
 CANCEL_POLL_S = 0.1  # how often a read waiting for answers looks at its cancel event
 
 _RECORDED_FIELDS = ("Timestamp", "Value", "Good", "Questionable", "Substituted", "Annotated", "Errors")
+# Left as they are in query values, as RFC 3986 allows (PI Web API's own examples write times and
+# selectedFields so): a URL with no percent-escape is one that urllib3 passes through at C speed, where any
+# escape makes it re-check the URL byte by byte in Python, twice a request (0.1-0.5 ms for 2-13 KB URLs).
+_QUERY_SAFE = ":;"
 # PI's words for "maxCount is above MaxReturnedItemsPerCall"; the number in brackets is the limit.
 _LIMIT_MESSAGE = re.compile(r"maximum allowed|maxcount", re.IGNORECASE)
 _LIMIT_NUMBER = re.compile(r"maximum allowed\D{0,20}?(\d+)", re.IGNORECASE)
@@ -692,11 +696,14 @@ class _Engine:
     def _streamset_url(self, group: list[_Stream], max_count: int) -> str:
         params = self.spec.query(group[0].cursor, max_count, streamset=True)
         params += [("webId", s.web_id) for s in group]
-        return self.transport.url(f"streamsets/{self.spec.action}") + "?" + urlencode(params, quote_via=quote)
+        query = urlencode(params, safe=_QUERY_SAFE, quote_via=quote)
+        return self.transport.url(f"streamsets/{self.spec.action}") + "?" + query
 
     def _stream_url(self, stream: _Stream, max_count: int) -> str:
         path = self.transport.url(f"streams/{quote(stream.web_id, safe='')}/{self.spec.action}")
-        query = urlencode(self.spec.query(stream.cursor, max_count, streamset=False), quote_via=quote)
+        query = urlencode(
+            self.spec.query(stream.cursor, max_count, streamset=False), safe=_QUERY_SAFE, quote_via=quote
+        )
         return f"{path}?{query}" if query else path
 
     def _unpageable(self, group: list[_Stream], counts: list[int]) -> list[_Outcome]:
