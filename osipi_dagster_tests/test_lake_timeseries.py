@@ -189,6 +189,35 @@ def test_two_writes_of_one_partition_at_once_cannot_both_commit(
     assert contents(table, DAY, "s00") == contents(alone, DAY, "s00") != []
 
 
+@pytest.mark.parametrize(
+    "time_range", [None, (datetime(2025, 1, 6, 12, tzinfo=UTC), datetime(2025, 1, 7, tzinfo=UTC))]
+)
+def test_a_replace_of_another_partition_meanwhile_does_not_fail_this_one(
+    table: LakeTable, time_range: tuple[datetime, datetime] | None
+) -> None:
+    """delta-rs fails a commit of file actions when any file of the table was removed since its snapshot;
+    the write commits again when its own partition is unchanged (runs of different shards at once)."""
+    replace_slice(table, [hourly(["A"])], partition_date=DAY, tag_shard="s00")
+    replace_slice(table, [hourly(["B"])], partition_date=DAY, tag_shard="s01")
+
+    def rows_while_another_partition_is_replaced() -> Iterator[pa.RecordBatch]:
+        yield _rows_of(hourly(["A"], value=100.0), time_range)
+        replace_slice(table, [hourly(["B"], value=200.0)], partition_date=DAY, tag_shard="s01")
+
+    replace_slice(
+        table,
+        rows_while_another_partition_is_replaced(),
+        partition_date=DAY,
+        tag_shard="s00",
+        time_range=time_range,
+    )
+
+    a = read_slice(table, DAY, "s00")["value"].to_pylist()
+    assert a == [1.0 + h if time_range and h < 12 else 100.0 + h for h in range(24)]
+    assert read_slice(table, DAY, "s01")["value"].to_pylist() == [200.0 + h for h in range(24)]
+    assert table.version() == 4
+
+
 def _rows_of(
     batch: pa.RecordBatch,
     time_range: tuple[datetime, datetime] | None = None,

@@ -42,6 +42,8 @@ from osipi_dagster.lake.tables import (
 
 _SAFE_FOLDER = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _BATCH_ROWS = 65_536  # rows a batch when a file is read back to be rewritten
+_COMMIT_ATTEMPTS = 10  # commits of one write while other partitions' writers keep removing files
+_DELETED_WHILE_READ = "concurrent transaction deleted data"  # delta-rs's ConcurrentDeleteRead
 
 
 class BatchStream(Iterator[pa.RecordBatch]):
@@ -230,20 +232,39 @@ def overwrite_files(
     def write(properties: CommitProperties) -> None:
         rows = _kept_rows(files, rewritten, selection, schema) if selection else iter(())
         added.extend(_write_files(files, itertools.chain(rows, stream), schema, partition_values, layout))
-        delta_table.create_write_transaction(
-            [*added, *removed],
-            mode="overwrite" if selection is None else "append",
-            schema=spec_of(table).schema,
-            partition_by=list(partition_values),
-            partition_filters=filters if selection is None else None,
-            commit_properties=CommitProperties(
-                custom_metadata=properties.custom_metadata, app_transactions=[claim]
-            ),
-        )
+        snapshot = delta_table
+        for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+            try:
+                snapshot.create_write_transaction(
+                    [*added, *removed],
+                    mode="overwrite" if selection is None else "append",
+                    schema=spec_of(table).schema,
+                    partition_by=list(partition_values),
+                    partition_filters=filters if selection is None else None,
+                    commit_properties=CommitProperties(
+                        custom_metadata=properties.custom_metadata, app_transactions=[claim]
+                    ),
+                )
+                return
+            except CommitFailedError as exc:
+                # delta-rs fails a commit of file actions whenever another commit removed any file of the
+                # table since its snapshot (it cannot tell which files this one read). When the partition
+                # holds the same files as at the snapshot, the other commit replaced another partition (a
+                # writer of this one carries this claim, and fails the commit instead): commit again.
+                if attempt == _COMMIT_ATTEMPTS or _DELETED_WHILE_READ not in str(exc):
+                    raise
+                fresh = table.load()
+                if _partition_files(fresh, filters) != _partition_files(snapshot, filters):
+                    raise
+                snapshot = fresh
 
     commit = _committed(table, delta_table, stream, write, rows_named=rows_named, advice=advice)
     # delta-rs records no operation metrics for a commit of add actions: the counts are known here.
     return replace(commit, files_added=len(added), files_removed=replaced)
+
+
+def _partition_files(delta_table: DeltaTable, filters: list | None) -> set[str]:
+    return set(delta_table.file_uris(file_pruning_predicate=filters))
 
 
 @dataclass(frozen=True)
