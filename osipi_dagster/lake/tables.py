@@ -425,14 +425,15 @@ def tagged_commit(
     ``delta_table.version()`` right after the write (the state delta-rs keeps after its commit): the
     ``version`` numbers ``history()`` reports can be off while concurrent writers commit. A commit of add
     actions (``create_write_transaction``) does not advance ``delta_table``: its version is that of the first
-    log entry after ``delta_table``'s that holds the tag.
+    log entry after ``delta_table``'s that holds the tag, and its file counts are the caller's to fill in
+    (delta-rs records none for it).
     """
     write_id = uuid.uuid4().hex
     version_before = delta_table.version()
     write(CommitProperties(custom_metadata={WRITE_ID_KEY: write_id}))
     version = delta_table.version()
-    if version == version_before:  # a commit of add actions leaves delta_table as it was
-        version = _logged_version(table, write_id, after=version_before)
+    if version == version_before:  # a commit of add actions: delta_table stays, delta-rs records no metrics
+        return Commit(_logged_version(table, write_id, after=version_before), 0, 0)
     for commit in table.load().history(_HISTORY_SEARCH_DEPTH):
         if commit.get(WRITE_ID_KEY) == write_id:
             metrics = commit.get("operationMetrics", {})
