@@ -12,7 +12,8 @@ for one partition through Dagster (``dg.materialize`` on a ``dg.instance_for_tes
 
 Prints the values written, the wall time of the ``pi_timeseries`` materialization (Dagster run included),
 values/s end to end, the CPU time per value of this process (and of delta-rs's ``tokio-rt-worker`` threads in
-it: the Rust side of the Delta append) and of the mock, the cores used on average (both processes' CPU
+it: the Rust side of the Delta append; and the kernel's share of it, with the process's minor page faults
+per 100,000 values) and of the mock, the cores used on average (both processes' CPU
 seconds over the wall time: 2 is the whole machine), the share of requests that were full (their answer
 carried at least 80 % of ``values_per_request``: ``pi_full_requests`` of ``pi_requests`` in the
 materialization's metadata) and their average fill, and the peak RSS of this process (``ru_maxrss``: it
@@ -119,6 +120,14 @@ def self_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def self_kernel_usage() -> tuple[float, int]:
+    """System CPU seconds and minor page faults of this process so far (every thread included): the
+    kernel's share of the client's CPU, mostly the faults of memory mapped afresh (docs/OPERATIONS.md,
+    "The memory allocator")."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_stime, usage.ru_minflt
+
+
 def start_mock(points: int, now: datetime) -> tuple[subprocess.Popen, str]:
     """The mock in its own process, every point 1 Hz, the clock fixed at ``now``; returns (process, api)."""
     port = free_port()
@@ -170,6 +179,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 self_cpu_seconds(),
                 thread_cpu_seconds("tokio-rt-worker"),
             )
+            system_cpu, faults = self_kernel_usage()
             started = time.perf_counter()
             result = dg.materialize(
                 [pi_timeseries],
@@ -181,6 +191,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             assert result.success
             mock_cpu, own_cpu = proc_cpu_seconds(mock.pid) - mock_cpu, self_cpu_seconds() - own_cpu
             delta_cpu = thread_cpu_seconds("tokio-rt-worker") - delta_cpu
+            system_after, faults_after = self_kernel_usage()
+            system_cpu, faults = system_after - system_cpu, faults_after - faults
             metadata = result.asset_materializations_for_node("pi_timeseries")[0].metadata
         mock_rss = proc_peak_rss_mib(mock.pid)
     finally:
@@ -209,6 +221,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "cores_used": round((own_cpu + mock_cpu) / wall, 2),
         "client_cpu_us_per_value": round(own_cpu / values * 1e6, 3),
         "delta_rs_cpu_us_per_value": round(delta_cpu / values * 1e6, 3),
+        "client_system_cpu_us_per_value": round(system_cpu / values * 1e6, 3),
+        "client_page_faults_per_100k_values": round(faults / values * 1e5),
         "mock_cpu_us_per_value": round(mock_cpu / values * 1e6, 3),
         "peak_rss_mib": round(self_peak_rss_mib()),
         "peak_rss_mib_before_timeseries": round(rss_before),
@@ -245,7 +259,8 @@ def main() -> None:
         f"{', identity' if args.identity else ''}): "
         f"{figures['wall_seconds']} s wall = {figures['values_per_second']:,} values/s end to end; "
         f"CPU µs/value: this process {figures['client_cpu_us_per_value']} (of which delta-rs threads "
-        f"{figures['delta_rs_cpu_us_per_value']}), mock "
+        f"{figures['delta_rs_cpu_us_per_value']}, kernel {figures['client_system_cpu_us_per_value']}, "
+        f"{figures['client_page_faults_per_100k_values']:,} page faults per 100,000 values), mock "
         f"{figures['mock_cpu_us_per_value']}; requests {figures['requests']:,}, on average "
         f"{figures['values_per_request_filled']:.0%} full, share at least 80 % full "
         f"{figures['full_request_share']}; peak RSS {figures['peak_rss_mib']:,} MiB "
