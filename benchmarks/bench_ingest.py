@@ -116,16 +116,15 @@ def self_rss_mib() -> float:
 
 def self_cpu_seconds() -> float:
     """User + system CPU seconds of this process, every thread included."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return self_cpu_usage()[0]
 
 
-def self_kernel_usage() -> tuple[float, int]:
-    """System CPU seconds and minor page faults of this process so far (every thread included): the
-    kernel's share of the client's CPU, mostly the faults of memory mapped afresh (docs/OPERATIONS.md,
-    "The memory allocator")."""
+def self_cpu_usage() -> tuple[float, float, int]:
+    """This process's CPU seconds so far (user + system, every thread included), the system's share of
+    them (the kernel: mostly the faults of memory mapped afresh, docs/OPERATIONS.md "The memory
+    allocator") and its minor page faults."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_stime, usage.ru_minflt
+    return usage.ru_utime + usage.ru_stime, usage.ru_stime, usage.ru_minflt
 
 
 def start_mock(points: int, now: datetime) -> tuple[subprocess.Popen, str]:
@@ -174,12 +173,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             assert catalog.success
             catalog_seconds = time.perf_counter() - started
             rss_before = self_peak_rss_mib()
-            mock_cpu, own_cpu, delta_cpu = (
+            mock_cpu, (own_cpu, system_cpu, faults), delta_cpu = (
                 proc_cpu_seconds(mock.pid),
-                self_cpu_seconds(),
+                self_cpu_usage(),
                 thread_cpu_seconds("tokio-rt-worker"),
             )
-            system_cpu, faults = self_kernel_usage()
             started = time.perf_counter()
             result = dg.materialize(
                 [pi_timeseries],
@@ -189,10 +187,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             )
             wall = time.perf_counter() - started
             assert result.success
-            mock_cpu, own_cpu = proc_cpu_seconds(mock.pid) - mock_cpu, self_cpu_seconds() - own_cpu
+            mock_cpu = proc_cpu_seconds(mock.pid) - mock_cpu
+            own_after, system_after, faults_after = self_cpu_usage()
+            own_cpu, system_cpu, faults = (
+                own_after - own_cpu,
+                system_after - system_cpu,
+                faults_after - faults,
+            )
             delta_cpu = thread_cpu_seconds("tokio-rt-worker") - delta_cpu
-            system_after, faults_after = self_kernel_usage()
-            system_cpu, faults = system_after - system_cpu, faults_after - faults
             metadata = result.asset_materializations_for_node("pi_timeseries")[0].metadata
         mock_rss = proc_peak_rss_mib(mock.pid)
     finally:

@@ -3,7 +3,8 @@
 Starts the mock PI Web API (``--sampling 1s``, clock at the end of 2025-01-06), reads ``--tags`` points over
 the first ``--hours`` of that day with the client's defaults (gzip, stream sets, planned pages), and prints
 for the whole read: values, requests, this process's CPU per value, minor page faults per 100,000 values,
-the gzip and inflated bytes per value, and the thread CPU time per value of each stage, measured around the
+the gzip and inflated bytes per value, and the thread CPU time per value and minor page faults per 100,000
+values of each stage, measured around the
 client's own functions (inflate ``transport._gunzip``, decode ``decode.decode_streamset`` /
 ``decode_page`` / ``decode_batch``, the odd-value scan ``decode.odd_values``, batch building
 ``decode.build_batch`` and, inside it, the timestamp cast, the value columns, the flag columns and the
@@ -48,16 +49,21 @@ STAGES = {
 }
 
 
-def timed(name: str, function: Callable, seconds: Counter, sizes: Counter, lock: threading.Lock) -> Callable:
-    """``function`` adding its calling thread's CPU time to ``seconds[name]`` (and, for the inflate, the
-    bytes in and out to ``sizes``)."""
+def timed(
+    name: str, function: Callable, seconds: Counter, faults: Counter, sizes: Counter, lock: threading.Lock
+) -> Callable:
+    """``function`` adding its calling thread's CPU time to ``seconds[name]`` and minor page faults to
+    ``faults[name]`` (and, for the inflate, the bytes in and out to ``sizes``)."""
 
     def wrapper(*args, **kwargs):
+        faulted = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
         started = time.thread_time()
         result = function(*args, **kwargs)
         spent = time.thread_time() - started
+        faulted = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - faulted
         with lock:
             seconds[name] += spent
+            faults[name] += faulted
             if name == "inflate":
                 sizes["gzip"] += len(args[0])
                 sizes["inflated"] += len(result)
@@ -75,10 +81,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     seconds: Counter[str] = Counter()
+    stage_faults: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
     lock = threading.Lock()
     for name, (module, attribute) in STAGES.items():
-        setattr(module, attribute, timed(name, getattr(module, attribute), seconds, sizes, lock))
+        setattr(
+            module, attribute, timed(name, getattr(module, attribute), seconds, stage_faults, sizes, lock)
+        )
     process, base_url = start_mock(args.tags, DAY + timedelta(days=1))
     try:
         with PIWebAPIClient(base_url) as client:
@@ -103,6 +112,9 @@ def main() -> None:
         "gzip_bytes_per_value": round(sizes["gzip"] / values, 2),
         "inflated_bytes_per_value": round(sizes["inflated"] / values, 1),
         "stage_cpu_ns_per_value": {name: round(seconds[name] / values * 1e9, 1) for name in STAGES},
+        "stage_page_faults_per_100k_values": {
+            name: round(stage_faults[name] / values * 1e5) for name in STAGES
+        },
     }
     print(
         f"{values:,} values of {args.tags} points x {args.hours} h in {read.requests:,} requests: client "
@@ -111,7 +123,8 @@ def main() -> None:
         f"{figures['inflated_bytes_per_value']} inflated bytes per value"
     )
     for name, ns in figures["stage_cpu_ns_per_value"].items():
-        print(f"  {name:24s} {ns:7.1f} ns/value")
+        stage_faults_per_100k = figures["stage_page_faults_per_100k_values"][name]
+        print(f"  {name:24s} {ns:7.1f} ns/value {stage_faults_per_100k:7,} page faults per 100,000 values")
     print(json.dumps(figures))
 
 
