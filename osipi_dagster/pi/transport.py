@@ -59,6 +59,11 @@ T = TypeVar("T")
 Params = Sequence[tuple[str, str | int | float]]
 
 # What a dropped connection, a timeout or a body cut short raises somewhere between socket and requests.
+_GZIP_MAGIC = b"\x1f\x8b\x08"  # ID1, ID2 and CM (deflate): how every gzip member starts
+# The one-buffer inflate reserves what the trailer says up front. Deflate cannot inflate more than 1,032
+# times its size, and past 1 GiB an answer grows block by block, so a lying trailer cannot reserve more.
+_DEFLATE_MAX_RATIO = 1032
+_ONE_BUFFER_MAX_BYTES = 1 << 30
 _TRANSIENT = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
 _TIMEOUTS = (requests.Timeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)
 
@@ -436,6 +441,9 @@ def _gunzip(data: bytes) -> bytes:
     like one cut short) when it is not gzip or ends inside a member."""
     if not data:
         return data
+    body = _gunzip_one_member(data)
+    if body is not None:
+        return body
     parts = []
     try:
         while True:
@@ -449,6 +457,29 @@ def _gunzip(data: bytes) -> bytes:
     except zlib.error as exc:
         raise urllib3.exceptions.DecodeError(f"the gzip body does not inflate: {exc}") from None
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _gunzip_one_member(data: bytes) -> bytes | None:
+    """``data`` inflated into one buffer of the size its trailer gives, when it is one gzip member;
+    ``None`` when that cannot be told cheaply (the caller then inflates member by member).
+
+    Why: ``decompressobj`` grows its output in blocks (up to 16 MiB) and joins them, so every 10 MB answer
+    maps fresh memory twice and page-faults through it; that was most of the reader threads' kernel time.
+    ``zlib.decompress`` fills a buffer of the given size in place, but reads only the first member and
+    ignores what follows it. So the fast path is taken only when nothing can follow: every further member
+    would start with the gzip magic, which is searched for in the compressed bytes (a chance match in
+    the deflate data only sends the answer down the exact path), and the output must have the length
+    the last 4 bytes (the trailer's ISIZE) promise, which bytes after the member would have to fake."""
+    size = int.from_bytes(data[-4:], "little")
+    if not 0 < size <= min(_ONE_BUFFER_MAX_BYTES, _DEFLATE_MAX_RATIO * len(data)):
+        return None
+    if data.find(_GZIP_MAGIC, 1) != -1:
+        return None
+    try:
+        body = zlib.decompress(data, 31, bufsize=size)
+    except zlib.error:
+        return None  # the exact path names what is broken
+    return body if len(body) == size else None
 
 
 def _error_body(content: bytes) -> list[str]:
