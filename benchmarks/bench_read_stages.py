@@ -13,7 +13,8 @@ repeated WebId and units columns). The wrappers are this script's only change to
     .venv/bin/python benchmarks/bench_read_stages.py --tags 3000 --hours 1    # many tags, short window
     .venv/bin/python benchmarks/bench_read_stages.py --tags 125 --hours 24    # the same values, few tags
 
-``--dictionary`` reads ``web_id`` and ``units`` as dictionary columns, as the bronze ingest does.
+``--dictionary`` reads ``web_id`` and ``units`` as dictionary columns, as the bronze ingest does;
+``--concurrency`` sets the requests in flight (the client's default is 2; 1 keeps every stage in one thread).
 
 Set ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` in the environment to see their effect on the
 page faults (docs/OPERATIONS.md, "The memory allocator").
