@@ -13,7 +13,8 @@ repeated WebId and units columns). The wrappers are this script's only change to
     .venv/bin/python benchmarks/bench_read_stages.py --tags 3000 --hours 1    # many tags, short window
     .venv/bin/python benchmarks/bench_read_stages.py --tags 125 --hours 24    # the same values, few tags
 
-``--dictionary`` reads ``web_id`` and ``units`` as dictionary columns, as the bronze ingest does.
+``--dictionary`` reads ``web_id`` and ``units`` as dictionary columns, as the bronze ingest does;
+``--concurrency`` sets the requests in flight (the client's default is 2; 1 keeps every stage in one thread).
 
 Set ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` in the environment to see their effect on the
 page faults (docs/OPERATIONS.md, "The memory allocator").
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument(
         "--dictionary", action="store_true", help="web_id and units as dictionary columns (as ingest reads)"
     )
+    parser.add_argument("--concurrency", type=int, default=2, help="requests in flight at once")
     args = parser.parse_args()
     seconds: Counter[str] = Counter()
     stage_faults: Counter[str] = Counter()
@@ -94,7 +96,13 @@ def main() -> None:
             web_ids = [p.web_id for p in client.points(client.data_servers()[0].web_id)]
             end = DAY + timedelta(hours=args.hours, microseconds=-1)
             faults, cpu = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
-            read = client.read_recorded(web_ids, DAY.isoformat(), end.isoformat(), dictionary=args.dictionary)
+            read = client.read_recorded(
+                web_ids,
+                DAY.isoformat(),
+                end.isoformat(),
+                dictionary=args.dictionary,
+                concurrency=args.concurrency,
+            )
             values = sum(batch.num_rows for batch in read)
             cpu = time.process_time() - cpu
             faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults

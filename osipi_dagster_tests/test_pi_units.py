@@ -6,7 +6,9 @@ Everything that talks HTTP is tested against the mock in the other test_pi_* fil
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
+import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
@@ -260,6 +262,20 @@ def test_one_member_bodies_inflate_into_one_buffer_and_nothing_after_a_member_is
     assert _gunzip(with_magic) == b'{"Value":"\x1f\x8b\x08"}' * 100
     # A trailer claiming more than deflate can inflate to reserves nothing up front.
     assert _gunzip_one_member(gzip.compress(body)[:-4] + b"\xff\xff\xff\x3f") is None
+
+
+def test_a_one_member_body_takes_memory_for_its_size_once():
+    # A buffer of exactly the body's size would be full before the inflate sees the end of the stream,
+    # and zlib-ng would double it (twice the memory, mapped and page-faulted afresh on every answer).
+    body = os.urandom(50_000).hex().encode() * 40
+    data = gzip.compress(body, compresslevel=1)
+    tracemalloc.start()
+    try:
+        assert _gunzip_one_member(data) == body
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.1 * len(body)
 
 
 @settings(max_examples=200, deadline=None)
