@@ -12,7 +12,8 @@ for one partition through Dagster (``dg.materialize`` on a ``dg.instance_for_tes
 
 Prints the values written, the wall time of the ``pi_timeseries`` materialization (Dagster run included),
 values/s end to end, the CPU time per value of this process (and of delta-rs's ``tokio-rt-worker`` threads in
-it: the Rust side of the Delta append; and the kernel's share of it, with the process's minor page faults
+it: the Rust side of the Delta append, about nothing since bronze's Parquet files are written by Arrow's
+writer in this process's own threads; and the kernel's share of it, with the process's minor page faults
 per 100,000 values) and of the mock, the cores used on average (both processes' CPU
 seconds over the wall time: 2 is the whole machine), the share of requests that were full (their answer
 carried at least 80 % of ``values_per_request``: ``pi_full_requests`` of ``pi_requests`` in the
